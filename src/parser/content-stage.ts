@@ -1,0 +1,24 @@
+// The stage that receives the text a reasoning splitter decided is not reasoning (plain content or tool calls).
+
+import { appendText } from "./events.js";
+import type { OpenSection, ParseEvent } from "./types.js";
+
+/** Receives answer text in pieces and turns it into events; holds back what it cannot decide yet. */
+export interface ContentStage {
+  push(text: string, out: ParseEvent[]): void;
+  /** End of stream: flushes what was held back. */
+  end(out: ParseEvent[]): void;
+  /** Set by end() when the stream stopped inside a section of this stage. */
+  readonly unterminated: OpenSection | undefined;
+}
+
+/** Everything is content. */
+export class PlainContent implements ContentStage {
+  readonly unterminated = undefined;
+
+  push(text: string, out: ParseEvent[]): void {
+    appendText(out, "content", text);
+  }
+
+  end(): void {}
+}
