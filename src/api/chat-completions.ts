@@ -1,0 +1,162 @@
+// POST /v1/chat/completions: admits the request as a task, then answers as one JSON body or as an SSE stream.
+import type { Context } from "hono";
+import { nanoid } from "nanoid";
+import type { Logger } from "../log.js";
+import type { Master } from "../master/master.js";
+import type { Task, TaskEvent } from "../master/task.js";
+import { createParser } from "../parser/index.js";
+import { type ChatCompletionRequest, parseChatRequest, type ReasoningMode, reasoningModeOf, toTaskRequest } from "./chat-request.js";
+import {
+  ChunkSerializer,
+  type Delta,
+  finishReasonOf,
+  ReplyCollector,
+  ReplyShaper,
+  usageBody,
+} from "./chat-response.js";
+import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
+import { SSE_HEADERS, SseStream } from "./sse.js";
+
+export interface ChatCompletionsOptions {
+  reasoning: ReasoningMode;
+  keepaliveMs: number;
+  /** Per-model parser format from configuration (`--model-format`), over what the worker announced. */
+  modelFormats: ReadonlyMap<string, string>;
+  log: Logger;
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === "") throw new InvalidRequestError("The request body is empty; send a JSON object.");
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InvalidRequestError("We could not parse the JSON body of your request. Send valid JSON.");
+  }
+}
+
+export function chatCompletionsHandler(master: Master, options: ChatCompletionsOptions) {
+  return async (c: Context): Promise<Response> => {
+    let request: ChatCompletionRequest;
+    try {
+      request = parseChatRequest(await readJson(c));
+    } catch (error) {
+      return errorResponse(error);
+    }
+    const signal = c.req.raw.signal;
+    let task: Task;
+    try {
+      task = master.submit(toTaskRequest(request), signal);
+    } catch (error) {
+      return errorResponse(error);
+    }
+    const mode = reasoningModeOf(request, options.reasoning);
+    const format = options.modelFormats.get(request.model) ?? master.registry.modelInfo(request.model)?.format;
+    const parser = mode === "raw" ? undefined : createParser(format, {
+      onWarning: (warning) => options.log.warn({ task: task.id, code: warning.code }, warning.message),
+    });
+    const shaper = new ReplyShaper(mode, parser);
+    const reply = { id: `chatcmpl-${nanoid(24)}`, created: Math.floor(Date.now() / 1000), model: request.model };
+    if (request.stream) return streamReply(master, task, shaper, reply, request, signal, options);
+    return wholeReply(task, shaper, reply);
+  };
+}
+
+interface ReplyIdentity {
+  id: string;
+  created: number;
+  model: string;
+}
+
+/** Waits for the task to end, collecting its text; a client that leaves cancels the task through the signal. */
+async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity): Promise<Response> {
+  const collector = new ReplyCollector();
+  const deltas: Delta[] = [];
+  for (;;) {
+    const event = await nextEvent(task);
+    if (event.type === "chunk") {
+      shaper.push(event.text, deltas);
+      collector.add(deltas);
+      deltas.length = 0;
+      continue;
+    }
+    if (event.type === "failed") return errorResponse(event.error);
+    if (event.type === "cancelled") return new Response(null, { status: 499 });
+    shaper.finish(deltas);
+    collector.add(deltas);
+    const message: Record<string, unknown> = { role: "assistant", content: collector.content, refusal: null };
+    if (collector.reasoning) message.reasoning_content = collector.reasoning;
+    if (collector.toolCalls.length > 0) message.tool_calls = collector.toolCalls.filter(Boolean);
+    return Response.json({
+      id: reply.id,
+      object: "chat.completion",
+      created: reply.created,
+      model: reply.model,
+      system_fingerprint: null,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReasonOf(event.finishReason, shaper) }],
+      usage: usageBody(event.usage),
+    });
+  }
+}
+
+/** Streams the reply as SSE: deltas as they come, keepalive comments while silent, `[DONE]` at the end. */
+function streamReply(
+  master: Master,
+  task: Task,
+  shaper: ReplyShaper,
+  reply: ReplyIdentity,
+  request: ChatCompletionRequest,
+  signal: AbortSignal,
+  options: ChatCompletionsOptions,
+): Response {
+  const sse = new SseStream(options.keepaliveMs, signal);
+  const includeUsage = request.stream_options?.include_usage === true;
+  const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage);
+  const relay = async () => {
+    const deltas: Delta[] = [];
+    for (;;) {
+      if (task.events.done) return;
+      await task.events.ready();
+      // Drain everything buffered: a burst of chunks becomes one write.
+      let event: TaskEvent | undefined;
+      while ((event = task.events.pull()) !== undefined) {
+        if (event.type === "chunk") {
+          shaper.push(event.text, deltas);
+          continue;
+        }
+        if (event.type === "finished") {
+          shaper.finish(deltas);
+          const frames = serializer.deltas(deltas);
+          frames.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
+          if (includeUsage) frames.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
+          sse.data(...frames);
+        } else if (event.type === "failed") {
+          sse.data(...serializer.deltas(deltas), JSON.stringify(mapError(event.error).body));
+        }
+        deltas.length = 0;
+        if (event.type !== "cancelled") sse.done();
+        sse.close();
+        return;
+      }
+      if (deltas.length > 0) {
+        sse.data(...serializer.deltas(deltas));
+        deltas.length = 0;
+      }
+    }
+  };
+  relay().catch((error: unknown) => {
+    options.log.error({ task: task.id, err: error }, "stream relay failed");
+    master.cancel(task, "the coordinator failed to relay the stream");
+    sse.close();
+  });
+  return new Response(sse.body, { status: 200, headers: SSE_HEADERS });
+}
+
+async function nextEvent(task: Task): Promise<TaskEvent> {
+  for (;;) {
+    const event = task.events.pull();
+    if (event) return event;
+    if (task.events.done) throw new Error(`task ${task.id} ended without a final event`);
+    await task.events.ready();
+  }
+}

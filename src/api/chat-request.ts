@@ -1,0 +1,159 @@
+// The chat completions request: its schema (OpenAI's fields, unknown ones ignored) and its translation into a task.
+import { z } from "zod";
+import type { TaskRequest } from "../master/task.js";
+import type { ChatMessage } from "../worker-protocol/index.js";
+import { InvalidRequestError } from "./errors.js";
+
+export const ReasoningMode = z.enum(["hidden", "separate", "raw"]);
+export type ReasoningMode = z.infer<typeof ReasoningMode>;
+
+/**
+ * Per-request `reasoning_format`: our own mode names, plus llama.cpp's names for the same ideas
+ * ("none": leave thinking in content; "deepseek", "deepseek-legacy", "auto": separate it).
+ */
+const reasoningFormatAliases: Record<string, ReasoningMode> = {
+  hidden: "hidden",
+  separate: "separate",
+  raw: "raw",
+  none: "raw",
+  deepseek: "separate",
+  "deepseek-legacy": "separate",
+  auto: "separate",
+};
+
+const TextPart = z.object({ type: z.literal("text"), text: z.string() });
+const ContentPart = z
+  .object({ type: z.string() })
+  .loose()
+  .superRefine((part, ctx) => {
+    if (part.type !== "text") {
+      ctx.addIssue({ code: "custom", message: `content parts of type '${part.type}' are not supported; use 'text'` });
+    } else if (!TextPart.safeParse(part).success) {
+      ctx.addIssue({ code: "custom", message: "a text part needs a string 'text'" });
+    }
+  });
+
+const ToolCall = z.object({
+  id: z.string(),
+  type: z.literal("function"),
+  function: z.object({ name: z.string(), arguments: z.string() }),
+});
+
+const Message = z.object({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: z
+    .union([z.string(), z.array(ContentPart)], { message: "expected a string or an array of content parts" })
+    .nullable()
+    .optional(),
+  name: z.string().optional(),
+  tool_calls: z.array(ToolCall).optional(),
+  tool_call_id: z.string().optional(),
+});
+
+const Tool = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullable().optional(),
+  }),
+});
+
+const ToolChoice = z.union([
+  z.enum(["none", "auto", "required"]),
+  z.object({ type: z.literal("function"), function: z.object({ name: z.string() }) }),
+]);
+
+const positiveInt = z.number().int().positive();
+
+export const ChatCompletionRequest = z.object({
+  model: z.string().min(1),
+  messages: z.array(Message).min(1),
+  max_tokens: positiveInt.nullable().optional(),
+  max_completion_tokens: positiveInt.nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(16)]).nullable().optional(),
+  seed: z.number().int().nullable().optional(),
+  n: z.literal(1, { message: "only n=1 is supported" }).nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  user: z.string().optional(),
+  tools: z.array(Tool).optional(),
+  tool_choice: ToolChoice.optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  reasoning_effort: z.string().max(32).optional(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).optional(),
+  reasoning_format: z
+    .string()
+    .refine((v) => v in reasoningFormatAliases, {
+      message: `must be one of ${Object.keys(reasoningFormatAliases).join(", ")}`,
+    })
+    .optional(),
+});
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
+
+/** `messages[0].content` style, as OpenAI names parameters in errors. */
+function paramName(path: ReadonlyArray<PropertyKey>): string {
+  let out = "";
+  for (const key of path) out += typeof key === "number" ? `[${key}]` : out ? `.${String(key)}` : String(key);
+  return out;
+}
+
+/** Validates a parsed JSON body; throws InvalidRequestError naming the first bad field. */
+export function parseChatRequest(json: unknown): ChatCompletionRequest {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new InvalidRequestError("The request body must be a JSON object.");
+  }
+  const parsed = ChatCompletionRequest.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const param = issue ? paramName(issue.path) : null;
+  if (issue && issue.code === "invalid_type" && issue.message.includes("received undefined")) {
+    throw new InvalidRequestError(`Missing required parameter: '${param}'.`, param);
+  }
+  throw new InvalidRequestError(`Invalid value for '${param}': ${issue?.message ?? "invalid"}.`, param);
+}
+
+export function reasoningModeOf(request: ChatCompletionRequest, fallback: ReasoningMode): ReasoningMode {
+  return request.reasoning_format ? (reasoningFormatAliases[request.reasoning_format] ?? fallback) : fallback;
+}
+
+function textOf(content: z.infer<typeof Message>["content"]): string {
+  if (content === null || content === undefined) return "";
+  if (typeof content === "string") return content;
+  let text = "";
+  for (const part of content) if (typeof part.text === "string") text += part.text;
+  return text;
+}
+
+/** The task the master runs for this request. */
+export function toTaskRequest(request: ChatCompletionRequest): TaskRequest {
+  const messages: ChatMessage[] = request.messages.map((m) => {
+    const message: ChatMessage = { role: m.role, content: textOf(m.content) };
+    if (m.name !== undefined) message.name = m.name;
+    if (m.tool_calls !== undefined) message.toolCalls = m.tool_calls;
+    if (m.tool_call_id !== undefined) message.toolCallId = m.tool_call_id;
+    return message;
+  });
+  const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? undefined;
+  const stop = typeof request.stop === "string" ? [request.stop] : (request.stop ?? undefined);
+  const task: TaskRequest = {
+    model: request.model,
+    messages,
+    params: {
+      ...(maxTokens !== undefined && { maxTokens }),
+      ...(request.temperature != null && { temperature: request.temperature }),
+      ...(request.top_p != null && { topP: request.top_p }),
+      ...(stop !== undefined && stop.length > 0 && { stop }),
+      ...(request.seed != null && { seed: request.seed }),
+    },
+  };
+  if (request.tools !== undefined) task.tools = request.tools;
+  if (request.tool_choice !== undefined) task.toolChoice = request.tool_choice;
+  if (request.parallel_tool_calls !== undefined) task.parallelToolCalls = request.parallel_tool_calls;
+  if (request.reasoning_effort !== undefined) task.reasoningEffort = request.reasoning_effort;
+  if (request.chat_template_kwargs !== undefined) task.chatTemplateKwargs = request.chat_template_kwargs;
+  return task;
+}

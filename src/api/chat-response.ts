@@ -1,0 +1,172 @@
+// Shapes a task's text into what the client sees: reasoning split per mode, tool calls, OpenAI chunks and messages.
+import type { ParseEvent, StreamParser } from "../parser/types.js";
+import type { FinishReason, Usage } from "../worker-protocol/index.js";
+import type { ReasoningMode } from "./chat-request.js";
+
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
+
+/** One client-visible delta; at most one of its fields is set. */
+export type Delta = { content: string } | { reasoning: string } | { toolCall: ToolCallDelta };
+
+/** Turns model text into deltas for one reply, according to the reasoning mode. */
+export class ReplyShaper {
+  private sawToolCall = false;
+
+  constructor(
+    private readonly mode: ReasoningMode,
+    private readonly parser: StreamParser | undefined,
+  ) {}
+
+  /** Whether the reply called a tool (finish_reason becomes "tool_calls"). */
+  get calledTools(): boolean {
+    return this.sawToolCall;
+  }
+
+  push(text: string, out: Delta[]): void {
+    if (this.mode === "raw" || !this.parser) {
+      if (text) out.push({ content: text });
+      return;
+    }
+    this.apply(this.parser.feed(text), out);
+  }
+
+  finish(out: Delta[]): void {
+    if (this.mode !== "raw" && this.parser) this.apply(this.parser.finish(), out);
+  }
+
+  private apply(events: ParseEvent[], out: Delta[]): void {
+    for (const event of events) {
+      switch (event.kind) {
+        case "content":
+          if (event.text) out.push({ content: event.text });
+          break;
+        case "reasoning":
+          if (this.mode === "separate" && event.text) out.push({ reasoning: event.text });
+          break;
+        case "tool_call_start":
+          this.sawToolCall = true;
+          out.push({
+            toolCall: { index: event.index, id: event.id, type: "function", function: { name: event.name, arguments: "" } },
+          });
+          break;
+        case "tool_call_args":
+          if (event.text) out.push({ toolCall: { index: event.index, function: { arguments: event.text } } });
+          break;
+        case "tool_call_end":
+          break;
+      }
+    }
+  }
+}
+
+export function finishReasonOf(reason: FinishReason, shaper: ReplyShaper): FinishReason {
+  return reason === "stop" && shaper.calledTools ? "tool_calls" : reason;
+}
+
+export function usageBody(usage: Usage) {
+  return {
+    prompt_tokens: usage.promptTokens,
+    completion_tokens: usage.completionTokens,
+    total_tokens: usage.promptTokens + usage.completionTokens,
+  };
+}
+
+/**
+ * Serialises `chat.completion.chunk` events. The parts that never change within a stream are serialised once,
+ * so a token costs one JSON.stringify of its own text.
+ */
+export class ChunkSerializer {
+  private readonly head: string;
+  private readonly tail: string;
+  private roleSent = false;
+
+  constructor(id: string, created: number, model: string, includeUsage: boolean) {
+    this.head = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":null,"choices":[{"index":0,"delta":`;
+    this.tail = includeUsage ? `}]${',"usage":null'}}` : "}]}";
+  }
+
+  /** Consecutive deltas of the same kind merge into one chunk; the first chunk also carries the role. */
+  deltas(deltas: readonly Delta[]): string[] {
+    const out: string[] = [];
+    let i = 0;
+    while (i < deltas.length) {
+      const delta = deltas[i] as Delta;
+      if ("toolCall" in delta) {
+        out.push(this.chunk(`{${this.role()}"tool_calls":[${JSON.stringify(delta.toolCall)}]}`));
+        i += 1;
+        continue;
+      }
+      const key = "content" in delta ? "content" : "reasoning";
+      let text = "";
+      while (i < deltas.length) {
+        const next = deltas[i] as Delta;
+        if (key === "content" && "content" in next) text += next.content;
+        else if (key === "reasoning" && "reasoning" in next) text += next.reasoning;
+        else break;
+        i += 1;
+      }
+      const field = key === "content" ? "content" : "reasoning_content";
+      out.push(this.chunk(`{${this.role()}"${field}":${JSON.stringify(text)}}`));
+    }
+    return out;
+  }
+
+  finish(reason: FinishReason): string {
+    const delta = this.roleSent ? "{}" : `{${this.role()}"content":""}`;
+    return `${this.head}${delta},"logprobs":null,"finish_reason":"${reason}"${this.tail}`;
+  }
+
+  /** The closing chunk of `stream_options.include_usage`: no choices, just usage. */
+  usage(usage: Usage, id: string, created: number, model: string): string {
+    return JSON.stringify({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [],
+      usage: usageBody(usage),
+    });
+  }
+
+  private chunk(deltaJson: string): string {
+    return `${this.head}${deltaJson},"logprobs":null,"finish_reason":null${this.tail}`;
+  }
+
+  private role(): string {
+    if (this.roleSent) return "";
+    this.roleSent = true;
+    return `"role":"assistant",`;
+  }
+}
+
+/** Accumulates a whole reply for a non-streaming response. */
+export class ReplyCollector {
+  content = "";
+  reasoning = "";
+  readonly toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
+
+  add(deltas: readonly Delta[]): void {
+    for (const delta of deltas) {
+      if ("content" in delta) this.content += delta.content;
+      else if ("reasoning" in delta) this.reasoning += delta.reasoning;
+      else {
+        const call = delta.toolCall;
+        const existing = this.toolCalls[call.index];
+        if (existing) existing.function.arguments += call.function.arguments;
+        else {
+          this.toolCalls[call.index] = {
+            id: call.id ?? `call_${call.index}`,
+            type: "function",
+            function: { name: call.function.name ?? "", arguments: call.function.arguments },
+          };
+        }
+      }
+    }
+  }
+}

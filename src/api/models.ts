@@ -1,0 +1,32 @@
+// GET /v1/models and /v1/models/:id: the models served by connected workers, in OpenAI's list shape.
+import { Hono } from "hono";
+import type { Master } from "../master/master.js";
+import type { WorkerEntry } from "../master/registry.js";
+import type { ModelInfo } from "../worker-protocol/index.js";
+import { errorResponse } from "./errors.js";
+import { ModelNotFoundError } from "../master/errors.js";
+
+function modelObject(info: ModelInfo, workers: readonly WorkerEntry[]) {
+  return {
+    id: info.id,
+    object: "model",
+    created: Math.floor(Math.min(...workers.map((w) => w.connectedAt)) / 1000),
+    owned_by: info.ownedBy ?? (workers.every((w) => w.engine === "simulator") ? "coordinator-simulator" : "coordinator"),
+    context_length: info.contextLength,
+    workers: workers.map((w) => ({ id: w.id, name: w.name, engine: w.engine })),
+  };
+}
+
+export function modelsRoutes(master: Master): Hono {
+  const app = new Hono();
+  app.get("/", (c) =>
+    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers)) }),
+  );
+  app.get("/:id{.+}", (c) => {
+    const id = c.req.param("id");
+    const served = master.registry.models().find(({ info }) => info.id === id);
+    if (!served) return errorResponse(new ModelNotFoundError(id));
+    return c.json(modelObject(served.info, served.workers));
+  });
+  return app;
+}

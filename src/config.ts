@@ -1,0 +1,110 @@
+// Configuration: every flag of both commands, its environment variable and default, validated once at start-up.
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+
+export interface OptionSpec {
+  name: string;
+  type: "string" | "boolean";
+  multiple?: boolean;
+  env: string;
+  default?: string;
+  /** Shown in --help and in the README's table. */
+  description: string;
+}
+
+export const serveOptions: readonly OptionSpec[] = [
+  { name: "host", type: "string", env: "COORDINATOR_HOST", default: "0.0.0.0", description: "Address to listen on (API and workers)" },
+  { name: "port", type: "string", env: "COORDINATOR_PORT", default: "52415", description: "Port to listen on (0 picks a free one)" },
+  { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "Token workers must present to join (default: generated at start)" },
+  { name: "demo", type: "boolean", env: "COORDINATOR_DEMO", description: "Also run an in-process simulator worker, so a first request works at once" },
+  { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden | separate (reasoning_content) | raw" },
+  { name: "model-format", type: "string", multiple: true, env: "COORDINATOR_MODEL_FORMAT", description: "MODEL=FORMAT: output format (parser) of a model, over what its worker says; repeatable (env: comma-separated)" },
+  { name: "keepalive-ms", type: "string", env: "COORDINATOR_KEEPALIVE_MS", default: "15000", description: "SSE keepalive comment after this much silence" },
+  { name: "queue-max", type: "string", env: "COORDINATOR_QUEUE_MAX", default: "128", description: "Requests that may wait per model when all its workers are busy (then 429)" },
+  { name: "queue-timeout-ms", type: "string", env: "COORDINATOR_QUEUE_TIMEOUT_MS", default: "60000", description: "Longest wait in the queue (then 503)" },
+  { name: "heartbeat-ms", type: "string", env: "COORDINATOR_HEARTBEAT_MS", default: "5000", description: "Heartbeat interval announced to workers" },
+  { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
+  { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
+  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal | error | warn | info | debug | trace | silent" },
+];
+
+export const workerOptions: readonly OptionSpec[] = [
+  { name: "join", type: "string", env: "COORDINATOR_JOIN", description: "Coordinator address, e.g. ws://head:52415 (required)" },
+  { name: "token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "The coordinator's worker token (required)" },
+  { name: "engine", type: "string", env: "COORDINATOR_ENGINE", default: "sim", description: "sim (simulator) | llama (llama.cpp) | openai (an OpenAI-compatible server)" },
+  { name: "model", type: "string", multiple: true, env: "COORDINATOR_MODEL", description: "llama: a .gguf file; openai/sim: a model name; repeatable (env: comma-separated)" },
+  { name: "name", type: "string", env: "COORDINATOR_WORKER_NAME", description: "Worker name shown in the cluster (default: host name)" },
+  { name: "max-concurrency", type: "string", env: "COORDINATOR_MAX_CONCURRENCY", description: "Tasks run at once (default: sim 4, llama 1, openai 8)" },
+  { name: "gpu", type: "string", env: "COORDINATOR_GPU", default: "auto", description: "llama: auto | cuda | metal | vulkan | cpu" },
+  { name: "context-length", type: "string", env: "COORDINATOR_CONTEXT_LENGTH", description: "llama: context size per sequence (default: the model's, capped to fit)" },
+  { name: "upstream", type: "string", env: "COORDINATOR_UPSTREAM", description: "openai: base URL, e.g. http://127.0.0.1:8080/v1" },
+  { name: "upstream-key", type: "string", env: "COORDINATOR_UPSTREAM_KEY", description: "openai: API key for the upstream" },
+  { name: "sim-tokens-per-second", type: "string", env: "COORDINATOR_SIM_TOKENS_PER_SECOND", default: "30", description: "sim: generation rate (0: as fast as possible)" },
+  { name: "sim-prefill-ms", type: "string", env: "COORDINATOR_SIM_PREFILL_MS", default: "200", description: "sim: silence before the first token" },
+  { name: "sim-think-ms", type: "string", env: "COORDINATOR_SIM_THINK_MS", default: "0", description: "sim: silence in the middle of the reasoning" },
+  { name: "sim-reply-tokens", type: "string", env: "COORDINATOR_SIM_REPLY_TOKENS", default: "0", description: "sim: extra answer tokens (long streams)" },
+  { name: "sim-fail-after", type: "string", env: "COORDINATOR_SIM_FAIL_AFTER", description: "sim: fail each generation after this many tokens" },
+  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal | error | warn | info | debug | trace | silent" },
+];
+
+const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+const int = (min: number) => z.coerce.number().int().min(min);
+
+const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=FORMAT")).transform(
+  (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
+);
+
+export const ServeConfig = z.object({
+  host: z.string().min(1),
+  port: int(0).max(65535),
+  workerToken: z.string().min(8, "the worker token must have at least 8 characters").default(() => randomBytes(16).toString("hex")),
+  demo: z.boolean().default(false),
+  reasoning: z.enum(["hidden", "separate", "raw"]),
+  modelFormat: modelFormats.default(() => new Map<string, string>()),
+  keepaliveMs: int(10),
+  queueMax: int(0),
+  queueTimeoutMs: int(1),
+  heartbeatMs: int(10),
+  heartbeatDeadlineMs: int(10),
+  maxWorkerPayload: int(1024),
+  logLevel: LogLevel,
+});
+export type ServeConfig = z.infer<typeof ServeConfig>;
+
+export const WorkerConfig = z
+  .object({
+    join: z.string({ message: "--join is required" }).url("--join must be a URL such as ws://head:52415"),
+    token: z.string({ message: "--token is required" }).min(1),
+    engine: z.enum(["sim", "llama", "openai"]),
+    model: z.array(z.string().min(1)).default([]),
+    name: z.string().min(1).max(128).default(() => hostname()),
+    maxConcurrency: int(1).max(4096).optional(),
+    gpu: z.enum(["auto", "cuda", "metal", "vulkan", "cpu"]),
+    contextLength: int(16).optional(),
+    upstream: z.string().url().optional(),
+    upstreamKey: z.string().optional(),
+    simTokensPerSecond: z.coerce.number().min(0),
+    simPrefillMs: int(0),
+    simThinkMs: int(0),
+    simReplyTokens: int(0),
+    simFailAfter: int(0).optional(),
+    logLevel: LogLevel,
+  })
+  .transform((c) => ({ ...c, maxConcurrency: c.maxConcurrency ?? { sim: 4, llama: 1, openai: 8 }[c.engine] }));
+export type WorkerConfig = z.infer<typeof WorkerConfig>;
+
+/** Full defaults for a coordinator, for embedding and tests. */
+export function serveDefaults(overrides: Partial<ServeConfig> = {}): ServeConfig {
+  return { ...ServeConfig.parse(rawDefaults(serveOptions)), ...overrides };
+}
+
+export function rawDefaults(specs: readonly OptionSpec[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const spec of specs) if (spec.default !== undefined) out[camel(spec.name)] = spec.default;
+  return out;
+}
+
+export function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}

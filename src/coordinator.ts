@@ -1,0 +1,112 @@
+// Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { createAdaptorServer } from "@hono/node-server";
+import { WebSocketServer } from "ws";
+import { createApp } from "./api/app.js";
+import type { ServeConfig } from "./config.js";
+import { type Logger, silentLogger } from "./log.js";
+import { Master } from "./master/master.js";
+import { serveWorkerConnection } from "./master/worker-connection.js";
+import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
+import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
+import { WorkerRuntime } from "./worker/runtime.js";
+
+export interface RunningCoordinator {
+  /** http://host:port of the API. */
+  url: string;
+  /** ws://host:port of the worker endpoint (what `--join` takes). */
+  workerUrl: string;
+  port: number;
+  master: Master;
+  /** Stops everything it started: demo worker, worker connections, HTTP server, timers. */
+  close(): Promise<void>;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+export async function startCoordinator(config: ServeConfig, log: Logger = silentLogger): Promise<RunningCoordinator> {
+  const master = new Master({
+    queueMaxLength: config.queueMax,
+    queueTimeoutMs: config.queueTimeoutMs,
+    heartbeatIntervalMs: config.heartbeatMs,
+    cancelAckTimeoutMs: 10_000,
+    log,
+  });
+  const app = createApp(master, {
+    reasoning: config.reasoning,
+    keepaliveMs: config.keepaliveMs,
+    modelFormats: config.modelFormat,
+    log,
+  });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
+  wss.on("connection", (socket) =>
+    serveWorkerConnection(socket, master, {
+      token: config.workerToken,
+      handshakeTimeoutMs: 10_000,
+      heartbeatIntervalMs: config.heartbeatMs,
+      heartbeatDeadlineMs: config.heartbeatDeadlineMs,
+      log,
+    }),
+  );
+  server.on("upgrade", (request, socket, head) => {
+    const path = new URL(request.url ?? "/", "http://localhost").pathname;
+    if (path !== WORKER_PATH) {
+      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request));
+  });
+  const port = await listen(server, config.host, config.port);
+  const localHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  const url = `http://${localHost}:${port}`;
+  const workerUrl = `ws://${localHost}:${port}`;
+
+  let demo: WorkerRuntime | undefined;
+  if (config.demo) {
+    const engine = new SimulatorEngine([], defaultSimulatorOptions);
+    demo = new WorkerRuntime(engine, await engine.start(), {
+      join: workerUrl,
+      token: config.workerToken,
+      name: "demo-simulator",
+      maxConcurrency: 8,
+      reconnect: false,
+      log: log.child({ component: "demo-worker" }),
+    });
+    await demo.start();
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      master.close();
+      await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
+      await Promise.all(
+        [...wss.clients].map(
+          (ws) =>
+            new Promise<void>((resolve) => {
+              ws.once("close", () => resolve());
+              ws.close(CloseCode.goingAway, "coordinator shutting down");
+              setTimeout(() => ws.terminate(), 1_000).unref();
+            }),
+        ),
+      );
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    })();
+    return closing;
+  };
+  return { url, workerUrl, port, master, close };
+}

@@ -1,0 +1,71 @@
+// The errors the master raises, as typed values; the API maps each to a status and an OpenAI error body in one place.
+
+export abstract class CoordinatorError extends Error {
+  abstract readonly kind: string;
+}
+
+export class ModelNotFoundError extends CoordinatorError {
+  readonly kind = "model_not_found";
+  constructor(readonly model: string) {
+    super(`The model '${model}' does not exist or is not served by any connected worker.`);
+  }
+}
+
+export class QueueFullError extends CoordinatorError {
+  readonly kind = "queue_full";
+  constructor(
+    readonly model: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`Too many requests are waiting for model '${model}'. Please retry after ${retryAfterSeconds} s.`);
+  }
+}
+
+export class QueueTimeoutError extends CoordinatorError {
+  readonly kind = "queue_timeout";
+  constructor(
+    readonly model: string,
+    waitedMs: number,
+    readonly anyWorkerServes: boolean,
+  ) {
+    super(
+      anyWorkerServes
+        ? `No worker serving '${model}' had capacity within ${Math.round(waitedMs / 1000)} s.`
+        : `No worker serving '${model}' is connected.`,
+    );
+  }
+}
+
+/** The worker running the task went away or failed before the task could finish. */
+export class WorkerLostError extends CoordinatorError {
+  readonly kind = "worker_lost";
+  constructor(message = "The worker running this request disconnected.") {
+    super(message);
+  }
+}
+
+/** The worker's engine reported a failure. */
+export class EngineError extends CoordinatorError {
+  readonly kind = "engine_error";
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The coordinator is shutting down or draining and takes no new work. */
+export class UnavailableError extends CoordinatorError {
+  readonly kind = "unavailable";
+}
+
+/** A worker broke the protocol; its connection is closed with a protocol error. */
+export class ProtocolViolation extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,328 @@
+// The master: admits tasks, assigns them to workers, and applies every task state change in one place.
+import { nanoid } from "nanoid";
+import type { Logger } from "../log.js";
+import type { FinishReason, Hello, Usage, WorkerMessage } from "../worker-protocol/index.js";
+import { CloseCode, PROTOCOL_VERSION } from "../worker-protocol/index.js";
+import {
+  type CoordinatorError,
+  EngineError,
+  ModelNotFoundError,
+  ProtocolViolation,
+  QueueFullError,
+  QueueTimeoutError,
+  UnavailableError,
+  WorkerLostError,
+} from "./errors.js";
+import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
+import { ModelQueues, pickWorker } from "./scheduler.js";
+import { canTransition, isTerminal, Task, type TaskRequest, type TaskState } from "./task.js";
+
+export interface MasterOptions {
+  queueMaxLength: number;
+  queueTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** How long a cancelled task keeps its worker slot while waiting for the worker's TaskCancelAck. */
+  cancelAckTimeoutMs: number;
+  log: Logger;
+}
+
+/** How a task reached a terminal state; carries what the task's client is told. */
+type Ending =
+  | { to: "finished"; finishReason: FinishReason; usage: Usage }
+  | { to: "failed"; error: CoordinatorError }
+  | { to: "cancelled"; reason: string };
+
+export class Master {
+  readonly registry = new WorkerRegistry();
+  private readonly queues: ModelQueues;
+  /** Tasks not yet in a terminal state. */
+  private readonly live = new Map<string, Task>();
+  /** Per live task: what to undo when it ends (queue timer, abort listener). */
+  private readonly disposers = new Map<string, Array<() => void>>();
+  /** Cancelled tasks whose worker slot waits for an acknowledgement, with the timer that frees it anyway. */
+  private readonly pendingAcks = new Map<string, { worker: WorkerEntry; timer: NodeJS.Timeout }>();
+  private accepting = true;
+
+  constructor(readonly options: MasterOptions) {
+    this.queues = new ModelQueues(options.queueMaxLength);
+  }
+
+  // ---------- the API side ----------
+
+  /**
+   * Admits a request: runs it on a free worker at once, or queues it. Throws ModelNotFoundError, QueueFullError
+   * or UnavailableError synchronously, so the API can answer with a status before it starts a stream.
+   * Aborting `signal` cancels the task at whatever stage it is.
+   */
+  submit(request: TaskRequest, signal: AbortSignal): Task {
+    if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
+    if (!this.registry.isServed(request.model)) throw new ModelNotFoundError(request.model);
+    const worker = this.queues.depth(request.model) === 0 ? pickWorker(this.registry.serving(request.model)) : undefined;
+    if (!worker && this.queues.isFull(request.model)) {
+      throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
+    }
+    const task = new Task(`task-${nanoid(12)}`, request);
+    this.live.set(task.id, task);
+    this.watchAbort(task, signal);
+    if (worker) {
+      this.assign(task, worker);
+    } else {
+      this.queues.offer(task);
+      const timer = setTimeout(() => this.expireQueued(task), this.options.queueTimeoutMs);
+      this.addDisposer(task, () => clearTimeout(timer));
+    }
+    return task;
+  }
+
+  /** Cancels a task (client gone); a no-op when it already ended. */
+  cancel(task: Task, reason: string): void {
+    this.end(task, { to: "cancelled", reason });
+  }
+
+  isAccepting(): boolean {
+    return this.accepting;
+  }
+
+  // ---------- the worker side ----------
+
+  /** Registers a worker that completed the handshake; a worker of the same name replaces its old registration. */
+  registerWorker(hello: Hello, link: WorkerLink): WorkerEntry {
+    const previous = this.registry.findByName(hello.worker.name);
+    if (previous) {
+      this.options.log.info({ worker: previous.id, name: previous.name }, "worker replaced by a new connection");
+      this.workerLeft(previous, new WorkerLostError("The worker restarted."));
+      previous.link.close(CloseCode.replaced, "replaced by a new connection with the same name");
+    }
+    const worker = new WorkerEntry(
+      `w-${nanoid(8)}`,
+      hello.worker.name,
+      hello.worker.engine,
+      hello.worker.device,
+      hello.models,
+      hello.worker.maxConcurrency,
+      link,
+    );
+    this.registry.add(worker);
+    link.send({
+      type: "Welcome",
+      protocolVersion: PROTOCOL_VERSION,
+      workerId: worker.id,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+    });
+    this.options.log.info(
+      { worker: worker.id, name: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
+      "worker joined",
+    );
+    for (const model of worker.models) this.pump(model.id);
+    return worker;
+  }
+
+  /** Applies a validated message from a registered worker. Throws ProtocolViolation for messages it may not send. */
+  workerMessage(worker: WorkerEntry, message: WorkerMessage): void {
+    switch (message.type) {
+      case "Heartbeat":
+        return;
+      case "Hello":
+        throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");
+      case "Draining":
+        worker.state = "draining";
+        return;
+      case "TokenChunk": {
+        const task = this.taskOf(worker, message.taskId);
+        if (!task) return;
+        if (message.seq < task.nextSeq) return; // a duplicate: already relayed
+        if (message.seq > task.nextSeq) {
+          throw new ProtocolViolation("bad_sequence", `chunk ${message.seq} of ${message.taskId} skips ahead of ${task.nextSeq}`);
+        }
+        task.nextSeq += 1;
+        const tokens = message.tokens ?? 1;
+        task.completionTokens += tokens;
+        worker.completionTokens += tokens;
+        if (task.state === "assigned") this.transition(task, "streaming");
+        task.events.push({ type: "chunk", text: message.text, tokens });
+        return;
+      }
+      case "TaskFinished": {
+        const task = this.taskOf(worker, message.taskId);
+        this.release(worker, message.taskId);
+        if (task) this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage });
+        return;
+      }
+      case "TaskFailed": {
+        const task = this.taskOf(worker, message.taskId);
+        this.release(worker, message.taskId);
+        if (task) this.end(task, { to: "failed", error: new EngineError(message.error.message, message.error.code) });
+        return;
+      }
+      case "TaskCancelAck": {
+        if (this.taskOf(worker, message.taskId)) {
+          throw new ProtocolViolation("unexpected_ack", `task ${message.taskId} was not cancelled`);
+        }
+        this.release(worker, message.taskId);
+        return;
+      }
+    }
+  }
+
+  /** The worker's connection closed: its tasks fail and its slots vanish. */
+  workerLeft(worker: WorkerEntry, error: CoordinatorError = new WorkerLostError()): void {
+    if (this.registry.get(worker.id) !== worker) return;
+    this.registry.remove(worker);
+    for (const task of [...worker.slots.values()]) {
+      this.end(task, { to: "failed", error });
+      this.release(worker, task.id);
+    }
+    this.options.log.info({ worker: worker.id, name: worker.name }, "worker left");
+  }
+
+  // ---------- state ----------
+
+  snapshot() {
+    const workers = [...this.registry.all()].map((w) => ({
+      id: w.id,
+      name: w.name,
+      engine: w.engine,
+      state: w.state,
+      device: w.device,
+      models: w.models,
+      maxConcurrency: w.maxConcurrency,
+      inflight: [...w.slots.values()].filter((t) => !isTerminal(t.state)).map((t) => t.id),
+      cancelling: [...w.slots.values()].filter((t) => isTerminal(t.state)).map((t) => t.id),
+      completionTokens: w.completionTokens,
+      connectedAt: new Date(w.connectedAt).toISOString(),
+    }));
+    const depths = this.queues.depths();
+    const models = this.registry.models().map(({ info, workers: ws }) => ({
+      id: info.id,
+      contextLength: info.contextLength,
+      format: info.format,
+      workers: ws.map((w) => w.id),
+      queueDepth: depths.get(info.id) ?? 0,
+    }));
+    return { workers, models, tasks: { live: this.live.size } };
+  }
+
+  /** Tasks not yet ended (for shutdown and leak checks). */
+  get liveTasks(): number {
+    return this.live.size;
+  }
+
+  /** Stops admitting, cancels every live task and lets go of all timers. */
+  close(reason = "coordinator shutting down"): void {
+    this.accepting = false;
+    for (const task of [...this.live.values()]) {
+      this.end(task, { to: "failed", error: new UnavailableError(reason) });
+      this.sendCancel(task, reason);
+    }
+    for (const [, pending] of this.pendingAcks) clearTimeout(pending.timer);
+    this.pendingAcks.clear();
+  }
+
+  // ---------- transitions: the only code that changes a task's state ----------
+
+  private transition(task: Task, to: TaskState): boolean {
+    if (!canTransition(task.state, to)) return false;
+    task.state = to;
+    if (to === "streaming") task.firstTokenAt = Date.now();
+    return true;
+  }
+
+  private assign(task: Task, worker: WorkerEntry): void {
+    if (!this.transition(task, "assigned")) return;
+    task.workerId = worker.id;
+    task.assignedAt = Date.now();
+    worker.slots.set(task.id, task);
+    worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
+  }
+
+  private end(task: Task, ending: Ending): void {
+    const stage = task.stage;
+    const wasQueued = task.state === "queued";
+    if (!this.transition(task, ending.to)) return;
+    task.endedAt = Date.now();
+    this.live.delete(task.id);
+    for (const dispose of this.disposers.get(task.id) ?? []) dispose();
+    this.disposers.delete(task.id);
+    if (wasQueued) this.queues.remove(task);
+    switch (ending.to) {
+      case "finished":
+        task.events.push({ type: "finished", finishReason: ending.finishReason, usage: ending.usage });
+        break;
+      case "failed":
+        task.events.push({ type: "failed", error: ending.error });
+        break;
+      case "cancelled":
+        task.events.push({ type: "cancelled", stage, reason: ending.reason });
+        this.sendCancel(task, ending.reason);
+        break;
+    }
+    task.events.end();
+  }
+
+  /** Tells the task's worker to stop; its slot is held until the worker acknowledges or the ack deadline passes. */
+  private sendCancel(task: Task, reason: string): void {
+    const worker = task.workerId ? this.registry.get(task.workerId) : undefined;
+    if (!worker || !worker.slots.has(task.id)) return;
+    worker.link.send({ type: "TaskCancelled", taskId: task.id, reason });
+    const timer = setTimeout(() => {
+      this.options.log.warn({ worker: worker.id, task: task.id }, "no TaskCancelAck in time; freeing the slot");
+      this.release(worker, task.id);
+    }, this.options.cancelAckTimeoutMs);
+    this.pendingAcks.set(task.id, { worker, timer });
+  }
+
+  private release(worker: WorkerEntry, taskId: string): void {
+    const pending = this.pendingAcks.get(taskId);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.pendingAcks.delete(taskId);
+    }
+    const task = worker.slots.get(taskId);
+    if (!task) return;
+    worker.slots.delete(taskId);
+    worker.rememberEnded(taskId);
+    if (this.registry.get(worker.id) === worker) for (const model of worker.models) this.pump(model.id);
+  }
+
+  /** Assigns queued tasks of `model` while some worker serving it has a free slot. */
+  private pump(model: string): void {
+    for (;;) {
+      const task = this.queues.peek(model);
+      if (!task) return;
+      const worker = pickWorker(this.registry.serving(model));
+      if (!worker) return;
+      this.queues.remove(task);
+      this.assign(task, worker);
+    }
+  }
+
+  private expireQueued(task: Task): void {
+    if (task.state !== "queued") return;
+    const error = new QueueTimeoutError(task.model, Date.now() - task.createdAt, this.registry.isServed(task.model));
+    this.end(task, { to: "failed", error });
+  }
+
+  /** The live task `taskId` of this worker, undefined for a late message, or a ProtocolViolation when it is not its task. */
+  private taskOf(worker: WorkerEntry, taskId: string): Task | undefined {
+    const task = worker.slots.get(taskId);
+    if (task) return isTerminal(task.state) ? undefined : task;
+    if (worker.recentlyEnded.has(taskId)) return undefined;
+    throw new ProtocolViolation("unknown_task", `task ${taskId} is not assigned to this worker`);
+  }
+
+  private watchAbort(task: Task, signal: AbortSignal): void {
+    const onAbort = () => this.cancel(task, "client disconnected");
+    if (signal.aborted) {
+      queueMicrotask(onAbort);
+      return;
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    this.addDisposer(task, () => signal.removeEventListener("abort", onAbort));
+  }
+
+  private addDisposer(task: Task, dispose: () => void): void {
+    const list = this.disposers.get(task.id);
+    if (list) list.push(dispose);
+    else this.disposers.set(task.id, [dispose]);
+  }
+}

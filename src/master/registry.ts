@@ -1,0 +1,122 @@
+// The live registry of connected workers, indexed by the models they serve.
+import type { DeviceInfo, MasterMessage, ModelInfo } from "../worker-protocol/index.js";
+import type { Task } from "./task.js";
+
+export type WorkerState = "ready" | "draining";
+
+/** How the master reaches one worker; owned by that worker's connection. */
+export interface WorkerLink {
+  send(message: MasterMessage): void;
+  /** Closes the connection with a protocol close code and reason. */
+  close(code: number, reason: string): void;
+}
+
+export class WorkerEntry {
+  state: WorkerState = "ready";
+  readonly connectedAt = Date.now();
+  /** Tasks holding a slot on this worker (a cancelled task holds it until the worker acknowledges). */
+  readonly slots = new Map<string, Task>();
+  /** Ids of tasks that ended here recently: a late message about one of them is ignored, not a violation. */
+  readonly recentlyEnded = new Set<string>();
+  completionTokens = 0;
+
+  constructor(
+    readonly id: string,
+    readonly name: string,
+    readonly engine: string,
+    readonly device: DeviceInfo,
+    readonly models: readonly ModelInfo[],
+    readonly maxConcurrency: number,
+    readonly link: WorkerLink,
+  ) {}
+
+  get load(): number {
+    return this.slots.size / this.maxConcurrency;
+  }
+
+  get hasCapacity(): boolean {
+    return this.state === "ready" && this.slots.size < this.maxConcurrency;
+  }
+
+  serves(model: string): boolean {
+    return this.models.some((m) => m.id === model);
+  }
+
+  rememberEnded(taskId: string): void {
+    this.recentlyEnded.add(taskId);
+    if (this.recentlyEnded.size > 4096) {
+      const oldest = this.recentlyEnded.values().next().value;
+      if (oldest !== undefined) this.recentlyEnded.delete(oldest);
+    }
+  }
+}
+
+export class WorkerRegistry {
+  private readonly byId = new Map<string, WorkerEntry>();
+  private readonly byModel = new Map<string, Set<WorkerEntry>>();
+
+  add(worker: WorkerEntry): void {
+    this.byId.set(worker.id, worker);
+    for (const model of worker.models) {
+      let set = this.byModel.get(model.id);
+      if (!set) {
+        set = new Set();
+        this.byModel.set(model.id, set);
+      }
+      set.add(worker);
+    }
+  }
+
+  remove(worker: WorkerEntry): void {
+    if (this.byId.get(worker.id) !== worker) return;
+    this.byId.delete(worker.id);
+    for (const model of worker.models) {
+      const set = this.byModel.get(model.id);
+      set?.delete(worker);
+      if (set && set.size === 0) this.byModel.delete(model.id);
+    }
+  }
+
+  get(id: string): WorkerEntry | undefined {
+    return this.byId.get(id);
+  }
+
+  findByName(name: string): WorkerEntry | undefined {
+    for (const worker of this.byId.values()) if (worker.name === name) return worker;
+    return undefined;
+  }
+
+  all(): IterableIterator<WorkerEntry> {
+    return this.byId.values();
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** Workers that serve `model`, in any state. */
+  serving(model: string): ReadonlySet<WorkerEntry> | undefined {
+    return this.byModel.get(model);
+  }
+
+  /** The model's metadata as its first worker announced it. */
+  modelInfo(model: string): ModelInfo | undefined {
+    const first = this.byModel.get(model)?.values().next().value;
+    return first?.models.find((m) => m.id === model);
+  }
+
+  isServed(model: string): boolean {
+    return this.byModel.has(model);
+  }
+
+  /** Every served model with the workers serving it; a model's info comes from its first worker. */
+  models(): Array<{ info: ModelInfo; workers: WorkerEntry[] }> {
+    const out: Array<{ info: ModelInfo; workers: WorkerEntry[] }> = [];
+    for (const [id, set] of this.byModel) {
+      const workers = [...set];
+      const info = workers[0]?.models.find((m) => m.id === id);
+      if (info) out.push({ info, workers });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,72 @@
+// Scheduling decisions: which worker takes a task, and the bounded FIFO queue per model for when none can.
+import type { WorkerEntry } from "./registry.js";
+import type { Task } from "./task.js";
+
+/** The least-loaded worker with a free slot, ties going to the one with the most free slots, or undefined. */
+export function pickWorker(candidates: Iterable<WorkerEntry> | undefined): WorkerEntry | undefined {
+  let best: WorkerEntry | undefined;
+  if (!candidates) return undefined;
+  for (const worker of candidates) {
+    if (!worker.hasCapacity) continue;
+    if (
+      !best ||
+      worker.load < best.load ||
+      (worker.load === best.load && worker.maxConcurrency - worker.slots.size > best.maxConcurrency - best.slots.size)
+    ) {
+      best = worker;
+    }
+  }
+  return best;
+}
+
+/** FIFO queues of waiting tasks, one per model; removal of any task (a cancelled one) is O(1). */
+export class ModelQueues {
+  private readonly queues = new Map<string, Map<string, Task>>();
+
+  constructor(private readonly maxLength: number) {}
+
+  /** False when the model's queue is full. */
+  offer(task: Task): boolean {
+    let queue = this.queues.get(task.model);
+    if (!queue) {
+      queue = new Map();
+      this.queues.set(task.model, queue);
+    }
+    if (queue.size >= this.maxLength) return false;
+    queue.set(task.id, task);
+    return true;
+  }
+
+  isFull(model: string): boolean {
+    return (this.queues.get(model)?.size ?? 0) >= this.maxLength;
+  }
+
+  peek(model: string): Task | undefined {
+    const queue = this.queues.get(model);
+    if (!queue) return undefined;
+    return queue.values().next().value;
+  }
+
+  remove(task: Task): boolean {
+    const queue = this.queues.get(task.model);
+    if (!queue) return false;
+    const removed = queue.delete(task.id);
+    if (queue.size === 0) this.queues.delete(task.model);
+    return removed;
+  }
+
+  depth(model: string): number {
+    return this.queues.get(model)?.size ?? 0;
+  }
+
+  depths(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [model, queue] of this.queues) out.set(model, queue.size);
+    return out;
+  }
+
+  /** Every queued task, oldest first within each model. */
+  *all(): IterableIterator<Task> {
+    for (const queue of this.queues.values()) yield* queue.values();
+  }
+}

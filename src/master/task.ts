@@ -1,0 +1,119 @@
+// A task: one chat request on its way through the cluster, its state machine and the events its client reads.
+import type { FinishReason, TaskAssigned, Usage } from "../worker-protocol/index.js";
+import type { CoordinatorError } from "./errors.js";
+
+/** What the API asks the master to run. */
+export type TaskRequest = Omit<TaskAssigned, "type" | "taskId">;
+
+export type TaskState = "queued" | "assigned" | "streaming" | "finished" | "failed" | "cancelled";
+
+/** Where a task was when it was cancelled: the stage metrics and logs speak of. */
+export type CancelStage = "queued" | "prefill" | "streaming";
+
+export type TaskEvent =
+  | { type: "chunk"; text: string; tokens: number }
+  | { type: "finished"; finishReason: FinishReason; usage: Usage }
+  | { type: "failed"; error: CoordinatorError }
+  | { type: "cancelled"; stage: CancelStage; reason: string };
+
+const allowed: Record<TaskState, readonly TaskState[]> = {
+  queued: ["assigned", "failed", "cancelled"],
+  assigned: ["streaming", "finished", "failed", "cancelled"],
+  streaming: ["finished", "failed", "cancelled"],
+  finished: [],
+  failed: [],
+  cancelled: [],
+};
+
+export function isTerminal(state: TaskState): boolean {
+  return allowed[state].length === 0;
+}
+
+export function canTransition(from: TaskState, to: TaskState): boolean {
+  return allowed[from].includes(to);
+}
+
+/**
+ * A queue of task events with one reader. The reader drains synchronously with `pull()` and waits with
+ * `ready()` only when nothing is buffered, so a burst of chunks costs one wake-up, not one per chunk.
+ */
+export class TaskEventChannel {
+  private buffer: TaskEvent[] = [];
+  private head = 0;
+  private wake: (() => void) | undefined;
+  private ended = false;
+
+  push(event: TaskEvent): void {
+    if (this.ended) return;
+    this.buffer.push(event);
+    const wake = this.wake;
+    if (wake) {
+      this.wake = undefined;
+      wake();
+    }
+  }
+
+  /** No more events will come after those already pushed. */
+  end(): void {
+    this.ended = true;
+    const wake = this.wake;
+    if (wake) {
+      this.wake = undefined;
+      wake();
+    }
+  }
+
+  /** The next buffered event, or undefined when none is buffered (check `done` then). */
+  pull(): TaskEvent | undefined {
+    if (this.head >= this.buffer.length) return undefined;
+    const event = this.buffer[this.head];
+    this.head += 1;
+    if (this.head === this.buffer.length) {
+      this.buffer.length = 0;
+      this.head = 0;
+    }
+    return event;
+  }
+
+  /** True once the channel has ended and every event was pulled. */
+  get done(): boolean {
+    return this.ended && this.head >= this.buffer.length;
+  }
+
+  /** Resolves when an event is buffered or the channel ended. */
+  ready(): Promise<void> {
+    if (this.head < this.buffer.length || this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+}
+
+export class Task {
+  state: TaskState = "queued";
+  workerId: string | undefined;
+  readonly createdAt = Date.now();
+  assignedAt: number | undefined;
+  firstTokenAt: number | undefined;
+  endedAt: number | undefined;
+  /** The next chunk sequence number expected from the worker. */
+  nextSeq = 0;
+  completionTokens = 0;
+  readonly events = new TaskEventChannel();
+
+  constructor(
+    readonly id: string,
+    readonly request: TaskRequest,
+  ) {}
+
+  get model(): string {
+    return this.request.model;
+  }
+
+  /** The stage a cancellation at this moment would be counted in. */
+  get stage(): CancelStage {
+    if (this.state === "queued") return "queued";
+    if (this.state === "assigned") return "prefill";
+    return "streaming";
+  }
+}

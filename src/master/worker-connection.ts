@@ -1,0 +1,137 @@
+// One worker's WebSocket on the master side: handshake, validation, heartbeats, and its end.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { WebSocket } from "ws";
+import type { Logger } from "../log.js";
+import {
+  CloseCode,
+  decodeWorkerMessage,
+  encode,
+  type MasterMessage,
+  PROTOCOL_VERSION,
+  type WorkerMessage,
+} from "../worker-protocol/index.js";
+import { ProtocolViolation } from "./errors.js";
+import type { Master } from "./master.js";
+import type { WorkerEntry, WorkerLink } from "./registry.js";
+
+export interface WorkerConnectionOptions {
+  token: string;
+  handshakeTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** A worker silent for this long (no message, no heartbeat) is declared dead. */
+  heartbeatDeadlineMs: number;
+  log: Logger;
+}
+
+/** Compares secrets in time that does not depend on where they differ (or on their lengths). */
+export function tokensMatch(given: string, expected: string): boolean {
+  const a = createHash("sha256").update(given).digest();
+  const b = createHash("sha256").update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** Serves one worker connection until it closes; everything it starts is stopped on close. */
+export function serveWorkerConnection(socket: WebSocket, master: Master, options: WorkerConnectionOptions): void {
+  const { log } = options;
+  let worker: WorkerEntry | undefined;
+  let lastSeen = Date.now();
+  let closing = false;
+  let forceTimer: NodeJS.Timeout | undefined;
+
+  const link: WorkerLink = {
+    send(message: MasterMessage) {
+      if (socket.readyState === socket.OPEN) socket.send(encode(message));
+    },
+    close(code: number, reason: string) {
+      if (closing) return;
+      closing = true;
+      socket.close(code, reason);
+      // A peer that never completes the closing handshake must not keep the socket (or the process) alive.
+      forceTimer = setTimeout(() => socket.terminate(), 2_000);
+    },
+  };
+
+  const refuse = (code: number, errorCode: string, message: string) => {
+    log.warn({ worker: worker?.id, code: errorCode }, `worker protocol error: ${message}`);
+    link.send({ type: "ProtocolError", code: errorCode, message });
+    link.close(code, message.slice(0, 120));
+  };
+
+  const handshakeTimer = setTimeout(() => {
+    if (!worker) refuse(CloseCode.timeout, "handshake_timeout", "no Hello received in time");
+  }, options.handshakeTimeoutMs);
+
+  const heartbeatTimer = setInterval(() => {
+    if (!worker) return;
+    if (Date.now() - lastSeen > options.heartbeatDeadlineMs) {
+      log.warn({ worker: worker.id, name: worker.name }, "worker missed its heartbeat deadline");
+      master.workerLeft(worker);
+      socket.terminate();
+      return;
+    }
+    link.send({ type: "Heartbeat", at: Date.now() });
+  }, options.heartbeatIntervalMs);
+
+  const onHello = (message: WorkerMessage) => {
+    if (message.type !== "Hello") {
+      refuse(CloseCode.protocolError, "hello_expected", `expected Hello, got ${message.type}`);
+      return;
+    }
+    if (message.protocolVersion !== PROTOCOL_VERSION) {
+      refuse(
+        CloseCode.unsupportedVersion,
+        "unsupported_version",
+        `protocol version ${message.protocolVersion} is not supported (this master speaks ${PROTOCOL_VERSION})`,
+      );
+      return;
+    }
+    if (!tokensMatch(message.token, options.token)) {
+      refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
+      return;
+    }
+    clearTimeout(handshakeTimer);
+    worker = master.registerWorker(message, link);
+  };
+
+  socket.on("message", (data, isBinary) => {
+    if (closing) return;
+    lastSeen = Date.now();
+    if (isBinary) {
+      refuse(CloseCode.protocolError, "binary_frame", "frames must be JSON text");
+      return;
+    }
+    const decoded = decodeWorkerMessage(data.toString());
+    if (!decoded.ok) {
+      refuse(CloseCode.protocolError, "invalid_message", decoded.error);
+      return;
+    }
+    if (!worker) {
+      onHello(decoded.message);
+      return;
+    }
+    try {
+      master.workerMessage(worker, decoded.message);
+    } catch (error) {
+      master.workerLeft(worker);
+      if (error instanceof ProtocolViolation) {
+        refuse(CloseCode.protocolError, error.code, error.message);
+      } else {
+        // A bug of ours must cost one worker its connection, never the coordinator its process.
+        log.error({ worker: worker.id, err: error }, "internal error while handling a worker message");
+        refuse(CloseCode.internalError, "internal_error", "the master failed to handle a message");
+      }
+    }
+  });
+
+  socket.on("error", (error) => {
+    // ws reports oversized frames and invalid UTF-8 here, then closes the socket itself.
+    log.warn({ worker: worker?.id, err: error.message }, "worker socket error");
+  });
+
+  socket.on("close", () => {
+    clearTimeout(handshakeTimer);
+    clearInterval(heartbeatTimer);
+    clearTimeout(forceTimer);
+    if (worker) master.workerLeft(worker);
+  });
+}

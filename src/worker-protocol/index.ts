@@ -1,0 +1,4 @@
+// Public face of the worker protocol, shared by master and worker.
+export * from "./messages.js";
+export * from "./close-codes.js";
+export * from "./codec.js";

@@ -1,0 +1,178 @@
+// Worker protocol v1: every message between master and worker, as zod schemas (the single source of truth).
+import { z } from "zod";
+
+export const PROTOCOL_VERSION = 1;
+
+/** The path on the coordinator's port where workers open their WebSocket. */
+export const WORKER_PATH = "/v1/worker";
+
+const TaskId = z.string().min(1).max(128);
+
+export const DeviceInfo = z.object({
+  kind: z.enum(["cuda", "metal", "vulkan", "cpu", "remote", "simulator"]),
+  name: z.string().max(256),
+  memoryBytes: z.number().int().nonnegative(),
+});
+export type DeviceInfo = z.infer<typeof DeviceInfo>;
+
+export const ModelInfo = z.object({
+  id: z.string().min(1).max(256),
+  contextLength: z.number().int().positive(),
+  /** Output format family of the model (reasoning / tool-call markup), e.g. "think", "harmony"; see docs/parsers.md. */
+  format: z.string().max(64).optional(),
+  ownedBy: z.string().max(256).optional(),
+});
+export type ModelInfo = z.infer<typeof ModelInfo>;
+
+export const ChatMessage = z.object({
+  role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  content: z.string(),
+  name: z.string().optional(),
+  /** Assistant turns that called tools (OpenAI shape), passed through to the chat template. */
+  toolCalls: z.array(z.unknown()).optional(),
+  /** Tool-role turns: which call this is the result of. */
+  toolCallId: z.string().optional(),
+});
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const SamplingParams = z.object({
+  maxTokens: z.number().int().positive().optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  topP: z.number().min(0).max(1).optional(),
+  stop: z.array(z.string()).max(16).optional(),
+  seed: z.number().int().optional(),
+});
+export type SamplingParams = z.infer<typeof SamplingParams>;
+
+export const Usage = z.object({
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+});
+export type Usage = z.infer<typeof Usage>;
+
+export const FinishReason = z.enum(["stop", "length", "tool_calls"]);
+export type FinishReason = z.infer<typeof FinishReason>;
+
+// ---------- worker → master ----------
+
+export const Hello = z.object({
+  type: z.literal("Hello"),
+  protocolVersion: z.number().int(),
+  token: z.string().max(1024),
+  worker: z.object({
+    name: z.string().min(1).max(128),
+    device: DeviceInfo,
+    maxConcurrency: z.number().int().positive().max(4096),
+    engine: z.string().max(64),
+  }),
+  models: z.array(ModelInfo).min(1).max(256),
+});
+export type Hello = z.infer<typeof Hello>;
+
+export const TokenChunk = z.object({
+  type: z.literal("TokenChunk"),
+  taskId: TaskId,
+  /** 0, 1, 2, … per task; the master drops a chunk whose seq is not the next one. */
+  seq: z.number().int().nonnegative(),
+  text: z.string(),
+  /** How many model tokens this text holds, when the engine knows. */
+  tokens: z.number().int().nonnegative().optional(),
+});
+export type TokenChunk = z.infer<typeof TokenChunk>;
+
+export const TaskFinished = z.object({
+  type: z.literal("TaskFinished"),
+  taskId: TaskId,
+  finishReason: FinishReason,
+  usage: Usage,
+});
+export type TaskFinished = z.infer<typeof TaskFinished>;
+
+export const TaskFailed = z.object({
+  type: z.literal("TaskFailed"),
+  taskId: TaskId,
+  error: z.object({
+    message: z.string().max(4096),
+    code: z.string().max(64).optional(),
+  }),
+});
+export type TaskFailed = z.infer<typeof TaskFailed>;
+
+export const TaskCancelAck = z.object({
+  type: z.literal("TaskCancelAck"),
+  taskId: TaskId,
+  /** Tokens the engine had produced for this task when it stopped. */
+  completionTokens: z.number().int().nonnegative().optional(),
+});
+export type TaskCancelAck = z.infer<typeof TaskCancelAck>;
+
+export const Heartbeat = z.object({
+  type: z.literal("Heartbeat"),
+  /** Sender's clock, ms since the epoch (informational). */
+  at: z.number(),
+});
+export type Heartbeat = z.infer<typeof Heartbeat>;
+
+export const Draining = z.object({
+  type: z.literal("Draining"),
+});
+export type Draining = z.infer<typeof Draining>;
+
+export const WorkerMessage = z.discriminatedUnion("type", [
+  Hello,
+  TokenChunk,
+  TaskFinished,
+  TaskFailed,
+  TaskCancelAck,
+  Heartbeat,
+  Draining,
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessage>;
+
+// ---------- master → worker ----------
+
+export const Welcome = z.object({
+  type: z.literal("Welcome"),
+  protocolVersion: z.number().int(),
+  workerId: z.string(),
+  heartbeatIntervalMs: z.number().int().positive(),
+});
+export type Welcome = z.infer<typeof Welcome>;
+
+export const TaskAssigned = z.object({
+  type: z.literal("TaskAssigned"),
+  taskId: TaskId,
+  model: z.string(),
+  messages: z.array(ChatMessage),
+  params: SamplingParams,
+  /** Tool definitions (OpenAI shape) for the engine's chat template. */
+  tools: z.array(z.unknown()).optional(),
+  toolChoice: z.unknown().optional(),
+  parallelToolCalls: z.boolean().optional(),
+  reasoningEffort: z.string().optional(),
+  chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
+});
+export type TaskAssigned = z.infer<typeof TaskAssigned>;
+
+export const TaskCancelled = z.object({
+  type: z.literal("TaskCancelled"),
+  taskId: TaskId,
+  reason: z.string(),
+});
+export type TaskCancelled = z.infer<typeof TaskCancelled>;
+
+export const ProtocolErrorMessage = z.object({
+  type: z.literal("ProtocolError"),
+  code: z.string(),
+  message: z.string(),
+});
+export type ProtocolErrorMessage = z.infer<typeof ProtocolErrorMessage>;
+
+export const MasterMessage = z.discriminatedUnion("type", [
+  Welcome,
+  TaskAssigned,
+  TaskCancelled,
+  Heartbeat,
+  ProtocolErrorMessage,
+]);
+export type MasterMessage = z.infer<typeof MasterMessage>;

@@ -1,0 +1,43 @@
+// Picks and builds a worker's engine; heavy engines are loaded only when chosen.
+import type { Engine } from "./engine.js";
+import { SimulatorEngine, type SimulatorOptions } from "./simulator.js";
+
+export type GpuChoice = "auto" | "cuda" | "metal" | "vulkan" | "cpu";
+
+export interface EngineOptions {
+  engine: "sim" | "llama" | "openai";
+  /** Model files (llama) or model names (openai, sim). */
+  models: string[];
+  maxConcurrency: number;
+  gpu: GpuChoice;
+  contextLength?: number;
+  upstream?: string;
+  upstreamKey?: string;
+  sim: SimulatorOptions;
+}
+
+export async function createEngine(options: EngineOptions): Promise<Engine> {
+  switch (options.engine) {
+    case "sim":
+      return new SimulatorEngine(options.models, options.sim);
+    case "llama": {
+      const { LlamaEngine } = await import("./llama.js");
+      return new LlamaEngine({
+        modelPaths: options.models,
+        gpu: options.gpu,
+        maxConcurrency: options.maxConcurrency,
+        contextLength: options.contextLength,
+      });
+    }
+    case "openai": {
+      const { OpenAIUpstreamEngine } = await import("./openai-upstream.js");
+      if (!options.upstream) throw new Error("--upstream is required with --engine openai");
+      return new OpenAIUpstreamEngine({
+        baseUrl: options.upstream,
+        apiKey: options.upstreamKey,
+        models: options.models,
+        maxConcurrency: options.maxConcurrency,
+      });
+    }
+  }
+}

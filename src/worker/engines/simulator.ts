@@ -1,0 +1,160 @@
+// The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ChatMessage } from "../../worker-protocol/index.js";
+import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+
+export interface SimulatorOptions {
+  /** Generation rate; 0 means as fast as the machine can. */
+  tokensPerSecond: number;
+  /** Silence before the first token (emulates prompt processing). */
+  prefillMs: number;
+  /** Silence in the middle of the reasoning section (emulates long hidden thinking). */
+  thinkMs: number;
+  /** Extra answer tokens appended to the natural reply (for long-stream benchmarks). */
+  replyTokens: number;
+  /** Fail the generation after this many tokens (emulates an engine crash); undefined: never. */
+  failAfterTokens?: number;
+  contextLength: number;
+  /** Observation points for tests and benchmarks. */
+  hooks?: SimulatorHooks;
+}
+
+export interface SimulatorHooks {
+  onStart?(taskId: string): void;
+  onTokens?(taskId: string, produced: number): void;
+  /** Generation stopped because the signal aborted, after `produced` tokens. */
+  onAbort?(taskId: string, produced: number): void;
+  onEnd?(taskId: string, result: GenerationResult): void;
+}
+
+export const SIMULATOR_MODEL = "simulator";
+
+export const defaultSimulatorOptions: SimulatorOptions = {
+  tokensPerSecond: 30,
+  prefillMs: 200,
+  thinkMs: 0,
+  replyTokens: 0,
+  contextLength: 32_768,
+};
+
+const fillerWords = ["Tokens", "keep", "flowing", "through", "the", "coordinator", "from", "worker", "to", "client."];
+
+/** Splits text into the simulator's tokens: tags alone, words with their leading space. */
+export function simulatorTokens(text: string): string[] {
+  return text.match(/<\/?think>|\s*[^\s<]+|\s*</g) ?? [];
+}
+
+function lastUserText(messages: readonly ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const message = messages[i];
+    if (message && message.role === "user") return message.content;
+  }
+  return "";
+}
+
+/** The reply the simulator gives to a conversation: the same messages always get the same reply. */
+export function simulatedReply(messages: readonly ChatMessage[], replyTokens = 0): { reasoning: string; answer: string } {
+  const words = lastUserText(messages).split(/\s+/).filter(Boolean);
+  const quoted = words.slice(0, 12).join(" ").replace(/[<>]/g, "");
+  const reasoning = `The user wrote ${words.length} words${quoted ? `: "${quoted}"` : ""}. I should answer briefly and say that I am a simulator.`;
+  let answer = `Hello! I am the coordinator's simulated model, so this reply is canned${quoted ? `; you said "${quoted}"` : ""}.`;
+  for (let i = 0; i < replyTokens; i++) answer += ` ${fillerWords[i % fillerWords.length]}`;
+  return { reasoning, answer };
+}
+
+export class SimulatorEngine implements Engine {
+  readonly kind = "simulator";
+
+  constructor(
+    private readonly models: readonly string[],
+    private readonly options: SimulatorOptions,
+  ) {}
+
+  async start(): Promise<EngineDescription> {
+    const ids = this.models.length > 0 ? this.models : [SIMULATOR_MODEL];
+    return {
+      device: { kind: "simulator", name: "simulated device (no model runs)", memoryBytes: 0 },
+      models: ids.map((id) => ({ id, contextLength: this.options.contextLength, format: "think", ownedBy: "coordinator-simulator" })),
+    };
+  }
+
+  async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
+    const { hooks } = this.options;
+    hooks?.onStart?.(request.taskId);
+    const { reasoning, answer } = simulatedReply(request.messages, this.options.replyTokens);
+    const thinking = simulatorTokens(`<think>${reasoning}</think>`);
+    const tokens = [...thinking, ...simulatorTokens(answer)];
+    const promptTokens = request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
+    const limit = Math.min(tokens.length, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
+    const stops = request.params.stop ?? [];
+    const pauseAt = this.options.thinkMs > 0 ? Math.floor(thinking.length / 2) : -1;
+    let produced = 0;
+    let text = "";
+    const finish = (finishReason: GenerationResult["finishReason"]): GenerationResult => {
+      const result = { finishReason, usage: { promptTokens, completionTokens: produced } };
+      hooks?.onEnd?.(request.taskId, result);
+      return result;
+    };
+    try {
+      await sleep(this.options.prefillMs, undefined, { signal });
+      const started = performance.now();
+      const interval = this.options.tokensPerSecond > 0 ? 1000 / this.options.tokensPerSecond : 0;
+      let pausedMs = 0;
+      while (produced < limit) {
+        if (produced === pauseAt && pausedMs === 0) {
+          await sleep(this.options.thinkMs, undefined, { signal });
+          pausedMs = this.options.thinkMs;
+        }
+        // Emit every token already due as one piece; then wait for the next one's time.
+        const due = interval === 0 ? produced + 64 : Math.floor((performance.now() - started - pausedMs) / interval) + 1;
+        let batch = "";
+        let count = 0;
+        while (produced < limit && produced < due) {
+          if (this.options.failAfterTokens !== undefined && produced >= this.options.failAfterTokens) {
+            if (batch) sink.text(batch, count);
+            throw new Error(`simulated engine failure after ${produced} tokens`);
+          }
+          const token = tokens[produced] as string;
+          const stopAt = firstStop(text + batch + token, stops, text.length + batch.length);
+          if (stopAt >= 0) {
+            const rest = (text + batch + token).slice(text.length, stopAt);
+            if (rest) sink.text(rest, count);
+            return finish("stop");
+          }
+          batch += token;
+          count += 1;
+          produced += 1;
+          if (produced === pauseAt && pausedMs === 0) break;
+        }
+        if (batch) {
+          text += batch;
+          sink.text(batch, count);
+          hooks?.onTokens?.(request.taskId, produced);
+        }
+        if (produced >= limit) break;
+        if (interval === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        else {
+          const nextAt = started + pausedMs + produced * interval;
+          await sleep(Math.max(0, nextAt - performance.now()), undefined, { signal });
+        }
+        signal.throwIfAborted();
+      }
+      return finish(produced < tokens.length ? "length" : "stop");
+    } catch (error) {
+      if (signal.aborted) hooks?.onAbort?.(request.taskId, produced);
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** Index where the first stop string begins at or after `from`, or -1. */
+function firstStop(text: string, stops: readonly string[], from: number): number {
+  let best = -1;
+  for (const stop of stops) {
+    const at = text.indexOf(stop, Math.max(0, from - stop.length + 1));
+    if (at >= 0 && (best < 0 || at < best)) best = at;
+  }
+  return best;
+}

@@ -1,0 +1,206 @@
+// A worker's connection to the master: joins, runs assigned tasks on its engine, cancels them on TaskCancelled.
+import { WebSocket } from "ws";
+import type { Logger } from "../log.js";
+import {
+  CloseCode,
+  decodeMasterMessage,
+  encode,
+  type TaskAssigned,
+  PROTOCOL_VERSION,
+  WORKER_PATH,
+  type WorkerMessage,
+} from "../worker-protocol/index.js";
+import type { Engine, EngineDescription } from "./engines/engine.js";
+
+export interface WorkerOptions {
+  /** The coordinator's address, e.g. ws://head:52415 (the worker path is added when none is given). */
+  join: string;
+  token: string;
+  name: string;
+  maxConcurrency: number;
+  /** Reconnect after the connection drops (with jittered exponential backoff); off for one-shot use. */
+  reconnect: boolean;
+  log: Logger;
+}
+
+/** Close codes after which reconnecting cannot help. */
+const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion, CloseCode.replaced]);
+
+export function workerUrl(join: string): string {
+  const url = new URL(join);
+  if (url.protocol === "http:") url.protocol = "ws:";
+  if (url.protocol === "https:") url.protocol = "wss:";
+  if (url.pathname === "" || url.pathname === "/") url.pathname = WORKER_PATH;
+  return url.toString();
+}
+
+/** A worker process's link to its coordinator. `stop()` aborts its tasks and closes; `closed` settles when it is done for good. */
+export class WorkerRuntime {
+  workerId: string | undefined;
+  private socket: WebSocket | undefined;
+  private readonly tasks = new Map<string, AbortController>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private stopped = false;
+  private resolveClosed!: (info: { code: number; reason: string }) => void;
+  /** Settles when the runtime stopped or the master refused it for good. */
+  readonly closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    this.resolveClosed = resolve;
+  });
+  private welcomed: ((workerId: string) => void) | undefined;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly description: EngineDescription,
+    private readonly options: WorkerOptions,
+  ) {}
+
+  /** Connects and resolves with the worker id once the master welcomed it (rejects if it closes first). */
+  start(): Promise<string> {
+    return new Promise((resolve, reject) => {
+      this.welcomed = resolve;
+      this.closed.then((info) => reject(new Error(`the master closed the connection (${info.code}: ${info.reason})`)));
+      this.connect();
+    });
+  }
+
+  get runningTasks(): number {
+    return this.tasks.size;
+  }
+
+  /** Tells the master to stop assigning new tasks (graceful drain). */
+  drain(): void {
+    this.send({ type: "Draining" });
+  }
+
+  /** Aborts every task, closes the connection and stops reconnecting. */
+  async stop(code: number = CloseCode.normal, reason = "worker stopping"): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    for (const controller of this.tasks.values()) controller.abort(new Error(reason));
+    const socket = this.socket;
+    if (socket && socket.readyState !== WebSocket.CLOSED) {
+      await new Promise<void>((resolve) => {
+        socket.once("close", () => resolve());
+        socket.close(code, reason);
+        setTimeout(() => socket.terminate(), 1_000).unref();
+      });
+    }
+    this.finish(code, reason);
+  }
+
+  private connect(): void {
+    const { log } = this.options;
+    const socket = new WebSocket(workerUrl(this.options.join), { maxPayload: 64 * 1024 * 1024 });
+    this.socket = socket;
+    socket.on("open", () => {
+      this.send({
+        type: "Hello",
+        protocolVersion: PROTOCOL_VERSION,
+        token: this.options.token,
+        worker: {
+          name: this.options.name,
+          device: this.description.device,
+          maxConcurrency: this.options.maxConcurrency,
+          engine: this.engine.kind,
+        },
+        models: this.description.models,
+      });
+    });
+    socket.on("message", (data) => this.onMessage(data.toString()));
+    socket.on("error", (error) => log.warn({ err: error.message }, "connection to the master failed"));
+    socket.on("close", (code, reasonBuffer) => {
+      const reason = reasonBuffer.toString();
+      clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+      // Nobody is left to read these tasks' output: stop generating at once.
+      for (const controller of this.tasks.values()) controller.abort(new Error("connection to the master lost"));
+      if (this.stopped) return;
+      if (finalCloseCodes.has(code) || !this.options.reconnect) {
+        log.error({ code, reason }, "the master closed the connection");
+        this.finish(code, reason);
+        return;
+      }
+      const delay = Math.min(30_000, 250 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+      this.attempt += 1;
+      log.warn({ code, reason, retryInMs: Math.round(delay) }, "disconnected from the master; reconnecting");
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  private finish(code: number, reason: string): void {
+    this.stopped = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.retryTimer);
+    this.resolveClosed({ code, reason });
+  }
+
+  private onMessage(data: string): void {
+    const decoded = decodeMasterMessage(data);
+    if (!decoded.ok) {
+      this.options.log.error({ error: decoded.error }, "invalid message from the master");
+      return;
+    }
+    const message = decoded.message;
+    switch (message.type) {
+      case "Welcome":
+        this.workerId = message.workerId;
+        this.attempt = 0;
+        clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(() => this.send({ type: "Heartbeat", at: Date.now() }), message.heartbeatIntervalMs);
+        this.options.log.info({ workerId: message.workerId }, "joined the coordinator");
+        this.welcomed?.(message.workerId);
+        this.welcomed = undefined;
+        return;
+      case "TaskAssigned":
+        void this.run(message);
+        return;
+      case "TaskCancelled":
+        this.tasks.get(message.taskId)?.abort(new Error(message.reason));
+        return;
+      case "Heartbeat":
+        return;
+      case "ProtocolError":
+        this.options.log.error({ code: message.code }, `the master reported a protocol error: ${message.message}`);
+        return;
+    }
+  }
+
+  private async run(task: TaskAssigned): Promise<void> {
+    const { taskId } = task;
+    const controller = new AbortController();
+    const { signal } = controller;
+    this.tasks.set(taskId, controller);
+    let seq = 0;
+    let produced = 0;
+    const sink = {
+      text: (text: string, tokens?: number) => {
+        if (signal.aborted || text.length === 0) return;
+        produced += tokens ?? 0;
+        this.send(tokens === undefined ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens });
+        seq += 1;
+      },
+    };
+    try {
+      const result = await this.engine.generate(task, sink, signal);
+      if (!signal.aborted) this.send({ type: "TaskFinished", taskId, ...result });
+    } catch (error) {
+      if (!signal.aborted) {
+        const message = error instanceof Error ? error.message : String(error);
+        this.options.log.warn({ taskId, err: message }, "generation failed");
+        this.send({ type: "TaskFailed", taskId, error: { message } });
+      }
+    } finally {
+      this.tasks.delete(taskId);
+      // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
+      if (signal.aborted) this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
+    }
+  }
+
+  private send(message: WorkerMessage): void {
+    const socket = this.socket;
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(encode(message));
+  }
+}
