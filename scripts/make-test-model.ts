@@ -1,0 +1,50 @@
+// Writes the tiny scripted GGUF model the tests (and `--demo`) run through real llama.cpp.
+//
+//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless]
+//
+// The model (~100 KB, llama architecture, F32) answers any chat with SCRIPTED_REPLY,
+// `<think> The user says hello.</think> Hello! How can I help?`, by greedy decoding: a hand-built "bigram"
+// model whose attention and feed-forward weights are zero, so only the last token's embedding reaches the
+// output, and whose embedding and output matrices make each reply piece's successor the arg-max.
+// The whole construction is explained at the top of src/worker/engines/gguf/scripted-model.ts.
+// `--endless` writes a variant that never stops on its own (it repeats the answer), for cancellation tests.
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { buildScriptedModel, type ScriptedModelOptions } from "../src/worker/engines/gguf/scripted-model.js";
+
+export { SCRIPTED_REPLY, splitIntoPieces, type ScriptedModelOptions } from "../src/worker/engines/gguf/scripted-model.js";
+
+export interface TestModel {
+  /** Absolute path of the written GGUF file. */
+  path: string;
+  /** What greedy decoding generates after any prompt (for an endless model: its first round). */
+  scriptedReply: string;
+  /** The reply's tokens as text, in order; their count is the completion's token count (`</s>` not included). */
+  pieces: string[];
+  /** File size in bytes. */
+  bytes: number;
+}
+
+/** Writes the scripted test model to `path` (creating its folder) and says what it will generate. */
+export async function makeTestModel(path: string, options: ScriptedModelOptions = {}): Promise<TestModel> {
+  const model = buildScriptedModel(options);
+  const absolute = resolve(path);
+  await mkdir(dirname(absolute), { recursive: true });
+  await writeFile(absolute, model.bytes);
+  return { path: absolute, scriptedReply: model.reply, pieces: model.pieces, bytes: model.bytes.length };
+}
+
+async function main(argv: string[]): Promise<void> {
+  const endless = argv.includes("--endless");
+  const out = argv.find((arg) => !arg.startsWith("--")) ?? "test-artifacts/scripted.gguf";
+  const model = await makeTestModel(out, { endless });
+  process.stdout.write(`wrote ${model.path} (${model.bytes} bytes); it replies: ${model.scriptedReply}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,179 @@
+// A hand-built "bigram" GGUF model whose greedy decoding replies with a scripted text: a real model file for tests and demos.
+//
+// How it works (llama architecture, 1 layer, F32):
+// - Vocabulary: `<unk>`, `<s>` (BOS), `</s>` (EOS), the 256 byte pieces `<0x00>`…`<0xFF>` (so any prompt text
+//   tokenizes, by byte fallback), SentencePiece's space `▁` (so spaces detokenize back to spaces, and llama.cpp's
+//   tokenize/detokenize round-trip check passes), then the reply cut into pieces: `<think>`, `</think>` and each word with its
+//   leading space (" The", " user", …). The reply pieces are "user-defined" tokens, which llama.cpp matches as
+//   whole strings when it tokenizes text, so tokenizing the reply gives exactly the pieces the model generates.
+// - Attention and feed-forward weights are all zero, so each layer adds nothing to the residual stream: the
+//   hidden state at the last position is the last token's embedding, normalized by the final RMSNorm.
+// - Embeddings: reply piece i owns dimension i + 1 (a one-hot vector); every other token shares dimension 0,
+//   the "default" dimension. So the model only ever "sees" which reply piece came last, or none.
+// - Output matrix: the row of the first reply piece is `logitScale` on dimension 0 (after any prompt, the reply
+//   starts); the row of piece i + 1 is `logitScale` on piece i's dimension; the row of `</s>` is `logitScale` on the
+//   last piece's dimension (or, for an endless model, the row of the piece after `</think>`, so it loops).
+//   All other logits are 0, so the scripted successor is the arg-max after every step, and with the default
+//   scale (16, a logit of ~90 after the norm) it is also what sampling at any sane temperature picks.
+// - `tokenizer.ggml.add_space_prefix` is off, so a prompt renders exactly as the template writes it (no
+//   SentencePiece space before each text fragment) and its token count is easy to check.
+// - A small Jinja chat template (`tokenizer.chat_template`) renders system/user/assistant turns; it strips
+//   earlier replies' reasoning before `</think>`, as reasoning models' templates do.
+// - `llama.context_length` is 2048: enough room for a chat session's history.
+import { encodeGguf, gguf, type GgufTensor } from "./writer.js";
+
+export const SCRIPTED_REPLY = "<think> The user says hello.</think> Hello! How can I help?";
+
+export interface ScriptedModelOptions {
+  /** The reply greedy decoding produces; pieces (words with their leading space, think tags) must be unique. */
+  reply?: string;
+  /** Never emits `</s>`: after the last piece it continues with the piece after `</think>`, until max_tokens or abort. */
+  endless?: boolean;
+  /** Weight of the scripted successor's logit before the norm's ×√width; ~1 makes sampling at temperature 1 wander. */
+  logitScale?: number;
+  /** Declared in `llama.context_length`. */
+  contextLength?: number;
+  /** `general.name`. */
+  name?: string;
+}
+
+export interface ScriptedModel {
+  /** The GGUF file's bytes. */
+  bytes: Uint8Array;
+  /** The text greedy decoding produces (for an endless model: its first round). */
+  reply: string;
+  /** The reply's tokens as text, in generation order (without `</s>`). */
+  pieces: string[];
+}
+
+const SPECIAL_PIECES = ["<unk>", "<s>", "</s>"] as const;
+const EOS_ID = 2;
+/** SentencePiece's escaped space: a normal piece of its own, so that spaces in prompts detokenize back to spaces. */
+const SPACE_PIECE = "\u2581";
+const FIRST_PIECE_ID = SPECIAL_PIECES.length + 256 + 1;
+
+/** GGUF token types (llama.cpp's `llama_token_type`). */
+const TokenType = { normal: 1, unknown: 2, control: 3, userDefined: 4, byte: 6 } as const;
+
+const CHAT_TEMPLATE =
+  "{{ bos_token }}" +
+  "{% for message in messages %}" +
+  "{{ '<|' + message.role + '|>\\n' }}" +
+  "{% if message.role == 'assistant' %}{{ message.content.split('</think>')[-1] | trim }}{{ eos_token }}" +
+  "{% else %}{{ message.content }}{% endif %}" +
+  "{{ '\\n' }}" +
+  "{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+
+/** Cuts a reply into the model's pieces: think tags, and words with their leading space. */
+export function splitIntoPieces(reply: string): string[] {
+  const pieces = reply.match(/<\/?think>|\s?(?:(?!<\/?think>)\S)+|\s+/g) ?? [];
+  if (pieces.join("") !== reply) throw new Error("the reply could not be cut into pieces");
+  const seen = new Set<string>();
+  for (const piece of pieces) {
+    if (seen.has(piece)) throw new Error(`the reply repeats the piece ${JSON.stringify(piece)}; each piece must be unique`);
+    seen.add(piece);
+  }
+  return pieces;
+}
+
+/** Builds the scripted model's GGUF bytes. */
+export function buildScriptedModel(options: ScriptedModelOptions = {}): ScriptedModel {
+  const reply = options.reply ?? SCRIPTED_REPLY;
+  const pieces = splitIntoPieces(reply);
+  if (pieces.length === 0) throw new Error("the reply is empty");
+  const width = Math.max(32, Math.ceil((pieces.length + 1) / 8) * 8);
+  const scale = options.logitScale ?? 16;
+
+  const tokens = [...SPECIAL_PIECES, ...byteTokens(), SPACE_PIECE, ...pieces];
+  const types = [
+    TokenType.unknown,
+    TokenType.control,
+    TokenType.control,
+    ...new Array<number>(256).fill(TokenType.byte),
+    TokenType.normal,
+    ...pieces.map(() => TokenType.userDefined),
+  ];
+  const vocab = tokens.length;
+
+  const embeddings = new Float32Array(vocab * width);
+  for (let token = 0; token < vocab; token++) embeddings[token * width + dimensionOf(token)] = 1;
+
+  const output = new Float32Array(vocab * width);
+  const setSuccessor = (fromDimension: number, token: number) => (output[token * width + fromDimension] = scale);
+  setSuccessor(0, FIRST_PIECE_ID);
+  for (let i = 0; i + 1 < pieces.length; i++) setSuccessor(i + 1, FIRST_PIECE_ID + i + 1);
+  setSuccessor(pieces.length, options.endless ? loopStart(pieces) : EOS_ID);
+
+  const bytes = encodeGguf({
+    metadata: [
+      ["general.architecture", gguf.string("llama")],
+      ["general.name", gguf.string(options.name ?? "scripted-test-model")],
+      ["general.file_type", gguf.u32(0)],
+      ["llama.context_length", gguf.u32(options.contextLength ?? 2048)],
+      ["llama.embedding_length", gguf.u32(width)],
+      ["llama.block_count", gguf.u32(1)],
+      ["llama.feed_forward_length", gguf.u32(width)],
+      ["llama.attention.head_count", gguf.u32(4)],
+      ["llama.attention.head_count_kv", gguf.u32(4)],
+      ["llama.attention.layer_norm_rms_epsilon", gguf.f32(1e-5)],
+      ["llama.rope.dimension_count", gguf.u32(width / 4)],
+      ["llama.vocab_size", gguf.u32(vocab)],
+      ["tokenizer.ggml.model", gguf.string("llama")],
+      ["tokenizer.ggml.tokens", gguf.strings(tokens)],
+      ["tokenizer.ggml.scores", gguf.f32s(new Array<number>(vocab).fill(0))],
+      ["tokenizer.ggml.token_type", gguf.i32s(types)],
+      ["tokenizer.ggml.unknown_token_id", gguf.u32(0)],
+      ["tokenizer.ggml.bos_token_id", gguf.u32(1)],
+      ["tokenizer.ggml.eos_token_id", gguf.u32(EOS_ID)],
+      ["tokenizer.ggml.add_bos_token", gguf.bool(true)],
+      ["tokenizer.ggml.add_eos_token", gguf.bool(false)],
+      ["tokenizer.ggml.add_space_prefix", gguf.bool(false)],
+      ["tokenizer.chat_template", gguf.string(CHAT_TEMPLATE)],
+    ],
+    tensors: [
+      { name: "token_embd.weight", shape: [width, vocab], data: embeddings },
+      { name: "output_norm.weight", shape: [width], data: ones(width) },
+      { name: "output.weight", shape: [width, vocab], data: output },
+      ...zeroLayer(0, width),
+    ],
+  });
+  return { bytes, reply, pieces };
+}
+
+/** Reply piece i lives on dimension i + 1; every other token on the shared default dimension 0. */
+function dimensionOf(token: number): number {
+  return token >= FIRST_PIECE_ID ? token - FIRST_PIECE_ID + 1 : 0;
+}
+
+/** An endless model loops back to the answer (the piece after `</think>`), or to the start when there is none. */
+function loopStart(pieces: readonly string[]): number {
+  const close = pieces.indexOf("</think>");
+  const start = close >= 0 && close + 1 < pieces.length ? close + 1 : 0;
+  return FIRST_PIECE_ID + start;
+}
+
+function byteTokens(): string[] {
+  return Array.from({ length: 256 }, (_, byte) => `<0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`);
+}
+
+function ones(n: number): Float32Array {
+  return new Float32Array(n).fill(1);
+}
+
+/** A transformer block that adds nothing: norms of one, every projection zero. */
+function zeroLayer(index: number, width: number): GgufTensor[] {
+  const square = (name: string): GgufTensor => ({ name, shape: [width, width], data: new Float32Array(width * width) });
+  const prefix = `blk.${index}`;
+  return [
+    { name: `${prefix}.attn_norm.weight`, shape: [width], data: ones(width) },
+    square(`${prefix}.attn_q.weight`),
+    square(`${prefix}.attn_k.weight`),
+    square(`${prefix}.attn_v.weight`),
+    square(`${prefix}.attn_output.weight`),
+    { name: `${prefix}.ffn_norm.weight`, shape: [width], data: ones(width) },
+    square(`${prefix}.ffn_gate.weight`),
+    square(`${prefix}.ffn_down.weight`),
+    square(`${prefix}.ffn_up.weight`),
+  ];
+}
