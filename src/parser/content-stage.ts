@@ -1,7 +1,7 @@
 // The stage that receives the text a reasoning splitter decided is not reasoning (plain content or tool calls).
 
 import { appendText } from "./events.js";
-import type { OpenSection, ParseEvent } from "./types.js";
+import type { OpenSection, ParseEvent, StreamParser } from "./types.js";
 
 /** Receives answer text in pieces and turns it into events; holds back what it cannot decide yet. */
 export interface ContentStage {
@@ -21,4 +21,31 @@ export class PlainContent implements ContentStage {
   }
 
   end(): void {}
+}
+
+/** A parser for formats without reasoning markup: the whole stream goes to one content stage. */
+export class ContentStageParser implements StreamParser {
+  private readonly stage: ContentStage;
+  private ended: OpenSection | undefined;
+
+  constructor(stage: ContentStage) {
+    this.stage = stage;
+  }
+
+  get unterminated(): OpenSection | undefined {
+    return this.ended;
+  }
+
+  feed(chunk: string): ParseEvent[] {
+    const out: ParseEvent[] = [];
+    this.stage.push(chunk, out);
+    return out;
+  }
+
+  finish(): ParseEvent[] {
+    const out: ParseEvent[] = [];
+    this.stage.end(out);
+    this.ended = this.stage.unterminated;
+    return out;
+  }
 }

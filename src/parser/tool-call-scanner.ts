@@ -1,0 +1,147 @@
+// Finds tool-call markup in answer text and hands each block to the reader of its format.
+
+import type { ContentStage } from "./content-stage.js";
+import { appendText } from "./events.js";
+import { isJsonWhitespace, skipJsonWhitespace } from "./json-value-scanner.js";
+import { TagFinder } from "./tag-finder.js";
+import type { ToolCallEmitter } from "./tool-call-emitter.js";
+import type { OpenSection, ParseEvent } from "./types.js";
+
+/** Reads one block of tool-call markup after its trigger. */
+export interface BlockReader {
+  /** Reads from `pos`; returns where it stopped. Unless done, the text from there on is held for the next chunk. */
+  read(text: string, pos: number, out: ParseEvent[]): number;
+  readonly done: boolean;
+  /** True when the block held at least one real call (whitespace around it is then dropped). */
+  readonly madeCall: boolean;
+  /** The stream ended inside the block; `held` is what read() had left unread. Returns true when a call was cut off. */
+  end(held: string, out: ParseEvent[]): boolean;
+}
+
+/** One family's tool-call markup. */
+export interface ToolCallSyntax {
+  /** Markup that opens a block anywhere in the answer; the reader starts just after it. */
+  readonly triggers: readonly string[];
+  /** Whether a `{` at the start of the answer (or right after a call) opens a block; the reader starts at the `{`. */
+  readonly bareJson: boolean;
+  open(trigger: string, emitter: ToolCallEmitter): BlockReader;
+}
+
+export const bareJsonTrigger = "{";
+
+/**
+ * Content stage for answers that may hold tool calls. Text outside markup is content, emitted at once except a
+ * possible partial trigger; whitespace that only separates calls from the start, the end or each other is dropped.
+ */
+export class ToolCallScanner implements ContentStage {
+  private readonly byTrigger = new Map<string, ToolCallSyntax>();
+  private readonly emitter: ToolCallEmitter;
+  private readonly finder: TagFinder;
+  private readonly bareJson: ToolCallSyntax | undefined;
+  private held = "";
+  private block: BlockReader | undefined;
+  private atSegmentStart = true;
+  private afterCall = false;
+  private ended: OpenSection | undefined;
+
+  constructor(syntaxes: readonly ToolCallSyntax[], emitter: ToolCallEmitter) {
+    for (const syntax of syntaxes) for (const trigger of syntax.triggers) this.byTrigger.set(trigger, syntax);
+    this.emitter = emitter;
+    this.finder = new TagFinder(syntaxes.flatMap((syntax) => syntax.triggers));
+    this.bareJson = syntaxes.find((syntax) => syntax.bareJson);
+  }
+
+  get unterminated(): OpenSection | undefined {
+    return this.ended;
+  }
+
+  push(chunk: string, out: ParseEvent[]): void {
+    const text = this.held.length === 0 ? chunk : this.held + chunk;
+    this.held = "";
+    let pos = 0;
+    while (pos < text.length) {
+      const next = this.block === undefined ? this.stepText(text, pos, out) : this.stepBlock(this.block, text, pos, out);
+      if (next === undefined) return;
+      pos = next;
+    }
+  }
+
+  end(out: ParseEvent[]): void {
+    if (this.block !== undefined) {
+      const cut = this.block.end(this.held, out);
+      this.block = undefined;
+      this.held = "";
+      if (cut) {
+        this.ended = "tool_call";
+        this.emitter.warn("unterminated_tool_call", "the stream ended inside a tool call");
+      }
+      return;
+    }
+    if (!(this.atSegmentStart && this.afterCall)) appendText(out, "content", this.held);
+    this.held = "";
+  }
+
+  private stepBlock(block: BlockReader, text: string, pos: number, out: ParseEvent[]): number | undefined {
+    const next = block.read(text, pos, out);
+    if (!block.done) {
+      this.held = text.slice(next);
+      return undefined;
+    }
+    this.block = undefined;
+    if (block.madeCall) {
+      this.atSegmentStart = true;
+      this.afterCall = true;
+    }
+    return next;
+  }
+
+  private stepText(text: string, pos: number, out: ParseEvent[]): number | undefined {
+    if (this.atSegmentStart) {
+      const start = skipJsonWhitespace(text, pos);
+      if (start === text.length) {
+        this.held = text.slice(pos);
+        return undefined;
+      }
+      const opened = this.openAt(text, start);
+      if (opened !== undefined) return opened;
+      if (this.finder.holdBack(text, start) === text.length - start && !isJsonWhitespace(text.charCodeAt(start))) {
+        this.held = text.slice(pos);
+        return undefined;
+      }
+      this.atSegmentStart = false;
+      this.afterCall = false;
+    }
+    const match = this.finder.find(text, pos);
+    if (match === undefined) {
+      const keep = this.finder.holdBack(text, pos);
+      appendText(out, "content", text.slice(pos, text.length - keep));
+      this.held = keep === 0 ? "" : text.slice(text.length - keep);
+      return undefined;
+    }
+    appendText(out, "content", text.slice(pos, match.index));
+    const syntax = this.byTrigger.get(match.tag);
+    if (syntax === undefined) {
+      appendText(out, "content", match.tag); // unreachable: the finder only knows registered triggers
+      return match.index + match.tag.length;
+    }
+    return this.open(syntax, match.tag, match.index + match.tag.length);
+  }
+
+  /** At the start of a segment: a trigger (or a bare `{`) right here opens a block and drops the whitespace before it. */
+  private openAt(text: string, start: number): number | undefined {
+    if (this.bareJson !== undefined && text.charCodeAt(start) === 0x7b) {
+      this.block = this.bareJson.open(bareJsonTrigger, this.emitter);
+      return start;
+    }
+    for (const [trigger, syntax] of this.byTrigger) {
+      if (text.startsWith(trigger, start)) return this.open(syntax, trigger, start + trigger.length);
+    }
+    return undefined;
+  }
+
+  private open(syntax: ToolCallSyntax, trigger: string, after: number): number {
+    this.block = syntax.open(trigger, this.emitter);
+    this.atSegmentStart = false;
+    return after;
+  }
+}
