@@ -1,0 +1,326 @@
+// The upstream engine: a worker in front of an OpenAI-compatible server (llama-server, vLLM, SGLang, Ollama, LM Studio, mlx_lm.server).
+//
+// Replies are streamed from `POST {baseUrl}/chat/completions` and turned back into raw model text for the
+// master's parser: reasoning that the upstream already separated (`reasoning_content` / `reasoning`) is wrapped
+// in `<think>`…`</think>` again, and tool calls it already parsed are written as Hermes `<tool_call>` blocks.
+// Cancelling is aborting the HTTP request: that is what makes those servers stop generating.
+import { z } from "zod";
+import type { ChatMessage, FinishReason, ModelInfo, Usage } from "../../worker-protocol/index.js";
+import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+
+export interface OpenAIUpstreamOptions {
+  /** The upstream's OpenAI base URL, with its `/v1`, e.g. `http://127.0.0.1:8080/v1`. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer …`. */
+  apiKey?: string;
+  /** Model names to serve; empty means every model the upstream lists at `GET /models`. */
+  models: string[];
+  /** How many tasks the worker runs at once; the runtime enforces it, the upstream queues beyond its own limit. */
+  maxConcurrency: number;
+}
+
+/** Context length reported for a model when the upstream does not say. */
+export const DEFAULT_CONTEXT_LENGTH = 4096;
+/** The markup this engine's text carries: `<think>` reasoning and Hermes `<tool_call>` blocks. */
+export const UPSTREAM_TEXT_FORMAT = "hermes";
+const DISCOVERY_TIMEOUT_MS = 15_000;
+
+export class OpenAIUpstreamEngine implements Engine {
+  readonly kind = "openai";
+  private readonly baseUrl: string;
+
+  constructor(private readonly options: OpenAIUpstreamOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    if (!/^https?:\/\//.test(this.baseUrl)) throw new Error(`--upstream must be an http(s) URL, got '${options.baseUrl}'`);
+    if (!Number.isInteger(options.maxConcurrency) || options.maxConcurrency < 1) {
+      throw new Error("maxConcurrency must be a positive integer");
+    }
+  }
+
+  async start(): Promise<EngineDescription> {
+    const device = { kind: "remote" as const, name: new URL(this.baseUrl).host, memoryBytes: 0 };
+    return { device, models: await this.discoverModels() };
+  }
+
+  async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
+    const response = await this.fetchUpstream("/chat/completions", signal, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify(chatCompletionBody(request)),
+    });
+    if (!response.body) throw new Error("the upstream sent no response body");
+    const reply = new UpstreamReply(sink);
+    const lines = new SseDecoder();
+    const text = new TextDecoder();
+    for await (const bytes of response.body) {
+      for (const data of lines.push(text.decode(bytes, { stream: true }))) {
+        if (data === "[DONE]") return reply.finish(); // leaving the loop cancels the body
+        reply.apply(parseChunk(data));
+      }
+    }
+    for (const data of lines.push(text.decode())) if (data !== "[DONE]") reply.apply(parseChunk(data));
+    return reply.finish();
+  }
+
+  async close(): Promise<void> {
+    // Nothing is held between requests: each reply's connection closes with its stream.
+  }
+
+  /** The configured models, or all the upstream lists; context lengths from whatever fields the upstream fills. */
+  private async discoverModels(): Promise<ModelInfo[]> {
+    const listed = await this.listModels();
+    if (this.options.models.length === 0) {
+      if (listed.length === 0) throw new Error(`the upstream ${this.baseUrl} lists no models; name them with --model`);
+      return listed;
+    }
+    return this.options.models.map(
+      (id) => listed.find((model) => model.id === id) ?? { id, contextLength: DEFAULT_CONTEXT_LENGTH, format: UPSTREAM_TEXT_FORMAT },
+    );
+  }
+
+  private async listModels(): Promise<ModelInfo[]> {
+    const response = await this.fetchUpstream("/models", AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), { method: "GET" });
+    const parsed = ModelList.safeParse(await response.json().catch(() => undefined));
+    if (!parsed.success) throw new Error(`the upstream's GET ${this.baseUrl}/models did not return an OpenAI model list`);
+    return parsed.data.data.map((model) => ({
+      id: model.id,
+      contextLength: model.max_model_len ?? model.context_length ?? model.meta?.n_ctx_train ?? DEFAULT_CONTEXT_LENGTH,
+      format: UPSTREAM_TEXT_FORMAT,
+      ...(model.owned_by ? { ownedBy: model.owned_by } : {}),
+    }));
+  }
+
+  /** Fetches from the upstream; network failures and HTTP errors reject with a message naming the upstream. */
+  private async fetchUpstream(path: string, signal: AbortSignal, init: RequestInit): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.options.apiKey) headers.set("authorization", `Bearer ${this.options.apiKey}`);
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { ...init, headers, signal });
+    } catch (error) {
+      if (signal.aborted) throw error;
+      const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
+      throw new Error(`the upstream ${this.baseUrl} could not be reached: ${cause}`, { cause: error });
+    }
+    if (!response.ok) throw new Error(`the upstream answered ${response.status}: ${await errorMessage(response)}`);
+    return response;
+  }
+}
+
+function chatCompletionBody(request: GenerationRequest): Record<string, unknown> {
+  const { params } = request;
+  const body: Record<string, unknown> = {
+    model: request.model,
+    messages: request.messages.map(toOpenAIMessage),
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: params.maxTokens,
+    temperature: params.temperature,
+    top_p: params.topP,
+    stop: params.stop?.length ? params.stop : undefined,
+    seed: params.seed,
+    tools: request.tools?.length ? request.tools : undefined,
+    tool_choice: request.toolChoice,
+    parallel_tool_calls: request.parallelToolCalls,
+    reasoning_effort: request.reasoningEffort,
+    chat_template_kwargs: request.chatTemplateKwargs,
+  };
+  return Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined));
+}
+
+function toOpenAIMessage(message: ChatMessage): Record<string, unknown> {
+  return {
+    role: message.role === "developer" ? "system" : message.role, // local servers' templates rarely know "developer"
+    content: message.content,
+    ...(message.name ? { name: message.name } : {}),
+    ...(message.toolCalls?.length ? { tool_calls: message.toolCalls } : {}),
+    ...(message.toolCallId ? { tool_call_id: message.toolCallId } : {}),
+  };
+}
+
+/** The error text of an upstream error response: OpenAI's `{error: {message}}`, Ollama's `{error}`, or the body. */
+async function errorMessage(response: Response): Promise<string> {
+  const body = await response.text().catch(() => "");
+  const parsed = ErrorBody.safeParse(safeJson(body));
+  if (parsed.success) {
+    const { error, message } = parsed.data;
+    const text = typeof error === "string" ? error : (error?.message ?? message);
+    if (text) return text;
+  }
+  return body.trim().slice(0, 1000) || response.statusText || "no error message";
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined; // not JSON: the caller falls back to the raw text
+  }
+}
+
+const PositiveInt = z.number().int().positive();
+/** Unusable optional fields are ignored rather than failing the whole list. */
+const optional = <T extends z.ZodType>(schema: T) => schema.optional().catch(undefined);
+
+const ModelList = z.object({
+  data: z.array(
+    z.object({
+      id: z.string().min(1).max(256),
+      owned_by: optional(z.string().max(256)),
+      max_model_len: optional(PositiveInt), // vLLM, SGLang
+      context_length: optional(PositiveInt), // LM Studio, OpenRouter-style
+      meta: optional(z.object({ n_ctx_train: optional(PositiveInt) })), // llama-server
+    }),
+  ),
+});
+
+const ErrorBody = z.object({
+  error: z.union([z.string(), z.object({ message: z.string() })]).optional(),
+  message: z.string().optional(),
+});
+
+const ToolCallDelta = z.object({
+  index: z.number().int().nonnegative().optional(),
+  function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
+});
+type ToolCallDelta = z.infer<typeof ToolCallDelta>;
+
+const StreamChunk = z.object({
+  choices: z
+    .array(
+      z.object({
+        delta: z
+          .object({
+            content: z.string().nullish(),
+            reasoning_content: z.string().nullish(), // llama-server, DeepSeek, SGLang
+            reasoning: z.string().nullish(), // vLLM, Ollama
+            tool_calls: z.array(ToolCallDelta).nullish(),
+          })
+          .nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .nullish(),
+  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative() }).nullish(),
+  error: z.union([z.string(), z.object({ message: z.string() })]).nullish(),
+});
+type StreamChunk = z.infer<typeof StreamChunk>;
+
+function parseChunk(data: string): StreamChunk {
+  const parsed = StreamChunk.safeParse(safeJson(data));
+  if (!parsed.success) throw new Error(`the upstream sent a stream chunk that is not a chat completion chunk: ${data.slice(0, 200)}`);
+  const { error } = parsed.data;
+  if (error) throw new Error(`the upstream failed: ${typeof error === "string" ? error : error.message}`);
+  return parsed.data;
+}
+
+/** Rebuilds raw model text from the upstream's deltas and keeps the counts. */
+class UpstreamReply {
+  private thinking = false;
+  private toolCall: { index: number; hasArguments: boolean } | undefined;
+  private chunks = 0;
+  private usage: Usage | undefined;
+  private finishReason: FinishReason = "stop";
+
+  constructor(private readonly sink: GenerationSink) {}
+
+  apply(chunk: StreamChunk): void {
+    if (chunk.usage) {
+      this.usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
+    }
+    const choice = chunk.choices?.[0];
+    if (!choice) return;
+    if (choice.finish_reason) this.finishReason = toFinishReason(choice.finish_reason);
+    const delta = choice.delta;
+    let text = "";
+    const reasoning = delta?.reasoning_content || delta?.reasoning;
+    if (reasoning) {
+      text += this.closeToolCall() + (this.thinking ? "" : "<think>") + reasoning;
+      this.thinking = true;
+    }
+    if (delta?.content) text += this.closeThinking() + this.closeToolCall() + delta.content;
+    for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
+    if (text === "") return;
+    this.chunks++;
+    this.sink.text(text);
+  }
+
+  finish(): GenerationResult {
+    const tail = this.closeThinking() + this.closeToolCall();
+    if (tail) this.sink.text(tail, 0);
+    return { finishReason: this.finishReason, usage: this.usage ?? { promptTokens: 0, completionTokens: this.chunks } };
+  }
+
+  private toolCallText(call: ToolCallDelta): string {
+    const index = call.index ?? this.toolCall?.index ?? 0;
+    let text = "";
+    if (this.toolCall?.index !== index) {
+      text += this.closeToolCall();
+      text += `<tool_call>{"name": ${JSON.stringify(call.function?.name ?? "")}, "arguments": `;
+      this.toolCall = { index, hasArguments: false };
+    }
+    const args = call.function?.arguments ?? "";
+    if (args) this.toolCall.hasArguments = true;
+    return text + args;
+  }
+
+  private closeThinking(): string {
+    if (!this.thinking) return "";
+    this.thinking = false;
+    return "</think>";
+  }
+
+  private closeToolCall(): string {
+    if (!this.toolCall) return "";
+    const text = this.toolCall.hasArguments ? "}</tool_call>" : "{}}</tool_call>";
+    this.toolCall = undefined;
+    return text;
+  }
+}
+
+function toFinishReason(reason: string): FinishReason {
+  if (reason === "length") return "length";
+  if (reason === "tool_calls" || reason === "function_call") return "tool_calls";
+  return "stop";
+}
+
+/**
+ * Server-sent events decoder (WHATWG rules): lines end in CRLF, LF or CR; `:` lines are comments; `data:` lines of
+ * one event join with "\n"; a blank line ends the event. Yields each event's data (other fields are not needed).
+ */
+class SseDecoder {
+  private buffer = "";
+  private data: string[] = [];
+
+  /** Feeds decoded text; returns the data of every event completed by it. */
+  push(text: string): string[] {
+    this.buffer += text;
+    const events: string[] = [];
+    for (;;) {
+      const end = /\r\n|\r|\n/.exec(this.buffer);
+      if (!end) break;
+      if (end[0] === "\r" && end.index === this.buffer.length - 1 && text !== "") break; // a "\n" may follow
+      const line = this.buffer.slice(0, end.index);
+      this.buffer = this.buffer.slice(end.index + end[0].length);
+      const event = this.line(line);
+      if (event !== undefined) events.push(event);
+    }
+    return events;
+  }
+
+  private line(line: string): string | undefined {
+    if (line === "") {
+      if (this.data.length === 0) return undefined;
+      const data = this.data.join("\n");
+      this.data = [];
+      return data;
+    }
+    if (line.startsWith(":")) return undefined;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    if (field !== "data") return undefined; // event, id, retry: not used by chat completion streams
+    const value = colon < 0 ? "" : line.slice(colon + 1);
+    this.data.push(value.startsWith(" ") ? value.slice(1) : value);
+    return undefined;
+  }
+}
