@@ -73,7 +73,7 @@ const engine = () => new OpenAIUpstreamEngine({ baseUrl, models: [], maxConcurre
 
 describe("OpenAIUpstreamEngine", () => {
   it("discovers the upstream's models and their context lengths from whichever field the server fills", async () => {
-    modelsHandler = (_req, res) =>
+    modelsHandler = (_req, res) => {
       res.writeHead(200, { "content-type": "application/json" }).end(
         JSON.stringify({
           object: "list",
@@ -84,6 +84,7 @@ describe("OpenAIUpstreamEngine", () => {
           ],
         }),
       );
+    };
 
     const description = await engine().start();
     const named = await new OpenAIUpstreamEngine({ baseUrl: `${baseUrl}/`, models: ["vllm-model", "other"], maxConcurrency: 1 }).start();
