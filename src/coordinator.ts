@@ -10,7 +10,7 @@ import { Master } from "./master/master.js";
 import { serveWorkerConnection } from "./master/worker-connection.js";
 import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
-import { WorkerRuntime } from "./worker/runtime.js";
+import { closeSocket, WorkerRuntime } from "./worker/runtime.js";
 
 export interface RunningCoordinator {
   /** http://host:port of the API. */
@@ -90,16 +90,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     closing ??= (async () => {
       master.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
-      await Promise.all(
-        [...wss.clients].map(
-          (ws) =>
-            new Promise<void>((resolve) => {
-              ws.once("close", () => resolve());
-              ws.close(CloseCode.goingAway, "coordinator shutting down");
-              setTimeout(() => ws.terminate(), 1_000).unref();
-            }),
-        ),
-      );
+      await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

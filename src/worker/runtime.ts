@@ -26,6 +26,18 @@ export interface WorkerOptions {
 /** Close codes after which reconnecting cannot help. */
 const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion, CloseCode.replaced]);
 
+/** Closes with a handshake, or tears the socket down if the peer does not answer within a second. */
+export function closeSocket(socket: WebSocket, code: number, reason: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const force = setTimeout(() => socket.terminate(), 1_000);
+    socket.once("close", () => {
+      clearTimeout(force);
+      resolve();
+    });
+    socket.close(code, reason);
+  });
+}
+
 export function workerUrl(join: string): string {
   const url = new URL(join);
   if (url.protocol === "http:") url.protocol = "ws:";
@@ -82,11 +94,7 @@ export class WorkerRuntime {
     for (const controller of this.tasks.values()) controller.abort(new Error(reason));
     const socket = this.socket;
     if (socket && socket.readyState !== WebSocket.CLOSED) {
-      await new Promise<void>((resolve) => {
-        socket.once("close", () => resolve());
-        socket.close(code, reason);
-        setTimeout(() => socket.terminate(), 1_000).unref();
-      });
+      await closeSocket(socket, code, reason);
     }
     this.finish(code, reason);
   }
