@@ -161,6 +161,29 @@ describe("LlamaEngine", () => {
     for (const r of scriptedPair) expect(r.text).toBe(SCRIPTED_REPLY);
   });
 
+  it("renders tools, tool calls and their results through the chat template", async () => {
+    const plain = await run(request("scripted", { temperature: 0 }));
+    const withTools = await run({
+      ...request("scripted", { temperature: 0 }),
+      messages: [
+        { role: "user", content: "weather?" },
+        {
+          role: "assistant",
+          content: "",
+          toolCalls: [{ id: "c1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }],
+        },
+        { role: "tool", toolCallId: "c1", content: "sunny" },
+      ],
+      tools: [{ type: "function", function: { name: "get_weather", description: "Weather now", parameters: { type: "object" } } }],
+    });
+
+    expect(withTools.text).toBe(SCRIPTED_REPLY);
+    expect(withTools.result.usage.promptTokens).toBeGreaterThan(plain.result.usage.promptTokens + "get_weather".length);
+    await expect(
+      run({ ...request("scripted"), messages: [{ role: "tool", toolCallId: "nope", content: "x" }] }),
+    ).rejects.toThrow(/answers no earlier assistant tool call/);
+  });
+
   it("rejects a prompt longer than the context, and an unknown model", async () => {
     await expect(run(request("scripted", {}, "x".repeat(3000)))).rejects.toThrow(/holds at most 2048 tokens/);
     await expect(run(request("nope"))).rejects.toThrow(/does not serve the model 'nope'/);

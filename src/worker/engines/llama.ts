@@ -6,8 +6,11 @@
 // package's postinstall script cannot try either (npm 11 does not run it anyway unless approved).
 import os from "node:os";
 import { basename, extname } from "node:path";
+import { z } from "zod";
 import type {
   ChatHistoryItem,
+  ChatModelFunctionCall,
+  ChatModelFunctions,
   ChatWrapper,
   Llama,
   LlamaContext,
@@ -154,14 +157,17 @@ async function describeDevice(llama: Llama): Promise<DeviceInfo> {
   return { kind: llama.gpu, name: names.join(", ") || llama.gpu, memoryBytes: vram.total };
 }
 
-/** The reasoning/tool-call markup family, from the architecture and the chat template; see docs/parsers.md. */
+/** The reasoning/tool-call markup family, as the master's parser registry names it, from the chat template. */
 function detectFormat(model: LlamaModel): string | undefined {
   const template = model.fileInfo.metadata.tokenizer?.chat_template ?? "";
-  if (String(model.fileInfo.metadata.general.architecture) === "gpt-oss" || template.includes("<|channel|>")) {
-    return "harmony";
-  }
-  if (template.includes("<think>") || template.includes("</think>")) return "think";
-  return undefined;
+  const architecture = String(model.fileInfo.metadata.general.architecture);
+  if (architecture === "gpt-oss" || template.includes("<|channel|>")) return "harmony";
+  if (template.includes("[THINK]") || template.includes("[TOOL_CALLS]")) return "mistral";
+  if (template.includes("<seed:think>")) return "seed";
+  // The engine streams a `<think>` the template prefills itself (see renderPrompt), so never "think-prefilled".
+  if (template.includes("<think>") || template.includes("</think>") || template.includes("<tool_call>")) return "think";
+  if (template.includes("<|python_tag|>")) return "llama3";
+  return undefined; // the master auto-detects
 }
 
 interface RenderedPrompt {
@@ -173,29 +179,82 @@ interface RenderedPrompt {
 }
 
 function renderPrompt(lib: NodeLlamaCpp, loaded: LoadedModel, request: GenerationRequest): RenderedPrompt {
-  if (request.tools?.length || request.messages.some((m) => m.role === "tool" || m.toolCalls?.length)) {
-    throw new Error("the llama engine does not support tool calls yet");
-  }
-  const chatHistory: ChatHistoryItem[] = [...request.messages.map(toHistoryItem), { type: "model", response: [] }];
-  const state = loaded.chatWrapper.generateContextState({ chatHistory });
+  const chatHistory: ChatHistoryItem[] = [...toChatHistory(request.messages), { type: "model", response: [] }];
+  const availableFunctions = toFunctions(request.tools ?? []);
+  const state = loaded.chatWrapper.generateContextState({ chatHistory, availableFunctions, documentFunctionParams: true });
   const tokens = state.contextText.tokenize(loaded.model.tokenizer);
   const tail = loaded.model.detokenize(tokens.slice(-DETOKENIZE_CONTEXT_TOKENS), true);
-  const openedWith = /<think>\s*$/.exec(tail)?.[0] ?? "";
+  const openedWith = /(?:<think>|<seed:think>|\[THINK\])\s*$/.exec(tail)?.[0] ?? "";
   const stops = state.stopGenerationTriggers.flatMap((trigger) => plainText(lib, trigger));
   return { tokens, openedWith, stops };
 }
 
-function toHistoryItem(message: ChatMessage): ChatHistoryItem {
-  switch (message.role) {
-    case "system":
-    case "developer":
-      return { type: "system", text: message.content };
-    case "user":
-      return { type: "user", text: message.content };
-    case "assistant":
-    case "tool":
-      return { type: "model", response: [message.content] };
+/** OpenAI-shaped messages as node-llama-cpp's chat history; a tool result is rendered with the call it answers. */
+function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
+  const results = new Map(messages.flatMap((m) => (m.role === "tool" && m.toolCallId ? [[m.toolCallId, m.content] as const] : [])));
+  const answered = new Set<string>();
+  const history: ChatHistoryItem[] = [];
+  for (const message of messages) {
+    switch (message.role) {
+      case "system":
+      case "developer":
+        history.push({ type: "system", text: message.content });
+        break;
+      case "user":
+        history.push({ type: "user", text: message.content });
+        break;
+      case "assistant": {
+        const calls = (message.toolCalls ?? []).map((call) => toFunctionCall(call, results, answered));
+        history.push({ type: "model", response: [...(message.content ? [message.content] : []), ...calls] });
+        break;
+      }
+      case "tool":
+        if (!message.toolCallId || !answered.has(message.toolCallId)) {
+          throw new Error(`a tool message (tool_call_id ${message.toolCallId ?? "missing"}) answers no earlier assistant tool call`);
+        }
+        break;
+    }
   }
+  return history;
+}
+
+const ToolCall = z.object({ id: z.string(), function: z.object({ name: z.string(), arguments: z.string() }) });
+const FunctionTool = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: z.string(),
+    description: z.string().optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+  }),
+});
+
+function toFunctionCall(call: unknown, results: ReadonlyMap<string, string>, answered: Set<string>): ChatModelFunctionCall {
+  const parsed = ToolCall.safeParse(call);
+  if (!parsed.success) throw new Error("an assistant tool call is not an OpenAI function call");
+  const { id, function: fn } = parsed.data;
+  answered.add(id);
+  return { type: "functionCall", name: fn.name, params: parseArguments(fn.arguments), result: results.get(id) ?? "" };
+}
+
+function parseArguments(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text; // the model wrote arguments that are not JSON: render them as they were
+  }
+}
+
+function toFunctions(tools: readonly unknown[]): ChatModelFunctions | undefined {
+  if (tools.length === 0) return undefined;
+  const functions: Record<string, ChatModelFunctions[string]> = {};
+  for (const tool of tools) {
+    const parsed = FunctionTool.safeParse(tool);
+    if (!parsed.success) throw new Error("only function tools are supported");
+    const { name, description, parameters } = parsed.data.function;
+    // node-llama-cpp types parameters as its GBNF schema subset; here it only documents them in the prompt.
+    functions[name] = { description, params: parameters as ChatModelFunctions[string]["params"] };
+  }
+  return functions;
 }
 
 /** A stop trigger as text, or nothing when it involves a built-in special token (EOS/EOT stop decoding anyway). */
