@@ -1,0 +1,96 @@
+// The `coordinator` command as users run it: real child processes for the coordinator and for a worker.
+import { afterEach, describe, expect, it } from "vitest";
+import OpenAI from "openai";
+import { eventually } from "./support/cluster.js";
+import { type CliProcess, spawnCli } from "./support/processes.js";
+
+const messages = [{ role: "user" as const, content: "Are you there?" }];
+const processes: CliProcess[] = [];
+
+function start(args: string[], env: Record<string, string> = {}): CliProcess {
+  const process = spawnCli(args, env);
+  processes.push(process);
+  return process;
+}
+
+function clientFor(apiUrl: string): OpenAI {
+  return new OpenAI({ baseURL: apiUrl, apiKey: "unused", maxRetries: 0 });
+}
+
+describe("the coordinator command", () => {
+  afterEach(async () => {
+    await Promise.all(processes.splice(0).map((p) => p.kill()));
+  });
+
+  it("serves a completion at once with --demo, and exits 0 on SIGTERM", async () => {
+    const coordinator = start(["--demo", "--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]);
+    const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+
+    const completion = await clientFor(api as string).chat.completions.create({ model: "simulator", messages });
+    expect(completion.choices[0]?.message.content).toContain("simulated model");
+    expect(coordinator.output()).toMatch(/coordinator worker --join ws:\/\/\S+ --token [0-9a-f]{32}/);
+
+    coordinator.child.kill("SIGTERM");
+    expect(await coordinator.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("takes a worker process that joins with the printed command, and fails its task cleanly when it is killed", async () => {
+    const coordinator = start(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"], {
+      COORDINATOR_WORKER_TOKEN: "token-from-the-environment",
+    });
+    const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+    const [, join, token] = await coordinator.waitFor(/--join (ws:\/\/\S+) --token (\S+)/);
+    expect(token).toBe("token-from-the-environment");
+
+    const worker = start(["worker", "--join", join as string, "--token", token as string, "--name", "child", "--sim-prefill-ms", "0"]);
+    await worker.waitFor(/joined the coordinator/);
+    const client = clientFor(api as string);
+    const completion = await client.chat.completions.create({ model: "simulator", messages });
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+
+    const slow = start(["worker", "--join", join as string, "--token", token as string, "--name", "slow", "--model", "slow-model", "--sim-prefill-ms", "60000"]);
+    await slow.waitFor(/joined the coordinator/);
+    const doomed = client.chat.completions.create({ model: "slow-model", messages });
+    await eventually(async () => {
+      const state = (await (await fetch(`${api}/cluster`)).json()) as { workers: Array<{ name: string; inflight: string[] }> };
+      return state.workers.some((w) => w.name === "slow" && w.inflight.length === 1);
+    }, "the slow worker to take the task");
+    await slow.kill("SIGKILL");
+
+    await expect(doomed).rejects.toMatchObject({ status: 502, code: "worker_lost" });
+    const after = await client.chat.completions.create({ model: "simulator", messages });
+    expect(after.choices[0]?.finish_reason).toBe("stop");
+  });
+
+  it("refuses a worker with the wrong token, and the worker exits non-zero", async () => {
+    const coordinator = start(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]);
+    const [, join] = await coordinator.waitFor(/--join (ws:\/\/\S+)/);
+
+    const worker = start(["worker", "--join", join as string, "--token", "not-the-token"]);
+
+    expect((await worker.exited).code).toBe(1);
+    expect(worker.output()).toContain("wrong or missing worker token");
+  });
+
+  it("prints help for each command, with every flag's environment variable", async () => {
+    const serveHelp = start(["--help"]);
+    const workerHelp = start(["worker", "--help"]);
+
+    expect((await serveHelp.exited).code).toBe(0);
+    expect((await workerHelp.exited).code).toBe(0);
+    expect(serveHelp.output()).toContain("--keepalive-ms");
+    expect(serveHelp.output()).toContain("COORDINATOR_KEEPALIVE_MS");
+    expect(workerHelp.output()).toContain("--engine");
+    expect(workerHelp.output()).toContain("simulator");
+  });
+
+  it("rejects an unknown flag and a bad value with exit code 2 and the reason", async () => {
+    const unknown = start(["--frobnicate"]);
+    const badValue = start(["--reasoning", "loud"]);
+
+    expect((await unknown.exited).code).toBe(2);
+    expect(unknown.output()).toContain("--frobnicate");
+    expect((await badValue.exited).code).toBe(2);
+    expect(badValue.output()).toContain("--reasoning");
+  });
+});
