@@ -130,6 +130,17 @@ describe("LlamaEngine", () => {
     for (const r of next) expect(r.result.usage.completionTokens).toBe(20);
   });
 
+  it("decodes nothing when the abort comes before the prompt is evaluated", async () => {
+    const controller = new AbortController();
+    const generation = run(request("endless", { temperature: 0 }, "a long prompt ".repeat(100)), controller.signal);
+    controller.abort();
+
+    const { chunks, result } = await generation;
+
+    expect(chunks).toEqual([]);
+    expect(result.usage.completionTokens).toBe(0);
+  });
+
   it("settles at once when the signal is already aborted, and lets a queued task give up its place", async () => {
     const preAborted = AbortSignal.abort();
     const hog = new AbortController();

@@ -297,7 +297,9 @@ async function decode(
     sink.text(piece, unsentTokens);
     unsentTokens = 0;
   };
-  const tokens = sequence.evaluate(prompt.tokens, {
+  await prefill(sequence, prompt.tokens.slice(0, -1), signal);
+  if (signal.aborted) return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
+  const tokens = sequence.evaluate(prompt.tokens.slice(-1), {
     temperature: params.temperature ?? 1, // OpenAI's default
     ...(params.topP === undefined ? {} : { topP: params.topP }),
     ...(params.seed === undefined ? {} : { seed: params.seed }),
@@ -316,6 +318,14 @@ async function decode(
   }
   if (!signal.aborted && !stops.stopped) send(stops.push(text.flush()).text + stops.flush());
   return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
+}
+
+/** Evaluates prompt tokens one batch at a time, so that an abort during a long prompt takes effect at the next batch. */
+async function prefill(sequence: LlamaContextSequence, tokens: readonly Token[], signal: AbortSignal): Promise<void> {
+  const batch = sequence.context.batchSize;
+  for (let start = 0; start < tokens.length && !signal.aborted; start += batch) {
+    await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(start, start + batch));
+  }
 }
 
 /** Turns generated tokens into text incrementally, holding back bytes of a character that is not complete yet. */
