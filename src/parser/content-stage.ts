@@ -10,11 +10,14 @@ export interface ContentStage {
   end(out: ParseEvent[]): void;
   /** Set by end() when the stream stopped inside a section of this stage. */
   readonly unterminated: OpenSection | undefined;
+  /** True once tool-call markup has begun: from then on reasoning tags are literal text (e.g. inside arguments). */
+  readonly toolCallsBegun: boolean;
 }
 
 /** Everything is content. */
 export class PlainContent implements ContentStage {
   readonly unterminated = undefined;
+  readonly toolCallsBegun = false;
 
   push(text: string, out: ParseEvent[]): void {
     appendText(out, "content", text);

@@ -1,5 +1,6 @@
 // Format names → parsers: each format is a reasoning splitter and a tool-call scanner for one model family.
 
+import { WholeCodePoints } from "./code-points.js";
 import { ContentStageParser, PlainContent } from "./content-stage.js";
 import { HarmonyParser } from "./harmony.js";
 import { hermesToolCalls } from "./hermes.js";
@@ -118,6 +119,6 @@ export const parserFormats: readonly string[] = [...formats.keys()];
 /** A fresh parser for one reply; an undefined or unknown format gets auto-detection. */
 export function createParser(format: string | undefined, options: ParserOptions = {}): StreamParser {
   const factory = format === undefined ? auto : (formats.get(format.trim().toLowerCase()) ?? auto);
-  return factory(options);
+  return new WholeCodePoints(factory(options));
 }
 

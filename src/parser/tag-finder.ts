@@ -24,14 +24,9 @@ export class TagFinder {
     return match === null ? undefined : { index: match.index, tag: match[0] };
   }
 
-  /**
-   * How many characters at the end of `text` (not before `from`) must be held back: a proper prefix of a tag,
-   * or a lone high surrogate whose partner is still to come, so that every emitted piece is well-formed UTF-16.
-   */
+  /** How many characters at the end of `text` (not before `from`) must wait: the longest proper prefix of a tag. */
   holdBack(text: string, from: number): number {
-    const tagPart = partialTagLength(text, this.tags, from);
-    if (tagPart > 0) return tagPart;
-    return endsInHighSurrogate(text, from) ? 1 : 0;
+    return partialTagLength(text, this.tags, from);
   }
 }
 
@@ -56,13 +51,6 @@ function endsWithPrefix(text: string, tag: string, n: number): boolean {
     if (text.charCodeAt(start + i) !== tag.charCodeAt(i)) return false;
   }
   return true;
-}
-
-/** True when the last character of `text[from..]` is the first half of a surrogate pair. */
-export function endsInHighSurrogate(text: string, from: number): boolean {
-  if (text.length <= from) return false;
-  const last = text.charCodeAt(text.length - 1);
-  return last >= 0xd800 && last <= 0xdbff;
 }
 
 function escapeRegExp(literal: string): string {

@@ -22,8 +22,9 @@ export interface ThinkTagParserOptions extends ParserOptions {
 
 // start: only whitespace so far, an open tag may still come and swallow it.
 // before: answer text seen, no reasoning yet; an open tag starts reasoning, a stray close tag ends the search.
-// inside: reasoning until the close tag.  after: the reasoning is over, everything goes to the content stage.
-type Phase = "start" | "before" | "inside" | "after";
+// inside: reasoning until the close tag.  closed: just after it, where whitespace only separates (and is dropped).
+// after: the reasoning is over, everything goes to the content stage.
+type Phase = "start" | "before" | "inside" | "closed" | "after";
 
 /**
  * One reasoning section per reply: text before the open tag is content, text up to the close tag is reasoning,
@@ -91,6 +92,12 @@ export class ThinkTagParser implements StreamParser {
         return this.stepBefore(text, pos, out);
       case "inside":
         return this.stepInside(text, pos, out);
+      case "closed": {
+        let i = pos;
+        while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
+        if (i < text.length) this.phase = "after";
+        return i;
+      }
       case "after":
         this.content.push(pos === 0 ? text : text.slice(pos), out);
         return text.length;
@@ -119,10 +126,15 @@ export class ThinkTagParser implements StreamParser {
     const match = this.openOrClose.find(text, pos);
     if (match === undefined) return this.holdTail(text, pos, this.openOrClose, "content", out);
     this.content.push(text.slice(pos, match.index), out);
+    if (this.content.toolCallsBegun) {
+      // Reasoning comes before tool calls, so from here on the tags are text (e.g. inside a call's arguments).
+      this.phase = "after";
+      return match.index;
+    }
     if (match.tag === this.tags.open) {
       this.phase = "inside";
     } else {
-      this.phase = "after";
+      this.phase = "closed";
       this.options.onWarning?.({
         code: "unopened_reasoning_close",
         message: `${this.tags.close} without ${this.tags.open}: the chat template probably opens the reasoning block; use the prefilled format for this model`,
@@ -136,7 +148,7 @@ export class ThinkTagParser implements StreamParser {
     const match = this.closeOnly.find(text, pos);
     if (match === undefined) return this.holdTail(text, pos, this.closeOnly, "reasoning", out);
     appendText(out, "reasoning", text.slice(pos, match.index));
-    this.phase = "after";
+    this.phase = "closed";
     return match.index + match.tag.length;
   }
 

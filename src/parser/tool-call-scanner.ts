@@ -31,7 +31,7 @@ export const bareJsonTrigger = "{";
 
 /**
  * Content stage for answers that may hold tool calls. Text outside markup is content, emitted at once except a
- * possible partial trigger; whitespace that only separates calls from the start, the end or each other is dropped.
+ * possible partial trigger and trailing whitespace; whitespace next to a call (before or after it) is dropped.
  */
 export class ToolCallScanner implements ContentStage {
   private readonly byTrigger = new Map<string, ToolCallSyntax>();
@@ -41,7 +41,7 @@ export class ToolCallScanner implements ContentStage {
   private held = "";
   private block: BlockReader | undefined;
   private atSegmentStart = true;
-  private afterCall = false;
+  private begun = false;
   private ended: OpenSection | undefined;
 
   constructor(syntaxes: readonly ToolCallSyntax[], emitter: ToolCallEmitter) {
@@ -53,6 +53,10 @@ export class ToolCallScanner implements ContentStage {
 
   get unterminated(): OpenSection | undefined {
     return this.ended;
+  }
+
+  get toolCallsBegun(): boolean {
+    return this.begun;
   }
 
   push(chunk: string, out: ParseEvent[]): void {
@@ -77,7 +81,8 @@ export class ToolCallScanner implements ContentStage {
       }
       return;
     }
-    if (!(this.atSegmentStart && this.afterCall)) appendText(out, "content", this.held);
+    // Whitespace alone (after a call, or as the whole answer) is only separation, not content.
+    if (!this.atSegmentStart || skipJsonWhitespace(this.held, 0) < this.held.length) appendText(out, "content", this.held);
     this.held = "";
   }
 
@@ -88,10 +93,7 @@ export class ToolCallScanner implements ContentStage {
       return undefined;
     }
     this.block = undefined;
-    if (block.madeCall) {
-      this.atSegmentStart = true;
-      this.afterCall = true;
-    }
+    if (block.madeCall) this.atSegmentStart = true;
     return next;
   }
 
@@ -109,16 +111,16 @@ export class ToolCallScanner implements ContentStage {
         return undefined;
       }
       this.atSegmentStart = false;
-      this.afterCall = false;
     }
     const match = this.finder.find(text, pos);
     if (match === undefined) {
-      const keep = this.finder.holdBack(text, pos);
+      // Trailing whitespace waits too: if a call follows, it is dropped with the other whitespace around calls.
+      const keep = text.length - trimEndFrom(text, pos, text.length - this.finder.holdBack(text, pos));
       appendText(out, "content", text.slice(pos, text.length - keep));
       this.held = keep === 0 ? "" : text.slice(text.length - keep);
       return undefined;
     }
-    appendText(out, "content", text.slice(pos, match.index));
+    appendText(out, "content", text.slice(pos, trimEndFrom(text, pos, match.index)));
     const syntax = this.byTrigger.get(match.tag);
     if (syntax === undefined) {
       appendText(out, "content", match.tag); // unreachable: the finder only knows registered triggers
@@ -131,6 +133,7 @@ export class ToolCallScanner implements ContentStage {
   private openAt(text: string, start: number): number | undefined {
     if (this.bareJson !== undefined && text.charCodeAt(start) === 0x7b) {
       this.block = this.bareJson.open(bareJsonTrigger, this.emitter);
+      this.begun = true;
       return start;
     }
     for (const [trigger, syntax] of this.byTrigger) {
@@ -140,8 +143,16 @@ export class ToolCallScanner implements ContentStage {
   }
 
   private open(syntax: ToolCallSyntax, trigger: string, after: number): number {
+    this.begun = true;
     this.block = syntax.open(trigger, this.emitter);
     this.atSegmentStart = false;
     return after;
   }
+}
+
+/** The end of `text[from..to]` once trailing whitespace is left out. */
+function trimEndFrom(text: string, from: number, to: number): number {
+  let end = to;
+  while (end > from && isJsonWhitespace(text.charCodeAt(end - 1))) end--;
+  return end;
 }
