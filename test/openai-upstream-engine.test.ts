@@ -190,7 +190,12 @@ describe("OpenAIUpstreamEngine", () => {
       writeInPieces(res, [`data: ${chunk({ content: "a" })}\n\n`, `data: {"error": {"message": "context overflow"}}\n\n`]),
     );
 
+    chatHandlers.set("no-stream", (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "streaming is off" } }));
+    });
+
     await expect(run(engine(), request("missing"))).rejects.toThrow("the upstream answered 404: no such model");
+    await expect(run(engine(), request("no-stream"))).rejects.toThrow("streaming is off");
     await expect(run(engine(), request("ollama-error"))).rejects.toThrow("model requires more memory");
     await expect(run(engine(), request("mid-stream-error"))).rejects.toThrow("context overflow");
     const unreachable = new OpenAIUpstreamEngine({ baseUrl: "http://127.0.0.1:1/v1", models: ["x"], maxConcurrency: 1 });

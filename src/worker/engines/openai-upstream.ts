@@ -48,6 +48,9 @@ export class OpenAIUpstreamEngine implements Engine {
       headers: { "content-type": "application/json", accept: "text/event-stream" },
       body: JSON.stringify(chatCompletionBody(request)),
     });
+    if (response.headers.get("content-type")?.includes("application/json")) {
+      throw new Error(`the upstream answered with JSON instead of an event stream: ${await errorMessage(response)}`);
+    }
     if (!response.body) throw new Error("the upstream sent no response body");
     const reply = new UpstreamReply(sink);
     const lines = new SseDecoder();
