@@ -18,7 +18,7 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "port", type: "string", env: "COORDINATOR_PORT", default: "52415", description: "Port to listen on (0 picks a free one)" },
   { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "Token workers must present to join (default: generated at start)" },
   { name: "demo", type: "boolean", env: "COORDINATOR_DEMO", description: "Also run an in-process simulator worker, so a first request works at once" },
-  { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden | separate (reasoning_content) | raw" },
+  { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden, separate (reasoning_content) or raw" },
   { name: "model-format", type: "string", multiple: true, env: "COORDINATOR_MODEL_FORMAT", description: "MODEL=FORMAT: output format (parser) of a model, over what its worker says; repeatable (env: comma-separated)" },
   { name: "keepalive-ms", type: "string", env: "COORDINATOR_KEEPALIVE_MS", default: "15000", description: "SSE keepalive comment after this much silence" },
   { name: "queue-max", type: "string", env: "COORDINATOR_QUEUE_MAX", default: "128", description: "Requests that may wait per model when all its workers are busy (then 429)" },
@@ -26,17 +26,17 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "heartbeat-ms", type: "string", env: "COORDINATOR_HEARTBEAT_MS", default: "5000", description: "Heartbeat interval announced to workers" },
   { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
   { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
-  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal | error | warn | info | debug | trace | silent" },
+  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
 ];
 
 export const workerOptions: readonly OptionSpec[] = [
   { name: "join", type: "string", env: "COORDINATOR_JOIN", description: "Coordinator address, e.g. ws://head:52415 (required)" },
   { name: "token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "The coordinator's worker token (required)" },
-  { name: "engine", type: "string", env: "COORDINATOR_ENGINE", default: "sim", description: "sim (simulator) | llama (llama.cpp) | openai (an OpenAI-compatible server)" },
+  { name: "engine", type: "string", env: "COORDINATOR_ENGINE", default: "sim", description: "sim (simulator), llama (llama.cpp) or openai (an OpenAI-compatible server)" },
   { name: "model", type: "string", multiple: true, env: "COORDINATOR_MODEL", description: "llama: a .gguf file; openai/sim: a model name; repeatable (env: comma-separated)" },
   { name: "name", type: "string", env: "COORDINATOR_WORKER_NAME", description: "Worker name shown in the cluster (default: host name)" },
   { name: "max-concurrency", type: "string", env: "COORDINATOR_MAX_CONCURRENCY", description: "Tasks run at once (default: sim 4, llama 1, openai 8)" },
-  { name: "gpu", type: "string", env: "COORDINATOR_GPU", default: "auto", description: "llama: auto | cuda | metal | vulkan | cpu" },
+  { name: "gpu", type: "string", env: "COORDINATOR_GPU", default: "auto", description: "llama: auto, cuda, metal, vulkan or cpu" },
   { name: "context-length", type: "string", env: "COORDINATOR_CONTEXT_LENGTH", description: "llama: context size per sequence (default: the model's, capped to fit)" },
   { name: "upstream", type: "string", env: "COORDINATOR_UPSTREAM", description: "openai: base URL, e.g. http://127.0.0.1:8080/v1" },
   { name: "upstream-key", type: "string", env: "COORDINATOR_UPSTREAM_KEY", description: "openai: API key for the upstream" },
@@ -45,7 +45,7 @@ export const workerOptions: readonly OptionSpec[] = [
   { name: "sim-think-ms", type: "string", env: "COORDINATOR_SIM_THINK_MS", default: "0", description: "sim: silence in the middle of the reasoning" },
   { name: "sim-reply-tokens", type: "string", env: "COORDINATOR_SIM_REPLY_TOKENS", default: "0", description: "sim: extra answer tokens (long streams)" },
   { name: "sim-fail-after", type: "string", env: "COORDINATOR_SIM_FAIL_AFTER", description: "sim: fail each generation after this many tokens" },
-  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal | error | warn | info | debug | trace | silent" },
+  { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
 ];
 
 const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);

@@ -10,6 +10,11 @@ const question = "What is the capital of France?";
 const messages = [{ role: "user" as const, content: question }];
 const expected = simulatedReply(messages);
 
+/** Adds coordinator extensions (e.g. llama.cpp's `reasoning_format`) that the SDK's types do not know. */
+function withExtensions<T extends object>(body: T, extensions: Record<string, unknown>): T {
+  return { ...body, ...extensions };
+}
+
 describe("chat completions end to end", () => {
   let coordinator: RunningCoordinator;
   let client: OpenAI;
@@ -71,13 +76,9 @@ describe("chat completions end to end", () => {
   });
 
   it("sends the thinking as reasoning_content in separate mode, never in content", async () => {
-    const stream = await client.chat.completions.create({
-      model: "simulator",
-      messages,
-      stream: true,
-      // @ts-expect-error: a coordinator extension (llama.cpp's name), not in the SDK's types
-      reasoning_format: "separate",
-    });
+    const stream = await client.chat.completions.create(
+      withExtensions({ model: "simulator", messages, stream: true as const }, { reasoning_format: "separate" }),
+    );
     let content = "";
     let reasoning = "";
     for await (const chunk of stream) {
@@ -88,24 +89,18 @@ describe("chat completions end to end", () => {
     expect(reasoning).toBe(expected.reasoning);
     expect(content).toBe(expected.answer);
 
-    const whole = await client.chat.completions.create({
-      model: "simulator",
-      messages,
-      // @ts-expect-error: a coordinator extension
-      reasoning_format: "separate",
-    });
+    const whole = await client.chat.completions.create(
+      withExtensions({ model: "simulator", messages }, { reasoning_format: "separate" }),
+    );
     const message = whole.choices[0]?.message as { content: string; reasoning_content?: string };
     expect(message.reasoning_content).toBe(expected.reasoning);
     expect(message.content).toBe(expected.answer);
   });
 
   it("passes the text through untouched in raw mode", async () => {
-    const completion = await client.chat.completions.create({
-      model: "simulator",
-      messages,
-      // @ts-expect-error: a coordinator extension
-      reasoning_format: "raw",
-    });
+    const completion = await client.chat.completions.create(
+      withExtensions({ model: "simulator", messages }, { reasoning_format: "raw" }),
+    );
 
     expect(completion.choices[0]?.message.content).toBe(`<think>${expected.reasoning}</think>${expected.answer}`);
   });
@@ -118,20 +113,23 @@ describe("chat completions end to end", () => {
   });
 
   it("accepts array-of-text-parts content, system messages and unknown fields", async () => {
-    const completion = await client.chat.completions.create({
-      model: "simulator",
-      messages: [
-        { role: "system", content: "Be brief." },
-        { role: "user", content: [{ type: "text", text: "What is the capital" }, { type: "text", text: " of France?" }] },
-      ],
-      temperature: 0.2,
-      top_p: 0.9,
-      seed: 7,
-      stop: ["never-appears"],
-      user: "someone",
-      // @ts-expect-error: unknown fields are ignored, as OpenAI does
-      some_future_field: { x: 1 },
-    });
+    const completion = await client.chat.completions.create(
+      withExtensions(
+        {
+          model: "simulator",
+          messages: [
+            { role: "system" as const, content: "Be brief." },
+            { role: "user" as const, content: [{ type: "text" as const, text: "What is the capital" }, { type: "text" as const, text: " of France?" }] },
+          ],
+          temperature: 0.2,
+          top_p: 0.9,
+          seed: 7,
+          stop: ["never-appears"],
+          user: "someone",
+        },
+        { some_future_field: { x: 1 } }, // unknown fields are ignored, as OpenAI does
+      ),
+    );
 
     expect(completion.choices[0]?.message.content).toBe(expected.answer);
   });

@@ -89,7 +89,8 @@ describe("worker protocol enforcement", () => {
       expect(await peer.next("ProtocolError")).toMatchObject({ code: "unauthorized" });
       expect((await peer.closed).code).toBe(CloseCode.unauthorized);
     });
-    expect((await (await fetch(`${coordinator.url}/v1/models`)).json()).data).toHaveLength(1);
+    const models = (await (await fetch(`${coordinator.url}/v1/models`)).json()) as { data: unknown[] };
+    expect(models.data).toHaveLength(1);
   });
 
   it("refuses an unsupported protocol version", async () => {
