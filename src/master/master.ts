@@ -89,7 +89,7 @@ export class Master {
   registerWorker(hello: Hello, link: WorkerLink): WorkerEntry {
     const previous = this.registry.findByName(hello.worker.name);
     if (previous) {
-      this.options.log.info({ worker: previous.id, name: previous.name }, "worker replaced by a new connection");
+      this.options.log.info({ worker: previous.id, workerName: previous.name }, "worker replaced by a new connection");
       this.workerLeft(previous, new WorkerLostError("The worker restarted."));
       previous.link.close(CloseCode.replaced, "replaced by a new connection with the same name");
     }
@@ -110,7 +110,7 @@ export class Master {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
     });
     this.options.log.info(
-      { worker: worker.id, name: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
+      { worker: worker.id, workerName: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
       "worker joined",
     );
     for (const model of worker.models) this.pump(model.id);
@@ -172,7 +172,7 @@ export class Master {
       this.end(task, { to: "failed", error });
       this.release(worker, task.id);
     }
-    this.options.log.info({ worker: worker.id, name: worker.name }, "worker left");
+    this.options.log.info({ worker: worker.id, workerName: worker.name }, "worker left");
   }
 
   // ---------- state ----------

@@ -64,7 +64,7 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
   const heartbeatTimer = setInterval(() => {
     if (!worker) return;
     if (Date.now() - lastSeen > options.heartbeatDeadlineMs) {
-      log.warn({ worker: worker.id, name: worker.name }, "worker missed its heartbeat deadline");
+      log.warn({ worker: worker.id, workerName: worker.name }, "worker missed its heartbeat deadline");
       master.workerLeft(worker);
       socket.terminate();
       return;
