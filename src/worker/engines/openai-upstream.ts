@@ -5,8 +5,10 @@
 // in `<think>`…`</think>` again, and tool calls it already parsed are written as Hermes `<tool_call>` blocks.
 // Cancelling is aborting the HTTP request: that is what makes those servers stop generating.
 import { z } from "zod";
-import type { ChatMessage, FinishReason, ModelInfo, Usage } from "../../worker-protocol/index.js";
+import type { ChatMessage, ModelInfo } from "../../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+import { SseDecoder } from "./openai-upstream/sse-decoder.js";
+import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
 
 export interface OpenAIUpstreamOptions {
   /** The upstream's OpenAI base URL, with its `/v1`, e.g. `http://127.0.0.1:8080/v1`. */
@@ -182,148 +184,11 @@ const ErrorBody = z.object({
   message: z.string().optional(),
 });
 
-const ToolCallDelta = z.object({
-  index: z.number().int().nonnegative().optional(),
-  function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
-});
-type ToolCallDelta = z.infer<typeof ToolCallDelta>;
-
-const StreamChunk = z.object({
-  choices: z
-    .array(
-      z.object({
-        delta: z
-          .object({
-            content: z.string().nullish(),
-            reasoning_content: z.string().nullish(), // llama-server, DeepSeek, SGLang
-            reasoning: z.string().nullish(), // vLLM, Ollama
-            tool_calls: z.array(ToolCallDelta).nullish(),
-          })
-          .nullish(),
-        finish_reason: z.string().nullish(),
-      }),
-    )
-    .nullish(),
-  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative() }).nullish(),
-  error: z.union([z.string(), z.object({ message: z.string() })]).nullish(),
-});
-type StreamChunk = z.infer<typeof StreamChunk>;
-
+/** One event's data as a chat completion chunk; an error event or anything else rejects with the upstream's message. */
 function parseChunk(data: string): StreamChunk {
   const parsed = StreamChunk.safeParse(safeJson(data));
   if (!parsed.success) throw new Error(`the upstream sent a stream chunk that is not a chat completion chunk: ${data.slice(0, 200)}`);
   const { error } = parsed.data;
   if (error) throw new Error(`the upstream failed: ${typeof error === "string" ? error : error.message}`);
   return parsed.data;
-}
-
-/** Rebuilds raw model text from the upstream's deltas and keeps the counts. */
-class UpstreamReply {
-  private thinking = false;
-  private toolCall: { index: number; hasArguments: boolean } | undefined;
-  private chunks = 0;
-  private usage: Usage | undefined;
-  private finishReason: FinishReason = "stop";
-
-  constructor(private readonly sink: GenerationSink) {}
-
-  apply(chunk: StreamChunk): void {
-    if (chunk.usage) {
-      this.usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
-    }
-    const choice = chunk.choices?.[0];
-    if (!choice) return;
-    if (choice.finish_reason) this.finishReason = toFinishReason(choice.finish_reason);
-    const delta = choice.delta;
-    let text = "";
-    const reasoning = delta?.reasoning_content || delta?.reasoning;
-    if (reasoning) {
-      text += this.closeToolCall() + (this.thinking ? "" : "<think>") + reasoning;
-      this.thinking = true;
-    }
-    if (delta?.content) text += this.closeThinking() + this.closeToolCall() + delta.content;
-    for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
-    if (text === "") return;
-    this.chunks++;
-    this.sink.text(text);
-  }
-
-  finish(): GenerationResult {
-    const tail = this.closeThinking() + this.closeToolCall();
-    if (tail) this.sink.text(tail, 0);
-    return { finishReason: this.finishReason, usage: this.usage ?? { promptTokens: 0, completionTokens: this.chunks } };
-  }
-
-  private toolCallText(call: ToolCallDelta): string {
-    const index = call.index ?? this.toolCall?.index ?? 0;
-    let text = "";
-    if (this.toolCall?.index !== index) {
-      text += this.closeToolCall();
-      text += `<tool_call>{"name": ${JSON.stringify(call.function?.name ?? "")}, "arguments": `;
-      this.toolCall = { index, hasArguments: false };
-    }
-    const args = call.function?.arguments ?? "";
-    if (args) this.toolCall.hasArguments = true;
-    return text + args;
-  }
-
-  private closeThinking(): string {
-    if (!this.thinking) return "";
-    this.thinking = false;
-    return "</think>";
-  }
-
-  private closeToolCall(): string {
-    if (!this.toolCall) return "";
-    const text = this.toolCall.hasArguments ? "}</tool_call>" : "{}}</tool_call>";
-    this.toolCall = undefined;
-    return text;
-  }
-}
-
-function toFinishReason(reason: string): FinishReason {
-  if (reason === "length") return "length";
-  if (reason === "tool_calls" || reason === "function_call") return "tool_calls";
-  return "stop";
-}
-
-/**
- * Server-sent events decoder (WHATWG rules): lines end in CRLF, LF or CR; `:` lines are comments; `data:` lines of
- * one event join with "\n"; a blank line ends the event. Yields each event's data (other fields are not needed).
- */
-class SseDecoder {
-  private buffer = "";
-  private data: string[] = [];
-
-  /** Feeds decoded text; returns the data of every event completed by it. */
-  push(text: string): string[] {
-    this.buffer += text;
-    const events: string[] = [];
-    for (;;) {
-      const end = /\r\n|\r|\n/.exec(this.buffer);
-      if (!end) break;
-      if (end[0] === "\r" && end.index === this.buffer.length - 1 && text !== "") break; // a "\n" may follow
-      const line = this.buffer.slice(0, end.index);
-      this.buffer = this.buffer.slice(end.index + end[0].length);
-      const event = this.line(line);
-      if (event !== undefined) events.push(event);
-    }
-    return events;
-  }
-
-  private line(line: string): string | undefined {
-    if (line === "") {
-      if (this.data.length === 0) return undefined;
-      const data = this.data.join("\n");
-      this.data = [];
-      return data;
-    }
-    if (line.startsWith(":")) return undefined;
-    const colon = line.indexOf(":");
-    const field = colon < 0 ? line : line.slice(0, colon);
-    if (field !== "data") return undefined; // event, id, retry: not used by chat completion streams
-    const value = colon < 0 ? "" : line.slice(colon + 1);
-    this.data.push(value.startsWith(" ") ? value.slice(1) : value);
-    return undefined;
-  }
 }

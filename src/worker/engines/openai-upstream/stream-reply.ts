@@ -1,0 +1,101 @@
+// The upstream's streamed chat completion chunks, turned back into the raw model text the master parses.
+import { z } from "zod";
+import type { FinishReason, Usage } from "../../../worker-protocol/index.js";
+import type { GenerationResult, GenerationSink } from "../engine.js";
+
+const ToolCallDelta = z.object({
+  index: z.number().int().nonnegative().optional(),
+  function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
+});
+type ToolCallDelta = z.infer<typeof ToolCallDelta>;
+
+export const StreamChunk = z.object({
+  choices: z
+    .array(
+      z.object({
+        delta: z
+          .object({
+            content: z.string().nullish(),
+            reasoning_content: z.string().nullish(), // llama-server, DeepSeek, SGLang
+            reasoning: z.string().nullish(), // vLLM, Ollama
+            tool_calls: z.array(ToolCallDelta).nullish(),
+          })
+          .nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .nullish(),
+  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative() }).nullish(),
+  error: z.union([z.string(), z.object({ message: z.string() })]).nullish(),
+});
+export type StreamChunk = z.infer<typeof StreamChunk>;
+
+/** Rebuilds raw model text from the upstream's deltas and keeps the counts. */
+export class UpstreamReply {
+  private thinking = false;
+  private toolCall: { index: number; hasArguments: boolean } | undefined;
+  private chunks = 0;
+  private usage: Usage | undefined;
+  private finishReason: FinishReason = "stop";
+
+  constructor(private readonly sink: GenerationSink) {}
+
+  apply(chunk: StreamChunk): void {
+    if (chunk.usage) {
+      this.usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
+    }
+    const choice = chunk.choices?.[0];
+    if (!choice) return;
+    if (choice.finish_reason) this.finishReason = toFinishReason(choice.finish_reason);
+    const delta = choice.delta;
+    let text = "";
+    const reasoning = delta?.reasoning_content || delta?.reasoning;
+    if (reasoning) {
+      text += this.closeToolCall() + (this.thinking ? "" : "<think>") + reasoning;
+      this.thinking = true;
+    }
+    if (delta?.content) text += this.closeThinking() + this.closeToolCall() + delta.content;
+    for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
+    if (text === "") return;
+    this.chunks++;
+    this.sink.text(text);
+  }
+
+  finish(): GenerationResult {
+    const tail = this.closeThinking() + this.closeToolCall();
+    if (tail) this.sink.text(tail, 0);
+    return { finishReason: this.finishReason, usage: this.usage ?? { promptTokens: 0, completionTokens: this.chunks } };
+  }
+
+  private toolCallText(call: ToolCallDelta): string {
+    const index = call.index ?? this.toolCall?.index ?? 0;
+    let text = "";
+    if (this.toolCall?.index !== index) {
+      text += this.closeToolCall();
+      text += `<tool_call>{"name": ${JSON.stringify(call.function?.name ?? "")}, "arguments": `;
+      this.toolCall = { index, hasArguments: false };
+    }
+    const args = call.function?.arguments ?? "";
+    if (args) this.toolCall.hasArguments = true;
+    return text + args;
+  }
+
+  private closeThinking(): string {
+    if (!this.thinking) return "";
+    this.thinking = false;
+    return "</think>";
+  }
+
+  private closeToolCall(): string {
+    if (!this.toolCall) return "";
+    const text = this.toolCall.hasArguments ? "}</tool_call>" : "{}}</tool_call>";
+    this.toolCall = undefined;
+    return text;
+  }
+}
+
+function toFinishReason(reason: string): FinishReason {
+  if (reason === "length") return "length";
+  if (reason === "tool_calls" || reason === "function_call") return "tool_calls";
+  return "stop";
+}
