@@ -39,6 +39,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     queueTimeoutMs: config.queueTimeoutMs,
     heartbeatIntervalMs: config.heartbeatMs,
     cancelAckTimeoutMs: 10_000,
+    maxAttempts: config.maxAttempts,
     log,
   });
   const app = createApp(master, {

@@ -120,17 +120,4 @@ describe("routing and queueing", () => {
       param: "model",
     });
   });
-
-  it("fails the in-flight tasks of a worker that disconnects, cleanly", async () => {
-    coordinator = await startTestCoordinator();
-    const worker = await startSimWorker(coordinator, { prefillMs: 5_000 });
-
-    const pending = post(coordinator, { model: "simulator", messages });
-    await eventually(() => worker.log.started.length === 1, "the request to run");
-    await worker.stop();
-    const response = await pending;
-
-    expect(response.status).toBe(502);
-    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("worker_lost");
-  });
 });

@@ -76,6 +76,7 @@ describe("task state machine", () => {
       ["queued", "assigned"],
       ["queued", "failed"],
       ["queued", "cancelled"],
+      ["assigned", "queued"],
       ["assigned", "streaming"],
       ["assigned", "finished"],
       ["assigned", "failed"],

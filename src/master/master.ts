@@ -13,6 +13,7 @@ import {
   UnavailableError,
   WorkerLostError,
 } from "./errors.js";
+import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
 import { ModelQueues, pickWorker } from "./scheduler.js";
 import { canTransition, isTerminal, Task, type TaskRequest, type TaskState } from "./task.js";
@@ -23,6 +24,8 @@ export interface MasterOptions {
   heartbeatIntervalMs: number;
   /** How long a cancelled task keeps its worker slot while waiting for the worker's TaskCancelAck. */
   cancelAckTimeoutMs: number;
+  /** How many workers may be tried for one task whose worker is lost before it produced anything. */
+  maxAttempts: number;
   log: Logger;
 }
 
@@ -34,7 +37,11 @@ type Ending =
 
 export class Master {
   readonly registry = new WorkerRegistry();
+  /** Subscribers to what happens (metrics, logs, dashboard). */
+  readonly observers = new Observers();
   private readonly queues: ModelQueues;
+  /** Queued tasks' wait deadlines. */
+  private readonly queueTimers = new Map<string, NodeJS.Timeout>();
   /** Tasks not yet in a terminal state. */
   private readonly live = new Map<string, Task>();
   /** Per live task: what to undo when it ends (queue timer, abort listener). */
@@ -64,13 +71,8 @@ export class Master {
     const task = new Task(`task-${nanoid(12)}`, request);
     this.live.set(task.id, task);
     this.watchAbort(task, signal);
-    if (worker) {
-      this.assign(task, worker);
-    } else {
-      this.queues.offer(task);
-      const timer = setTimeout(() => this.expireQueued(task), this.options.queueTimeoutMs);
-      this.addDisposer(task, () => clearTimeout(timer));
-    }
+    if (worker) this.assign(task, worker);
+    else this.enqueue(task, false);
     return task;
   }
 
@@ -103,6 +105,7 @@ export class Master {
       link,
     );
     this.registry.add(worker);
+    this.observers.workerJoined(worker);
     link.send({
       type: "Welcome",
       protocolVersion: PROTOCOL_VERSION,
@@ -129,8 +132,8 @@ export class Master {
         return;
       case "TokenChunk": {
         const task = this.taskOf(worker, message.taskId);
-        if (!task) return;
-        if (message.seq < task.nextSeq) return; // a duplicate: already relayed
+        if (!task) return this.observers.staleMessage(message.type);
+        if (message.seq < task.nextSeq) return this.observers.staleMessage(message.type); // a duplicate: already relayed
         if (message.seq > task.nextSeq) {
           throw new ProtocolViolation("bad_sequence", `chunk ${message.seq} of ${message.taskId} skips ahead of ${task.nextSeq}`);
         }
@@ -138,7 +141,11 @@ export class Master {
         const tokens = message.tokens ?? 1;
         task.completionTokens += tokens;
         worker.completionTokens += tokens;
-        if (task.state === "assigned") this.transition(task, "streaming");
+        if (task.state === "assigned") {
+          this.transition(task, "streaming");
+          this.observers.taskFirstToken(task, worker);
+        }
+        this.observers.taskTokens(task, worker, tokens);
         task.events.push({ type: "chunk", text: message.text, tokens });
         return;
       }
@@ -146,12 +153,14 @@ export class Master {
         const task = this.taskOf(worker, message.taskId);
         this.release(worker, message.taskId);
         if (task) this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage });
+        else this.observers.staleMessage(message.type);
         return;
       }
       case "TaskFailed": {
         const task = this.taskOf(worker, message.taskId);
         this.release(worker, message.taskId);
         if (task) this.end(task, { to: "failed", error: new EngineError(message.error.message, message.error.code) });
+        else this.observers.staleMessage(message.type);
         return;
       }
       case "TaskCancelAck": {
@@ -164,14 +173,26 @@ export class Master {
     }
   }
 
-  /** The worker's connection closed: its tasks fail and its slots vanish. */
+  /**
+   * The worker's connection closed. A task it had not yet produced anything for goes back to the front of the
+   * queue for another worker (while attempts remain); a task whose output had begun fails with `error`.
+   */
   workerLeft(worker: WorkerEntry, error: CoordinatorError = new WorkerLostError()): void {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
+    this.observers.workerLeft(worker);
+    const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
-      this.end(task, { to: "failed", error });
-      this.release(worker, task.id);
+      worker.slots.delete(task.id);
+      this.clearPendingAck(task.id);
+      if (task.state === "assigned" && task.attempts < this.options.maxAttempts && this.accepting) {
+        this.requeue(task, worker);
+        retried.add(task.model);
+      } else {
+        this.end(task, { to: "failed", error });
+      }
     }
+    for (const model of retried) this.pump(model);
     this.options.log.info({ worker: worker.id, workerName: worker.name }, "worker left");
   }
 
@@ -229,10 +250,46 @@ export class Master {
 
   private assign(task: Task, worker: WorkerEntry): void {
     if (!this.transition(task, "assigned")) return;
+    this.clearQueueTimer(task.id);
     task.workerId = worker.id;
     task.assignedAt = Date.now();
+    task.attempts += 1;
     worker.slots.set(task.id, task);
+    this.observers.taskAssigned(task, worker);
     worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
+  }
+
+  /** Puts a task in its model's queue (a retried one at the front) with its wait deadline. */
+  private enqueue(task: Task, front: boolean): void {
+    if (front) this.queues.offerFront(task);
+    else this.queues.offer(task);
+    this.queueTimers.set(task.id, setTimeout(() => this.expireQueued(task), this.options.queueTimeoutMs));
+    this.observers.taskQueued(task);
+  }
+
+  /** A task whose worker was lost before producing anything: back to the queue, transparently to its client. */
+  private requeue(task: Task, lostWorker: WorkerEntry): void {
+    if (!this.transition(task, "queued")) return;
+    task.workerId = undefined;
+    this.options.log.info({ task: task.id, worker: lostWorker.id, attempt: task.attempts }, "worker lost; task re-queued");
+    this.observers.taskRetried(task, lostWorker);
+    this.enqueue(task, true);
+  }
+
+  private clearQueueTimer(taskId: string): void {
+    const timer = this.queueTimers.get(taskId);
+    if (timer) {
+      clearTimeout(timer);
+      this.queueTimers.delete(taskId);
+    }
+  }
+
+  private clearPendingAck(taskId: string): void {
+    const pending = this.pendingAcks.get(taskId);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.pendingAcks.delete(taskId);
+    }
   }
 
   private end(task: Task, ending: Ending): void {
@@ -241,18 +298,22 @@ export class Master {
     if (!this.transition(task, ending.to)) return;
     task.endedAt = Date.now();
     this.live.delete(task.id);
+    this.clearQueueTimer(task.id);
     for (const dispose of this.disposers.get(task.id) ?? []) dispose();
     this.disposers.delete(task.id);
     if (wasQueued) this.queues.remove(task);
     switch (ending.to) {
       case "finished":
         task.events.push({ type: "finished", finishReason: ending.finishReason, usage: ending.usage });
+        this.observers.taskEnded(task, { state: "finished" });
         break;
       case "failed":
         task.events.push({ type: "failed", error: ending.error });
+        this.observers.taskEnded(task, { state: "failed", error: ending.error });
         break;
       case "cancelled":
         task.events.push({ type: "cancelled", stage, reason: ending.reason });
+        this.observers.taskEnded(task, { state: "cancelled", stage, reason: ending.reason });
         this.sendCancel(task, ending.reason);
         break;
     }
@@ -272,11 +333,7 @@ export class Master {
   }
 
   private release(worker: WorkerEntry, taskId: string): void {
-    const pending = this.pendingAcks.get(taskId);
-    if (pending) {
-      clearTimeout(pending.timer);
-      this.pendingAcks.delete(taskId);
-    }
+    this.clearPendingAck(taskId);
     const task = worker.slots.get(taskId);
     if (!task) return;
     worker.slots.delete(taskId);

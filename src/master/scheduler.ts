@@ -37,6 +37,12 @@ export class ModelQueues {
     return true;
   }
 
+  /** Puts a task ahead of all others of its model, whatever the bound (it was admitted before). */
+  offerFront(task: Task): void {
+    const queue = this.queues.get(task.model);
+    this.queues.set(task.model, new Map([[task.id, task], ...(queue ?? [])]));
+  }
+
   isFull(model: string): boolean {
     return (this.queues.get(model)?.size ?? 0) >= this.maxLength;
   }

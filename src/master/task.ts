@@ -18,7 +18,8 @@ export type TaskEvent =
 
 const allowed: Record<TaskState, readonly TaskState[]> = {
   queued: ["assigned", "failed", "cancelled"],
-  assigned: ["streaming", "finished", "failed", "cancelled"],
+  // Back to queued only when its worker was lost before it produced anything (failover).
+  assigned: ["queued", "streaming", "finished", "failed", "cancelled"],
   streaming: ["finished", "failed", "cancelled"],
   finished: [],
   failed: [],
@@ -99,6 +100,8 @@ export class Task {
   /** The next chunk sequence number expected from the worker. */
   nextSeq = 0;
   completionTokens = 0;
+  /** Workers this task has been assigned to so far. */
+  attempts = 0;
   readonly events = new TaskEventChannel();
 
   constructor(
