@@ -27,6 +27,16 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "heartbeat-ms", type: "string", env: "COORDINATOR_HEARTBEAT_MS", default: "5000", description: "Heartbeat interval announced to workers" },
   { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
   { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
+  { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: "Client API key required on /v1 and /metrics (Authorization: Bearer); repeatable (env: comma-separated); none: open" },
+  { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: "File with one client API key per line (# comments), added to --api-key" },
+  { name: "cors-origin", type: "string", multiple: true, env: "COORDINATOR_CORS_ORIGIN", description: "Origin allowed to call the API from a browser (CORS is off without it); repeatable, * for any" },
+  { name: "max-body-bytes", type: "string", env: "COORDINATOR_MAX_BODY_BYTES", default: "8388608", description: "Largest request body (then 413)" },
+  { name: "max-messages", type: "string", env: "COORDINATOR_MAX_MESSAGES", default: "2048", description: "Most messages in one request (then 400)" },
+  { name: "max-prompt-chars", type: "string", env: "COORDINATOR_MAX_PROMPT_CHARS", default: "4000000", description: "Most characters in all messages of one request (then 400)" },
+  { name: "max-streams", type: "string", env: "COORDINATOR_MAX_STREAMS", default: "10000", description: "Most requests in flight at once, queued ones included (then 429)" },
+  { name: "slow-client-ms", type: "string", env: "COORDINATOR_SLOW_CLIENT_MS", default: "30000", description: "A streaming client that reads nothing for this long while output waits is cancelled" },
+  { name: "slow-client-bytes", type: "string", env: "COORDINATOR_SLOW_CLIENT_BYTES", default: "1048576", description: "Unread output a stream may hold before it counts as slow" },
+  { name: "shutdown-grace-ms", type: "string", env: "COORDINATOR_SHUTDOWN_GRACE_MS", default: "30000", description: "On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled" },
   { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
 ];
 
@@ -70,6 +80,16 @@ export const ServeConfig = z.object({
   heartbeatMs: int(10),
   heartbeatDeadlineMs: int(10),
   maxWorkerPayload: int(1024),
+  apiKey: z.array(z.string().min(8, "an API key must have at least 8 characters")).default([]),
+  apiKeysFile: z.string().optional(),
+  corsOrigin: z.array(z.string().min(1)).default([]),
+  maxBodyBytes: int(1024),
+  maxMessages: int(1),
+  maxPromptChars: int(1),
+  maxStreams: int(1),
+  slowClientMs: int(10),
+  slowClientBytes: int(1024),
+  shutdownGraceMs: int(0),
   logLevel: LogLevel,
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
