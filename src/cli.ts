@@ -111,6 +111,7 @@ async function workerCommand(args: string[]): Promise<void> {
     maxConcurrency: config.maxConcurrency,
     gpu: config.gpu,
     contextLength: config.contextLength,
+    threads: config.threads,
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,
     sim: {

@@ -11,6 +11,8 @@ export interface EngineOptions {
   maxConcurrency: number;
   gpu: GpuChoice;
   contextLength?: number;
+  /** llama: CPU threads per model context. */
+  threads?: number;
   upstream?: string;
   upstreamKey?: string;
   sim: SimulatorOptions;
@@ -27,6 +29,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         gpu: options.gpu,
         maxConcurrency: options.maxConcurrency,
         contextLength: options.contextLength,
+        threads: options.threads,
       });
     }
     case "openai": {
