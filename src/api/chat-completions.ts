@@ -5,6 +5,7 @@ import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { Task, TaskEvent } from "../master/task.js";
 import { createParser } from "../parser/index.js";
+import type { ModelInfo } from "../worker-protocol/index.js";
 import { type ChatCompletionRequest, parseChatRequest, type ReasoningMode, reasoningModeOf, toTaskRequest } from "./chat-request.js";
 import {
   ChunkSerializer,
@@ -46,6 +47,7 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
     const signal = c.req.raw.signal;
     let task: Task;
     try {
+      checkMaxTokens(request, master.registry.modelInfo(request.model));
       task = master.submit(toTaskRequest(request), signal);
     } catch (error) {
       return errorResponse(error);
@@ -60,6 +62,18 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
     if (request.stream) return streamReply(master, task, shaper, reply, request, signal, options);
     return wholeReply(task, shaper, reply);
   };
+}
+
+/** A reply cannot outgrow the model's context: refuse such a limit before queueing, in OpenAI's words. */
+function checkMaxTokens(request: ChatCompletionRequest, model: ModelInfo | undefined): void {
+  const param = request.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+  const maxTokens = request[param];
+  if (model === undefined || maxTokens == null || maxTokens <= model.contextLength) return;
+  throw new InvalidRequestError(
+    `${param} is too large: ${maxTokens}. The model '${model.id}' holds at most ${model.contextLength} tokens ` +
+      `(prompt and completion), whereas you provided ${maxTokens}.`,
+    param,
+  );
 }
 
 interface ReplyIdentity {
