@@ -38,6 +38,7 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "slow-client-bytes", type: "string", env: "COORDINATOR_SLOW_CLIENT_BYTES", default: "1048576", description: "Unread output a stream may hold before it counts as slow" },
   { name: "shutdown-grace-ms", type: "string", env: "COORDINATOR_SHUTDOWN_GRACE_MS", default: "30000", description: "On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled" },
   { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
+  { name: "log-format", type: "string", env: "COORDINATOR_LOG_FORMAT", description: "json or pretty (default: pretty when stdout is a terminal, else json)" },
 ];
 
 export const workerOptions: readonly OptionSpec[] = [
@@ -58,9 +59,11 @@ export const workerOptions: readonly OptionSpec[] = [
   { name: "sim-reply-tokens", type: "string", env: "COORDINATOR_SIM_REPLY_TOKENS", default: "0", description: "sim: extra answer tokens (long streams)" },
   { name: "sim-fail-after", type: "string", env: "COORDINATOR_SIM_FAIL_AFTER", description: "sim: fail each generation after this many tokens" },
   { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
+  { name: "log-format", type: "string", env: "COORDINATOR_LOG_FORMAT", description: "json or pretty (default: pretty when stdout is a terminal, else json)" },
 ];
 
 const LogLevel = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+const LogFormat = z.enum(["json", "pretty"]).optional();
 const int = (min: number) => z.coerce.number().int().min(min);
 
 const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=FORMAT")).transform(
@@ -92,6 +95,7 @@ export const ServeConfig = z.object({
   slowClientBytes: int(1024),
   shutdownGraceMs: int(0),
   logLevel: LogLevel,
+  logFormat: LogFormat,
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
@@ -114,6 +118,7 @@ export const WorkerConfig = z
     simReplyTokens: int(0),
     simFailAfter: int(0).optional(),
     logLevel: LogLevel,
+    logFormat: LogFormat,
   })
   .transform((c) => ({ ...c, maxConcurrency: c.maxConcurrency ?? { sim: 4, llama: 1, openai: 8 }[c.engine] }));
 export type WorkerConfig = z.infer<typeof WorkerConfig>;
