@@ -102,6 +102,8 @@ export class Task {
   completionTokens = 0;
   /** Workers this task has been assigned to so far. */
   attempts = 0;
+  /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */
+  requestId: string | undefined;
   readonly events = new TaskEventChannel();
 
   constructor(
