@@ -97,7 +97,7 @@ async function serveCommand(args: string[]): Promise<void> {
       "",
     ].join("\n"),
   );
-  onSignals(log, coordinator.close);
+  onSignals(log, () => coordinator.shutdown(config.shutdownGraceMs));
 }
 
 async function workerCommand(args: string[]): Promise<void> {
@@ -132,7 +132,9 @@ async function workerCommand(args: string[]): Promise<void> {
     reconnect: true,
     log,
   });
+  // SIGTERM/SIGINT: stop taking tasks, finish the running ones, leave (a second signal leaves at once).
   onSignals(log, async () => {
+    await runtime.drain();
     await runtime.stop(CloseCode.goingAway, "worker shutting down");
     await engine.close();
   });

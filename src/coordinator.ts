@@ -1,4 +1,5 @@
 // Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
+import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { createAdaptorServer } from "@hono/node-server";
@@ -21,6 +22,24 @@ export interface RunningCoordinator {
   master: Master;
   /** Stops everything it started: demo worker, worker connections, HTTP server, timers. */
   close(): Promise<void>;
+  /**
+   * Graceful stop: refuses new requests (503), lets in-flight ones finish for up to `graceMs`, then cancels the
+   * rest (TaskCancelled to their workers) and closes.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped). */
+async function readApiKeys(config: ServeConfig): Promise<string[]> {
+  const keys = [...config.apiKey];
+  if (config.apiKeysFile) {
+    const text = await readFile(config.apiKeysFile, "utf8");
+    for (const line of text.split(/\r?\n/)) {
+      const key = line.trim();
+      if (key && !key.startsWith("#")) keys.push(key);
+    }
+  }
+  return keys;
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {
@@ -40,12 +59,19 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     heartbeatIntervalMs: config.heartbeatMs,
     cancelAckTimeoutMs: 10_000,
     maxAttempts: config.maxAttempts,
+    maxLiveTasks: config.maxStreams,
     log,
   });
   const app = createApp(master, {
     reasoning: config.reasoning,
     keepaliveMs: config.keepaliveMs,
     modelFormats: config.modelFormat,
+    limits: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars },
+    slowClientMs: config.slowClientMs,
+    slowClientBytes: config.slowClientBytes,
+    apiKeys: await readApiKeys(config),
+    corsOrigins: config.corsOrigin,
+    maxBodyBytes: config.maxBodyBytes,
     log,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
@@ -94,11 +120,22 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        // Streams just ended by master.close() write their last event first; then their connections go idle.
+        const force = setTimeout(() => server.closeAllConnections(), 1_000);
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        server.closeIdleConnections();
       });
     })();
     return closing;
   };
-  return { url, workerUrl, port, master, close };
+  const shutdown = async (graceMs: number) => {
+    master.drain();
+    const idle = await master.whenIdle(graceMs);
+    if (!idle) log.warn({ tasks: master.liveTasks }, "grace period over; cancelling the requests still in flight");
+    await close();
+  };
+  return { url, workerUrl, port, master, close, shutdown };
 }

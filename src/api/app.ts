@@ -1,7 +1,10 @@
 // The HTTP application: every route, and OpenAI-shaped answers for unknown routes and unexpected errors.
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
+import { apiKeyGuard } from "./auth.js";
 import { chatCompletionsHandler, type ChatCompletionsOptions } from "./chat-completions.js";
 import { clusterRoutes } from "./cluster.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
@@ -10,10 +13,32 @@ import { modelsRoutes } from "./models.js";
 
 export interface ApiOptions extends ChatCompletionsOptions {
   log: Logger;
+  /** Client API keys; empty: the API is open. */
+  apiKeys: readonly string[];
+  /** Origins allowed by CORS; empty: CORS is off. */
+  corsOrigins: readonly string[];
+  maxBodyBytes: number;
 }
 
 export function createApp(master: Master, options: ApiOptions): Hono {
   const app = new Hono();
+  if (options.corsOrigins.length > 0) {
+    const origins = [...options.corsOrigins];
+    app.use("/v1/*", cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600 }));
+  }
+  const guard = apiKeyGuard(options.apiKeys);
+  app.use("/v1/*", guard);
+  app.use("/metrics", guard);
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: options.maxBodyBytes,
+      onError: () =>
+        errorResponse(
+          new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
+        ),
+    }),
+  );
   app.route("/", healthRoutes(master));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.route("/v1/models", modelsRoutes(master));

@@ -6,7 +6,14 @@ import type { Master } from "../master/master.js";
 import type { Task, TaskEvent } from "../master/task.js";
 import { createParser } from "../parser/index.js";
 import type { ModelInfo } from "../worker-protocol/index.js";
-import { type ChatCompletionRequest, parseChatRequest, type ReasoningMode, reasoningModeOf, toTaskRequest } from "./chat-request.js";
+import {
+  type ChatCompletionRequest,
+  parseChatRequest,
+  type ReasoningMode,
+  reasoningModeOf,
+  type RequestLimits,
+  toTaskRequest,
+} from "./chat-request.js";
 import {
   ChunkSerializer,
   type Delta,
@@ -21,6 +28,10 @@ import { SSE_HEADERS, SseStream } from "./sse.js";
 export interface ChatCompletionsOptions {
   reasoning: ReasoningMode;
   keepaliveMs: number;
+  limits: RequestLimits;
+  /** A streaming client holding this much unread output for this long is cancelled. */
+  slowClientMs: number;
+  slowClientBytes: number;
   /** Per-model parser format from configuration (`--model-format`), over what the worker announced. */
   modelFormats: ReadonlyMap<string, string>;
   log: Logger;
@@ -40,7 +51,7 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
   return async (c: Context): Promise<Response> => {
     let request: ChatCompletionRequest;
     try {
-      request = parseChatRequest(await readJson(c));
+      request = parseChatRequest(await readJson(c), options.limits);
     } catch (error) {
       return errorResponse(error);
     }
@@ -123,7 +134,18 @@ function streamReply(
   signal: AbortSignal,
   options: ChatCompletionsOptions,
 ): Response {
-  const sse = new SseStream(options.keepaliveMs, signal);
+  const sse = new SseStream(
+    {
+      keepaliveMs: options.keepaliveMs,
+      slowClientMs: options.slowClientMs,
+      slowClientBytes: options.slowClientBytes,
+      onStall: () => {
+        options.log.warn({ task: task.id }, "client stopped reading; cancelling its stream");
+        master.cancel(task, "client stopped reading");
+      },
+    },
+    signal,
+  );
   const includeUsage = request.stream_options?.include_usage === true;
   const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage);
   const relay = async () => {

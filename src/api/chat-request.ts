@@ -101,19 +101,48 @@ function paramName(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
+export interface RequestLimits {
+  maxMessages: number;
+  maxPromptChars: number;
+}
+
+const noLimits: RequestLimits = { maxMessages: Number.POSITIVE_INFINITY, maxPromptChars: Number.POSITIVE_INFINITY };
+
 /** Validates a parsed JSON body; throws InvalidRequestError naming the first bad field. */
-export function parseChatRequest(json: unknown): ChatCompletionRequest {
+export function parseChatRequest(json: unknown, limits: RequestLimits = noLimits): ChatCompletionRequest {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new InvalidRequestError("The request body must be a JSON object.");
   }
   const parsed = ChatCompletionRequest.safeParse(json);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    checkLimits(parsed.data, limits);
+    return parsed.data;
+  }
   const issue = parsed.error.issues[0];
   const param = issue ? paramName(issue.path) : null;
   if (issue && issue.code === "invalid_type" && issue.message.includes("received undefined")) {
     throw new InvalidRequestError(`Missing required parameter: '${param}'.`, param);
   }
   throw new InvalidRequestError(`Invalid value for '${param}': ${issue?.message ?? "invalid"}.`, param);
+}
+
+function checkLimits(request: ChatCompletionRequest, limits: RequestLimits): void {
+  if (request.messages.length > limits.maxMessages) {
+    throw new InvalidRequestError(
+      `Too many messages: ${request.messages.length}. This coordinator accepts at most ${limits.maxMessages}.`,
+      "messages",
+      "too_many_messages",
+    );
+  }
+  let chars = 0;
+  for (const message of request.messages) chars += textOf(message.content).length;
+  if (chars > limits.maxPromptChars) {
+    throw new InvalidRequestError(
+      `The messages hold ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`,
+      "messages",
+      "prompt_too_long",
+    );
+  }
 }
 
 export function reasoningModeOf(request: ChatCompletionRequest, fallback: ReasoningMode): ReasoningMode {

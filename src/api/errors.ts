@@ -3,6 +3,7 @@ import {
   CoordinatorError,
   EngineError,
   ModelNotFoundError,
+  OverloadedError,
   QueueFullError,
   QueueTimeoutError,
   UnavailableError,
@@ -19,7 +20,7 @@ export class InvalidRequestError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
-    readonly status: 400 | 404 | 405 | 413 | 415 = 400,
+    readonly status: 400 | 401 | 404 | 405 | 413 | 415 = 400,
   ) {
     super(message);
   }
@@ -40,7 +41,8 @@ const clientEngineCodes = new Set(["context_length_exceeded", "invalid_request"]
 
 export function mapError(error: unknown): MappedError {
   if (error instanceof InvalidRequestError) {
-    return { status: error.status, body: body(error.message, "invalid_request_error", error.param, error.code) };
+    const type = error.status === 401 ? "authentication_error" : "invalid_request_error";
+    return { status: error.status, body: body(error.message, type, error.param, error.code) };
   }
   if (error instanceof ModelNotFoundError) {
     return { status: 404, body: body(error.message, "invalid_request_error", "model", "model_not_found") };
@@ -49,6 +51,13 @@ export function mapError(error: unknown): MappedError {
     return {
       status: 429,
       body: body(error.message, "rate_limit_error", null, "queue_full"),
+      headers: { "Retry-After": String(error.retryAfterSeconds) },
+    };
+  }
+  if (error instanceof OverloadedError) {
+    return {
+      status: 429,
+      body: body(error.message, "rate_limit_error", null, "overloaded"),
       headers: { "Retry-After": String(error.retryAfterSeconds) },
     };
   }

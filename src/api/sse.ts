@@ -11,10 +11,20 @@ export const SSE_HEADERS = {
   "X-Accel-Buffering": "no",
 } as const;
 
+export interface SseOptions {
+  keepaliveMs: number;
+  /** A client holding more than `slowClientBytes` of unread output for `slowClientMs` is given up on. */
+  slowClientMs: number;
+  slowClientBytes: number;
+  /** Called once when the client is given up on (it stopped reading); the stream is then torn down. */
+  onStall?: () => void;
+}
+
 /**
  * One SSE response body. Writes are synchronous enqueues; a keepalive comment goes out whenever nothing was
  * written for `keepaliveMs`. The stream closes itself, and drops its timer, when the client goes away
- * (`signal`) or when `close()` is called.
+ * (`signal`) or when `close()` is called. A client that stops reading is torn down after `slowClientMs`, so it
+ * cannot pin a worker or grow memory without bound.
  */
 export class SseStream {
   readonly body: ReadableStream<Uint8Array>;
@@ -22,20 +32,36 @@ export class SseStream {
   private lastWriteAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Since when the unread backlog has stayed above the slow-client limit. */
+  private stalledSince: number | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  /** close() was called while the client still had output to read. */
+  private ending = false;
+  private readonly keepaliveMs: number;
   keepalivesSent = 0;
 
   constructor(
-    private readonly keepaliveMs: number,
+    private readonly options: SseOptions,
     private readonly signal: AbortSignal,
   ) {
-    this.body = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.controller = controller;
+    const keepaliveMs = options.keepaliveMs;
+    this.keepaliveMs = keepaliveMs;
+    this.body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.controller = controller;
+        },
+        // The reader caught up with everything queued: a stream waiting to end can end now.
+        pull: () => {
+          if (this.ending) this.end();
+        },
+        cancel: () => this.teardown(),
       },
-      cancel: () => this.dispose(),
-    });
+      // Count the queue in bytes, and queue nothing ahead of the reader: desiredSize is then minus the unread bytes.
+      { highWaterMark: 0, size: (chunk) => chunk.byteLength },
+    );
     this.timer = setTimeout(this.onTimer, keepaliveMs);
-    if (signal.aborted) this.dispose();
+    if (signal.aborted) this.teardown();
     else signal.addEventListener("abort", this.onAbort, { once: true });
   }
 
@@ -60,10 +86,21 @@ export class SseStream {
     this.write(DONE);
   }
 
-  /** Ends the response normally. */
+  /** Ends the response normally; output the client has not read yet gets `slowClientMs` to be read. */
   close(): void {
     if (this.closed) return;
     this.dispose();
+    if (this.backlogBytes() > 0) {
+      this.ending = true;
+      this.drainTimer = setTimeout(() => this.giveUp(), this.options.slowClientMs);
+    } else {
+      this.end();
+    }
+  }
+
+  private end(): void {
+    this.ending = false;
+    this.teardown();
     try {
       this.controller.close();
     } catch {
@@ -75,11 +112,48 @@ export class SseStream {
     if (this.closed) return;
     this.lastWriteAt = Date.now();
     this.controller.enqueue(bytes);
+    this.checkStall(this.lastWriteAt);
+  }
+
+  private backlogBytes(): number {
+    return -(this.controller.desiredSize ?? 0);
+  }
+
+  private checkStall(now: number): void {
+    if (this.backlogBytes() <= this.options.slowClientBytes) {
+      this.stalledSince = undefined;
+      return;
+    }
+    this.stalledSince ??= now;
+    if (now - this.stalledSince >= this.options.slowClientMs) this.giveUp();
+  }
+
+  /** The client stopped reading: tell the owner, then tear the response down. */
+  private giveUp(): void {
+    const wasOpen = !this.closed;
+    this.ending = false;
+    this.teardown();
+    try {
+      this.controller.error(new Error("client too slow"));
+    } catch {
+      // Already errored or cancelled.
+    }
+    if (wasOpen) this.options.onStall?.();
+  }
+
+  private teardown(): void {
+    this.dispose();
+    this.signal.removeEventListener("abort", this.onAbort);
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
   }
 
   private readonly onTimer = (): void => {
     if (this.closed) return;
-    const idle = Date.now() - this.lastWriteAt;
+    const now = Date.now();
+    this.checkStall(now);
+    if (this.closed) return;
+    const idle = now - this.lastWriteAt;
     if (idle >= this.keepaliveMs) {
       this.write(KEEPALIVE);
       this.keepalivesSent += 1;
@@ -89,10 +163,9 @@ export class SseStream {
     }
   };
 
-  private readonly onAbort = (): void => this.dispose();
+  private readonly onAbort = (): void => this.teardown();
 
   private dispose(): void {
-    this.signal.removeEventListener("abort", this.onAbort);
     this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;

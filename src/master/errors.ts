@@ -55,6 +55,15 @@ export class EngineError extends CoordinatorError {
   }
 }
 
+/** The coordinator already holds as many requests as it may (`--max-streams`). */
+export class OverloadedError extends CoordinatorError {
+  readonly kind = "overloaded";
+  readonly retryAfterSeconds = 1;
+  constructor(limit: number) {
+    super(`The coordinator is at its limit of ${limit} requests in flight. Please retry shortly.`);
+  }
+}
+
 /** The coordinator is shutting down or draining and takes no new work. */
 export class UnavailableError extends CoordinatorError {
   readonly kind = "unavailable";

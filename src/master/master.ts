@@ -7,6 +7,7 @@ import {
   type CoordinatorError,
   EngineError,
   ModelNotFoundError,
+  OverloadedError,
   ProtocolViolation,
   QueueFullError,
   QueueTimeoutError,
@@ -26,6 +27,8 @@ export interface MasterOptions {
   cancelAckTimeoutMs: number;
   /** How many workers may be tried for one task whose worker is lost before it produced anything. */
   maxAttempts: number;
+  /** Most tasks alive at once, queued ones included. */
+  maxLiveTasks: number;
   log: Logger;
 }
 
@@ -49,6 +52,7 @@ export class Master {
   /** Cancelled tasks whose worker slot waits for an acknowledgement, with the timer that frees it anyway. */
   private readonly pendingAcks = new Map<string, { worker: WorkerEntry; timer: NodeJS.Timeout }>();
   private accepting = true;
+  private idleWaiters: Array<() => void> = [];
 
   constructor(readonly options: MasterOptions) {
     this.queues = new ModelQueues(options.queueMaxLength);
@@ -64,6 +68,7 @@ export class Master {
   submit(request: TaskRequest, signal: AbortSignal): Task {
     if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
     if (!this.registry.isServed(request.model)) throw new ModelNotFoundError(request.model);
+    if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
     const worker = this.queues.depth(request.model) === 0 ? pickWorker(this.registry.serving(request.model)) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
@@ -83,6 +88,26 @@ export class Master {
 
   isAccepting(): boolean {
     return this.accepting;
+  }
+
+  /** Stops admitting new tasks (they get UnavailableError); running and queued ones go on. */
+  drain(): void {
+    this.accepting = false;
+  }
+
+  /** Resolves when no task is alive, or after `timeoutMs`; true when idle. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.live.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (idle: boolean) => {
+        clearTimeout(timer);
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== onIdle);
+        resolve(idle);
+      };
+      const onIdle = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.idleWaiters.push(onIdle);
+    });
   }
 
   // ---------- the worker side ----------
@@ -318,6 +343,7 @@ export class Master {
         break;
     }
     task.events.end();
+    if (this.live.size === 0) for (const waiter of [...this.idleWaiters]) waiter();
   }
 
   /** Tells the task's worker to stop; its slot is held until the worker acknowledges or the ack deadline passes. */

@@ -52,6 +52,9 @@ export class WorkerRuntime {
   private socket: WebSocket | undefined;
   private readonly tasks = new Map<string, AbortController>();
   private heartbeat: NodeJS.Timeout | undefined;
+  /** When the master was last heard from; a silent master (half-open connection) is given up on. */
+  private lastHeard = Date.now();
+  private idleWaiters: Array<() => void> = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private stopped = false;
@@ -81,9 +84,11 @@ export class WorkerRuntime {
     return this.tasks.size;
   }
 
-  /** Tells the master to stop assigning new tasks (graceful drain). */
-  drain(): void {
+  /** Tells the master to stop assigning new tasks, and resolves when the running ones are done. */
+  async drain(): Promise<void> {
     this.send({ type: "Draining" });
+    if (this.tasks.size === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Aborts every task, closes the connection and stops reconnecting. */
@@ -117,7 +122,10 @@ export class WorkerRuntime {
         models: this.description.models,
       });
     });
-    socket.on("message", (data) => this.onMessage(data.toString()));
+    socket.on("message", (data) => {
+      this.lastHeard = Date.now();
+      this.onMessage(data.toString());
+    });
     socket.on("error", (error) => log.warn({ err: error.message }, "connection to the master failed"));
     socket.on("close", (code, reasonBuffer) => {
       const reason = reasonBuffer.toString();
@@ -138,6 +146,20 @@ export class WorkerRuntime {
     });
   }
 
+  /** Heartbeats to the master; three intervals without a word from it means the connection is dead. */
+  private startHeartbeat(intervalMs: number): void {
+    clearInterval(this.heartbeat);
+    this.lastHeard = Date.now();
+    this.heartbeat = setInterval(() => {
+      if (Date.now() - this.lastHeard > intervalMs * 3) {
+        this.options.log.warn("the master went silent; reconnecting");
+        this.socket?.terminate();
+        return;
+      }
+      this.send({ type: "Heartbeat", at: Date.now() });
+    }, intervalMs);
+  }
+
   private finish(code: number, reason: string): void {
     this.stopped = true;
     clearInterval(this.heartbeat);
@@ -156,8 +178,7 @@ export class WorkerRuntime {
       case "Welcome":
         this.workerId = message.workerId;
         this.attempt = 0;
-        clearInterval(this.heartbeat);
-        this.heartbeat = setInterval(() => this.send({ type: "Heartbeat", at: Date.now() }), message.heartbeatIntervalMs);
+        this.startHeartbeat(message.heartbeatIntervalMs);
         this.options.log.info({ workerId: message.workerId }, "joined the coordinator");
         this.welcomed?.(message.workerId);
         this.welcomed = undefined;
@@ -202,6 +223,7 @@ export class WorkerRuntime {
       }
     } finally {
       this.tasks.delete(taskId);
+      if (this.tasks.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
       if (signal.aborted) this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
     }

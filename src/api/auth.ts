@@ -1,0 +1,35 @@
+// Client API keys: when any are configured, guarded routes need `Authorization: Bearer <key>` (OpenAI's scheme).
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { MiddlewareHandler } from "hono";
+import { errorResponse, InvalidRequestError } from "./errors.js";
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+/** Checks the bearer key against every configured key in constant time; open when no keys are configured. */
+export function apiKeyGuard(keys: readonly string[]): MiddlewareHandler {
+  const digests = keys.map(digest);
+  return async (c, next) => {
+    if (digests.length === 0) return next();
+    const header = c.req.header("authorization") ?? "";
+    const match = /^Bearer\s+(.+)$/i.exec(header.trim());
+    if (!match) {
+      return errorResponse(
+        new InvalidRequestError(
+          "You didn't provide an API key. Send it in the Authorization header as 'Bearer YOUR_KEY'.",
+          null,
+          "missing_api_key",
+          401,
+        ),
+      );
+    }
+    const given = digest(match[1] as string);
+    let ok = false;
+    for (const key of digests) ok = timingSafeEqual(given, key) || ok;
+    if (!ok) {
+      return errorResponse(new InvalidRequestError("Incorrect API key provided.", null, "invalid_api_key", 401));
+    }
+    return next();
+  };
+}
