@@ -5,7 +5,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createParser, type ParseEvent } from "../src/parser/index.js";
 
-const numRuns = 200;
+// PARSER_PROPERTY_RUNS=5000 for a deeper search than CI needs.
+const numRuns = Number(process.env.PARSER_PROPERTY_RUNS ?? 200);
 
 // Every piece of markup of every family: no payload may contain one, and no reasoning or content may show one.
 const markup = [
@@ -218,17 +219,18 @@ function checkReply(format: string, text: string, positions: readonly number[], 
   expect(textOf(whole.events, "reasoning")).toBe(expected.reasoning ?? "");
   expect(textOf(whole.events, "content")).toBe(expected.content);
   const calls = callsOf(split.events);
-  expect(calls.map(({ name, args }) => ({ name, args }))).toEqual(expected.calls);
+  // (through JSON once, as the model's text went: -0 is written as 0)
+  const expectedCalls = expected.calls.map(({ name, args }) => ({ name, args: JSON.parse(JSON.stringify(args)) as unknown }));
+  expect(calls.map(({ name, args }) => ({ name, args }))).toEqual(expectedCalls);
   expect(new Set(calls.map((call) => call.id)).size).toBe(calls.length);
   expect(whole.unterminated).toBeUndefined();
   expect(whole.warnings).toEqual([]);
 
   // no markup, and no half of a character, in any piece of reasoning or content
-  for (const event of [...split.events, ...byChar.events]) {
-    if (event.kind !== "content" && event.kind !== "reasoning" && event.kind !== "tool_call_args") continue;
-    expect(event.text).not.toMatch(loneSurrogate);
-    if (event.kind !== "tool_call_args") for (const tag of markup) expect(event.text).not.toContain(tag);
-  }
+  const pieces = [...split.events, ...byChar.events].flatMap((event) => ("text" in event ? [event] : []));
+  expect(pieces.filter((event) => loneSurrogate.test(event.text))).toEqual([]);
+  const shown = pieces.filter((event) => event.kind !== "tool_call_args");
+  expect(shown.filter((event) => markup.some((tag) => event.text.includes(tag)))).toEqual([]);
 }
 
 const cuts = fc.array(fc.nat(), { maxLength: 40 });
