@@ -149,6 +149,7 @@ export class Master {
   workerMessage(worker: WorkerEntry, message: WorkerMessage): void {
     switch (message.type) {
       case "Heartbeat":
+        if (message.running !== undefined) worker.reportedRunning = message.running;
         return;
       case "Hello":
         throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");
@@ -235,6 +236,7 @@ export class Master {
       inflight: [...w.slots.values()].filter((t) => !isTerminal(t.state)).map((t) => t.id),
       cancelling: [...w.slots.values()].filter((t) => isTerminal(t.state)).map((t) => t.id),
       completionTokens: w.completionTokens,
+      reportedRunning: w.reportedRunning,
       connectedAt: new Date(w.connectedAt).toISOString(),
     }));
     const depths = this.queues.depths();

@@ -19,6 +19,8 @@ export class WorkerEntry {
   /** Ids of tasks that ended here recently: a late message about one of them is ignored, not a violation. */
   readonly recentlyEnded = new Set<string>();
   completionTokens = 0;
+  /** Generations the worker said (in its last heartbeat) its engine was running. */
+  reportedRunning = 0;
 
   constructor(
     readonly id: string,

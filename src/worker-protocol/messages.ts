@@ -110,6 +110,8 @@ export const Heartbeat = z.object({
   type: z.literal("Heartbeat"),
   /** Sender's clock, ms since the epoch (informational). */
   at: z.number(),
+  /** Worker → master: how many generations its engine is running right now (the master checks for orphans). */
+  running: z.number().int().nonnegative().optional(),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 

@@ -156,7 +156,7 @@ export class WorkerRuntime {
         this.socket?.terminate();
         return;
       }
-      this.send({ type: "Heartbeat", at: Date.now() });
+      this.send({ type: "Heartbeat", at: Date.now(), running: this.tasks.size });
     }, intervalMs);
   }
 
@@ -225,7 +225,10 @@ export class WorkerRuntime {
       this.tasks.delete(taskId);
       if (this.tasks.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
-      if (signal.aborted) this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
+      if (signal.aborted) {
+        this.options.log.info({ taskId, reason: String(signal.reason?.message ?? signal.reason), produced }, "task stopped");
+        this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
+      }
     }
   }
 
