@@ -203,13 +203,18 @@ function cut(text: string, positions: readonly number[]): string[] {
   return chunks;
 }
 
+/** One UTF-16 code unit per chunk: every tag and every surrogate pair is cut. */
+function unitByUnit(text: string): string[] {
+  return Array.from({ length: text.length }, (_, i) => text[i] ?? "");
+}
+
 const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** The checks every format shares, for one rendered reply and one way of cutting it. */
 function checkReply(format: string, text: string, positions: readonly number[], expected: Reply): void {
   const whole = parse(format, [text]);
   const split = parse(format, cut(text, positions));
-  const byChar = parse(format, Array.from({ length: text.length }, (_, i) => text[i] ?? ""));
+  const byChar = parse(format, unitByUnit(text));
 
   // chunking does not change the result
   expect(normalize(split.events)).toEqual(normalize(whole.events));
@@ -311,6 +316,26 @@ describe("parser properties", () => {
         checkReply("auto", render[name]?.() ?? "", positions, expected);
       }),
       { numRuns },
+    );
+  });
+
+  it("any text, any format: chunking never changes the result and nothing throws", () => {
+    // Markup in any order and any state of repair, JSON fragments, and text: the worst a model can do.
+    const piece = fc.oneof(
+      fc.constantFrom(...markup, ...atoms, '{"name": "f", "arguments": {"a": [1, "x"]}}', '{"name": ', '"arguments": {', "}", ";"),
+      fc.string({ unit: "grapheme", maxLength: 6 }),
+    );
+    const format = fc.constantFrom("auto", "think", "think-prefilled", "mistral", "seed", "harmony", "llama3", "raw");
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 25 }), format, cuts, (pieces, name, positions) => {
+        const text = pieces.join("");
+        const whole = parse(name, [text]);
+        expect(normalize(parse(name, cut(text, positions)).events)).toEqual(normalize(whole.events));
+        expect(normalize(parse(name, unitByUnit(text)).events)).toEqual(normalize(whole.events));
+        const texts = whole.events.flatMap((event) => ("text" in event ? [event.text] : []));
+        expect(texts.filter((t) => loneSurrogate.test(t))).toEqual([]);
+      }),
+      { numRuns: numRuns * 5 },
     );
   });
 

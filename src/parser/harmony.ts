@@ -148,7 +148,7 @@ export class HarmonyParser implements StreamParser {
     let i = pos;
     while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
     if (i === text.length || anyToken.holdBack(text, i) === text.length - i) {
-      this.held = text.slice(i);
+      this.held = text.slice(pos);
       return undefined;
     }
     if (text.startsWith(START, i) || text.startsWith(CHANNEL, i)) this.phase = "header";
