@@ -8,6 +8,8 @@ import { createApp } from "./api/app.js";
 import type { ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
+import { ClusterActivity } from "./metrics/activity.js";
+import { CoordinatorMetrics } from "./metrics/metrics.js";
 import { serveWorkerConnection } from "./master/worker-connection.js";
 import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
@@ -60,8 +62,13 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     cancelAckTimeoutMs: 10_000,
     maxAttempts: config.maxAttempts,
     maxLiveTasks: config.maxStreams,
+    modelMemoryMs: 10 * 60_000,
     log,
   });
+  const metrics = new CoordinatorMetrics(master);
+  const activity = new ClusterActivity(master);
+  const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
+  const closingFeeds = new AbortController();
   const app = createApp(master, {
     reasoning: config.reasoning,
     keepaliveMs: config.keepaliveMs,
@@ -72,6 +79,9 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     apiKeys: await readApiKeys(config),
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,
+    metrics,
+    activity,
+    closing: closingFeeds.signal,
     log,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
@@ -115,7 +125,9 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      closingFeeds.abort();
       master.close();
+      for (const remove of unobserve) remove();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));

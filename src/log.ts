@@ -1,17 +1,57 @@
-// The one logger of the process (pino): JSON lines by default, quiet in tests unless asked.
-import { pino, type Logger } from "pino";
+// The one logger of the process (pino): JSON lines by default, human-readable on a terminal, quiet in tests unless asked.
+import { pino, type DestinationStream, type Logger } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger };
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+export type LogFormat = "json" | "pretty";
 
-export function createLogger(level: LogLevel, name = "coordinator"): Logger {
-  return pino({
-    name,
-    level,
-    // Join tokens and API keys must never reach a log line, whatever object carries them.
-    redact: { paths: ["token", "*.token", "apiKey", "*.apiKey", "authorization", "*.authorization"], censor: "[redacted]" },
+export interface LoggerOptions {
+  /** `pretty` for people, `json` for machines; unset: pretty when the destination is a terminal. */
+  format?: LogFormat | undefined;
+  /** Where lines go; stdout by default. */
+  destination?: (DestinationStream & { isTTY?: boolean }) | undefined;
+}
+
+/**
+ * Secrets and user content never reach a log line, whatever object carries them: join tokens, API keys,
+ * authorization headers, and prompts (messages) are censored by path.
+ */
+const redactedPaths = [
+  "token",
+  "*.token",
+  "workerToken",
+  "*.workerToken",
+  "apiKey",
+  "*.apiKey",
+  "apiKeys",
+  "*.apiKeys",
+  "upstreamKey",
+  "*.upstreamKey",
+  "authorization",
+  "*.authorization",
+  "headers.authorization",
+  "*.headers.authorization",
+  "messages",
+  "*.messages",
+  "prompt",
+  "*.prompt",
+];
+
+export function createLogger(level: LogLevel, name = "coordinator", options: LoggerOptions = {}): Logger {
+  const destination = options.destination ?? process.stdout;
+  const format = options.format ?? (destination.isTTY ? "pretty" : "json");
+  const settings = { name, level, redact: { paths: redactedPaths, censor: "[redacted]" } };
+  if (format === "json") return pino(settings, destination);
+  const stream = pretty({
+    destination,
+    sync: true,
+    colorize: destination.isTTY === true,
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "pid,hostname",
   });
+  return pino(settings, stream);
 }
 
 /** A logger that drops everything: the default for library use and tests. */

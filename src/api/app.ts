@@ -4,12 +4,18 @@ import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
+import type { ClusterActivity } from "../metrics/activity.js";
+import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { apiKeyGuard } from "./auth.js";
 import { chatCompletionsHandler, type ChatCompletionsOptions } from "./chat-completions.js";
 import { clusterRoutes } from "./cluster.js";
+import { clusterEventsHandler } from "./cluster-events.js";
+import { dashboardRoutes } from "./dashboard-route.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
 import { healthRoutes } from "./health.js";
+import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
+import { requestContext, requestLogOf } from "./request-context.js";
 
 export interface ApiOptions extends ChatCompletionsOptions {
   log: Logger;
@@ -18,10 +24,16 @@ export interface ApiOptions extends ChatCompletionsOptions {
   /** Origins allowed by CORS; empty: CORS is off. */
   corsOrigins: readonly string[];
   maxBodyBytes: number;
+  metrics: CoordinatorMetrics;
+  /** Live tasks and token rates for the dashboard's feed. */
+  activity: ClusterActivity;
+  /** Aborted when the coordinator closes (long-lived feeds end then). */
+  closing: AbortSignal;
 }
 
 export function createApp(master: Master, options: ApiOptions): Hono {
   const app = new Hono();
+  app.use("*", requestContext({ log: options.log, metrics: options.metrics }));
   if (options.corsOrigins.length > 0) {
     const origins = [...options.corsOrigins];
     app.use("/v1/*", cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600 }));
@@ -42,12 +54,15 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.route("/", healthRoutes(master));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.route("/v1/models", modelsRoutes(master));
+  app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: 1_000 }));
   app.route("/v1/cluster", clusterRoutes(master));
+  app.get("/metrics", metricsHandler(options.metrics));
+  app.route("/", dashboardRoutes());
   app.notFound((c) =>
     errorResponse(new InvalidRequestError(`Unknown route: ${c.req.method} ${c.req.path}`, null, "not_found", 404)),
   );
   app.onError((error, c) => {
-    options.log.error({ err: error, path: c.req.path }, "unhandled error in a route");
+    requestLogOf(c, options.log).error({ err: error, path: c.req.path }, "unhandled error in a route");
     return errorResponse(error);
   });
   return app;

@@ -5,6 +5,7 @@ import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { Task, TaskEvent } from "../master/task.js";
 import { createParser } from "../parser/index.js";
+import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import type { ModelInfo } from "../worker-protocol/index.js";
 import {
   type ChatCompletionRequest,
@@ -23,6 +24,7 @@ import {
   usageBody,
 } from "./chat-response.js";
 import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
+import { ChatRequestReport } from "./request-log.js";
 import { SSE_HEADERS, SseStream } from "./sse.js";
 
 export interface ChatCompletionsOptions {
@@ -35,6 +37,8 @@ export interface ChatCompletionsOptions {
   /** Per-model parser format from configuration (`--model-format`), over what the worker announced. */
   modelFormats: ReadonlyMap<string, string>;
   log: Logger;
+  /** Prompt tokens and stream counts go here; none are kept when absent. */
+  metrics?: CoordinatorMetrics | undefined;
 }
 
 async function readJson(c: Context): Promise<unknown> {
@@ -49,29 +53,32 @@ async function readJson(c: Context): Promise<unknown> {
 
 export function chatCompletionsHandler(master: Master, options: ChatCompletionsOptions) {
   return async (c: Context): Promise<Response> => {
+    const report = new ChatRequestReport(c, master, options.log, options.metrics);
     let request: ChatCompletionRequest;
     try {
       request = parseChatRequest(await readJson(c), options.limits);
     } catch (error) {
-      return errorResponse(error);
+      return report.rejected(errorResponse(error));
     }
+    report.parsed(request.model, request.stream === true);
     const signal = c.req.raw.signal;
     let task: Task;
     try {
       checkMaxTokens(request, master.registry.modelInfo(request.model));
       task = master.submit(toTaskRequest(request), signal);
     } catch (error) {
-      return errorResponse(error);
+      return report.rejected(errorResponse(error));
     }
+    report.admitted(task);
     const mode = reasoningModeOf(request, options.reasoning);
     const format = options.modelFormats.get(request.model) ?? master.registry.modelInfo(request.model)?.format;
     const parser = mode === "raw" ? undefined : createParser(format, {
-      onWarning: (warning) => options.log.warn({ task: task.id, code: warning.code }, warning.message),
+      onWarning: (warning) => report.log.warn({ task: task.id, code: warning.code }, warning.message),
     });
     const shaper = new ReplyShaper(mode, parser);
     const reply = { id: `chatcmpl-${nanoid(24)}`, created: Math.floor(Date.now() / 1000), model: request.model };
-    if (request.stream) return streamReply(master, task, shaper, reply, request, signal, options);
-    return wholeReply(task, shaper, reply);
+    if (request.stream) return streamReply(master, task, shaper, reply, request, signal, options, report);
+    return wholeReply(task, shaper, reply, report);
   };
 }
 
@@ -94,7 +101,7 @@ interface ReplyIdentity {
 }
 
 /** Waits for the task to end, collecting its text; a client that leaves cancels the task through the signal. */
-async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity): Promise<Response> {
+async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity, report: ChatRequestReport): Promise<Response> {
   const collector = new ReplyCollector();
   const deltas: Delta[] = [];
   for (;;) {
@@ -105,8 +112,12 @@ async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity)
       deltas.length = 0;
       continue;
     }
-    if (event.type === "failed") return errorResponse(event.error);
-    if (event.type === "cancelled") return new Response(null, { status: 499 });
+    if (event.type !== "finished") {
+      const response = event.type === "failed" ? errorResponse(event.error) : new Response(null, { status: 499 });
+      report.ended(event, response.status);
+      return response;
+    }
+    report.ended(event, 200);
     shaper.finish(deltas);
     collector.add(deltas);
     const message: Record<string, unknown> = { role: "assistant", content: collector.content, refusal: null };
@@ -133,14 +144,16 @@ function streamReply(
   request: ChatCompletionRequest,
   signal: AbortSignal,
   options: ChatCompletionsOptions,
+  report: ChatRequestReport,
 ): Response {
   const sse = new SseStream(
     {
       keepaliveMs: options.keepaliveMs,
       slowClientMs: options.slowClientMs,
       slowClientBytes: options.slowClientBytes,
+      observer: options.metrics?.sse,
       onStall: () => {
-        options.log.warn({ task: task.id }, "client stopped reading; cancelling its stream");
+        report.log.warn({ task: task.id }, "client stopped reading; cancelling its stream");
         master.cancel(task, "client stopped reading");
       },
     },
@@ -170,6 +183,7 @@ function streamReply(
           sse.data(...serializer.deltas(deltas), JSON.stringify(mapError(event.error).body));
         }
         deltas.length = 0;
+        report.ended(event, 200);
         if (event.type !== "cancelled") sse.done();
         sse.close();
         return;
@@ -181,7 +195,8 @@ function streamReply(
     }
   };
   relay().catch((error: unknown) => {
-    options.log.error({ task: task.id, err: error }, "stream relay failed");
+    report.log.error({ task: task.id, err: error }, "stream relay failed");
+    report.broken(200);
     master.cancel(task, "the coordinator failed to relay the stream");
     sse.close();
   });

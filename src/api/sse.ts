@@ -18,6 +18,15 @@ export interface SseOptions {
   slowClientBytes: number;
   /** Called once when the client is given up on (it stopped reading); the stream is then torn down. */
   onStall?: () => void;
+  /** Told when the stream opens, sends a keepalive, and is released (metrics). */
+  observer?: SseObserver | undefined;
+}
+
+export interface SseObserver {
+  opened(): void;
+  keepalive(): void;
+  /** Called once, when the stream has let go of everything (after the client read the end, left, or stalled). */
+  released(): void;
 }
 
 /**
@@ -37,6 +46,7 @@ export class SseStream {
   private drainTimer: NodeJS.Timeout | undefined;
   /** close() was called while the client still had output to read. */
   private ending = false;
+  private released = false;
   private readonly keepaliveMs: number;
   keepalivesSent = 0;
 
@@ -60,6 +70,7 @@ export class SseStream {
       // Count the queue in bytes, and queue nothing ahead of the reader: desiredSize is then minus the unread bytes.
       { highWaterMark: 0, size: (chunk) => chunk.byteLength },
     );
+    options.observer?.opened();
     this.timer = setTimeout(this.onTimer, keepaliveMs);
     if (signal.aborted) this.teardown();
     else signal.addEventListener("abort", this.onAbort, { once: true });
@@ -146,6 +157,10 @@ export class SseStream {
     this.signal.removeEventListener("abort", this.onAbort);
     clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
+    if (!this.released) {
+      this.released = true;
+      this.options.observer?.released();
+    }
   }
 
   private readonly onTimer = (): void => {
@@ -157,6 +172,7 @@ export class SseStream {
     if (idle >= this.keepaliveMs) {
       this.write(KEEPALIVE);
       this.keepalivesSent += 1;
+      this.options.observer?.keepalive();
       this.timer = setTimeout(this.onTimer, this.keepaliveMs);
     } else {
       this.timer = setTimeout(this.onTimer, this.keepaliveMs - idle);

@@ -1,0 +1,45 @@
+// GET /v1/cluster/events: the dashboard's live feed, an SSE stream of the cluster view every second.
+// Everything a stream starts (its tick, its listener) is let go when the stream is released.
+import type { Context } from "hono";
+import type { ClusterActivity } from "../metrics/activity.js";
+import { SSE_HEADERS, SseStream } from "./sse.js";
+
+export interface ClusterEventsOptions {
+  intervalMs: number;
+  keepaliveMs: number;
+  slowClientMs: number;
+  slowClientBytes: number;
+  /** Aborted when the coordinator closes: open feeds end cleanly instead of holding their connections. */
+  closing: AbortSignal;
+}
+
+export function clusterEventsHandler(activity: ClusterActivity, options: ClusterEventsOptions) {
+  return (c: Context): Response => {
+    let timer: NodeJS.Timeout | undefined;
+    const end = () => sse.close();
+    const sse: SseStream = new SseStream(
+      {
+        keepaliveMs: options.keepaliveMs,
+        slowClientMs: options.slowClientMs,
+        slowClientBytes: options.slowClientBytes,
+        observer: {
+          opened() {},
+          keepalive() {},
+          released() {
+            clearInterval(timer);
+            options.closing.removeEventListener("abort", end);
+          },
+        },
+      },
+      c.req.raw.signal,
+    );
+    if (options.closing.aborted) sse.close();
+    if (!sse.isClosed) {
+      const send = () => sse.data(JSON.stringify(activity.view()));
+      send();
+      timer = setInterval(send, options.intervalMs);
+      options.closing.addEventListener("abort", end, { once: true });
+    }
+    return new Response(sse.body, { status: 200, headers: SSE_HEADERS });
+  };
+}

@@ -1,0 +1,149 @@
+// What the cluster is doing right now, for the dashboard: requests in flight, the last few that ended, and
+// tokens per second for the cluster and each worker. A master observer; it keeps no timer.
+import type { Master } from "../master/master.js";
+import type { MasterObserver, TaskOutcome } from "../master/observer.js";
+import type { WorkerEntry } from "../master/registry.js";
+import type { CancelStage, Task } from "../master/task.js";
+import type { DeviceInfo } from "../worker-protocol/index.js";
+import { RateWindow } from "./rate-window.js";
+
+/** Seconds of cluster throughput history (the sparkline). */
+const HISTORY_SECONDS = 300;
+/** Seconds a worker's tokens/s is averaged over. */
+const WORKER_RATE_SECONDS = 3;
+const MAX_LISTED_REQUESTS = 50;
+const MAX_RECENT = 12;
+
+export interface RequestView {
+  id: string;
+  requestId: string | undefined;
+  model: string;
+  stage: CancelStage;
+  tokens: number;
+  durationMs: number;
+  worker: string | undefined;
+}
+
+export interface EndedRequestView extends RequestView {
+  outcome: TaskOutcome["state"];
+  endedAt: number;
+}
+
+export interface WorkerView {
+  id: string;
+  name: string;
+  engine: string;
+  state: string;
+  device: DeviceInfo;
+  models: string[];
+  maxConcurrency: number;
+  inflight: number;
+  tokensPerSecond: number;
+  completionTokens: number;
+  connectedAt: number;
+}
+
+/** The dashboard's picture of the cluster at one moment. */
+export interface ClusterView {
+  at: number;
+  workers: WorkerView[];
+  models: Array<{ id: string; queueDepth: number; workers: number }>;
+  requests: RequestView[];
+  /** Requests in flight beyond those listed. */
+  moreRequests: number;
+  recent: EndedRequestView[];
+  throughput: { tokensPerSecond: number; history: number[] };
+}
+
+export class ClusterActivity implements MasterObserver {
+  private readonly live = new Map<string, Task>();
+  /** The name of the worker each live task was last assigned to (kept even after that worker left). */
+  private readonly workerNames = new Map<string, string>();
+  private readonly recent: EndedRequestView[] = [];
+  private readonly cluster = new RateWindow(HISTORY_SECONDS + 1);
+  private readonly perWorker = new Map<string, RateWindow>();
+
+  constructor(private readonly master: Master) {}
+
+  taskQueued(task: Task): void {
+    this.live.set(task.id, task);
+  }
+
+  taskAssigned(task: Task, worker: WorkerEntry): void {
+    this.live.set(task.id, task);
+    this.workerNames.set(task.id, worker.name);
+  }
+
+  taskTokens(_task: Task, worker: WorkerEntry, tokens: number): void {
+    this.cluster.add(tokens);
+    this.workerRate(worker.id).add(tokens);
+  }
+
+  taskEnded(task: Task, outcome: TaskOutcome): void {
+    if (!this.live.delete(task.id)) return;
+    const endedAt = task.endedAt ?? Date.now();
+    const stage = outcome.state === "cancelled" ? outcome.stage : task.stage;
+    this.recent.unshift({ ...this.describe(task, endedAt), stage, outcome: outcome.state, endedAt });
+    this.workerNames.delete(task.id);
+    if (this.recent.length > MAX_RECENT) this.recent.length = MAX_RECENT;
+  }
+
+  workerLeft(worker: WorkerEntry): void {
+    this.perWorker.delete(worker.id);
+  }
+
+  view(): ClusterView {
+    const now = Date.now();
+    const snapshot = this.master.snapshot();
+    const workers = snapshot.workers.map((w) => ({
+      id: w.id,
+      name: w.name,
+      engine: w.engine,
+      state: w.state,
+      device: w.device,
+      models: w.models.map((m) => m.id),
+      maxConcurrency: w.maxConcurrency,
+      inflight: w.inflight.length,
+      tokensPerSecond: round(this.perWorker.get(w.id)?.rate(WORKER_RATE_SECONDS) ?? 0),
+      completionTokens: w.completionTokens,
+      connectedAt: Date.parse(w.connectedAt),
+    }));
+    const models = snapshot.models.map((m) => ({ id: m.id, queueDepth: m.queueDepth, workers: m.workers.length }));
+    const live = [...this.live.values()];
+    const requests = live.slice(-MAX_LISTED_REQUESTS).reverse().map((task) => this.describe(task, now));
+    return {
+      at: now,
+      workers,
+      models,
+      requests,
+      moreRequests: live.length - requests.length,
+      recent: [...this.recent],
+      throughput: { tokensPerSecond: round(this.cluster.rate(WORKER_RATE_SECONDS)), history: this.cluster.series(HISTORY_SECONDS) },
+    };
+  }
+
+  private describe(task: Task, now: number): RequestView {
+    return {
+      id: task.id,
+      requestId: task.requestId,
+      model: task.model,
+      stage: task.stage,
+      tokens: task.completionTokens,
+      durationMs: (task.endedAt ?? now) - task.createdAt,
+      worker: task.state === "queued" ? undefined : this.workerNames.get(task.id),
+    };
+  }
+
+  private workerRate(workerId: string): RateWindow {
+    let window = this.perWorker.get(workerId);
+    if (!window) {
+      window = new RateWindow(WORKER_RATE_SECONDS + 2);
+      this.perWorker.set(workerId, window);
+    }
+    return window;
+  }
+}
+
+function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}

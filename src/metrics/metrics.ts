@@ -1,0 +1,190 @@
+// Prometheus metrics of one coordinator: a master observer plus the API's request and stream counts, in a
+// registry of its own (several coordinators in one process never share a series).
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { SseObserver } from "../api/sse.js";
+import type { Master } from "../master/master.js";
+import type { MasterObserver, TaskOutcome } from "../master/observer.js";
+import type { WorkerEntry } from "../master/registry.js";
+import type { Task } from "../master/task.js";
+import { processRegistry } from "./process-metrics.js";
+
+const latencyBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80];
+const queueBuckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const interTokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
+const workerStates = ["ready", "draining"] as const;
+
+/**
+ * Labels stay bounded: routes are route patterns, models are only those workers serve, workers are named by
+ * their configured names, stages, outcomes and codes come from fixed sets. No task ids, no user text.
+ */
+export class CoordinatorMetrics implements MasterObserver {
+  readonly registry = new Registry();
+  /** Chat SSE responses report here: streams open now and keepalive comments sent. */
+  readonly sse: SseObserver;
+
+  private readonly requests = this.counter("coordinator_http_requests_total", "HTTP requests answered, by route pattern, model and status", ["route", "model", "status"]);
+  private readonly activeStreams = this.gauge("coordinator_active_streams", "Chat completion SSE streams open now");
+  private readonly keepalives = this.counter("coordinator_sse_keepalives_total", "SSE keepalive comments sent on chat streams");
+  private readonly queued = this.counter("coordinator_queued_requests_total", "Tasks that had to wait in their model's queue", ["model"]);
+  private readonly queueWait = this.histogram("coordinator_queue_wait_seconds", "Time from admission (or re-queueing) to assignment to a worker", ["model"], queueBuckets);
+  private readonly ttft = this.histogram("coordinator_time_to_first_token_seconds", "Time from admission to the first generated text", ["model"], latencyBuckets);
+  private readonly interToken = this.histogram("coordinator_inter_token_latency_seconds", "Gap between chunks divided by the tokens in the later chunk", ["model"], interTokenBuckets);
+  private readonly duration = this.histogram("coordinator_task_duration_seconds", "Time from admission to the end of the task", ["model", "outcome"], latencyBuckets);
+  private readonly tasks = this.counter("coordinator_tasks_total", "Tasks ended, by outcome (finished, failed, cancelled)", ["model", "outcome"]);
+  private readonly promptTokensIn = this.counter("coordinator_prompt_tokens_total", "Prompt tokens of finished tasks, as their worker counted them", ["model", "worker"]);
+  private readonly completionTokensOut = this.counter("coordinator_completion_tokens_total", "Tokens generated, as they arrive from workers", ["model", "worker"]);
+  private readonly cancellations = this.counter("coordinator_cancellations_total", "Tasks cancelled, by the stage they were in (queued, prefill, streaming)", ["model", "stage"]);
+  private readonly failovers = this.counter("coordinator_failovers_total", "Tasks sent back to the queue because their worker was lost before producing anything", ["model"]);
+  private readonly workerEvents = this.counter("coordinator_worker_events_total", "Workers that joined or left", ["event"]);
+  private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
+  private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
+
+  /** Since when each queued task waits (admission, or the moment it was re-queued after a failover). */
+  private readonly queuedSince = new Map<string, number>();
+  /** When the previous chunk of each streaming task arrived. */
+  private readonly lastChunkAt = new Map<string, number>();
+
+  constructor(private readonly master: Master) {
+    const registry = this.registry;
+    new Gauge({
+      name: "coordinator_queue_depth",
+      help: "Tasks waiting in each served model's queue",
+      labelNames: ["model"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const model of master.snapshot().models) this.set({ model: model.id }, model.queueDepth);
+      },
+    });
+    new Gauge({
+      name: "coordinator_workers",
+      help: "Connected workers, by state",
+      labelNames: ["state"],
+      registers: [registry],
+      collect() {
+        const counts = new Map<string, number>(workerStates.map((state) => [state, 0]));
+        for (const worker of master.registry.all()) counts.set(worker.state, (counts.get(worker.state) ?? 0) + 1);
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+    new Gauge({
+      name: "coordinator_worker_busy_slots",
+      help: "Task slots in use on each connected worker",
+      labelNames: ["worker"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const worker of master.registry.all()) this.set({ worker: worker.name }, worker.slots.size);
+      },
+    });
+    new Gauge({
+      name: "coordinator_live_tasks",
+      help: "Tasks admitted and not yet ended (queued or running)",
+      registers: [registry],
+      collect() {
+        this.set(master.liveTasks);
+      },
+    });
+    this.sse = {
+      opened: () => this.activeStreams.inc(),
+      keepalive: () => this.keepalives.inc(),
+      released: () => this.activeStreams.dec(),
+    };
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text: this coordinator's series, then the process's (CPU, memory, event loop, GC). */
+  async text(): Promise<string> {
+    const [own, process] = await Promise.all([this.registry.metrics(), processRegistry().metrics()]);
+    return `${own}\n${process}`;
+  }
+
+  /** `model` as a label value: itself when a worker serves it, else empty (a client's typo is not a series). */
+  modelLabel(model: string | undefined): string {
+    return model !== undefined && this.master.registry.isServed(model) ? model : "";
+  }
+
+  httpRequest(route: string, model: string | undefined, status: number): void {
+    this.requests.inc({ route, model: this.modelLabel(model), status: String(status) });
+  }
+
+  promptTokens(model: string, worker: string, tokens: number): void {
+    if (tokens > 0) this.promptTokensIn.inc({ model: this.modelLabel(model), worker }, tokens);
+  }
+
+  // ---------- the master's events ----------
+
+  taskQueued(task: Task): void {
+    this.queuedSince.set(task.id, Date.now());
+    this.queued.inc({ model: task.model });
+  }
+
+  taskAssigned(task: Task): void {
+    const since = this.queuedSince.get(task.id) ?? task.createdAt;
+    this.queuedSince.delete(task.id);
+    this.queueWait.observe({ model: task.model }, seconds(Date.now() - since));
+  }
+
+  taskFirstToken(task: Task): void {
+    this.ttft.observe({ model: task.model }, seconds((task.firstTokenAt ?? Date.now()) - task.createdAt));
+  }
+
+  taskTokens(task: Task, worker: WorkerEntry, tokens: number): void {
+    this.completionTokensOut.inc({ model: task.model, worker: worker.name }, tokens);
+    const now = Date.now();
+    const last = this.lastChunkAt.get(task.id);
+    this.lastChunkAt.set(task.id, now);
+    // The first chunk's wait is time to first token; each later one gives the gap per token.
+    if (last !== undefined) this.interToken.observe({ model: task.model }, seconds(now - last) / Math.max(1, tokens));
+  }
+
+  taskEnded(task: Task, outcome: TaskOutcome): void {
+    this.queuedSince.delete(task.id);
+    this.lastChunkAt.delete(task.id);
+    this.tasks.inc({ model: task.model, outcome: outcome.state });
+    this.duration.observe({ model: task.model, outcome: outcome.state }, seconds((task.endedAt ?? Date.now()) - task.createdAt));
+    if (outcome.state === "cancelled") this.cancellations.inc({ model: task.model, stage: outcome.stage });
+  }
+
+  taskRetried(task: Task): void {
+    this.lastChunkAt.delete(task.id);
+    this.failovers.inc({ model: task.model });
+  }
+
+  workerJoined(): void {
+    this.workerEvents.inc({ event: "joined" });
+  }
+
+  workerLeft(): void {
+    this.workerEvents.inc({ event: "left" });
+  }
+
+  protocolError(code: string): void {
+    this.protocolErrors.inc({ code });
+  }
+
+  staleMessage(type: string): void {
+    this.staleMessages.inc({ type });
+  }
+
+  // ---------- construction ----------
+
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private gauge<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+    return new Gauge({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> {
+    return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+}
+
+function seconds(ms: number): number {
+  return Math.max(0, ms) / 1000;
+}
