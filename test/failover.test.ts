@@ -103,4 +103,18 @@ describe("failover when a worker is lost", () => {
     expect(answer.status).toBe(502);
     expect(((await answer.json()) as { error: { code: string } }).error.code).toBe("worker_lost");
   });
+  it("answers 503 no_worker_available (not 404) for a model whose workers all left moments ago", async () => {
+    coordinator = await startTestCoordinator({ queueTimeoutMs: 300 });
+    const worker = await startSimWorker(coordinator);
+    await worker.stop();
+
+    const response = await fetch(`${coordinator.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "simulator", messages }),
+    });
+
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("no_worker_available");
+  });
 });

@@ -29,6 +29,8 @@ export interface MasterOptions {
   maxAttempts: number;
   /** Most tasks alive at once, queued ones included. */
   maxLiveTasks: number;
+  /** How long a model stays known after its last worker left: requests for it queue (then 503) instead of 404. */
+  modelMemoryMs: number;
   log: Logger;
 }
 
@@ -52,6 +54,8 @@ export class Master {
   /** Cancelled tasks whose worker slot waits for an acknowledgement, with the timer that frees it anyway. */
   private readonly pendingAcks = new Map<string, { worker: WorkerEntry; timer: NodeJS.Timeout }>();
   private accepting = true;
+  /** Models whose last worker left, and when: requests for them wait for a worker instead of a 404. */
+  private readonly lastServed = new Map<string, number>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(readonly options: MasterOptions) {
@@ -67,7 +71,9 @@ export class Master {
    */
   submit(request: TaskRequest, signal: AbortSignal): Task {
     if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
-    if (!this.registry.isServed(request.model)) throw new ModelNotFoundError(request.model);
+    if (!this.registry.isServed(request.model) && !this.servedRecently(request.model)) {
+      throw new ModelNotFoundError(request.model);
+    }
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
     const worker = this.queues.depth(request.model) === 0 ? pickWorker(this.registry.serving(request.model)) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
@@ -130,6 +136,7 @@ export class Master {
       link,
     );
     this.registry.add(worker);
+    for (const model of worker.models) this.lastServed.delete(model.id);
     this.observers.workerJoined(worker);
     link.send({
       type: "Welcome",
@@ -206,6 +213,7 @@ export class Master {
   workerLeft(worker: WorkerEntry, error: CoordinatorError = new WorkerLostError()): void {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
+    for (const model of worker.models) if (!this.registry.isServed(model.id)) this.lastServed.set(model.id, Date.now());
     this.observers.workerLeft(worker);
     const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
@@ -379,6 +387,15 @@ export class Master {
       this.queues.remove(task);
       this.assign(task, worker);
     }
+  }
+
+  /** A model whose workers all left within the memory window (a restart or a network blip, most likely). */
+  private servedRecently(model: string): boolean {
+    const since = this.lastServed.get(model);
+    if (since === undefined) return false;
+    if (Date.now() - since <= this.options.modelMemoryMs) return true;
+    this.lastServed.delete(model);
+    return false;
   }
 
   private expireQueued(task: Task): void {
