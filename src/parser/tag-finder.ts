@@ -8,17 +8,28 @@ export interface TagMatch {
 /** Finds the earliest of a fixed set of literal tags, and how much trailing text must wait for the next chunk. */
 export class TagFinder {
   readonly tags: readonly string[];
+  private readonly single: string | undefined;
   private readonly pattern: RegExp;
+  /** Characters a tag can start with: a chunk's tail without any of them cannot hold a partial tag. */
+  private readonly firstCodes: readonly number[];
+  private readonly longestPartial: number;
 
   constructor(tags: readonly string[]) {
     this.tags = tags;
+    this.single = tags.length === 1 ? tags[0] : undefined;
     // Longest first, so that a tag that is a prefix of another never wins by accident.
     const alternatives = [...tags].sort((a, b) => b.length - a.length).map(escapeRegExp);
     this.pattern = new RegExp(alternatives.join("|"), "g");
+    this.firstCodes = [...new Set(tags.map((tag) => tag.charCodeAt(0)))];
+    this.longestPartial = Math.max(0, ...tags.map((tag) => tag.length - 1));
   }
 
   /** The first whole tag at or after `from`, or undefined. */
   find(text: string, from: number): TagMatch | undefined {
+    if (this.single !== undefined) {
+      const index = text.indexOf(this.single, from);
+      return index === -1 ? undefined : { index, tag: this.single };
+    }
     this.pattern.lastIndex = from;
     const match = this.pattern.exec(text);
     return match === null ? undefined : { index: match.index, tag: match[0] };
@@ -26,23 +37,13 @@ export class TagFinder {
 
   /** How many characters at the end of `text` (not before `from`) must wait: the longest proper prefix of a tag. */
   holdBack(text: string, from: number): number {
-    return partialTagLength(text, this.tags, from);
-  }
-}
-
-/** Length of the longest suffix of `text[from..]` that is a proper prefix of one of `tags`. */
-export function partialTagLength(text: string, tags: readonly string[], from: number): number {
-  let longest = 0;
-  for (const tag of tags) {
-    const max = Math.min(tag.length - 1, text.length - from);
-    for (let n = max; n > longest; n--) {
-      if (endsWithPrefix(text, tag, n)) {
-        longest = n;
-        break;
-      }
+    for (let i = Math.max(from, text.length - this.longestPartial); i < text.length; i++) {
+      if (!this.firstCodes.includes(text.charCodeAt(i))) continue;
+      const n = text.length - i;
+      for (const tag of this.tags) if (n < tag.length && endsWithPrefix(text, tag, n)) return n;
     }
+    return 0;
   }
-  return longest;
 }
 
 function endsWithPrefix(text: string, tag: string, n: number): boolean {
