@@ -7,8 +7,9 @@ import type { CancelStage, Task } from "../master/task.js";
 import type { DeviceInfo } from "../worker-protocol/index.js";
 import { RateWindow } from "./rate-window.js";
 
-/** Seconds of cluster throughput history (the sparkline). */
+/** Seconds of cluster throughput history (the sparkline): at most, and at least once just started. */
 const HISTORY_SECONDS = 300;
+const MIN_HISTORY_SECONDS = 60;
 /** Seconds a worker's tokens/s is averaged over. */
 const WORKER_RATE_SECONDS = 3;
 const MAX_LISTED_REQUESTS = 50;
@@ -52,6 +53,7 @@ export interface ClusterView {
   /** Requests in flight beyond those listed. */
   moreRequests: number;
   recent: EndedRequestView[];
+  /** Tokens per second now, and per second over the last minutes (oldest first). */
   throughput: { tokensPerSecond: number; history: number[] };
 }
 
@@ -62,6 +64,7 @@ export class ClusterActivity implements MasterObserver {
   private readonly recent: EndedRequestView[] = [];
   private readonly cluster = new RateWindow(HISTORY_SECONDS + 1);
   private readonly perWorker = new Map<string, RateWindow>();
+  private readonly startedAt = Date.now();
 
   constructor(private readonly master: Master) {}
 
@@ -118,8 +121,14 @@ export class ClusterActivity implements MasterObserver {
       requests,
       moreRequests: live.length - requests.length,
       recent: [...this.recent],
-      throughput: { tokensPerSecond: round(this.cluster.rate(WORKER_RATE_SECONDS)), history: this.cluster.series(HISTORY_SECONDS) },
+      throughput: { tokensPerSecond: round(this.cluster.rate(WORKER_RATE_SECONDS)), history: this.cluster.series(this.historyLength(now)) },
     };
+  }
+
+  /** A young coordinator shows the minutes it has lived, not five minutes of zeros before it started. */
+  private historyLength(now: number): number {
+    const lived = Math.ceil((now - this.startedAt) / 1000);
+    return Math.min(HISTORY_SECONDS, Math.max(MIN_HISTORY_SECONDS, lived));
   }
 
   private describe(task: Task, now: number): RequestView {

@@ -1,0 +1,120 @@
+// The dashboard in a real browser (Debian's chromium through playwright-core): worker cards, a streamed chat with
+// its reasoning apart, a worker leaving, a coordinator restart; and a screenshot for people to look at.
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunningCoordinator } from "../src/coordinator.js";
+import { startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
+const chromiumArgs = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+describe("dashboard", () => {
+  let coordinator: RunningCoordinator | undefined;
+  const workers: TestWorker[] = [];
+  let browser: BrowserContext | undefined;
+  let page: Page;
+  let profile: string;
+
+  beforeAll(async () => {
+    profile = mkdtempSync(join(tmpdir(), "dashboard-test-"));
+    // A fresh profile per run: launchPersistentContext passes it as --user-data-dir.
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: chromiumArgs,
+      viewport: { width: 1440, height: 960 },
+    });
+    page = browser.pages()[0] ?? (await browser.newPage());
+    page.setDefaultTimeout(10_000);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    for (const worker of workers) await worker.stop();
+    await coordinator?.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
+
+  it("shows the workers, streams a chat with its reasoning apart, drops a worker that leaves, and survives a restart", async () => {
+    // Given a coordinator with two simulator workers, one serving the playground's model, the other a slow model
+    // kept busy by background streams (two running, one queued), so the page has something live to show,
+    coordinator = await startTestCoordinator();
+    const port = coordinator.port;
+    workers.push(await startSimWorker(coordinator, { name: "gpu-box-a", maxConcurrency: 4, tokensPerSecond: 60 }));
+    workers.push(
+      await startSimWorker(coordinator, { name: "mac-studio-b", models: ["qwen3-8b"], maxConcurrency: 2, tokensPerSecond: 40, replyTokens: 2_000 }),
+    );
+    const background = new AbortController();
+    const slowStreams = [1, 2, 3].map((n) =>
+      fetch(`${coordinator!.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "qwen3-8b", messages: [{ role: "user", content: `background ${n}` }], stream: true }),
+        signal: background.signal,
+      }).then((r) => r.text()).catch(() => ""),
+    );
+
+    // when the dashboard opens, it shows both worker cards and goes live;
+    await page.goto(`${coordinator.url}/`);
+    const card = (name: string) => page.locator(`.worker-card[data-worker-name="${name}"]`);
+    await card("gpu-box-a").waitFor();
+    await card("mac-studio-b").waitFor();
+    await page.locator('#connection[data-state="live"]').waitFor();
+    expect(await card("gpu-box-a").textContent()).toContain("simulator");
+
+    // a chat from the playground streams its answer, with the reasoning shown apart from it;
+    await page.locator("#model").selectOption("simulator");
+    await page.locator("#prompt").fill("Hello cluster, how are you today?");
+    await page.locator("#send").click();
+    await page.locator("#answer").getByText("I am the coordinator's simulated model").waitFor();
+    await page.locator("#answer:not(.streaming)").waitFor();
+    const answer = (await page.locator("#answer").textContent()) ?? "";
+    const reasoning = (await page.locator("#reasoning").textContent()) ?? "";
+    expect(reasoning).toContain("The user wrote 6 words");
+    expect(answer).toContain('you said "Hello cluster, how are you today?"');
+    expect(answer).not.toContain("The user wrote");
+    expect(answer).not.toContain("<think>");
+    expect(await page.locator("#reasoning-box").isVisible()).toBe(true);
+
+    // the finished request shows in the request list beside the live ones and the queue; the screenshot is taken
+    // with everything on it;
+    await page.locator("#requests tr.ended .badge.finished").first().waitFor();
+    await expect.poll(() => page.locator("#requests tr.live .badge.streaming").count()).toBe(2);
+    await page.locator('.queue-row[data-model="qwen3-8b"]').getByText("1 queued").waitFor();
+    await expect.poll(() => page.locator('.worker-card[data-worker-name="mac-studio-b"] .slot.busy').count()).toBe(2);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: new URL("dashboard.png", ARTIFACTS).pathname, fullPage: true });
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.screenshot({ path: new URL("dashboard-dark.png", ARTIFACTS).pathname, fullPage: true });
+    await page.emulateMedia({ colorScheme: "light" });
+
+    // a worker that stops disappears from the page (its streams end with an error, the queued one with it);
+    await workers.pop()!.stop();
+    await card("mac-studio-b").waitFor({ state: "detached" });
+    expect(await page.locator(".worker-card").count()).toBe(1);
+    background.abort();
+    await Promise.all(slowStreams);
+
+    // and when the coordinator restarts, the page says it is reconnecting, then comes back by itself.
+    await coordinator.close();
+    await page.locator('#connection[data-state="reconnecting"]').waitFor();
+    coordinator = await startTestCoordinator({ port });
+    workers.length = 0;
+    workers.push(await startSimWorker(coordinator, { name: "after-restart" }));
+    await card("after-restart").waitFor({ timeout: 15_000 });
+    await page.locator('#connection[data-state="live"]').waitFor();
+    expect(await page.locator(".worker-card").count()).toBe(1);
+  });
+});
