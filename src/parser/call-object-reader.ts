@@ -155,6 +155,7 @@ export class CallObjectReader {
           this.key = decoded;
           this.state = "colon";
         } else {
+          if (decoded.length === 0) return this.fail(i);
           this.name = decoded;
           this.state = "afterValue";
         }

@@ -11,11 +11,12 @@ const MESSAGE = "<|message|>";
 const END = "<|end|>";
 const CALL = "<|call|>";
 const RETURN = "<|return|>";
+const CONSTRAIN = "<|constrain|>";
 
-export const harmonyTokens = [START, CHANNEL, MESSAGE, END, CALL, RETURN, "<|constrain|>"] as const;
+export const harmonyTokens = [START, CHANNEL, MESSAGE, END, CALL, RETURN, CONSTRAIN] as const;
 
 const headerEnd = new TagFinder([MESSAGE]);
-const bodyEnd = new TagFinder([END, CALL, RETURN, START, CHANNEL]);
+const bodyEnd = new TagFinder(harmonyTokens);
 const anyToken = new TagFinder(harmonyTokens);
 /** A header is a few words; anything longer is not Harmony markup. */
 const maxHeaderLength = 512;
@@ -91,7 +92,7 @@ export class HarmonyParser implements StreamParser {
       case "body":
         return this.stepBody(text, pos, out);
       case "between":
-        return this.stepBetween(text, pos, out);
+        return this.stepBetween(text, pos);
     }
   }
 
@@ -134,6 +135,8 @@ export class HarmonyParser implements StreamParser {
       return undefined;
     }
     this.emit(text.slice(pos, match.index), out);
+    // Header tokens have no place in a body: a model that writes one there gets it dropped, never shown.
+    if (match.tag === MESSAGE || match.tag === CONSTRAIN) return match.index + match.tag.length;
     if (this.route === "tool") this.emitter.end(out);
     // A new message without an end token before it: its start or channel token begins the next header.
     if (match.tag === START || match.tag === CHANNEL) {
@@ -144,7 +147,7 @@ export class HarmonyParser implements StreamParser {
     return match.index + match.tag.length;
   }
 
-  private stepBetween(text: string, pos: number, out: ParseEvent[]): number | undefined {
+  private stepBetween(text: string, pos: number): number | undefined {
     let i = pos;
     while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
     if (i === text.length || anyToken.holdBack(text, i) === text.length - i) {

@@ -6,7 +6,6 @@ const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
-const COMMA = 0x2c;
 
 type Shape = "unknown" | "nested" | "string" | "bare";
 
@@ -31,7 +30,7 @@ export class JsonValueScanner {
 
   /**
    * Scans from `pos`; returns the index just past the value when it ends in `text`, or -1 when it goes on.
-   * A bare value (number, true, …) ends before the first comma, closing bracket or whitespace after it.
+   * A bare value (number, true, …) ends before the first character that cannot belong to it.
    */
   scan(text: string, pos: number): number {
     let i = pos;
@@ -56,7 +55,7 @@ export class JsonValueScanner {
         continue;
       }
       if (this.shape === "bare") {
-        if (code === COMMA || code === CLOSE_BRACE || code === CLOSE_BRACKET || isJsonWhitespace(code)) return i;
+        if (!isBareValueChar(code)) return i;
         continue;
       }
       if (code === QUOTE) this.inString = true;
@@ -68,6 +67,18 @@ export class JsonValueScanner {
     }
     return -1;
   }
+}
+
+/** Letters, digits, `+`, `-` and `.`: what numbers, true, false and null are made of. */
+function isBareValueChar(code: number): boolean {
+  return (
+    (code >= 0x30 && code <= 0x39) ||
+    (code >= 0x41 && code <= 0x5a) ||
+    (code >= 0x61 && code <= 0x7a) ||
+    code === 0x2b ||
+    code === 0x2d ||
+    code === 0x2e
+  );
 }
 
 export function isJsonWhitespace(code: number): boolean {
