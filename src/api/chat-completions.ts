@@ -1,4 +1,5 @@
 // POST /v1/chat/completions: admits the request as a task, then answers as one JSON body or as an SSE stream.
+import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
@@ -77,7 +78,12 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
     });
     const shaper = new ReplyShaper(mode, parser);
     const reply = { id: `chatcmpl-${nanoid(24)}`, created: Math.floor(Date.now() / 1000), model: request.model };
-    if (request.stream) return streamReply(master, task, shaper, reply, request, signal, options, report);
+    if (request.stream) {
+      // A client that stops reading has its connection dropped directly (quieter than erroring the body).
+      const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
+      const destroyConnection = outgoing ? () => void outgoing.destroy() : undefined;
+      return streamReply(master, task, shaper, reply, request, { signal, destroyConnection }, options, report);
+    }
     return wholeReply(task, shaper, reply, report);
   };
 }
@@ -142,7 +148,7 @@ function streamReply(
   shaper: ReplyShaper,
   reply: ReplyIdentity,
   request: ChatCompletionRequest,
-  signal: AbortSignal,
+  client: { signal: AbortSignal; destroyConnection: (() => void) | undefined },
   options: ChatCompletionsOptions,
   report: ChatRequestReport,
 ): Response {
@@ -156,8 +162,9 @@ function streamReply(
         report.log.warn({ task: task.id }, "client stopped reading; cancelling its stream");
         master.cancel(task, "client stopped reading");
       },
+      destroyConnection: client.destroyConnection,
     },
-    signal,
+    client.signal,
   );
   const includeUsage = request.stream_options?.include_usage === true;
   const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage);

@@ -18,6 +18,8 @@ export interface SseOptions {
   slowClientBytes: number;
   /** Called once when the client is given up on (it stopped reading); the stream is then torn down. */
   onStall?: () => void;
+  /** Drops the client's connection (quietly, unlike erroring the body, which the server logs). */
+  destroyConnection?: () => void;
   /** Told when the stream opens, sends a keepalive, and is released (metrics). */
   observer?: SseObserver | undefined;
 }
@@ -144,12 +146,16 @@ export class SseStream {
     const wasOpen = !this.closed;
     this.ending = false;
     this.teardown();
+    if (wasOpen) this.options.onStall?.();
+    if (this.options.destroyConnection) {
+      this.options.destroyConnection();
+      return;
+    }
     try {
       this.controller.error(new Error("client too slow"));
     } catch {
       // Already errored or cancelled.
     }
-    if (wasOpen) this.options.onStall?.();
   }
 
   private teardown(): void {
