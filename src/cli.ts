@@ -6,6 +6,8 @@ import type { z } from "zod";
 import { camel, type OptionSpec, ServeConfig, serveOptions, WorkerConfig, workerOptions } from "./config.js";
 import { startCoordinator } from "./coordinator.js";
 import { createLogger, type Logger } from "./log.js";
+import { StatusLine } from "./terminal/status-line.js";
+import { MeteredEngine, showWorkerStatus } from "./terminal/worker-status.js";
 import { CloseCode } from "./worker-protocol/index.js";
 import { createEngine } from "./worker/engines/index.js";
 import { WorkerRuntime } from "./worker/runtime.js";
@@ -80,7 +82,7 @@ async function serveCommand(args: string[]): Promise<void> {
   const usage = help("coordinator [options]", "Starts the coordinator: the OpenAI-compatible API and the worker endpoint on one port.", serveOptions);
   const config = readConfig(args, serveOptions, ServeConfig, usage);
   if (config === "help") return void process.stdout.write(usage);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, "coordinator", { format: config.logFormat });
   const coordinator = await startCoordinator(config, log);
   const head = config.host === "0.0.0.0" || config.host === "::" ? (lanAddress() ?? "127.0.0.1") : config.host;
   const join = `npx coordinator worker --join ws://${head}:${coordinator.port} --token ${config.workerToken} --engine sim`;
@@ -89,7 +91,10 @@ async function serveCommand(args: string[]): Promise<void> {
       "",
       `  coordinator is up`,
       `  API:          ${coordinator.url}/v1  (OpenAI-compatible)`,
+      `  Dashboard:    ${coordinator.url}/`,
+      `  Metrics:      ${coordinator.url}/metrics  (Prometheus)`,
       `  Cluster:      ${coordinator.url}/v1/cluster`,
+      config.apiKey.length > 0 || config.apiKeysFile ? `  API keys:     required (Authorization: Bearer <key>)` : `  API keys:     none (open to anyone who can reach this port)`,
       config.demo ? `  Demo worker:  in-process simulator serving model "simulator"` : `  Workers:      none yet`,
       `  Join a worker:`,
       `    ${join}`,
@@ -104,8 +109,10 @@ async function workerCommand(args: string[]): Promise<void> {
   const usage = help("coordinator worker --join ws://HEAD:52415 --token T [options]", "Runs a worker: joins a coordinator and serves tasks on an engine (the simulator engine runs no model).", workerOptions);
   const config = readConfig(args, workerOptions, WorkerConfig, usage);
   if (config === "help") return void process.stdout.write(usage);
-  const log = createLogger(config.logLevel, "worker");
-  const engine = await createEngine({
+  // On a terminal, a live status line stays at the bottom and log lines scroll above it.
+  const status = process.stdout.isTTY ? new StatusLine(process.stdout) : undefined;
+  const log = createLogger(config.logLevel, "worker", { format: config.logFormat, destination: status?.destination });
+  const created = await createEngine({
     engine: config.engine,
     models: config.model,
     maxConcurrency: config.maxConcurrency,
@@ -123,6 +130,8 @@ async function workerCommand(args: string[]): Promise<void> {
       contextLength: 32_768,
     },
   });
+  const metered = status ? new MeteredEngine(created) : undefined;
+  const engine = metered ?? created;
   const description = await engine.start();
   const runtime = new WorkerRuntime(engine, description, {
     join: config.join,
@@ -138,6 +147,16 @@ async function workerCommand(args: string[]): Promise<void> {
     await runtime.stop(CloseCode.goingAway, "worker shutting down");
     await engine.close();
   });
+  if (status && metered) {
+    const stopStatus = showWorkerStatus(status, {
+      name: config.name,
+      models: description.models.map((model) => model.id),
+      maxConcurrency: config.maxConcurrency,
+      engine: metered,
+      workerId: () => runtime.workerId,
+    });
+    process.once("exit", stopStatus);
+  }
   await runtime.start();
   const closed = await runtime.closed;
   await engine.close();

@@ -1,6 +1,6 @@
 // The one logger of the process (pino): JSON lines by default, human-readable on a terminal, quiet in tests unless asked.
 import { pino, type DestinationStream, type Logger } from "pino";
-import pretty from "pino-pretty";
+import { prettyFactory } from "pino-pretty";
 
 export type { Logger };
 
@@ -44,14 +44,13 @@ export function createLogger(level: LogLevel, name = "coordinator", options: Log
   const format = options.format ?? (destination.isTTY ? "pretty" : "json");
   const settings = { name, level, redact: { paths: redactedPaths, censor: "[redacted]" } };
   if (format === "json") return pino(settings, destination);
-  const stream = pretty({
-    destination,
-    sync: true,
+  // Formatted in-line and written synchronously: no worker thread, and the destination may be any line sink.
+  const prettify = prettyFactory({
     colorize: destination.isTTY === true,
     translateTime: "SYS:HH:MM:ss.l",
     ignore: "pid,hostname",
   });
-  return pino(settings, stream);
+  return pino(settings, { write: (line: string) => destination.write(prettify(line)) });
 }
 
 /** A logger that drops everything: the default for library use and tests. */
