@@ -21,6 +21,31 @@ const reasoningFormatAliases: Record<string, ReasoningMode> = {
   auto: "separate",
 };
 
+/**
+ * Deepest nesting allowed in the free-form JSON a request passes through to its worker (tool parameters, chat
+ * template arguments). The master re-serializes it for the worker, and JSON.stringify overflows the stack on a
+ * value a few thousand levels deep, which a 10 KB body can hold.
+ */
+export const MAX_PASS_THROUGH_DEPTH = 64;
+
+/** Whether `value` nests objects/arrays more than `limit` levels deep; iterative, so any depth is safe to measure. */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const pending: Array<{ node: unknown; depth: number }> = [{ node: value, depth: 1 }];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    if (item.node === null || typeof item.node !== "object") continue;
+    if (item.depth > limit) return true;
+    for (const child of Object.values(item.node)) pending.push({ node: child, depth: item.depth + 1 });
+  }
+  return false;
+}
+
+/** A JSON object forwarded to the worker as is, bounded in depth. */
+const PassThroughObject = z
+  .record(z.string(), z.unknown())
+  .refine((value) => !nestsDeeperThan(value, MAX_PASS_THROUGH_DEPTH), {
+    message: `must not nest deeper than ${MAX_PASS_THROUGH_DEPTH} levels`,
+  });
+
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
 const ContentPart = z
   .object({ type: z.string() })
@@ -55,7 +80,7 @@ const Tool = z.object({
   function: z.object({
     name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
     description: z.string().optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    parameters: PassThroughObject.optional(),
     strict: z.boolean().nullable().optional(),
   }),
 });
@@ -84,7 +109,7 @@ export const ChatCompletionRequest = z.object({
   tool_choice: ToolChoice.optional(),
   parallel_tool_calls: z.boolean().optional(),
   reasoning_effort: z.string().max(32).optional(),
-  chat_template_kwargs: z.record(z.string(), z.unknown()).optional(),
+  chat_template_kwargs: PassThroughObject.optional(),
   reasoning_format: z
     .string()
     .refine((v) => v in reasoningFormatAliases, {
