@@ -45,10 +45,16 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     "/v1/*",
     bodyLimit({
       maxSize: options.maxBodyBytes,
-      onError: () =>
-        errorResponse(
+      onError: () => {
+        const response = errorResponse(
           new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
-        ),
+        );
+        // The rest of the body is never read, and @hono/node-server drops a kept-alive connection it cannot drain
+        // within 500 ms: a client still sending (fetch, the openai SDK) then sees "other side closed" instead of
+        // this 413. Closing the connection with the answer lets the 413 through.
+        response.headers.set("Connection", "close");
+        return response;
+      },
     }),
   );
   app.route("/", healthRoutes(master));
