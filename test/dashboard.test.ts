@@ -117,4 +117,34 @@ describe("dashboard", () => {
     await page.locator('#connection[data-state="live"]').waitFor();
     expect(await page.locator(".worker-card").count()).toBe(1);
   });
+
+  it("asks for the API key once when the coordinator requires one, and keeps it", async () => {
+    // Given a coordinator that requires an API key, and a page that has none stored,
+    for (const worker of workers.splice(0)) await worker.stop();
+    await coordinator?.close();
+    coordinator = await startTestCoordinator({ apiKey: ["sk-dashboard-key-123456"] });
+    workers.push(await startSimWorker(coordinator, { name: "keyed-worker" }));
+    await page.goto(`${coordinator.url}/`);
+    await page.evaluate(() => localStorage.clear());
+    await page.reload();
+
+    // when the feed is refused, the page asks for the key; given it, the page goes live;
+    await page.locator("#key-dialog[open]").waitFor();
+    await page.locator('#connection[data-state="key"]').waitFor();
+    await page.locator("#key-input").fill("sk-dashboard-key-123456");
+    await page.locator("#key-form button[type=submit]").click();
+    await page.locator('.worker-card[data-worker-name="keyed-worker"]').waitFor();
+    await page.locator('#connection[data-state="live"]').waitFor();
+
+    // the playground sends it too;
+    await page.locator("#prompt").fill("Hi with a key");
+    await page.locator("#send").click();
+    await page.locator("#answer").getByText("I am the coordinator's simulated model").waitFor();
+
+    // and after a reload the stored key is used without asking again.
+    await page.reload();
+    await page.locator('.worker-card[data-worker-name="keyed-worker"]').waitFor();
+    expect(await page.locator("#key-dialog[open]").count()).toBe(0);
+    expect(await page.evaluate(() => localStorage.getItem("coordinator.apiKey"))).toBe("sk-dashboard-key-123456");
+  });
 });
