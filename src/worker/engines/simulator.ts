@@ -15,6 +15,10 @@ export interface SimulatorOptions {
   /** Fail the generation after this many tokens (emulates an engine crash); undefined: never. */
   failAfterTokens?: number;
   contextLength: number;
+  /** A fixed raw reply to stream instead of the generated one (e.g. tool-call or Harmony markup, for tests). */
+  script?: string;
+  /** The output format announced for the models (default "think"); see docs/parsers.md. */
+  format?: string;
   /** Observation points for tests and benchmarks. */
   hooks?: SimulatorHooks;
 }
@@ -74,7 +78,12 @@ export class SimulatorEngine implements Engine {
     const ids = this.models.length > 0 ? this.models : [SIMULATOR_MODEL];
     return {
       device: { kind: "simulator", name: "simulated device (no model runs)", memoryBytes: 0 },
-      models: ids.map((id) => ({ id, contextLength: this.options.contextLength, format: "think", ownedBy: "coordinator-simulator" })),
+      models: ids.map((id) => ({
+        id,
+        contextLength: this.options.contextLength,
+        format: this.options.format ?? "think",
+        ownedBy: "coordinator-simulator",
+      })),
     };
   }
 
@@ -82,8 +91,8 @@ export class SimulatorEngine implements Engine {
     const { hooks } = this.options;
     hooks?.onStart?.(request.taskId);
     const { reasoning, answer } = simulatedReply(request.messages, this.options.replyTokens);
-    const thinking = simulatorTokens(`<think>${reasoning}</think>`);
-    const tokens = [...thinking, ...simulatorTokens(answer)];
+    const thinking = this.options.script === undefined ? simulatorTokens(`<think>${reasoning}</think>`) : [];
+    const tokens = [...thinking, ...simulatorTokens(this.options.script ?? answer)];
     const promptTokens = request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
     const limit = Math.min(tokens.length, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
     const stops = request.params.stop ?? [];
