@@ -71,6 +71,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const closingFeeds = new AbortController();
   const app = createApp(master, {
     reasoning: config.reasoning,
+    reasoningField: config.reasoningField,
     keepaliveMs: config.keepaliveMs,
     modelFormats: config.modelFormat,
     limits: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars },

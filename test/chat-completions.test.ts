@@ -169,3 +169,26 @@ describe("chat completions end to end", () => {
     expect(cluster.models).toEqual([expect.objectContaining({ id: "simulator", queueDepth: 0 })]);
   });
 });
+
+describe("reasoning field choice", () => {
+  it("sends thinking as both reasoning_content and reasoning with --reasoning-field both", async () => {
+    const coordinator = await startTestCoordinator({ reasoning: "separate", reasoningField: "both" });
+    const worker = await startSimWorker(coordinator);
+    try {
+      const client = openaiClient(coordinator);
+      const whole = await client.chat.completions.create({ model: "simulator", messages });
+      const message = whole.choices[0]?.message as { reasoning_content?: string; reasoning?: string };
+      expect(message.reasoning_content).toBe(expected.reasoning);
+      expect(message.reasoning).toBe(expected.reasoning);
+
+      let viaReasoning = "";
+      for await (const chunk of await client.chat.completions.create({ model: "simulator", messages, stream: true })) {
+        viaReasoning += (chunk.choices[0]?.delta as { reasoning?: string } | undefined)?.reasoning ?? "";
+      }
+      expect(viaReasoning).toBe(expected.reasoning);
+    } finally {
+      await worker.stop();
+      await coordinator.close();
+    }
+  });
+});

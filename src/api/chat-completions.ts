@@ -20,6 +20,8 @@ import {
   ChunkSerializer,
   type Delta,
   finishReasonOf,
+  reasoningKeys,
+  type ReasoningField,
   ReplyCollector,
   ReplyShaper,
   usageBody,
@@ -30,6 +32,8 @@ import { SSE_HEADERS, SseStream } from "./sse.js";
 
 export interface ChatCompletionsOptions {
   reasoning: ReasoningMode;
+  /** Which delta/message field carries reasoning in `separate` mode. */
+  reasoningField: ReasoningField;
   keepaliveMs: number;
   limits: RequestLimits;
   /** A streaming client holding this much unread output for this long is cancelled. */
@@ -84,7 +88,7 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
       const destroyConnection = outgoing ? () => void outgoing.destroy() : undefined;
       return streamReply(master, task, shaper, reply, request, { signal, destroyConnection }, options, report);
     }
-    return wholeReply(task, shaper, reply, report);
+    return wholeReply(task, shaper, reply, options.reasoningField, report);
   };
 }
 
@@ -107,7 +111,13 @@ interface ReplyIdentity {
 }
 
 /** Waits for the task to end, collecting its text; a client that leaves cancels the task through the signal. */
-async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity, report: ChatRequestReport): Promise<Response> {
+async function wholeReply(
+  task: Task,
+  shaper: ReplyShaper,
+  reply: ReplyIdentity,
+  reasoningField: ReasoningField,
+  report: ChatRequestReport,
+): Promise<Response> {
   const collector = new ReplyCollector();
   const deltas: Delta[] = [];
   for (;;) {
@@ -127,7 +137,7 @@ async function wholeReply(task: Task, shaper: ReplyShaper, reply: ReplyIdentity,
     shaper.finish(deltas);
     collector.add(deltas);
     const message: Record<string, unknown> = { role: "assistant", content: collector.content, refusal: null };
-    if (collector.reasoning) message.reasoning_content = collector.reasoning;
+    if (collector.reasoning) for (const key of reasoningKeys(reasoningField)) message[key] = collector.reasoning;
     if (collector.toolCalls.length > 0) message.tool_calls = collector.toolCalls.filter(Boolean);
     return Response.json({
       id: reply.id,
@@ -167,7 +177,7 @@ function streamReply(
     client.signal,
   );
   const includeUsage = request.stream_options?.include_usage === true;
-  const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage);
+  const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage, options.reasoningField);
   const relay = async () => {
     const deltas: Delta[] = [];
     for (;;) {

@@ -3,6 +3,13 @@ import type { ParseEvent, StreamParser } from "../parser/types.js";
 import type { FinishReason, Usage } from "../worker-protocol/index.js";
 import type { ReasoningMode } from "./chat-request.js";
 
+/** Which field carries reasoning: DeepSeek/vLLM's `reasoning_content` (default), OpenRouter/Ollama's `reasoning`, or both. */
+export type ReasoningField = "reasoning_content" | "reasoning" | "both";
+
+export function reasoningKeys(field: ReasoningField): readonly string[] {
+  return field === "both" ? ["reasoning_content", "reasoning"] : [field];
+}
+
 export interface ToolCallDelta {
   index: number;
   id?: string;
@@ -85,7 +92,10 @@ export class ChunkSerializer {
   private readonly tail: string;
   private roleSent = false;
 
-  constructor(id: string, created: number, model: string, includeUsage: boolean) {
+  private readonly reasoningKeys: readonly string[];
+
+  constructor(id: string, created: number, model: string, includeUsage: boolean, reasoningField: ReasoningField = "reasoning_content") {
+    this.reasoningKeys = reasoningKeys(reasoningField);
     this.head = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":null,"choices":[{"index":0,"delta":`;
     this.tail = includeUsage ? `}]${',"usage":null'}}` : "}]}";
   }
@@ -110,8 +120,9 @@ export class ChunkSerializer {
         else break;
         i += 1;
       }
-      const field = key === "content" ? "content" : "reasoning_content";
-      out.push(this.chunk(`{${this.role()}"${field}":${JSON.stringify(text)}}`));
+      const json = JSON.stringify(text);
+      const fields = key === "content" ? `"content":${json}` : this.reasoningKeys.map((k) => `"${k}":${json}`).join(",");
+      out.push(this.chunk(`{${this.role()}${fields}}`));
     }
     return out;
   }
