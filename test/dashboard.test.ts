@@ -125,7 +125,8 @@ describe("dashboard", () => {
     coordinator = await startTestCoordinator({ apiKey: ["sk-dashboard-key-123456"] });
     workers.push(await startSimWorker(coordinator, { name: "keyed-worker" }));
     await page.goto(`${coordinator.url}/`);
-    await page.evaluate(() => localStorage.clear());
+    // (a string: the test is compiled without DOM types)
+    await page.evaluate("localStorage.clear()");
     await page.reload();
 
     // when the feed is refused, the page asks for the key; given it, the page goes live;
@@ -145,6 +146,6 @@ describe("dashboard", () => {
     await page.reload();
     await page.locator('.worker-card[data-worker-name="keyed-worker"]').waitFor();
     expect(await page.locator("#key-dialog[open]").count()).toBe(0);
-    expect(await page.evaluate(() => localStorage.getItem("coordinator.apiKey"))).toBe("sk-dashboard-key-123456");
+    expect(await page.evaluate(`localStorage.getItem("coordinator.apiKey")`)).toBe("sk-dashboard-key-123456");
   });
 });
