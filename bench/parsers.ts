@@ -101,6 +101,20 @@ export function benchParsers(size = 1024 * 1024): ParserBenchResult[] {
   });
 }
 
+/**
+ * A degenerate reply: only newlines (models that loop do this). Whitespace is held back in several places, so this
+ * checks that it is never rescanned: the ratio of 4× the input to 4× the time stays near 1.
+ */
+export function benchWhitespaceFlood(size = 256 * 1024): { format: string; linearity: number }[] {
+  const formats = ["think", "think-prefilled", "mistral", "harmony", "llama3", "auto"];
+  return formats.map((format) => {
+    const chunks = chunksOf(`${"\n".repeat(size)}done`);
+    const longChunks = chunksOf(`${"\n".repeat(size * 4)}done`);
+    bestOf(2, format, chunks);
+    return { format, linearity: bestOf(3, format, longChunks) / (4 * bestOf(3, format, chunks)) };
+  });
+}
+
 function main(): void {
   console.log(`parsers: ${chunkSize}-character chunks, best of 7 runs on a ~1 MiB reply, CPU time`);
   console.log("format            MB/s    µs/chunk  linearity (4× input)");
@@ -109,6 +123,8 @@ function main(): void {
       `${r.format.padEnd(16)} ${r.megabytesPerSecond.toFixed(1).padStart(6)}  ${r.microsecondsPerChunk.toFixed(3).padStart(9)}  ${r.linearity.toFixed(2).padStart(9)}`,
     );
   }
+  const flood = benchWhitespaceFlood().map((r) => `${r.format} ${r.linearity.toFixed(2)}`);
+  console.log(`whitespace flood, linearity (4× input): ${flood.join(", ")}`);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();

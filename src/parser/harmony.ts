@@ -45,6 +45,8 @@ export class HarmonyParser implements StreamParser {
   private header = "";
   private route: Route = "content";
   private held = "";
+  /** Whitespace outside messages: dropped before markup, shown only if stray text follows. */
+  private space = "";
   private ended: OpenSection | undefined;
 
   constructor(options: ParserOptions = {}) {
@@ -79,33 +81,33 @@ export class HarmonyParser implements StreamParser {
         this.emitter.end(out);
         this.ended = "tool_call";
       } else if (this.route === "reasoning") this.ended = "reasoning";
-    } else if (this.phase !== "header") appendText(out, "content", held.trim().length === 0 ? "" : held);
+    } else if (this.phase !== "header" && held.length > 0) {
+      // Text outside messages that never became a token: the model's words after all.
+      appendText(out, "content", this.space + held);
+    }
+    this.space = "";
     return out;
   }
 
   private step(text: string, pos: number, out: ParseEvent[]): number | undefined {
     switch (this.phase) {
       case "opening":
-        return this.stepOpening(text, pos);
+        return this.stepOpening(text, pos, out);
       case "header":
         return this.stepHeader(text, pos, out);
       case "body":
         return this.stepBody(text, pos, out);
       case "between":
-        return this.stepBetween(text, pos);
+        return this.stepBetween(text, pos, out);
     }
   }
 
   /** The first text decides: markup starts a header; plain text is taken as a final answer without markup. */
-  private stepOpening(text: string, pos: number): number | undefined {
-    let i = pos;
-    while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
-    if (i === text.length || anyToken.holdBack(text, i) === text.length - i) {
-      this.held = text.slice(pos);
-      return undefined;
-    }
+  private stepOpening(text: string, pos: number, out: ParseEvent[]): number | undefined {
+    const i = this.skipSpace(text, pos);
+    if (i === undefined) return undefined;
     if (text.startsWith("<|", i)) this.phase = "header";
-    else this.openBody("content");
+    else this.openStray(out);
     return i;
   }
 
@@ -147,16 +149,33 @@ export class HarmonyParser implements StreamParser {
     return match.index + match.tag.length;
   }
 
-  private stepBetween(text: string, pos: number): number | undefined {
+  private stepBetween(text: string, pos: number, out: ParseEvent[]): number | undefined {
+    const i = this.skipSpace(text, pos);
+    if (i === undefined) return undefined;
+    if (text.startsWith(START, i) || text.startsWith(CHANNEL, i)) this.phase = "header";
+    else this.openStray(out); // stray text between messages is still the model talking
+    return i;
+  }
+
+  /** Gathers whitespace; returns where other text starts, or undefined when the rest is space or a partial token. */
+  private skipSpace(text: string, pos: number): number | undefined {
     let i = pos;
     while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
-    if (i === text.length || anyToken.holdBack(text, i) === text.length - i) {
-      this.held = text.slice(pos);
+    this.space += text.slice(pos, i);
+    if (i === text.length) return undefined;
+    if (anyToken.holdBack(text, i) === text.length - i) {
+      this.held = text.slice(i);
       return undefined;
     }
-    if (text.startsWith(START, i) || text.startsWith(CHANNEL, i)) this.phase = "header";
-    else this.openBody("content"); // stray text between messages is still the model talking
-    return this.phase === "header" ? i : pos;
+    if (text.startsWith("<|", i)) this.space = "";
+    return i;
+  }
+
+  /** Text outside any message: shown as content, with the whitespace before it. */
+  private openStray(out: ParseEvent[]): void {
+    this.openBody("content");
+    appendText(out, "content", this.space);
+    this.space = "";
   }
 
   private openBody(route: Route): void {

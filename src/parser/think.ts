@@ -39,6 +39,8 @@ export class ThinkTagParser implements StreamParser {
   private readonly closeOnly: TagFinder;
   private phase: Phase = "start";
   private held = "";
+  /** Whitespace before anything else: dropped if the open tag follows. */
+  private leading = "";
   private ended: OpenSection | undefined;
 
   constructor(options: ThinkTagParserOptions = {}) {
@@ -69,7 +71,8 @@ export class ThinkTagParser implements StreamParser {
 
   finish(): ParseEvent[] {
     const out: ParseEvent[] = [];
-    const held = this.held;
+    const held = this.leading + this.held;
+    this.leading = "";
     this.held = "";
     const inReasoning = this.phase === "inside" || (this.phase === "start" && this.startsInReasoning);
     if (inReasoning) {
@@ -87,7 +90,7 @@ export class ThinkTagParser implements StreamParser {
   private step(text: string, pos: number, out: ParseEvent[]): number | undefined {
     switch (this.phase) {
       case "start":
-        return this.stepStart(text, pos);
+        return this.stepStart(text, pos, out);
       case "before":
         return this.stepBefore(text, pos, out);
       case "inside":
@@ -104,22 +107,33 @@ export class ThinkTagParser implements StreamParser {
     }
   }
 
-  private stepStart(text: string, pos: number): number | undefined {
+  private stepStart(text: string, pos: number, out: ParseEvent[]): number | undefined {
     let i = pos;
     while (i < text.length && isWhitespace(text.charCodeAt(i))) i++;
+    this.leading += text.slice(pos, i);
+    if (i === text.length) return undefined;
     const open = this.tags.open;
     if (text.startsWith(open, i)) {
+      this.leading = "";
       this.phase = "inside";
       return i + open.length;
     }
     const rest = text.length - i;
     if (rest < open.length && text.startsWith(open.slice(0, rest), i)) {
-      this.held = text.slice(pos);
+      this.held = text.slice(i);
       return undefined;
     }
     // Not an open tag: the whitespace belongs to whatever comes next.
-    this.phase = this.startsInReasoning ? "inside" : "before";
-    return pos;
+    const leading = this.leading;
+    this.leading = "";
+    if (this.startsInReasoning) {
+      this.phase = "inside";
+      appendText(out, "reasoning", leading);
+    } else {
+      this.phase = "before";
+      this.content.push(leading, out);
+    }
+    return i;
   }
 
   private stepBefore(text: string, pos: number, out: ParseEvent[]): number | undefined {

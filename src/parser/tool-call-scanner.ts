@@ -39,6 +39,8 @@ export class ToolCallScanner implements ContentStage {
   private readonly finder: TagFinder;
   private readonly bareJson: ToolCallSyntax | undefined;
   private held = "";
+  /** Whitespace waiting to learn what follows: dropped before a call, emitted before more content. */
+  private space = "";
   private block: BlockReader | undefined;
   private atSegmentStart = true;
   private begun = false;
@@ -82,7 +84,8 @@ export class ToolCallScanner implements ContentStage {
       return;
     }
     // Whitespace alone (after a call, or as the whole answer) is only separation, not content.
-    if (!this.atSegmentStart || skipJsonWhitespace(this.held, 0) < this.held.length) appendText(out, "content", this.held);
+    if (!this.atSegmentStart || this.held.length > 0) appendText(out, "content", this.space + this.held);
+    this.space = "";
     this.held = "";
   }
 
@@ -97,16 +100,15 @@ export class ToolCallScanner implements ContentStage {
     return next;
   }
 
-  private stepText(text: string, pos: number, out: ParseEvent[]): number | undefined {
+  private stepText(text: string, from: number, out: ParseEvent[]): number | undefined {
+    let pos = from;
     if (this.atSegmentStart) {
-      const start = skipJsonWhitespace(text, pos);
-      if (start === text.length) {
-        this.held = text.slice(pos);
-        return undefined;
-      }
-      const opened = this.openAt(text, start);
+      pos = skipJsonWhitespace(text, from);
+      this.space += text.slice(from, pos);
+      if (pos === text.length) return undefined;
+      const opened = this.openAt(text, pos);
       if (opened !== undefined) return opened;
-      if (this.finder.holdBack(text, start) === text.length - start && !isJsonWhitespace(text.charCodeAt(start))) {
+      if (this.finder.holdBack(text, pos) === text.length - pos) {
         this.held = text.slice(pos);
         return undefined;
       }
@@ -115,18 +117,29 @@ export class ToolCallScanner implements ContentStage {
     const match = this.finder.find(text, pos);
     if (match === undefined) {
       // Trailing whitespace waits too: if a call follows, it is dropped with the other whitespace around calls.
-      const keep = text.length - trimEndFrom(text, pos, text.length - this.finder.holdBack(text, pos));
-      appendText(out, "content", text.slice(pos, text.length - keep));
-      this.held = keep === 0 ? "" : text.slice(text.length - keep);
+      const partial = text.length - this.finder.holdBack(text, pos);
+      const end = trimEndFrom(text, pos, partial);
+      this.emitContent(text.slice(pos, end), out);
+      this.space += text.slice(end, partial);
+      this.held = text.slice(partial);
       return undefined;
     }
-    appendText(out, "content", text.slice(pos, trimEndFrom(text, pos, match.index)));
+    this.emitContent(text.slice(pos, trimEndFrom(text, pos, match.index)), out);
     const syntax = this.byTrigger.get(match.tag);
     if (syntax === undefined) {
-      appendText(out, "content", match.tag); // unreachable: the finder only knows registered triggers
+      this.emitContent(match.tag, out); // unreachable: the finder only knows registered triggers
       return match.index + match.tag.length;
     }
     return this.open(syntax, match.tag, match.index + match.tag.length);
+  }
+
+  private emitContent(text: string, out: ParseEvent[]): void {
+    if (text.length === 0) return;
+    if (this.space.length > 0) {
+      appendText(out, "content", this.space);
+      this.space = "";
+    }
+    appendText(out, "content", text);
   }
 
   /** At the start of a segment: a trigger (or a bare `{`) right here opens a block and drops the whitespace before it. */
@@ -134,6 +147,7 @@ export class ToolCallScanner implements ContentStage {
     if (this.bareJson !== undefined && text.charCodeAt(start) === 0x7b) {
       this.block = this.bareJson.open(bareJsonTrigger, this.emitter);
       this.begun = true;
+      this.space = "";
       return start;
     }
     for (const [trigger, syntax] of this.byTrigger) {
@@ -144,6 +158,7 @@ export class ToolCallScanner implements ContentStage {
 
   private open(syntax: ToolCallSyntax, trigger: string, after: number): number {
     this.begun = true;
+    this.space = "";
     this.block = syntax.open(trigger, this.emitter);
     this.atSegmentStart = false;
     return after;
