@@ -3,17 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type OpenAI from "openai";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { simulatedReply } from "../src/worker/engines/simulator.js";
-import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
 import { postSse } from "./support/sse.js";
 
 const question = "What is the capital of France?";
 const messages = [{ role: "user" as const, content: question }];
 const expected = simulatedReply(messages);
-
-/** Adds coordinator extensions (e.g. llama.cpp's `reasoning_format`) that the SDK's types do not know. */
-function withExtensions<T extends object>(body: T, extensions: Record<string, unknown>): T {
-  return { ...body, ...extensions };
-}
 
 describe("chat completions end to end", () => {
   let coordinator: RunningCoordinator;

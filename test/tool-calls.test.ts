@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type OpenAI from "openai";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
 
 const hermesScript =
   '<think>The user wants weather for two cities; call the tool twice.</think>' +
@@ -30,10 +30,6 @@ const tools: OpenAI.Chat.ChatCompletionTool[] = [
   },
 ];
 const messages = [{ role: "user" as const, content: "Weather in Paris and Tokyo?" }];
-
-function withExtensions<T extends object>(body: T, extensions: Record<string, unknown>): T {
-  return { ...body, ...extensions };
-}
 
 interface StreamedCall {
   id?: string;

@@ -12,6 +12,11 @@ export async function startTestCoordinator(overrides: Partial<ServeConfig> = {})
   return startCoordinator(serveDefaults({ host: "127.0.0.1", port: 0, workerToken: TEST_TOKEN, ...overrides }), silentLogger);
 }
 
+/** Adds coordinator extensions (e.g. llama.cpp's `reasoning_format`) that the SDK's types do not know. */
+export function withExtensions<T extends object>(body: T, extensions: Record<string, unknown>): T {
+  return { ...body, ...extensions };
+}
+
 export function openaiClient(coordinator: RunningCoordinator): OpenAI {
   return new OpenAI({ baseURL: `${coordinator.url}/v1`, apiKey: "unused", maxRetries: 0, timeout: 20_000 });
 }
