@@ -2,50 +2,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import { CloseCode, type Hello, PROTOCOL_VERSION, WORKER_PATH } from "../src/worker-protocol/index.js";
-import { openaiClient, startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
-
-interface Peer {
-  socket: WebSocket;
-  received: Array<Record<string, unknown>>;
-  closed: Promise<{ code: number; reason: string }>;
-  next(type: string): Promise<Record<string, unknown>>;
-}
-
-function connectPeer(coordinator: RunningCoordinator): Promise<Peer> {
-  const socket = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`);
-  const received: Array<Record<string, unknown>> = [];
-  const waiters: Array<() => void> = [];
-  socket.on("message", (data) => {
-    received.push(JSON.parse(data.toString()) as Record<string, unknown>);
-    for (const waiter of waiters.splice(0)) waiter();
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
-    socket.on("close", (code, reason) => resolve({ code, reason: reason.toString() })),
-  );
-  const next = async (type: string) => {
-    for (;;) {
-      const found = received.find((m) => m.type === type);
-      if (found) return found;
-      await new Promise<void>((resolve) => waiters.push(resolve));
-    }
-  };
-  return new Promise((resolve, reject) => {
-    socket.once("open", () => resolve({ socket, received, closed, next }));
-    socket.once("error", reject);
-  });
-}
-
-function hello(overrides: Partial<Hello> = {}): Hello {
-  return {
-    type: "Hello",
-    protocolVersion: PROTOCOL_VERSION,
-    token: TEST_TOKEN,
-    worker: { name: `rogue-${Math.random()}`, device: { kind: "cpu", name: "test", memoryBytes: 1 }, maxConcurrency: 1, engine: "test" },
-    models: [{ id: "rogue-model", contextLength: 1024 }],
-    ...overrides,
-  };
-}
+import { CloseCode } from "../src/worker-protocol/index.js";
+import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { connectPeer, hello } from "./support/peer.js";
 
 describe("worker protocol enforcement", () => {
   let coordinator: RunningCoordinator;
