@@ -1,0 +1,74 @@
+// GET /v1/cluster/events: the dashboard's feed sends the cluster view every second, and whatever a feed starts
+// (its tick, its listeners) ends with it: when its client leaves, and when the coordinator closes under it.
+import { createHook } from "node:async_hooks";
+import { describe, expect, it } from "vitest";
+import type { ClusterView } from "../src/metrics/activity.js";
+import { openaiClient, startSimWorker, startTestCoordinator } from "./support/cluster.js";
+
+/** Reads SSE data events from a fetch response until `enough` says stop. */
+async function readViews(response: Response, enough: (views: ClusterView[]) => boolean): Promise<ClusterView[]> {
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const views: ClusterView[] = [];
+  let buffer = "";
+  while (!enough(views)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (frame.startsWith("data: ")) views.push(JSON.parse(frame.slice(6)) as ClusterView);
+    }
+  }
+  reader.releaseLock();
+  return views;
+}
+
+describe("cluster events feed", () => {
+  it("streams the cluster view and leaves no timer or socket behind, whether the client or the coordinator ends it", async () => {
+    const live = new Map<number, string>();
+    const hook = createHook({
+      init(asyncId, type) {
+        if (type === "Timeout" || type.startsWith("TCP")) live.set(asyncId, type);
+      },
+      destroy(asyncId) {
+        live.delete(asyncId);
+      },
+    }).enable();
+    try {
+      // Given a coordinator with a worker that has served one request,
+      const coordinator = await startTestCoordinator();
+      const worker = await startSimWorker(coordinator, { name: "feed-sim" });
+      await openaiClient(coordinator).chat.completions.create({ model: "simulator", messages: [{ role: "user", content: "hi" }] });
+
+      // when a client follows the feed, it gets the view at once and again a second later,
+      const leaving = new AbortController();
+      const response = await fetch(`${coordinator.url}/v1/cluster/events`, { signal: leaving.signal });
+      expect(response.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      const views = await readViews(response, (v) => v.length >= 2);
+      const [first, second] = views;
+      expect(first?.workers.map((w) => w.name)).toEqual(["feed-sim"]);
+      expect(first?.models).toEqual([{ id: "simulator", queueDepth: 0, workers: 1 }]);
+      expect(first?.recent[0]).toMatchObject({ model: "simulator", outcome: "finished", worker: "feed-sim" });
+      expect(first?.throughput.history.length).toBeGreaterThanOrEqual(60);
+      expect((second?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(900);
+      // and leaves;
+      leaving.abort();
+
+      // another client still follows it when the coordinator closes, which ends its stream cleanly.
+      const staying = await fetch(`${coordinator.url}/v1/cluster/events`);
+      const body = staying.text();
+      await worker.stop();
+      await coordinator.close();
+      expect(await body).toMatch(/^data: \{/);
+
+      // Then nothing the feeds started is left.
+      const deadline = Date.now() + 5_000;
+      while (live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      expect([...live.values()]).toEqual([]);
+    } finally {
+      hook.disable();
+    }
+  });
+});
