@@ -53,6 +53,7 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
 
   const refuse = (code: number, errorCode: string, message: string) => {
     log.warn({ worker: worker?.id, code: errorCode }, `worker protocol error: ${message}`);
+    master.observers.protocolError(errorCode);
     link.send({ type: "ProtocolError", code: errorCode, message });
     link.close(code, message.slice(0, 120));
   };
@@ -105,19 +106,16 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       refuse(CloseCode.protocolError, "invalid_message", decoded.error);
       return;
     }
-    if (!worker) {
-      onHello(decoded.message);
-      return;
-    }
     try {
-      master.workerMessage(worker, decoded.message);
+      if (!worker) onHello(decoded.message);
+      else master.workerMessage(worker, decoded.message);
     } catch (error) {
-      master.workerLeft(worker);
+      if (worker) master.workerLeft(worker);
       if (error instanceof ProtocolViolation) {
         refuse(CloseCode.protocolError, error.code, error.message);
       } else {
         // A bug of ours must cost one worker its connection, never the coordinator its process.
-        log.error({ worker: worker.id, err: error }, "internal error while handling a worker message");
+        log.error({ worker: worker?.id, err: error }, "internal error while handling a worker message");
         refuse(CloseCode.internalError, "internal_error", "the master failed to handle a message");
       }
     }
