@@ -41,6 +41,6 @@ export interface ParserWarning {
 export interface ParserOptions {
   /** Called for recoverable oddities in the model output; the parser never throws on model text. */
   onWarning?: (warning: ParserWarning) => void;
-  /** Makes tool-call ids; defaults to `call_` followed by 24 random letters and digits. */
+  /** Makes tool-call ids; by default `call_` and 24 random letters and digits (9 letters and digits for "mistral"). */
   newToolCallId?: () => string;
 }
