@@ -102,7 +102,7 @@ describe("tool calls end to end", () => {
     const message = completion.choices[0]?.message;
 
     expect(completion.choices[0]?.finish_reason).toBe("tool_calls");
-    expect(message?.content ?? "").toBe("");
+    expect(message?.content).toBeNull();
     expect(message?.tool_calls?.map((c) => c.type === "function" && JSON.parse(c.function.arguments))).toEqual([
       { city: "Paris", unit: "celsius" },
       { city: "Tokyo", unit: "celsius" },

@@ -77,7 +77,8 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
     report.admitted(task);
     const mode = reasoningModeOf(request, options.reasoning);
     const format = options.modelFormats.get(request.model) ?? master.registry.modelInfo(request.model)?.format;
-    const parser = mode === "raw" ? undefined : createParser(format, {
+    // Raw mode still goes through the "raw" parser, which keeps surrogate pairs whole across deltas.
+    const parser = createParser(mode === "raw" ? "raw" : format, {
       onWarning: (warning) => report.log.warn({ task: task.id, code: warning.code }, warning.message),
     });
     const shaper = new ReplyShaper(mode, parser);
@@ -136,7 +137,10 @@ async function wholeReply(
     report.ended(event, 200);
     shaper.finish(deltas);
     collector.add(deltas);
-    const message: Record<string, unknown> = { role: "assistant", content: collector.content, refusal: null };
+    const calledTools = collector.toolCalls.length > 0;
+    // As OpenAI does: a reply that only calls tools has null content.
+    const content = calledTools && collector.content === "" ? null : collector.content;
+    const message: Record<string, unknown> = { role: "assistant", content, refusal: null };
     if (collector.reasoning) for (const key of reasoningKeys(reasoningField)) message[key] = collector.reasoning;
     if (collector.toolCalls.length > 0) message.tool_calls = collector.toolCalls.filter(Boolean);
     return Response.json({

@@ -35,7 +35,7 @@ export class ReplyShaper {
   }
 
   push(text: string, out: Delta[]): void {
-    if (this.mode === "raw" || !this.parser) {
+    if (!this.parser) {
       if (text) out.push({ content: text });
       return;
     }
@@ -43,7 +43,7 @@ export class ReplyShaper {
   }
 
   finish(out: Delta[]): void {
-    if (this.mode !== "raw" && this.parser) this.apply(this.parser.finish(), out);
+    if (this.parser) this.apply(this.parser.finish(), out);
   }
 
   private apply(events: ParseEvent[], out: Delta[]): void {

@@ -291,7 +291,14 @@ export class Master {
     task.attempts += 1;
     worker.slots.set(task.id, task);
     this.observers.taskAssigned(task, worker);
-    worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
+    try {
+      worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
+    } catch (error) {
+      // The task could not even be put on the wire (a bug of ours or an unserialisable request): fail it, free the slot.
+      this.options.log.error({ task: task.id, err: error }, "could not send a task to its worker");
+      worker.slots.delete(task.id);
+      this.end(task, { to: "failed", error: new EngineError("The coordinator could not send this request to a worker.") });
+    }
   }
 
   /** Puts a task in its model's queue (a retried one at the front) with its wait deadline. */
