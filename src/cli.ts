@@ -119,6 +119,7 @@ async function workerCommand(args: string[]): Promise<void> {
     gpu: config.gpu,
     contextLength: config.contextLength,
     threads: config.threads,
+    onLog: (level, message) => (level === "error" ? log.error({ source: "llama.cpp" }, message) : log.debug({ source: "llama.cpp", level }, message)),
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,
     sim: {

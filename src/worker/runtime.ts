@@ -206,8 +206,9 @@ export class WorkerRuntime {
     let produced = 0;
     const sink = {
       text: (text: string, tokens?: number) => {
-        if (signal.aborted || text.length === 0) return;
+        // Counted before the abort check: the acknowledgement then tells how far the engine really got.
         produced += tokens ?? 0;
+        if (signal.aborted || text.length === 0) return;
         this.send(tokens === undefined ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens });
         seq += 1;
       },
@@ -218,8 +219,10 @@ export class WorkerRuntime {
     } catch (error) {
       if (!signal.aborted) {
         const message = error instanceof Error ? error.message : String(error);
+        // Engines may tag an error with a protocol error code (e.g. context_length_exceeded: the client's fault).
+        const code = (error as { code?: unknown } | null)?.code;
         this.options.log.warn({ taskId, err: message }, "generation failed");
-        this.send({ type: "TaskFailed", taskId, error: { message } });
+        this.send({ type: "TaskFailed", taskId, error: typeof code === "string" && code.length <= 64 ? { message, code } : { message } });
       }
     } finally {
       this.tasks.delete(taskId);

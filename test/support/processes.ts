@@ -27,16 +27,14 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): CliP
   };
   child.stdout?.on("data", onData);
   child.stderr?.on("data", onData);
+  let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => {
+      done = true;
       resolve({ code, signal });
       for (const listener of [...listeners]) listener();
     }),
   );
-  let done = false;
-  void exited.then(() => {
-    done = true;
-  });
   return {
     child,
     output: () => text,

@@ -35,3 +35,13 @@ export interface Engine {
   /** Frees models, contexts and sockets. */
   close(): Promise<void>;
 }
+
+/** The request itself cannot be served (too long a prompt, a malformed conversation): the client sees a 400. */
+export class EngineRequestError extends Error {
+  constructor(
+    message: string,
+    readonly code: "context_length_exceeded" | "invalid_request",
+  ) {
+    super(message);
+  }
+}

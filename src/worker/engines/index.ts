@@ -13,6 +13,8 @@ export interface EngineOptions {
   contextLength?: number;
   /** llama: CPU threads per model context. */
   threads?: number;
+  /** llama: where llama.cpp's own log lines go. */
+  onLog?: (level: string, message: string) => void;
   upstream?: string;
   upstreamKey?: string;
   sim: SimulatorOptions;
@@ -30,6 +32,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         maxConcurrency: options.maxConcurrency,
         contextLength: options.contextLength,
         threads: options.threads,
+        onLog: options.onLog,
       });
     }
     case "openai": {

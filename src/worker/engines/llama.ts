@@ -3,7 +3,14 @@
 import { basename, extname } from "node:path";
 import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
 import type { ModelInfo } from "../../worker-protocol/index.js";
-import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+import {
+  type Engine,
+  type EngineDescription,
+  EngineRequestError,
+  type GenerationRequest,
+  type GenerationResult,
+  type GenerationSink,
+} from "./engine.js";
 import type { GpuChoice } from "./index.js";
 import { describeDevice, loadNodeLlamaCpp, type NodeLlamaCpp, openLlama } from "./llama/backend.js";
 import { detectFormat, renderPrompt } from "./llama/chat-template.js";
@@ -65,8 +72,9 @@ export class LlamaEngine implements Engine {
     if (!loaded || !this.lib) throw new Error(`this worker does not serve the model '${request.model}'`);
     const prompt = renderPrompt(this.lib, loaded.model, loaded.chatWrapper, request);
     if (prompt.tokens.length >= loaded.context.contextSize) {
-      throw new Error(
+      throw new EngineRequestError(
         `the prompt is ${prompt.tokens.length} tokens, but '${loaded.info.id}' holds at most ${loaded.context.contextSize} tokens`,
+        "context_length_exceeded",
       );
     }
     const sequence = await loaded.sequences.acquire(signal);
