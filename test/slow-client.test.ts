@@ -15,7 +15,7 @@ describe("slow clients", () => {
 
   it("cancels a stream whose client stops reading, and the worker stops generating", async () => {
     coordinator = await startTestCoordinator({ slowClientMs: 500, slowClientBytes: 64 * 1024 });
-    worker = await startSimWorker(coordinator, { tokensPerSecond: 0, replyTokens: 5_000_000 });
+    worker = await startSimWorker(coordinator, { tokensPerSecond: 0, replyTokens: 2_000_000 });
     const body = JSON.stringify({ model: "simulator", messages: [{ role: "user", content: "flood me" }], stream: true, reasoning_format: "raw" });
     const socket = connect(coordinator.port, "127.0.0.1");
     socket.on("error", () => {});
