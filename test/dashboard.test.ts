@@ -29,6 +29,8 @@ describe.skipIf(noBrowser)("dashboard (needs /usr/bin/chromium)", () => {
   let browser: BrowserContext | undefined;
   let page: Page;
   let profile: string;
+  /** Uncaught errors in the page's scripts (a CSP violation or a bug): none are expected. */
+  const pageErrors: string[] = [];
 
   beforeAll(async () => {
     profile = mkdtempSync(join(tmpdir(), "dashboard-test-"));
@@ -41,6 +43,7 @@ describe.skipIf(noBrowser)("dashboard (needs /usr/bin/chromium)", () => {
     });
     page = browser.pages()[0] ?? (await browser.newPage());
     page.setDefaultTimeout(10_000);
+    page.on("pageerror", (error) => pageErrors.push(error.message));
   });
 
   afterAll(async () => {
@@ -48,6 +51,7 @@ describe.skipIf(noBrowser)("dashboard (needs /usr/bin/chromium)", () => {
     for (const worker of workers) await worker.stop();
     await coordinator?.close();
     rmSync(profile, { recursive: true, force: true });
+    expect(pageErrors).toEqual([]);
   });
 
   it("shows the workers, streams a chat with its reasoning apart, drops a worker that leaves, and survives a restart", async () => {

@@ -6,10 +6,13 @@ import { errorResponse, InvalidRequestError } from "./errors.js";
 
 const root = new URL("../dashboard/", import.meta.url);
 
+const scripts = ["dashboard.js", "api.js", "dom.js", "format.js", "playground.js", "view.js"];
+
+/** Every file the page loads, by URL path: nothing else under src/dashboard is served. */
 const assets: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/dashboard/dashboard.css": { file: "dashboard.css", type: "text/css; charset=utf-8" },
-  "/dashboard/dashboard.js": { file: "dashboard.js", type: "text/javascript; charset=utf-8" },
+  ...Object.fromEntries(scripts.map((file) => [`/dashboard/${file}`, { file, type: "text/javascript; charset=utf-8" }])),
 };
 
 /** Only our own files, and no inline script: a page that holds an API key should run nothing else. */

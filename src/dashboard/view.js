@@ -1,0 +1,129 @@
+// Draws one cluster view: the overview numbers, the throughput sparkline, worker cards, requests and queues.
+import { $, h } from "./dom.js";
+import { formatBytes, formatCount, formatDuration, formatRate } from "./format.js";
+
+export function render(view) {
+  const queued = view.models.reduce((sum, m) => sum + m.queueDepth, 0);
+  const live = view.requests.length + view.moreRequests;
+  const slots = view.workers.reduce((sum, w) => sum + w.maxConcurrency, 0);
+  const draining = view.workers.filter((w) => w.state === "draining").length;
+  const history = view.throughput.history;
+  $("kpi-workers").textContent = String(view.workers.length);
+  $("kpi-workers-note").textContent = `${view.workers.length - draining} ready${draining ? ` · ${draining} draining` : ""}`;
+  $("kpi-inflight").textContent = String(Math.max(0, live - queued));
+  $("kpi-inflight-note").textContent = `of ${slots} slot${slots === 1 ? "" : "s"}`;
+  $("kpi-queued").textContent = String(queued);
+  $("kpi-queued-note").textContent = `across ${view.models.length} model${view.models.length === 1 ? "" : "s"}`;
+  $("kpi-tps").textContent = formatRate(view.throughput.tokensPerSecond);
+  $("kpi-tps-note").textContent = `${formatCount(view.workers.reduce((sum, w) => sum + w.completionTokens, 0))} tokens served`;
+  renderSparkline(history);
+  renderWorkers(view.workers, view.at);
+  renderRequests(view.requests, view.moreRequests, view.recent);
+  renderQueues(view.models);
+}
+
+function renderSparkline(history) {
+  const svg = $("sparkline");
+  const n = history.length;
+  const peak = Math.max(1, ...history);
+  const width = 300;
+  const height = 60;
+  const points = history.map((v, i) => [n > 1 ? (i / (n - 1)) * width : 0, height - 2 - (v / peak) * (height - 8)]);
+  const line = points.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`).join("");
+  svg.querySelector(".spark-line").setAttribute("d", line);
+  svg.querySelector(".spark-area").setAttribute("d", n ? `${line}L${width},${height}L0,${height}Z` : "");
+  $("throughput-hint").textContent = "tokens per second, whole cluster";
+  $("spark-peak").textContent = `peak ${formatRate(Math.max(0, ...history))}`;
+  $("spark-from").textContent = n >= 120 ? `${Math.round(n / 60)} min ago` : `${n} s ago`;
+}
+
+function renderWorkers(workers, now) {
+  const container = $("workers");
+  $("workers-hint").textContent = workers.length ? `${workers.length} connected` : "";
+  if (workers.length === 0) {
+    const join = `npx coordinator worker --join ws://${location.host} --token TOKEN`;
+    container.replaceChildren(h("div", { class: "empty" }, "No workers yet. Join one with ", h("code", {}, join)));
+    return;
+  }
+  container.replaceChildren(...workers.map((worker) => workerCard(worker, now)));
+}
+
+function workerCard(worker, now) {
+  const device = [worker.engine, worker.device.kind !== worker.engine ? worker.device.kind : null, worker.device.name]
+    .filter(Boolean)
+    .join(" · ");
+  const slots =
+    worker.maxConcurrency <= 16
+      ? h("div", { class: "slots", title: `${worker.inflight} of ${worker.maxConcurrency} slots busy` },
+          Array.from({ length: worker.maxConcurrency }, (_, i) => h("span", { class: i < worker.inflight ? "slot busy" : "slot" })))
+      : null;
+  return h(
+    "article",
+    { class: "worker-card", data: { workerName: worker.name, workerId: worker.id } },
+    h(
+      "div",
+      { class: "worker-top" },
+      h("div", {}, h("div", { class: "worker-name" }, worker.name), h("div", { class: "worker-device" }, device)),
+      h("span", { class: `badge ${worker.state}` }, worker.state),
+    ),
+    slots,
+    h(
+      "div",
+      { class: "worker-stats" },
+      stat("In flight", `${worker.inflight} / ${worker.maxConcurrency}`),
+      stat("Tokens/s", formatRate(worker.tokensPerSecond)),
+      stat("Memory", formatBytes(worker.device.memoryBytes)),
+    ),
+    h("div", { class: "chips" }, worker.models.map((model) => h("span", { class: "chip" }, model))),
+    h("div", { class: "hint" }, `up ${formatDuration(now - worker.connectedAt)} · ${formatCount(worker.completionTokens)} tokens served`),
+  );
+}
+
+function stat(label, value) {
+  return h("div", { class: "stat" }, h("span", { class: "stat-label" }, label), h("span", { class: "stat-value" }, value));
+}
+
+function renderRequests(requests, more, recent) {
+  const rows = [
+    ...requests.map((r) => requestRow(r, r.stage, false)),
+    ...recent.map((r) => requestRow(r, r.outcome, true)),
+  ];
+  $("requests-hint").textContent = `${requests.length + more} in flight${more ? ` (${requests.length} shown)` : ""}`;
+  if (rows.length === 0) rows.push(h("tr", {}, h("td", { class: "empty-row", colspan: 5 }, "No requests yet: send one from the playground.")));
+  $("requests").replaceChildren(...rows);
+}
+
+function requestRow(request, badge, ended) {
+  return h(
+    "tr",
+    { class: ended ? "ended" : "live", title: request.requestId ? `request ${request.requestId}` : undefined },
+    h("td", { class: "model" }, request.model),
+    h("td", {}, h("span", { class: `badge ${badge}` }, badge)),
+    h("td", { class: "num" }, String(request.tokens)),
+    h("td", { class: "num" }, formatDuration(request.durationMs)),
+    h("td", {}, request.worker ?? "—"),
+  );
+}
+
+function renderQueues(models) {
+  const container = $("queues");
+  if (models.length === 0) {
+    container.replaceChildren(h("div", { class: "empty" }, "No models are served yet."));
+    return;
+  }
+  const deepest = Math.max(4, ...models.map((m) => m.queueDepth));
+  container.replaceChildren(
+    ...models.map((model) => {
+      const fill = h("div", { class: "queue-fill" });
+      fill.style.width = `${(model.queueDepth / deepest) * 100}%`;
+      return h(
+        "div",
+        { class: "queue-row", data: { model: model.id } },
+        h("span", { class: "queue-model", title: model.id }, model.id),
+        h("span", { class: model.queueDepth ? "queue-depth" : "queue-depth zero" }, `${model.queueDepth} queued`),
+        h("div", { class: "queue-bar" }, fill),
+        h("span", { class: "queue-meta" }, `${model.workers} worker${model.workers === 1 ? "" : "s"}`),
+      );
+    }),
+  );
+}
