@@ -110,6 +110,8 @@ describe("cancellation on client disconnect", () => {
   it("sends TaskCancelled during hidden thinking (the client saw nothing yet)", async () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { thinkMs: 5_000 });
+    const stages: string[] = [];
+    coordinator.master.observers.add({ taskEnded: (_task, outcome) => void (outcome.state === "cancelled" && stages.push(outcome.stage)) });
     const controller = new AbortController();
     const request = readStream(openaiClient(coordinator), controller.signal);
     await worker.log.until(() => [...worker!.log.produced.values()].some((n) => n > 3), "thinking tokens to flow");
@@ -120,6 +122,7 @@ describe("cancellation on client disconnect", () => {
     const taskId = worker.log.started[0] as string;
     await worker.log.until(() => worker!.log.aborted.has(taskId), "the engine to see the abort");
     expect(worker.log.ended).not.toContain(taskId);
+    expect(stages).toEqual(["thinking"]);
     await expectIdle(coordinator);
   });
 

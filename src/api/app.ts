@@ -36,7 +36,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("*", requestContext({ log: options.log, metrics: options.metrics }));
   if (options.corsOrigins.length > 0) {
     const origins = [...options.corsOrigins];
-    app.use("/v1/*", cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600 }));
+    app.use("/v1/*", cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600, exposeHeaders: ["X-Request-Id", "Retry-After"] }));
   }
   const guard = apiKeyGuard(options.apiKeys);
   app.use("/v1/*", guard);

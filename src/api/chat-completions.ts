@@ -125,6 +125,7 @@ async function wholeReply(
     const event = await nextEvent(task);
     if (event.type === "chunk") {
       shaper.push(event.text, deltas);
+      task.thinking = shaper.inReasoning;
       collector.add(deltas);
       deltas.length = 0;
       continue;
@@ -192,6 +193,7 @@ function streamReply(
       while ((event = task.events.pull()) !== undefined) {
         if (event.type === "chunk") {
           shaper.push(event.text, deltas);
+      task.thinking = shaper.inReasoning;
           continue;
         }
         if (event.type === "finished") {

@@ -23,6 +23,8 @@ export type Delta = { content: string } | { reasoning: string } | { toolCall: To
 /** Turns model text into deltas for one reply, according to the reasoning mode. */
 export class ReplyShaper {
   private sawToolCall = false;
+  /** The model's output is inside its reasoning section right now. */
+  inReasoning = false;
 
   constructor(
     private readonly mode: ReasoningMode,
@@ -51,9 +53,11 @@ export class ReplyShaper {
       switch (event.kind) {
         case "content":
           if (event.text) out.push({ content: event.text });
+          this.inReasoning = false;
           break;
         case "reasoning":
           if (this.mode === "separate" && event.text) out.push({ reasoning: event.text });
+          this.inReasoning = true;
           break;
         case "tool_call_start":
           this.sawToolCall = true;

@@ -8,7 +8,7 @@ export type TaskRequest = Omit<TaskAssigned, "type" | "taskId">;
 export type TaskState = "queued" | "assigned" | "streaming" | "finished" | "failed" | "cancelled";
 
 /** Where a task was when it was cancelled: the stage metrics and logs speak of. */
-export type CancelStage = "queued" | "prefill" | "streaming";
+export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
 
 export type TaskEvent =
   | { type: "chunk"; text: string; tokens: number }
@@ -102,6 +102,8 @@ export class Task {
   completionTokens = 0;
   /** Workers this task has been assigned to so far. */
   attempts = 0;
+  /** Set by the API while the model's output is inside its reasoning (so a cancellation counts as "thinking"). */
+  thinking = false;
   /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */
   requestId: string | undefined;
   readonly events = new TaskEventChannel();
@@ -119,6 +121,6 @@ export class Task {
   get stage(): CancelStage {
     if (this.state === "queued") return "queued";
     if (this.state === "assigned") return "prefill";
-    return "streaming";
+    return this.thinking ? "thinking" : "streaming";
   }
 }

@@ -33,7 +33,7 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly tasks = this.counter("coordinator_tasks_total", "Tasks ended, by outcome (finished, failed, cancelled)", ["model", "outcome"]);
   private readonly promptTokensIn = this.counter("coordinator_prompt_tokens_total", "Prompt tokens of finished tasks, as their worker counted them", ["model", "worker"]);
   private readonly completionTokensOut = this.counter("coordinator_completion_tokens_total", "Tokens generated, as they arrive from workers", ["model", "worker"]);
-  private readonly cancellations = this.counter("coordinator_cancellations_total", "Tasks cancelled, by the stage they were in (queued, prefill, streaming)", ["model", "stage"]);
+  private readonly cancellations = this.counter("coordinator_cancellations_total", "Tasks cancelled, by the stage they were in (queued, prefill, thinking, streaming)", ["model", "stage"]);
   private readonly failovers = this.counter("coordinator_failovers_total", "Tasks sent back to the queue because their worker was lost before producing anything", ["model"]);
   private readonly workerEvents = this.counter("coordinator_worker_events_total", "Workers that joined or left", ["event"]);
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
