@@ -1,0 +1,90 @@
+// The bench's HTTP client: streams chat completions over keep-alive sockets and hands back SSE frames as they arrive.
+import http from "node:http";
+import { nowMicros, STAMP } from "./stamped-engine.js";
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
+
+export interface StreamOptions {
+  url: string;
+  body: object;
+  headers?: Record<string, string>;
+  /** Called with each whole SSE frame's text (without the trailing blank line). */
+  onFrame?: (frame: string) => void;
+  /** Called once when the response headers arrive. */
+  onHeaders?: () => void;
+  /** Called once when the first data frame arrives. */
+  onFirstData?: () => void;
+}
+
+export interface StreamHandle {
+  /** Settles when the stream ends: `done` is true when `[DONE]` was read. */
+  result: Promise<{ status: number; done: boolean; bytes: number; error?: string }>;
+  /** Drops the connection, as a client that goes away does. */
+  abort(): void;
+}
+
+export function streamChat(options: StreamOptions): StreamHandle {
+  const payload = JSON.stringify({ stream: true, ...options.body });
+  let request!: http.ClientRequest;
+  const result = new Promise<{ status: number; done: boolean; bytes: number; error?: string }>((resolve) => {
+    request = http.request(`${options.url}/v1/chat/completions`, {
+      method: "POST",
+      agent,
+      headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload), ...options.headers },
+    });
+    let status = 0;
+    let bytes = 0;
+    let done = false;
+    let carry = "";
+    let sawData = false;
+    request.on("response", (res) => {
+      status = res.statusCode ?? 0;
+      options.onHeaders?.();
+      res.setEncoding("utf8");
+      res.on("data", (text: string) => {
+        bytes += text.length;
+        if (!sawData && text.includes("data: ")) {
+          sawData = true;
+          options.onFirstData?.();
+        }
+        carry += text;
+        let end = carry.indexOf("\n\n");
+        if (end < 0) return;
+        let start = 0;
+        while (end >= 0) {
+          const frame = carry.slice(start, end);
+          if (frame === "data: [DONE]") done = true;
+          options.onFrame?.(frame);
+          start = end + 2;
+          end = carry.indexOf("\n\n", start);
+        }
+        carry = carry.slice(start);
+      });
+      res.on("end", () => resolve({ status, done, bytes }));
+      res.on("error", (error) => resolve({ status, done, bytes, error: error.message }));
+      res.on("close", () => resolve({ status, done, bytes }));
+    });
+    request.on("error", (error) => resolve({ status, done, bytes, error: error.message }));
+    request.end(payload);
+  });
+  return { result, abort: () => request.destroy() };
+}
+
+/** Records, for every stamped token in a frame, how long ago (µs) its worker emitted it. */
+export function latencyRecorder(into: number[], accept: () => boolean = () => true): (frame: string) => void {
+  return (frame) => {
+    if (!accept()) return;
+    const now = nowMicros();
+    for (const match of frame.matchAll(STAMP)) into.push(now - Number(match[1]));
+  };
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = Float64Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

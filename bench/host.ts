@@ -1,0 +1,70 @@
+// A bench child process: runs one part (a coordinator, simulator workers, a baseline server) so the parent can
+// measure its CPU and memory apart, and reports engine events (cancellations) over IPC with their times.
+import { serveDefaults } from "../src/config.js";
+import { startCoordinator } from "../src/coordinator.js";
+import { silentLogger } from "../src/log.js";
+import type { Engine } from "../src/worker/engines/engine.js";
+import { defaultSimulatorOptions, SimulatorEngine, type SimulatorOptions } from "../src/worker/engines/simulator.js";
+import { WorkerRuntime } from "../src/worker/runtime.js";
+import { startBaselineServer } from "./baseline-server.js";
+import { nowMicros, StampedEngine, type StampedOptions } from "./stamped-engine.js";
+
+export const BENCH_TOKEN = "bench-token-0123456789";
+
+export type EngineSpec = { kind: "sim"; options: Partial<SimulatorOptions> } | { kind: "stamped"; options: StampedOptions };
+
+export type HostCommand =
+  | { cmd: "coordinator"; overrides?: Record<string, unknown> }
+  | { cmd: "workers"; join: string; count: number; maxConcurrency: number; engine: EngineSpec }
+  | { cmd: "baseline"; engine: EngineSpec }
+  | { cmd: "gc" };
+
+function engineOf(spec: EngineSpec): Engine {
+  if (spec.kind === "stamped") return new StampedEngine(spec.options);
+  return new SimulatorEngine([], {
+    ...defaultSimulatorOptions,
+    ...spec.options,
+    hooks: { onAbort: (taskId) => process.send?.({ event: "aborted", taskId, at: nowMicros() }) },
+  });
+}
+
+async function run(command: HostCommand): Promise<Record<string, unknown>> {
+  switch (command.cmd) {
+    case "coordinator": {
+      const config = serveDefaults({ host: "127.0.0.1", port: 0, workerToken: BENCH_TOKEN, ...command.overrides });
+      const coordinator = await startCoordinator(config, silentLogger);
+      return { url: coordinator.url, workerUrl: coordinator.workerUrl };
+    }
+    case "workers": {
+      const engine = engineOf(command.engine);
+      const description = await engine.start();
+      for (let i = 0; i < command.count; i++) {
+        const runtime = new WorkerRuntime(engine, description, {
+          join: command.join,
+          token: BENCH_TOKEN,
+          name: `bench-${i}`,
+          maxConcurrency: command.maxConcurrency,
+          reconnect: false,
+          log: silentLogger,
+        });
+        await runtime.start();
+      }
+      return {};
+    }
+    case "gc":
+      globalThis.gc?.();
+      return {};
+    case "baseline": {
+      const { url } = await startBaselineServer(engineOf(command.engine));
+      return { url };
+    }
+  }
+}
+
+process.on("message", (command: HostCommand & { id: number }) => {
+  run(command).then(
+    (result) => process.send?.({ reply: command.id, ok: true, ...result }),
+    (error: unknown) => process.send?.({ reply: command.id, ok: false, error: String(error) }),
+  );
+});
+process.on("disconnect", () => process.exit(0));

@@ -1,0 +1,60 @@
+// `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
+// Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, scheduling, scheduler, cancellation,
+// peer), --no-peer (skip the Portkey gateway).
+import { parseArgs } from "node:util";
+import { cancellationScenario } from "./cancellation.js";
+import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
+import type { PathName } from "./paths.js";
+import { relayScenario } from "./relay.js";
+import { printTable, type Row, writeResults } from "./report.js";
+import { schedulerMicroScenario, schedulingScenario } from "./scheduling.js";
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    "no-peer": { type: "boolean", default: false },
+  },
+});
+const quick = args.quick === true;
+const only = args.only ? new Set(args.only.split(",")) : undefined;
+// "peer" is the relay and concurrency scenarios with the Portkey gateway among their paths.
+const wanted = (name: string) => !only || only.has(name) || (only.has("peer") && (name === "relay" || name === "concurrency"));
+const paths: PathName[] = args["no-peer"] ? ["coordinator", "direct"] : ["coordinator", "direct", "portkey"];
+
+const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
+  ["relay", () => relayScenario({ replyTokens: quick ? 20_000 : 50_000, repeats: quick ? 1 : 3, paths })],
+  [
+    "concurrency",
+    () =>
+      concurrencyScenario({
+        sweep: quick ? [10, 100] : [10, 100, 1_000],
+        peerSweep: quick ? [100] : [100, 1_000],
+        seconds: quick ? 3 : 8,
+        tokensPerSecond: 30,
+        paths,
+      }),
+  ],
+  ["idle", () => idleMemoryScenario(quick ? 1_000 : 5_000, paths)],
+  ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, seconds: quick ? 2 : 5, paths })],
+  ["scheduler", () => schedulerMicroScenario(quick)],
+  ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
+];
+
+const rows: Row[] = [];
+const started = Date.now();
+for (const [name, run] of scenarios) {
+  if (!wanted(name)) continue;
+  const at = Date.now();
+  process.stderr.write(`bench: ${name}…\n`);
+  try {
+    rows.push(...(await run()));
+  } catch (error) {
+    rows.push({ scenario: name, metric: `FAILED: ${error instanceof Error ? error.message : String(error)}`, unit: "" });
+  }
+  process.stderr.write(`bench: ${name} took ${((Date.now() - at) / 1000).toFixed(1)} s\n`);
+}
+printTable(rows);
+const file = writeResults(rows, { ...args, seconds: (Date.now() - started) / 1000 });
+console.log(`\nresults: ${file}`);
+process.exit(0);
