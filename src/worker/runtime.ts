@@ -51,6 +51,8 @@ export class WorkerRuntime {
   workerId: string | undefined;
   private socket: WebSocket | undefined;
   private readonly tasks = new Map<string, AbortController>();
+  /** Tasks whose tokens wait for the socket to drain. */
+  private readonly waiting = new Set<ChunkOutbox>();
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the master was last heard from; a silent master (half-open connection) is given up on. */
   private lastHeard = Date.now();
@@ -202,22 +204,28 @@ export class WorkerRuntime {
     const controller = new AbortController();
     const { signal } = controller;
     this.tasks.set(taskId, controller);
-    let seq = 0;
     let produced = 0;
+    const outbox = new ChunkOutbox(taskId, (message) => this.send(message));
     const sink = {
       text: (text: string, tokens?: number) => {
         // Counted before the abort check: the acknowledgement then tells how far the engine really got.
         produced += tokens ?? 0;
         if (signal.aborted || text.length === 0) return;
-        this.send(tokens === undefined ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens });
-        seq += 1;
+        outbox.add(text, tokens);
+        // A lone token goes out at once; while the socket is still writing, tokens merge until it drains.
+        if ((this.socket?.bufferedAmount ?? 0) === 0) outbox.flush();
+        else this.waiting.add(outbox);
       },
     };
     try {
       const result = await this.engine.generate(task, sink, signal);
-      if (!signal.aborted) this.send({ type: "TaskFinished", taskId, ...result });
+      if (!signal.aborted) {
+        outbox.flush();
+        this.send({ type: "TaskFinished", taskId, ...result });
+      }
     } catch (error) {
       if (!signal.aborted) {
+        outbox.flush();
         const message = error instanceof Error ? error.message : String(error);
         // Engines may tag an error with a protocol error code (e.g. context_length_exceeded: the client's fault).
         const code = (error as { code?: unknown } | null)?.code;
@@ -225,6 +233,8 @@ export class WorkerRuntime {
         this.send({ type: "TaskFailed", taskId, error: typeof code === "string" && code.length <= 64 ? { message, code } : { message } });
       }
     } finally {
+      // Tokens still held back after a cancellation have no reader left: they are dropped.
+      this.waiting.delete(outbox);
       this.tasks.delete(taskId);
       if (this.tasks.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
@@ -237,6 +247,48 @@ export class WorkerRuntime {
 
   private send(message: WorkerMessage): void {
     const socket = this.socket;
-    if (socket && socket.readyState === WebSocket.OPEN) socket.send(encode(message));
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(encode(message), this.onWritten);
+  }
+
+  /** A frame reached the kernel: once nothing is left buffered, the tokens merged meanwhile go out, one frame a task. */
+  private readonly onWritten = (): void => {
+    if (this.waiting.size === 0 || (this.socket?.bufferedAmount ?? 0) > 0) return;
+    const waiting = [...this.waiting];
+    this.waiting.clear();
+    for (const outbox of waiting) outbox.flush();
+  };
+}
+
+/** One task's tokens not yet sent: merged into one TokenChunk that counts as the separate chunks would have. */
+class ChunkOutbox {
+  private seq = 0;
+  private text = "";
+  private tokens = 0;
+  /** Whether every merged piece said how many tokens it held (the master counts a chunk without a count as one). */
+  private counted = true;
+  private pieces = 0;
+
+  constructor(
+    private readonly taskId: string,
+    private readonly send: (message: WorkerMessage) => void,
+  ) {}
+
+  add(text: string, tokens: number | undefined): void {
+    this.text += text;
+    this.tokens += tokens ?? 1;
+    if (tokens === undefined) this.counted = false;
+    this.pieces += 1;
+  }
+
+  flush(): void {
+    if (this.pieces === 0) return;
+    const { taskId, seq, text } = this;
+    const bare = this.pieces === 1 && !this.counted;
+    this.send(bare ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens: this.tokens });
+    this.seq += 1;
+    this.text = "";
+    this.tokens = 0;
+    this.counted = true;
+    this.pieces = 0;
   }
 }
