@@ -90,15 +90,18 @@ export class SimulatorEngine implements Engine {
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     const { hooks } = this.options;
     hooks?.onStart?.(request.taskId);
-    const { reasoning, answer } = simulatedReply(request.messages, this.options.replyTokens);
+    const { reasoning, answer } = simulatedReply(request.messages);
     const thinking = this.options.script === undefined ? simulatorTokens(`<think>${reasoning}</think>`) : [];
-    const tokens = [...thinking, ...simulatorTokens(this.options.script ?? answer)];
+    const base = [...thinking, ...simulatorTokens(this.options.script ?? answer)];
+    // Filler tokens are made on demand: a million-token reply must not be built up front (it would stall the process).
+    const filler = this.options.script === undefined ? this.options.replyTokens : 0;
+    const total = base.length + filler;
+    const tokenAt = (i: number): string => base[i] ?? ` ${fillerWords[(i - base.length) % fillerWords.length]}`;
     const promptTokens = request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
-    const limit = Math.min(tokens.length, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
-    const stops = request.params.stop ?? [];
+    const limit = Math.min(total, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
+    const stops = new StopWatch(request.params.stop ?? []);
     const pauseAt = this.options.thinkMs > 0 ? Math.floor(thinking.length / 2) : -1;
     let produced = 0;
-    let text = "";
     const finish = (finishReason: GenerationResult["finishReason"]): GenerationResult => {
       const result = { finishReason, usage: { promptTokens, completionTokens: produced } };
       hooks?.onEnd?.(request.taskId, result);
@@ -123,11 +126,10 @@ export class SimulatorEngine implements Engine {
             if (batch) sink.text(batch, count);
             throw new Error(`simulated engine failure after ${produced} tokens`);
           }
-          const token = tokens[produced] as string;
-          const stopAt = firstStop(text + batch + token, stops, text.length + batch.length);
-          if (stopAt >= 0) {
-            const rest = (text + batch + token).slice(text.length, stopAt);
-            if (rest) sink.text(rest, count);
+          const token = tokenAt(produced);
+          const beforeStop = stops.check(batch + token);
+          if (beforeStop !== undefined) {
+            if (beforeStop) sink.text(beforeStop, count);
             return finish("stop");
           }
           batch += token;
@@ -136,7 +138,7 @@ export class SimulatorEngine implements Engine {
           if (produced === pauseAt && pausedMs === 0) break;
         }
         if (batch) {
-          text += batch;
+          stops.emitted(batch);
           sink.text(batch, count);
           hooks?.onTokens?.(request.taskId, produced);
         }
@@ -148,7 +150,7 @@ export class SimulatorEngine implements Engine {
         }
         signal.throwIfAborted();
       }
-      return finish(produced < tokens.length ? "length" : "stop");
+      return finish(produced < total ? "length" : "stop");
     } catch (error) {
       if (signal.aborted) hooks?.onAbort?.(request.taskId, produced);
       throw error;
@@ -158,12 +160,28 @@ export class SimulatorEngine implements Engine {
   async close(): Promise<void> {}
 }
 
-/** Index where the first stop string begins at or after `from`, or -1. */
-function firstStop(text: string, stops: readonly string[], from: number): number {
-  let best = -1;
-  for (const stop of stops) {
-    const at = text.indexOf(stop, Math.max(0, from - stop.length + 1));
-    if (at >= 0 && (best < 0 || at < best)) best = at;
+/** Finds stop strings in generated text, keeping only the tail a stop may still begin in (O(1) per token). */
+class StopWatch {
+  private tail = "";
+  private readonly keep: number;
+
+  constructor(private readonly stops: readonly string[]) {
+    this.keep = Math.max(0, ...stops.map((s) => s.length - 1));
   }
-  return best;
+
+  /** For text not yet emitted: undefined when no stop occurs, else the part of it before the first stop. */
+  check(pending: string): string | undefined {
+    if (this.stops.length === 0) return undefined;
+    const window = this.tail + pending;
+    let first = -1;
+    for (const stop of this.stops) {
+      const at = window.indexOf(stop);
+      if (at >= 0 && (first < 0 || at < first)) first = at;
+    }
+    return first < 0 ? undefined : pending.slice(0, Math.max(0, first - this.tail.length));
+  }
+
+  emitted(text: string): void {
+    if (this.keep > 0) this.tail = (this.tail + text).slice(-this.keep);
+  }
 }
