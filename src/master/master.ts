@@ -14,6 +14,7 @@ import {
   UnavailableError,
   WorkerLostError,
 } from "./errors.js";
+import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
 import { ModelQueues, pickWorker } from "./scheduler.js";
@@ -54,8 +55,6 @@ export class Master {
   /** Cancelled tasks whose worker slot waits for an acknowledgement, with the timer that frees it anyway. */
   private readonly pendingAcks = new Map<string, { worker: WorkerEntry; timer: NodeJS.Timeout }>();
   private accepting = true;
-  /** Models whose last worker left, and when: requests for them wait for a worker instead of a 404. */
-  private readonly lastServed = new Map<string, number>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(readonly options: MasterOptions) {
@@ -71,7 +70,7 @@ export class Master {
    */
   submit(request: TaskRequest, signal: AbortSignal): Task {
     if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
-    if (!this.registry.isServed(request.model) && !this.servedRecently(request.model)) {
+    if (!this.registry.isServed(request.model) && !this.registry.servedWithin(request.model, this.options.modelMemoryMs)) {
       throw new ModelNotFoundError(request.model);
     }
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
@@ -136,7 +135,6 @@ export class Master {
       link,
     );
     this.registry.add(worker);
-    for (const model of worker.models) this.lastServed.delete(model.id);
     this.observers.workerJoined(worker);
     link.send({
       type: "Welcome",
@@ -213,7 +211,6 @@ export class Master {
   workerLeft(worker: WorkerEntry, error: CoordinatorError = new WorkerLostError()): void {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
-    for (const model of worker.models) if (!this.registry.isServed(model.id)) this.lastServed.set(model.id, Date.now());
     this.observers.workerLeft(worker);
     const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
@@ -232,30 +229,9 @@ export class Master {
 
   // ---------- state ----------
 
-  snapshot() {
-    const workers = [...this.registry.all()].map((w) => ({
-      id: w.id,
-      name: w.name,
-      engine: w.engine,
-      state: w.state,
-      device: w.device,
-      models: w.models,
-      maxConcurrency: w.maxConcurrency,
-      inflight: [...w.slots.values()].filter((t) => !isTerminal(t.state)).map((t) => t.id),
-      cancelling: [...w.slots.values()].filter((t) => isTerminal(t.state)).map((t) => t.id),
-      completionTokens: w.completionTokens,
-      reportedRunning: w.reportedRunning,
-      connectedAt: new Date(w.connectedAt).toISOString(),
-    }));
-    const depths = this.queues.depths();
-    const models = this.registry.models().map(({ info, workers: ws }) => ({
-      id: info.id,
-      contextLength: info.contextLength,
-      format: info.format,
-      workers: ws.map((w) => w.id),
-      queueDepth: depths.get(info.id) ?? 0,
-    }));
-    return { workers, models, tasks: { live: this.live.size } };
+  /** The live state of workers, models and queues (for /v1/cluster, metrics and the dashboard). */
+  snapshot(): ClusterView {
+    return clusterView(this.registry, this.queues.depths(), this.live.size);
   }
 
   /** Tasks not yet ended (for shutdown and leak checks). */
@@ -394,15 +370,6 @@ export class Master {
       this.queues.remove(task);
       this.assign(task, worker);
     }
-  }
-
-  /** A model whose workers all left within the memory window (a restart or a network blip, most likely). */
-  private servedRecently(model: string): boolean {
-    const since = this.lastServed.get(model);
-    if (since === undefined) return false;
-    if (Date.now() - since <= this.options.modelMemoryMs) return true;
-    this.lastServed.delete(model);
-    return false;
   }
 
   private expireQueued(task: Task): void {

@@ -56,6 +56,8 @@ export class WorkerEntry {
 export class WorkerRegistry {
   private readonly byId = new Map<string, WorkerEntry>();
   private readonly byModel = new Map<string, Set<WorkerEntry>>();
+  /** When each model lost its last worker: requests for it may wait for one to come back instead of a 404. */
+  private readonly lastServed = new Map<string, number>();
 
   add(worker: WorkerEntry): void {
     this.byId.set(worker.id, worker);
@@ -66,6 +68,7 @@ export class WorkerRegistry {
         this.byModel.set(model.id, set);
       }
       set.add(worker);
+      this.lastServed.delete(model.id);
     }
   }
 
@@ -75,7 +78,10 @@ export class WorkerRegistry {
     for (const model of worker.models) {
       const set = this.byModel.get(model.id);
       set?.delete(worker);
-      if (set && set.size === 0) this.byModel.delete(model.id);
+      if (set && set.size === 0) {
+        this.byModel.delete(model.id);
+        this.lastServed.set(model.id, Date.now());
+      }
     }
   }
 
@@ -105,6 +111,15 @@ export class WorkerRegistry {
   modelInfo(model: string): ModelInfo | undefined {
     const first = this.byModel.get(model)?.values().next().value;
     return first?.models.find((m) => m.id === model);
+  }
+
+  /** Whether `model` lost its last worker no more than `ms` ago (a restart or a network blip, most likely). */
+  servedWithin(model: string, ms: number): boolean {
+    const since = this.lastServed.get(model);
+    if (since === undefined) return false;
+    if (Date.now() - since <= ms) return true;
+    this.lastServed.delete(model);
+    return false;
   }
 
   isServed(model: string): boolean {
