@@ -105,6 +105,13 @@ async function serveCommand(args: string[]): Promise<void> {
   onSignals(log, () => coordinator.shutdown(config.shutdownGraceMs));
 }
 
+/** `loading qwen3-8b  [██████░░░░░░░░░░░░░░]  31%` for the status line while a model file loads. */
+function loadingBar(model: string, fraction: number): string {
+  const width = 20;
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `loading ${model}  [${"█".repeat(filled)}${"░".repeat(width - filled)}]  ${Math.round(fraction * 100)}%`;
+}
+
 async function workerCommand(args: string[]): Promise<void> {
   const usage = help("coordinator worker --join ws://HEAD:52415 --token T [options]", "Runs a worker: joins a coordinator and serves tasks on an engine (the simulator engine runs no model).", workerOptions);
   const config = readConfig(args, workerOptions, WorkerConfig, usage);
@@ -119,6 +126,7 @@ async function workerCommand(args: string[]): Promise<void> {
     gpu: config.gpu,
     contextLength: config.contextLength,
     threads: config.threads,
+    onLoadProgress: status ? (model, fraction) => status.set(loadingBar(model, fraction)) : undefined,
     onLog: (level, message) => (level === "error" ? log.error({ source: "llama.cpp" }, message) : log.debug({ source: "llama.cpp", level }, message)),
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,

@@ -15,6 +15,8 @@ export interface EngineOptions {
   threads?: number;
   /** llama: where llama.cpp's own log lines go. */
   onLog?: (level: string, message: string) => void;
+  /** llama: loading progress of each model file, 0 to 1. */
+  onLoadProgress?: (model: string, fraction: number) => void;
   upstream?: string;
   upstreamKey?: string;
   sim: SimulatorOptions;
@@ -33,6 +35,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         contextLength: options.contextLength,
         threads: options.threads,
         onLog: options.onLog,
+        onLoadProgress: options.onLoadProgress,
       });
     }
     case "openai": {

@@ -29,6 +29,8 @@ export interface LlamaEngineOptions {
   threads?: number;
   /** Receives llama.cpp's log lines (warnings and errors); without it node-llama-cpp prints them itself. */
   onLog?: (level: string, message: string) => void;
+  /** Reports each model file's loading, from 0 to 1 (the CLI draws a progress bar from it). */
+  onLoadProgress?: (model: string, fraction: number) => void;
 }
 
 interface LoadedModel {
@@ -93,7 +95,12 @@ export class LlamaEngine implements Engine {
   }
 
   private async loadModel(lib: NodeLlamaCpp, llama: Llama, path: string): Promise<LoadedModel> {
-    const model = await llama.loadModel({ modelPath: path });
+    const id = basename(path, extname(path));
+    const onLoadProgress = this.options.onLoadProgress;
+    const model = await llama.loadModel({
+      modelPath: path,
+      ...(onLoadProgress && { onLoadProgress: (fraction: number) => onLoadProgress(id, fraction) }),
+    });
     const threads = this.options.threads ?? (model.size < TINY_MODEL_BYTES ? 1 : undefined);
     const context = await model.createContext({
       sequences: this.options.maxConcurrency,
@@ -101,7 +108,7 @@ export class LlamaEngine implements Engine {
       ...(threads === undefined ? {} : { threads }),
     });
     const info: ModelInfo = {
-      id: basename(path, extname(path)),
+      id,
       contextLength: context.contextSize,
       format: detectFormat(model),
     };
