@@ -163,3 +163,17 @@ describe("tool calls end to end", () => {
     expect(completion.choices[0]?.message.content).toContain("{name: get_weather");
   });
 });
+
+describe("--model-format", () => {
+  it("overrides the format a worker announced for a model", async () => {
+    const coordinator = await startTestCoordinator({ modelFormat: new Map([["mislabelled", "harmony"]]) });
+    const worker = await startSimWorker(coordinator, { models: ["mislabelled"], script: harmonyAnswer, format: "think", tokensPerSecond: 2_000 });
+    try {
+      const completion = await openaiClient(coordinator).chat.completions.create({ model: "mislabelled", messages });
+      expect(completion.choices[0]?.message.content).toBe("Hello from Harmony!");
+    } finally {
+      await worker.stop();
+      await coordinator.close();
+    }
+  });
+});
