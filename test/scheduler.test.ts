@@ -2,7 +2,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
-import { ModelQueues, pickWorker } from "../src/master/scheduler.js";
+import { ModelQueues, pickWorker, WorkerHeap } from "../src/master/scheduler.js";
 import { canTransition, isTerminal, Task, type TaskState } from "../src/master/task.js";
 
 const link: WorkerLink = { send: () => {}, close: () => {} };
@@ -116,5 +116,56 @@ describe("task state machine", () => {
     t.events.push({ type: "chunk", text: "late", tokens: 1 });
     await reader;
     expect(seen).toEqual(["a", "b", "finished"]);
+  });
+});
+
+describe("WorkerHeap", () => {
+  it("picks what the linear scan picks, through any sequence of assignments, releases, drains and departures (property)", () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("join" as const), max: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ kind: fc.constant("assign" as const) }),
+      fc.record({ kind: fc.constant("release" as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant("drain" as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant("leave" as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+        const heap = new WorkerHeap();
+        const live: WorkerEntry[] = [];
+        let n = 0;
+        for (const step of ops) {
+          if (step.kind === "join") {
+            const entry = worker(`w${n++}`, step.max, 0);
+            live.push(entry);
+            heap.add(entry);
+          } else if (step.kind === "assign") {
+            const chosen = heap.best();
+            const expected = pickWorker(live);
+            if ((chosen === undefined) !== (expected === undefined)) return false;
+            if (chosen && expected) {
+              if (chosen.load !== expected.load || chosen.slots.size - chosen.maxConcurrency !== expected.slots.size - expected.maxConcurrency) return false;
+              chosen.slots.set(`t${n++}`, task(`t${n}`));
+              heap.update(chosen);
+            }
+          } else if (live.length > 0) {
+            const target = live[step.pick % live.length] as WorkerEntry;
+            if (step.kind === "release") {
+              const first = target.slots.keys().next().value;
+              if (first !== undefined) target.slots.delete(first);
+              heap.update(target);
+            } else if (step.kind === "drain") {
+              target.state = "draining";
+              heap.update(target);
+            } else {
+              live.splice(live.indexOf(target), 1);
+              heap.remove(target);
+            }
+          }
+          if (heap.size !== live.length) return false;
+        }
+        return true;
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -17,7 +17,7 @@ import {
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
-import { ModelQueues, pickWorker } from "./scheduler.js";
+import { ModelQueues } from "./scheduler.js";
 import { canTransition, isTerminal, Task, type TaskRequest, type TaskState } from "./task.js";
 
 export interface MasterOptions {
@@ -74,7 +74,7 @@ export class Master {
       throw new ModelNotFoundError(request.model);
     }
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
-    const worker = this.queues.depth(request.model) === 0 ? pickWorker(this.registry.serving(request.model)) : undefined;
+    const worker = this.queues.depth(request.model) === 0 ? this.registry.pick(request.model) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
     }
@@ -160,6 +160,7 @@ export class Master {
         throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");
       case "Draining":
         worker.state = "draining";
+        this.registry.changed(worker);
         return;
       case "TokenChunk": {
         const task = this.taskOf(worker, message.taskId);
@@ -266,6 +267,7 @@ export class Master {
     task.assignedAt = Date.now();
     task.attempts += 1;
     worker.slots.set(task.id, task);
+    this.registry.changed(worker);
     this.observers.taskAssigned(task, worker);
     try {
       worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
@@ -273,6 +275,7 @@ export class Master {
       // The task could not even be put on the wire (a bug of ours or an unserialisable request): fail it, free the slot.
       this.options.log.error({ task: task.id, err: error }, "could not send a task to its worker");
       worker.slots.delete(task.id);
+      this.registry.changed(worker);
       this.end(task, { to: "failed", error: new EngineError("The coordinator could not send this request to a worker.") });
     }
   }
@@ -356,6 +359,7 @@ export class Master {
     const task = worker.slots.get(taskId);
     if (!task) return;
     worker.slots.delete(taskId);
+    this.registry.changed(worker);
     worker.rememberEnded(taskId);
     if (this.registry.get(worker.id) === worker) for (const model of worker.models) this.pump(model.id);
   }
@@ -365,7 +369,7 @@ export class Master {
     for (;;) {
       const task = this.queues.peek(model);
       if (!task) return;
-      const worker = pickWorker(this.registry.serving(model));
+      const worker = this.registry.pick(model);
       if (!worker) return;
       this.queues.remove(task);
       this.assign(task, worker);

@@ -1,5 +1,6 @@
 // The live registry of connected workers, indexed by the models they serve.
 import type { DeviceInfo, MasterMessage, ModelInfo } from "../worker-protocol/index.js";
+import { WorkerHeap } from "./scheduler.js";
 import type { Task } from "./task.js";
 
 export type WorkerState = "ready" | "draining";
@@ -55,19 +56,19 @@ export class WorkerEntry {
 
 export class WorkerRegistry {
   private readonly byId = new Map<string, WorkerEntry>();
-  private readonly byModel = new Map<string, Set<WorkerEntry>>();
+  private readonly byModel = new Map<string, WorkerHeap>();
   /** When each model lost its last worker: requests for it may wait for one to come back instead of a 404. */
   private readonly lastServed = new Map<string, number>();
 
   add(worker: WorkerEntry): void {
     this.byId.set(worker.id, worker);
     for (const model of worker.models) {
-      let set = this.byModel.get(model.id);
-      if (!set) {
-        set = new Set();
-        this.byModel.set(model.id, set);
+      let heap = this.byModel.get(model.id);
+      if (!heap) {
+        heap = new WorkerHeap();
+        this.byModel.set(model.id, heap);
       }
-      set.add(worker);
+      heap.add(worker);
       this.lastServed.delete(model.id);
     }
   }
@@ -76,9 +77,9 @@ export class WorkerRegistry {
     if (this.byId.get(worker.id) !== worker) return;
     this.byId.delete(worker.id);
     for (const model of worker.models) {
-      const set = this.byModel.get(model.id);
-      set?.delete(worker);
-      if (set && set.size === 0) {
+      const heap = this.byModel.get(model.id);
+      heap?.remove(worker);
+      if (heap && heap.size === 0) {
         this.byModel.delete(model.id);
         this.lastServed.set(model.id, Date.now());
       }
@@ -103,13 +104,23 @@ export class WorkerRegistry {
   }
 
   /** Workers that serve `model`, in any state. */
-  serving(model: string): ReadonlySet<WorkerEntry> | undefined {
-    return this.byModel.get(model);
+  serving(model: string): Iterable<WorkerEntry> | undefined {
+    return this.byModel.get(model)?.values();
+  }
+
+  /** The least-loaded worker with a free slot serving `model` (ties: most free slots), in O(1). */
+  pick(model: string): WorkerEntry | undefined {
+    return this.byModel.get(model)?.best();
+  }
+
+  /** Call after a worker's slots or state changed, to keep the per-model order (O(models × log workers)). */
+  changed(worker: WorkerEntry): void {
+    for (const model of worker.models) this.byModel.get(model.id)?.update(worker);
   }
 
   /** The model's metadata as its first worker announced it. */
   modelInfo(model: string): ModelInfo | undefined {
-    const first = this.byModel.get(model)?.values().next().value;
+    const first: WorkerEntry | undefined = this.byModel.get(model)?.values().next().value;
     return first?.models.find((m) => m.id === model);
   }
 
@@ -129,8 +140,8 @@ export class WorkerRegistry {
   /** Every served model with the workers serving it; a model's info comes from its first worker. */
   models(): Array<{ info: ModelInfo; workers: WorkerEntry[] }> {
     const out: Array<{ info: ModelInfo; workers: WorkerEntry[] }> = [];
-    for (const [id, set] of this.byModel) {
-      const workers = [...set];
+    for (const [id, heap] of this.byModel) {
+      const workers = [...heap.values()];
       const info = workers[0]?.models.find((m) => m.id === id);
       if (info) out.push({ info, workers });
     }

@@ -2,21 +2,101 @@
 import type { WorkerEntry } from "./registry.js";
 import type { Task } from "./task.js";
 
-/** The least-loaded worker with a free slot, ties going to the one with the most free slots, or undefined. */
+/** Whether `a` should take the next task before `b`: a free slot first, then the lower load, then more free slots. */
+export function preferred(a: WorkerEntry, b: WorkerEntry): boolean {
+  if (a.hasCapacity !== b.hasCapacity) return a.hasCapacity;
+  if (a.load !== b.load) return a.load < b.load;
+  return a.maxConcurrency - a.slots.size > b.maxConcurrency - b.slots.size;
+}
+
+/** The least-loaded worker with a free slot, ties going to the one with the most free slots, or undefined (O(n)). */
 export function pickWorker(candidates: Iterable<WorkerEntry> | undefined): WorkerEntry | undefined {
   let best: WorkerEntry | undefined;
   if (!candidates) return undefined;
   for (const worker of candidates) {
-    if (!worker.hasCapacity) continue;
-    if (
-      !best ||
-      worker.load < best.load ||
-      (worker.load === best.load && worker.maxConcurrency - worker.slots.size > best.maxConcurrency - best.slots.size)
-    ) {
-      best = worker;
-    }
+    if (worker.hasCapacity && (!best || preferred(worker, best))) best = worker;
   }
   return best;
+}
+
+/**
+ * The workers serving one model in a binary heap ordered by `preferred`: the best is found in O(1), and a worker
+ * whose slots or state changed is put back in order in O(log n). Gives the same choice as pickWorker.
+ */
+export class WorkerHeap {
+  private readonly heap: WorkerEntry[] = [];
+  private readonly index = new Map<WorkerEntry, number>();
+
+  get size(): number {
+    return this.heap.length;
+  }
+
+  values(): IterableIterator<WorkerEntry> {
+    return this.heap.values();
+  }
+
+  /** The best worker, if it has a free slot. */
+  best(): WorkerEntry | undefined {
+    const top = this.heap[0];
+    return top?.hasCapacity ? top : undefined;
+  }
+
+  add(worker: WorkerEntry): void {
+    if (this.index.has(worker)) return;
+    this.heap.push(worker);
+    this.index.set(worker, this.heap.length - 1);
+    this.up(this.heap.length - 1);
+  }
+
+  remove(worker: WorkerEntry): void {
+    const at = this.index.get(worker);
+    if (at === undefined) return;
+    const last = this.heap.pop() as WorkerEntry;
+    this.index.delete(worker);
+    if (at === this.heap.length) return;
+    this.heap[at] = last;
+    this.index.set(last, at);
+    this.update(last);
+  }
+
+  /** Re-orders `worker` after its load or state changed. */
+  update(worker: WorkerEntry): void {
+    const at = this.index.get(worker);
+    if (at === undefined) return;
+    this.down(this.up(at));
+  }
+
+  private up(at: number): number {
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (!preferred(this.heap[at] as WorkerEntry, this.heap[parent] as WorkerEntry)) break;
+      this.swap(at, parent);
+      at = parent;
+    }
+    return at;
+  }
+
+  private down(at: number): void {
+    for (;;) {
+      const left = 2 * at + 1;
+      const right = left + 1;
+      let best = at;
+      if (left < this.heap.length && preferred(this.heap[left] as WorkerEntry, this.heap[best] as WorkerEntry)) best = left;
+      if (right < this.heap.length && preferred(this.heap[right] as WorkerEntry, this.heap[best] as WorkerEntry)) best = right;
+      if (best === at) return;
+      this.swap(at, best);
+      at = best;
+    }
+  }
+
+  private swap(i: number, j: number): void {
+    const a = this.heap[i] as WorkerEntry;
+    const b = this.heap[j] as WorkerEntry;
+    this.heap[i] = b;
+    this.heap[j] = a;
+    this.index.set(b, i);
+    this.index.set(a, j);
+  }
 }
 
 /** FIFO queues of waiting tasks, one per model; removal of any task (a cancelled one) is O(1). */
