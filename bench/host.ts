@@ -68,3 +68,5 @@ process.on("message", (command: HostCommand & { id: number }) => {
   );
 });
 process.on("disconnect", () => process.exit(0));
+// Exit through process.exit so that --cpu-prof (BENCH_CPU_PROF) gets to write its profile.
+process.on("SIGTERM", () => process.exit(0));

@@ -30,7 +30,9 @@ let portkeyPort = 18787;
 
 export async function startPath(name: PathName, setup: PathSetup): Promise<BenchPath> {
   if (name === "coordinator") {
-    const coordinator = Host.start(["--expose-gc"]);
+    // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the coordinator process into DIR (for `--cpu-prof` guided work).
+    const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    const coordinator = Host.start(["--expose-gc", ...profile]);
     const { url, workerUrl } = await coordinator.run<{ url: string; workerUrl: string }>({
       cmd: "coordinator",
       overrides: { keepaliveMs: 15_000, ...setup.coordinatorOverrides },

@@ -91,16 +91,17 @@ export function schedulerDecisionCost(workers: number, queued: number, cycles: n
     );
     entries.push(entry);
   }
-  const signal = new AbortController().signal;
+  // Every request has a signal of its own, as over HTTP (one shared signal would measure EventTarget's listener list).
+  const signal = () => new AbortController().signal;
   const request = { model: "m", messages: [{ role: "user" as const, content: "x" }], params: {} };
-  for (let i = 0; i < workers * 4 + queued; i++) master.submit(request, signal);
+  for (let i = 0; i < workers * 4 + queued; i++) master.submit(request, signal());
   let rng = 12345;
   const random = () => ((rng = (rng * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
   const cycle = () => {
     const worker = entries[Math.floor(random() * entries.length)] as WorkerEntry;
     const taskId = worker.slots.keys().next().value as string;
     master.workerMessage(worker, { type: "TaskFinished", taskId, finishReason: "stop", usage: { promptTokens: 1, completionTokens: 1 } });
-    master.submit(request, signal);
+    master.submit(request, signal());
   };
   for (let i = 0; i < Math.min(cycles, 2_000); i++) cycle();
   const started = performance.now();
