@@ -1,9 +1,10 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, scheduling, scheduler, cancellation,
-// peer), --no-peer (skip the Portkey gateway).
+// parsers, peer), --no-peer (skip the Portkey gateway).
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
+import { benchParsers } from "./parsers.js";
 import type { PathName } from "./paths.js";
 import { relayScenario } from "./relay.js";
 import { printTable, type Row, writeResults } from "./report.js";
@@ -39,6 +40,21 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, seconds: quick ? 2 : 5, paths })],
   ["scheduler", () => schedulerMicroScenario(quick)],
   ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
+  [
+    "parsers",
+    () =>
+      benchParsers(quick ? 256 * 1024 : 1024 * 1024).flatMap((r) => [
+        { scenario: `parser ${r.format}`, metric: "throughput, 4-character chunks", unit: "MB/s", coordinator: r.megabytesPerSecond },
+        {
+          scenario: `parser ${r.format}`,
+          metric: "cost per chunk",
+          unit: "µs",
+          coordinator: r.microsecondsPerChunk,
+          target: "a few µs per chunk",
+          met: r.microsecondsPerChunk < 5,
+        },
+      ]),
+  ],
 ];
 
 const rows: Row[] = [];
