@@ -136,6 +136,7 @@ describe("chat completions end to end", () => {
     expect(raw.headers.get("content-type")).toMatch(/^text\/event-stream/);
     expect(raw.headers.get("cache-control")).toBe("no-cache");
     expect(raw.headers.get("x-accel-buffering")).toBe("no");
+    expect(raw.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
     expect(raw.done).toBe(true);
     expect(raw.frames.at(-1)).toBe("data: [DONE]");
     for (const chunk of raw.data) expect(chunk.object).toBe("chat.completion.chunk");

@@ -27,8 +27,9 @@ import {
   usageBody,
 } from "./chat-response.js";
 import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
+import { REQUEST_ID_HEADER } from "./request-context.js";
 import { ChatRequestReport } from "./request-log.js";
-import { SSE_HEADERS, SseStream } from "./sse.js";
+import { SseStream } from "./sse.js";
 
 export interface ChatCompletionsOptions {
   reasoning: ReasoningMode;
@@ -85,9 +86,12 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
     const reply = { id: `chatcmpl-${nanoid(24)}`, created: Math.floor(Date.now() / 1000), model: request.model };
     if (request.stream) {
       // A client that stops reading has its connection dropped directly (quieter than erroring the body).
+      // On Node the stream writes straight to the response (no web stream in the per-token path).
       const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
-      const destroyConnection = outgoing ? () => void outgoing.destroy() : undefined;
-      return streamReply(master, task, shaper, reply, request, { signal, destroyConnection }, options, report);
+      // What middleware has put on the response so far (CORS) and the request id go out with the stream's headers.
+      const headers = new Headers(c.res.headers);
+      headers.set(REQUEST_ID_HEADER, report.requestId);
+      return streamReply(master, task, shaper, reply, request, { signal, outgoing, headers }, options, report);
     }
     return wholeReply(task, shaper, reply, options.reasoningField, report);
   };
@@ -163,11 +167,11 @@ function streamReply(
   shaper: ReplyShaper,
   reply: ReplyIdentity,
   request: ChatCompletionRequest,
-  client: { signal: AbortSignal; destroyConnection: (() => void) | undefined },
+  client: { signal: AbortSignal; outgoing: HttpBindings["outgoing"] | undefined; headers: Headers },
   options: ChatCompletionsOptions,
   report: ChatRequestReport,
 ): Response {
-  const sse = new SseStream(
+  const { sse, response } = SseStream.open(
     {
       keepaliveMs: options.keepaliveMs,
       slowClientMs: options.slowClientMs,
@@ -177,9 +181,10 @@ function streamReply(
         report.log.warn({ task: task.id }, "client stopped reading; cancelling its stream");
         master.cancel(task, "client stopped reading");
       },
-      destroyConnection: client.destroyConnection,
     },
     client.signal,
+    client.outgoing,
+    client.headers,
   );
   const includeUsage = request.stream_options?.include_usage === true;
   const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage, options.reasoningField);
@@ -193,7 +198,7 @@ function streamReply(
       while ((event = task.events.pull()) !== undefined) {
         if (event.type === "chunk") {
           shaper.push(event.text, deltas);
-      task.thinking = shaper.inReasoning;
+          task.thinking = shaper.inReasoning;
           continue;
         }
         if (event.type === "finished") {
@@ -201,14 +206,16 @@ function streamReply(
           const frames = serializer.deltas(deltas);
           frames.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
           if (includeUsage) frames.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
-          sse.data(...frames);
+          report.ended(event, 200);
+          sse.finish(...frames);
         } else if (event.type === "failed") {
-          sse.data(...serializer.deltas(deltas), JSON.stringify(mapError(event.error).body));
+          report.ended(event, 200);
+          sse.finish(...serializer.deltas(deltas), JSON.stringify(mapError(event.error).body));
+        } else {
+          report.ended(event, 200);
+          sse.close();
         }
         deltas.length = 0;
-        report.ended(event, 200);
-        if (event.type !== "cancelled") sse.done();
-        sse.close();
         return;
       }
       if (deltas.length > 0) {
@@ -223,7 +230,7 @@ function streamReply(
     master.cancel(task, "the coordinator failed to relay the stream");
     sse.close();
   });
-  return new Response(sse.body, { status: 200, headers: SSE_HEADERS });
+  return response;
 }
 
 async function nextEvent(task: Task): Promise<TaskEvent> {

@@ -1,8 +1,9 @@
 // GET /v1/cluster/events: the dashboard's live feed, an SSE stream of the cluster view every second.
 // Everything a stream starts (its tick, its listener) is let go when the stream is released.
+import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
 import type { ClusterActivity } from "../metrics/activity.js";
-import { SSE_HEADERS, SseStream } from "./sse.js";
+import { SseStream } from "./sse.js";
 
 export interface ClusterEventsOptions {
   intervalMs: number;
@@ -17,7 +18,7 @@ export function clusterEventsHandler(activity: ClusterActivity, options: Cluster
   return (c: Context): Response => {
     let timer: NodeJS.Timeout | undefined;
     const end = () => sse.close();
-    const sse: SseStream = new SseStream(
+    const { sse, response } = SseStream.open(
       {
         keepaliveMs: options.keepaliveMs,
         slowClientMs: options.slowClientMs,
@@ -32,6 +33,8 @@ export function clusterEventsHandler(activity: ClusterActivity, options: Cluster
         },
       },
       c.req.raw.signal,
+      (c.env as Partial<HttpBindings> | undefined)?.outgoing,
+      c.res.headers,
     );
     if (options.closing.aborted) sse.close();
     if (!sse.isClosed) {
@@ -40,6 +43,6 @@ export function clusterEventsHandler(activity: ClusterActivity, options: Cluster
       timer = setInterval(send, options.intervalMs);
       options.closing.addEventListener("abort", end, { once: true });
     }
-    return new Response(sse.body, { status: 200, headers: SSE_HEADERS });
+    return response;
   };
 }

@@ -1,8 +1,10 @@
 // Server-sent events: framing, the keepalive comment during silent periods, and the proxy-safe headers.
+import type { ServerResponse } from "node:http";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 
 const encoder = new TextEncoder();
-const KEEPALIVE = encoder.encode(": keepalive\n\n");
-const DONE = encoder.encode("data: [DONE]\n\n");
+const KEEPALIVE = ": keepalive\n\n";
+const DONE = "data: [DONE]\n\n";
 
 export const SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
@@ -18,8 +20,6 @@ export interface SseOptions {
   slowClientBytes: number;
   /** Called once when the client is given up on (it stopped reading); the stream is then torn down. */
   onStall?: () => void;
-  /** Drops the client's connection (quietly, unlike erroring the body, which the server logs). */
-  destroyConnection?: () => void;
   /** Told when the stream opens, sends a keepalive, and is released (metrics). */
   observer?: SseObserver | undefined;
 }
@@ -31,109 +31,199 @@ export interface SseObserver {
   released(): void;
 }
 
-/**
- * One SSE response body. Writes are synchronous enqueues; a keepalive comment goes out whenever nothing was
- * written for `keepaliveMs`. The stream closes itself, and drops its timer, when the client goes away
- * (`signal`) or when `close()` is called. A client that stops reading is torn down after `slowClientMs`, so it
- * cannot pin a worker or grow memory without bound.
- */
-export class SseStream {
+/** Where a stream's text goes: straight into Node's response (the server's fast path) or a web ReadableStream. */
+interface SseSink {
+  write(text: string): void;
+  /** Bytes written that the client's connection has not taken yet. */
+  backlog(): number;
+  /** Ends the body; `drained` is called once the client has taken all of it (or the connection is gone). */
+  end(drained: () => void): void;
+  /** Drops the connection at once. */
+  destroy(): void;
+}
+
+/** Writes text straight to the socket through Node's response: no web stream, no encoding step per event. */
+class NodeResponseSink implements SseSink {
+  constructor(
+    private readonly out: ServerResponse,
+    headers: Headers,
+  ) {
+    // Write errors after the client left surface as the request's abort; this keeps them from being unhandled.
+    out.on("error", () => {});
+    out.writeHead(200, Object.fromEntries(headers));
+    out.flushHeaders();
+  }
+
+  write(text: string): void {
+    this.out.write(text);
+  }
+
+  backlog(): number {
+    return this.out.writableLength;
+  }
+
+  end(drained: () => void): void {
+    const done = () => {
+      this.out.off("finish", done);
+      this.out.off("close", done);
+      drained();
+    };
+    this.out.once("finish", done);
+    this.out.once("close", done);
+    this.out.end();
+  }
+
+  destroy(): void {
+    this.out.destroy();
+  }
+}
+
+/** A web ReadableStream body, for servers other than Node's (and app.fetch in-process). */
+class WebStreamSink implements SseSink {
   readonly body: ReadableStream<Uint8Array>;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private lastWriteAt = Date.now();
-  private timer: NodeJS.Timeout | undefined;
-  private closed = false;
-  /** Since when the unread backlog has stayed above the slow-client limit. */
-  private stalledSince: number | undefined;
-  private drainTimer: NodeJS.Timeout | undefined;
-  /** close() was called while the client still had output to read. */
-  private ending = false;
-  private released = false;
-  private readonly keepaliveMs: number;
-  keepalivesSent = 0;
+  private drained: (() => void) | undefined;
 
-  constructor(
-    private readonly options: SseOptions,
-    private readonly signal: AbortSignal,
-  ) {
-    const keepaliveMs = options.keepaliveMs;
-    this.keepaliveMs = keepaliveMs;
+  constructor(onCancel: () => void) {
     this.body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
           this.controller = controller;
         },
         // The reader caught up with everything queued: a stream waiting to end can end now.
-        pull: () => {
-          if (this.ending) this.end();
-        },
-        cancel: () => this.teardown(),
+        pull: () => this.finishIfDrained(),
+        cancel: onCancel,
       },
       // Count the queue in bytes, and queue nothing ahead of the reader: desiredSize is then minus the unread bytes.
       { highWaterMark: 0, size: (chunk) => chunk.byteLength },
     );
-    options.observer?.opened();
-    this.timer = setTimeout(this.onTimer, keepaliveMs);
-    if (signal.aborted) this.teardown();
-    else signal.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  write(text: string): void {
+    this.controller.enqueue(encoder.encode(text));
+  }
+
+  backlog(): number {
+    return -(this.controller.desiredSize ?? 0);
+  }
+
+  end(drained: () => void): void {
+    this.drained = drained;
+    this.finishIfDrained();
+  }
+
+  destroy(): void {
+    try {
+      this.controller.error(new Error("client too slow"));
+    } catch {
+      // Already errored or cancelled.
+    }
+  }
+
+  private finishIfDrained(): void {
+    const drained = this.drained;
+    if (!drained || this.backlog() > 0) return;
+    this.drained = undefined;
+    try {
+      this.controller.close();
+    } catch {
+      // Already cancelled by the reader: nothing left to end.
+    }
+    drained();
+  }
+}
+
+/**
+ * One SSE response. Writes are synchronous; a keepalive comment goes out whenever nothing was written for
+ * `keepaliveMs`. The stream drops its timer when the client goes away (`signal`) or when `close()` is called. A
+ * client that stops reading is torn down after `slowClientMs`, so it cannot pin a worker or grow memory without bound.
+ */
+export class SseStream {
+  private lastWriteAt = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Since when the unread backlog has stayed above the slow-client limit. */
+  private stalledSince: number | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private released = false;
+  keepalivesSent = 0;
+
+  private constructor(
+    private readonly options: SseOptions,
+    private readonly signal: AbortSignal,
+    private readonly sink: SseSink,
+  ) {}
+
+  /**
+   * Opens a stream and the Response to return from the route: with Node's `outgoing` response at hand the stream
+   * writes to it directly (and the Response only tells the server so), otherwise it is a web body. `extraHeaders`
+   * (CORS, the request id) go out with the SSE headers, since no middleware sees a response written directly.
+   */
+  static open(
+    options: SseOptions,
+    signal: AbortSignal,
+    outgoing?: ServerResponse,
+    extraHeaders?: ConstructorParameters<typeof Headers>[0],
+  ): { sse: SseStream; response: Response } {
+    const headers = new Headers(extraHeaders);
+    for (const [name, value] of Object.entries(SSE_HEADERS)) headers.set(name, value);
+    if (outgoing) {
+      const sse = new SseStream(options, signal, new NodeResponseSink(outgoing, headers));
+      sse.start();
+      // A response of its own (middleware may still touch its headers), marked as already sent.
+      return { sse, response: new Response(null, { headers: RESPONSE_ALREADY_SENT.headers }) };
+    }
+    let sse: SseStream | undefined;
+    const sink = new WebStreamSink(() => sse?.teardown());
+    sse = new SseStream(options, signal, sink);
+    sse.start();
+    return { sse, response: new Response(sink.body, { status: 200, headers }) };
+  }
+
+  private start(): void {
+    this.options.observer?.opened();
+    this.timer = setTimeout(this.onTimer, this.options.keepaliveMs);
+    if (this.signal.aborted) this.teardown();
+    else this.signal.addEventListener("abort", this.onAbort, { once: true });
   }
 
   get isClosed(): boolean {
     return this.closed;
   }
 
-  /** Bytes the client has not read yet (the stream's own queue; the socket's buffer comes on top). */
-  get backlog(): number {
-    return this.closed ? 0 : -(this.controller.desiredSize ?? 0);
-  }
-
-  /** Writes `data: <json>\n\n` for each already-serialised JSON text, in one enqueue. */
+  /** Writes `data: <json>\n\n` for each already-serialised JSON text, in one write. */
   data(...jsonTexts: string[]): void {
     if (jsonTexts.length === 0) return;
     let frame = "";
     for (const json of jsonTexts) frame += `data: ${json}\n\n`;
-    this.write(encoder.encode(frame));
+    this.write(frame);
   }
 
-  done(): void {
-    this.write(DONE);
+  /** Writes the last events and `data: [DONE]` in one write, then ends the response. */
+  finish(...jsonTexts: string[]): void {
+    let frame = "";
+    for (const json of jsonTexts) frame += `data: ${json}\n\n`;
+    this.write(frame + DONE);
+    this.close();
   }
 
   /** Ends the response normally; output the client has not read yet gets `slowClientMs` to be read. */
   close(): void {
     if (this.closed) return;
     this.dispose();
-    if (this.backlogBytes() > 0) {
-      this.ending = true;
-      this.drainTimer = setTimeout(() => this.giveUp(), this.options.slowClientMs);
-    } else {
-      this.end();
-    }
+    this.drainTimer = setTimeout(() => this.giveUp(), this.options.slowClientMs);
+    this.sink.end(() => this.teardown());
   }
 
-  private end(): void {
-    this.ending = false;
-    this.teardown();
-    try {
-      this.controller.close();
-    } catch {
-      // Already cancelled by the reader: nothing left to end.
-    }
-  }
-
-  private write(bytes: Uint8Array): void {
+  private write(text: string): void {
     if (this.closed) return;
     this.lastWriteAt = Date.now();
-    this.controller.enqueue(bytes);
+    this.sink.write(text);
     this.checkStall(this.lastWriteAt);
   }
 
-  private backlogBytes(): number {
-    return -(this.controller.desiredSize ?? 0);
-  }
-
   private checkStall(now: number): void {
-    if (this.backlogBytes() <= this.options.slowClientBytes) {
+    if (this.sink.backlog() <= this.options.slowClientBytes) {
       this.stalledSince = undefined;
       return;
     }
@@ -141,21 +231,12 @@ export class SseStream {
     if (now - this.stalledSince >= this.options.slowClientMs) this.giveUp();
   }
 
-  /** The client stopped reading: tell the owner, then tear the response down. */
+  /** The client stopped reading: tell the owner, then drop the connection. */
   private giveUp(): void {
     const wasOpen = !this.closed;
-    this.ending = false;
     this.teardown();
     if (wasOpen) this.options.onStall?.();
-    if (this.options.destroyConnection) {
-      this.options.destroyConnection();
-      return;
-    }
-    try {
-      this.controller.error(new Error("client too slow"));
-    } catch {
-      // Already errored or cancelled.
-    }
+    this.sink.destroy();
   }
 
   private teardown(): void {
@@ -175,13 +256,13 @@ export class SseStream {
     this.checkStall(now);
     if (this.closed) return;
     const idle = now - this.lastWriteAt;
-    if (idle >= this.keepaliveMs) {
+    if (idle >= this.options.keepaliveMs) {
       this.write(KEEPALIVE);
       this.keepalivesSent += 1;
       this.options.observer?.keepalive();
-      this.timer = setTimeout(this.onTimer, this.keepaliveMs);
+      this.timer = setTimeout(this.onTimer, this.options.keepaliveMs);
     } else {
-      this.timer = setTimeout(this.onTimer, this.keepaliveMs - idle);
+      this.timer = setTimeout(this.onTimer, this.options.keepaliveMs - idle);
     }
   };
 
