@@ -5,7 +5,7 @@ import { appendText } from "./events.js";
 import { skipJsonWhitespace } from "./json-value-scanner.js";
 import { TagFinder } from "./tag-finder.js";
 import type { ToolCallEmitter } from "./tool-call-emitter.js";
-import type { BlockReader, ToolCallSyntax } from "./tool-call-scanner.js";
+import { SteppedBlockReader, type ToolCallSyntax } from "./tool-call-scanner.js";
 import type { ParseEvent } from "./types.js";
 
 const OPEN = "<tool_call>";
@@ -16,33 +16,19 @@ const closeFinder = new TagFinder([CLOSE]);
 // malformed: the block is not a call; its text up to and including the close tag goes out as content.
 type State = "call" | "close" | "malformed" | "done";
 
-class HermesBlock implements BlockReader {
+class HermesBlock extends SteppedBlockReader<State> {
   private readonly emitter: ToolCallEmitter;
   private readonly call: CallObjectReader;
-  private state: State = "call";
+  protected state: State = "call";
 
   constructor(emitter: ToolCallEmitter) {
+    super();
     this.emitter = emitter;
     this.call = new CallObjectReader(emitter);
   }
 
-  get done(): boolean {
-    return this.state === "done";
-  }
-
   get madeCall(): boolean {
     return this.call.started;
-  }
-
-  read(text: string, pos: number, out: ParseEvent[]): number {
-    let i = pos;
-    while (i < text.length && this.state !== "done") {
-      const before = this.state;
-      const next = this.step(text, i, out);
-      if (next === i && this.state === before) return i; // no progress: the rest waits for the next chunk
-      i = next;
-    }
-    return i;
   }
 
   end(held: string, out: ParseEvent[]): boolean {
@@ -57,7 +43,7 @@ class HermesBlock implements BlockReader {
   }
 
   /** Returns where to go on; returning `i` in the same state means the text from `i` must wait. */
-  private step(text: string, i: number, out: ParseEvent[]): number {
+  protected step(text: string, i: number, out: ParseEvent[]): number {
     switch (this.state) {
       case "call":
         return this.stepCall(text, i, out);

@@ -5,7 +5,7 @@ import { CallObjectReader } from "./call-object-reader.js";
 import { appendText } from "./events.js";
 import { skipJsonWhitespace } from "./json-value-scanner.js";
 import type { ToolCallEmitter } from "./tool-call-emitter.js";
-import { bareJsonTrigger, type BlockReader, type ToolCallSyntax } from "./tool-call-scanner.js";
+import { bareJsonTrigger, SteppedBlockReader, type ToolCallSyntax } from "./tool-call-scanner.js";
 import type { ParseEvent } from "./types.js";
 
 const PYTHON_TAG = "<|python_tag|>";
@@ -13,38 +13,24 @@ const PYTHON_TAG = "<|python_tag|>";
 // start: expecting the `{` of a call.  call: reading it.  between: after a call, a `;` may bring another.
 type State = "start" | "call" | "between" | "done";
 
-class Llama3Block implements BlockReader {
+class Llama3Block extends SteppedBlockReader<State> {
   private readonly emitter: ToolCallEmitter;
   /** After <|python_tag|> the text is meant as a call, so a broken one is worth a warning; a bare `{` is not. */
   private readonly tagged: boolean;
-  private state: State = "start";
+  protected state: State = "start";
   private call: CallObjectReader | undefined;
   private calls = 0;
   private prefix: string;
 
   constructor(emitter: ToolCallEmitter, tagged: boolean) {
+    super();
     this.emitter = emitter;
     this.tagged = tagged;
     this.prefix = tagged ? PYTHON_TAG : "";
   }
 
-  get done(): boolean {
-    return this.state === "done";
-  }
-
   get madeCall(): boolean {
     return this.calls > 0;
-  }
-
-  read(text: string, pos: number, out: ParseEvent[]): number {
-    let i = pos;
-    while (i < text.length && this.state !== "done") {
-      const before = this.state;
-      const next = this.step(text, i, out);
-      if (next === i && this.state === before) return i;
-      i = next;
-    }
-    return i;
   }
 
   end(held: string, out: ParseEvent[]): boolean {
@@ -57,7 +43,7 @@ class Llama3Block implements BlockReader {
     return this.tagged || this.calls > 0;
   }
 
-  private step(text: string, pos: number, out: ParseEvent[]): number {
+  protected step(text: string, pos: number, out: ParseEvent[]): number {
     switch (this.state) {
       case "start": {
         const i = skipJsonWhitespace(text, pos);

@@ -7,7 +7,7 @@ import { appendText } from "./events.js";
 import { JsonValueScanner, skipJsonWhitespace } from "./json-value-scanner.js";
 import { TagFinder } from "./tag-finder.js";
 import type { ToolCallEmitter } from "./tool-call-emitter.js";
-import type { BlockReader, ToolCallSyntax } from "./tool-call-scanner.js";
+import { SteppedBlockReader, type ToolCallSyntax } from "./tool-call-scanner.js";
 import type { ParseEvent } from "./types.js";
 
 const TOOL_CALLS = "[TOOL_CALLS]";
@@ -24,9 +24,9 @@ export const mistralToolCallId = customAlphabet("0123456789ABCDEFGHIJKLMNOPQRSTU
 // array / object: the older JSON form (a list of call objects, or a single one).
 type State = "sniff" | "name" | "callId" | "beforeArgs" | "args" | "array" | "object" | "afterObject" | "done";
 
-class MistralBlock implements BlockReader {
+class MistralBlock extends SteppedBlockReader<State> {
   private readonly emitter: ToolCallEmitter;
-  private state: State = "sniff";
+  protected state: State = "sniff";
   private unclaimed: string[] = [TOOL_CALLS];
   private name = "";
   private id = "";
@@ -35,26 +35,12 @@ class MistralBlock implements BlockReader {
   private calls = 0;
 
   constructor(emitter: ToolCallEmitter) {
+    super();
     this.emitter = emitter;
-  }
-
-  get done(): boolean {
-    return this.state === "done";
   }
 
   get madeCall(): boolean {
     return this.calls > 0;
-  }
-
-  read(text: string, pos: number, out: ParseEvent[]): number {
-    let i = pos;
-    while (i < text.length && this.state !== "done") {
-      const before = this.state;
-      const next = this.step(text, i, out);
-      if (next === i && this.state === before) return i; // no progress: the rest waits for the next chunk
-      i = next;
-    }
-    return i;
   }
 
   end(held: string, out: ParseEvent[]): boolean {
@@ -68,7 +54,7 @@ class MistralBlock implements BlockReader {
     return true;
   }
 
-  private step(text: string, i: number, out: ParseEvent[]): number {
+  protected step(text: string, i: number, out: ParseEvent[]): number {
     switch (this.state) {
       case "sniff":
         return this.stepSniff(text, i);

@@ -18,6 +18,32 @@ export interface BlockReader {
   end(held: string, out: ParseEvent[]): boolean;
 }
 
+/**
+ * A block reader driven by a state machine: `step` reads from a position and may change `state`; the block ends
+ * when the state is "done". Reading stops where a step makes no progress: the rest waits for the next chunk.
+ */
+export abstract class SteppedBlockReader<State extends string> implements BlockReader {
+  protected abstract state: State;
+  abstract readonly madeCall: boolean;
+  abstract end(held: string, out: ParseEvent[]): boolean;
+  protected abstract step(text: string, pos: number, out: ParseEvent[]): number;
+
+  get done(): boolean {
+    return this.state === "done";
+  }
+
+  read(text: string, pos: number, out: ParseEvent[]): number {
+    let i = pos;
+    while (i < text.length && !this.done) {
+      const before = this.state;
+      const next = this.step(text, i, out);
+      if (next === i && this.state === before) return i;
+      i = next;
+    }
+    return i;
+  }
+}
+
 /** One family's tool-call markup. */
 export interface ToolCallSyntax {
   /** Markup that opens a block anywhere in the answer; the reader starts just after it. */
