@@ -28,7 +28,7 @@ export class ReplyShaper {
 
   constructor(
     private readonly mode: ReasoningMode,
-    private readonly parser: StreamParser | undefined,
+    private readonly parser: StreamParser,
   ) {}
 
   /** Whether the reply called a tool (finish_reason becomes "tool_calls"). */
@@ -37,15 +37,11 @@ export class ReplyShaper {
   }
 
   push(text: string, out: Delta[]): void {
-    if (!this.parser) {
-      if (text) out.push({ content: text });
-      return;
-    }
     this.apply(this.parser.feed(text), out);
   }
 
   finish(out: Delta[]): void {
-    if (this.parser) this.apply(this.parser.finish(), out);
+    this.apply(this.parser.finish(), out);
   }
 
   private apply(events: ParseEvent[], out: Delta[]): void {

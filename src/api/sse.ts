@@ -146,7 +146,6 @@ export class SseStream {
   private stalledSince: number | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private released = false;
-  keepalivesSent = 0;
 
   private constructor(
     private readonly options: SseOptions,
@@ -258,7 +257,6 @@ export class SseStream {
     const idle = now - this.lastWriteAt;
     if (idle >= this.options.keepaliveMs) {
       this.write(KEEPALIVE);
-      this.keepalivesSent += 1;
       this.options.observer?.keepalive();
       this.timer = setTimeout(this.onTimer, this.options.keepaliveMs);
     } else {
