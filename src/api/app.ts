@@ -1,12 +1,12 @@
 // The HTTP application: every route, and OpenAI-shaped answers for unknown routes and unexpected errors.
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
 import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { apiKeyGuard } from "./auth.js";
+import { limitBodySize } from "./body-limit.js";
 import { chatCompletionsHandler, type ChatCompletionsOptions } from "./chat-completions.js";
 import { clusterRoutes } from "./cluster.js";
 import { clusterEventsHandler } from "./cluster-events.js";
@@ -21,8 +21,6 @@ export interface ApiOptions extends ChatCompletionsOptions {
   log: Logger;
   /** Client API keys; empty: the API is open. */
   apiKeys: readonly string[];
-  /** Origins allowed by CORS; empty: CORS is off. */
-  corsOrigins: readonly string[];
   maxBodyBytes: number;
   metrics: CoordinatorMetrics;
   /** Live tasks and token rates for the dashboard's feed. */
@@ -43,9 +41,9 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("/metrics", guard);
   app.use(
     "/v1/*",
-    bodyLimit({
-      maxSize: options.maxBodyBytes,
-      onError: () => {
+    limitBodySize({
+      maxBytes: options.maxBodyBytes,
+      onTooLarge: () => {
         const response = errorResponse(
           new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
         );
