@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { CloseCode } from "../src/worker-protocol/index.js";
 import { startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
@@ -234,6 +234,41 @@ describe("CORS", () => {
       expect(served.status).toBe(200);
       expect(served.headers.get("access-control-allow-origin")).toBe(origin);
     } finally {
+      await coordinator.close();
+    }
+  });
+
+  // @hono/node-server logs (console.error) when it tries to write the head of a response we already streamed.
+  it.each([
+    { cors: true, corsOrigin: [origin] },
+    { cors: false, corsOrigin: [] },
+  ])("streams (CORS on: $cors) with the right headers, and the HTTP layer reports no error", async ({ cors, corsOrigin }) => {
+    const coordinator = await startTestCoordinator({ corsOrigin });
+    const worker = await startSimWorker(coordinator, { name: "cors" });
+    const reported = vi.spyOn(console, "error");
+    const allowed = cors ? origin : null;
+    try {
+      const answer = await fetch(`${coordinator.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { origin, "content-type": "application/json" },
+        body: JSON.stringify({ model: "simulator", stream: true, messages: [{ role: "user", content: "hi" }] }),
+      });
+      expect(answer.headers.get("access-control-allow-origin")).toBe(allowed);
+      expect(answer.headers.get("content-type")).toContain("text/event-stream");
+      expect(answer.headers.get("x-request-id")).toBeTruthy();
+      expect(await answer.text()).toMatch(/data: \[DONE\]\n\n$/);
+
+      const feed = new AbortController();
+      const events = await fetch(`${coordinator.url}/v1/cluster/events`, { headers: { origin }, signal: feed.signal });
+      expect(events.headers.get("access-control-allow-origin")).toBe(allowed);
+      const reader = events.body?.getReader();
+      expect((await reader?.read())?.done).toBe(false);
+      feed.abort();
+      await reader?.cancel().catch(() => {});
+      expect(reported).not.toHaveBeenCalled();
+    } finally {
+      reported.mockRestore();
+      await worker.stop();
       await coordinator.close();
     }
   });

@@ -42,6 +42,8 @@ export interface ChatCompletionsOptions {
   slowClientBytes: number;
   /** Per-model parser format from configuration (`--model-format`), over what the worker announced. */
   modelFormats: ReadonlyMap<string, string>;
+  /** Origins allowed by CORS; empty: CORS is off (and no middleware adds response headers). */
+  corsOrigins: readonly string[];
   log: Logger;
   /** Prompt tokens and stream counts go here; none are kept when absent. */
   metrics?: CoordinatorMetrics | undefined;
@@ -89,7 +91,8 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
       // On Node the stream writes straight to the response (no web stream in the per-token path).
       const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
       // What middleware has put on the response so far (CORS) and the request id go out with the stream's headers.
-      const headers = new Headers(c.res.headers);
+      // Reading c.res makes Hono build a Response now and copy it into the returned one: only when CORS is on.
+      const headers = options.corsOrigins.length > 0 ? new Headers(c.res.headers) : new Headers();
       headers.set(REQUEST_ID_HEADER, report.requestId);
       return streamReply(master, task, shaper, reply, request, { signal, outgoing, headers }, options, report);
     }

@@ -169,8 +169,7 @@ export class SseStream {
     if (outgoing) {
       const sse = new SseStream(options, signal, new NodeResponseSink(outgoing, headers));
       sse.start();
-      // A response of its own (middleware may still touch its headers), marked as already sent.
-      return { sse, response: new Response(null, { headers: RESPONSE_ALREADY_SENT.headers }) };
+      return { sse, response: alreadySentResponse() };
     }
     let sse: SseStream | undefined;
     const sink = new WebStreamSink(() => sse?.teardown());
@@ -271,4 +270,16 @@ export class SseStream {
     clearTimeout(this.timer);
     this.timer = undefined;
   }
+}
+
+/**
+ * A response of its own (middleware may still touch its headers), marked as already sent. @hono/node-server honours
+ * the mark only on a response it cannot write from its fast-path cache, and Hono copies the returned response into
+ * such a cached one when middleware read `c.res` first (CORS does): reading `body` turns that cache off, in this
+ * response and in any copy of it.
+ */
+function alreadySentResponse(): Response {
+  const response = new Response(null, { headers: RESPONSE_ALREADY_SENT.headers });
+  void response.body;
+  return response;
 }
