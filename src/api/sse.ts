@@ -36,8 +36,11 @@ interface SseSink {
   write(text: string): void;
   /** Bytes written that the client's connection has not taken yet. */
   backlog(): number;
-  /** Ends the body; `drained` is called once the client has taken all of it (or the connection is gone). */
-  end(drained: () => void): void;
+  /**
+   * Ends the body after `last` (may be empty); `drained` is called once the client has taken all of it (or the
+   * connection is gone).
+   */
+  end(last: string, drained: () => void): void;
   /** Drops the connection at once. */
   destroy(): void;
 }
@@ -62,7 +65,7 @@ class NodeResponseSink implements SseSink {
     return this.out.writableLength;
   }
 
-  end(drained: () => void): void {
+  end(last: string, drained: () => void): void {
     const done = () => {
       this.out.off("finish", done);
       this.out.off("close", done);
@@ -70,7 +73,8 @@ class NodeResponseSink implements SseSink {
     };
     this.out.once("finish", done);
     this.out.once("close", done);
-    this.out.end();
+    // The last events and the end of the chunked body leave in one write.
+    this.out.end(last);
   }
 
   destroy(): void {
@@ -107,7 +111,8 @@ class WebStreamSink implements SseSink {
     return -(this.controller.desiredSize ?? 0);
   }
 
-  end(drained: () => void): void {
+  end(last: string, drained: () => void): void {
+    if (last !== "") this.write(last);
     this.drained = drained;
     this.finishIfDrained();
   }
@@ -197,20 +202,23 @@ export class SseStream {
     this.write(frame);
   }
 
-  /** Writes the last events and `data: [DONE]` in one write, then ends the response. */
+  /** Writes the last events and `data: [DONE]`, and ends the response, in one write. */
   finish(...jsonTexts: string[]): void {
     let frame = "";
     for (const json of jsonTexts) frame += `data: ${json}\n\n`;
-    this.write(frame + DONE);
-    this.close();
+    this.end(frame + DONE);
   }
 
   /** Ends the response normally; output the client has not read yet gets `slowClientMs` to be read. */
   close(): void {
+    this.end("");
+  }
+
+  private end(last: string): void {
     if (this.closed) return;
     this.dispose();
     this.drainTimer = setTimeout(() => this.giveUp(), this.options.slowClientMs);
-    this.sink.end(() => this.teardown());
+    this.sink.end(last, () => this.teardown());
   }
 
   private write(text: string): void {
