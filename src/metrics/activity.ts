@@ -61,7 +61,8 @@ export class ClusterActivity implements MasterObserver {
   private readonly live = new Map<string, Task>();
   /** The name of the worker each live task was last assigned to (kept even after that worker left). */
   private readonly workerNames = new Map<string, string>();
-  private readonly recent: EndedRequestView[] = [];
+  /** The last tasks that ended, newest first, described only when the dashboard asks (not on every task's end). */
+  private readonly recent: Array<{ task: Task; outcome: TaskOutcome; worker: string | undefined }> = [];
   private readonly cluster = new RateWindow(HISTORY_SECONDS + 1);
   private readonly perWorker = new Map<string, RateWindow>();
   private readonly startedAt = Date.now();
@@ -84,9 +85,7 @@ export class ClusterActivity implements MasterObserver {
 
   taskEnded(task: Task, outcome: TaskOutcome): void {
     if (!this.live.delete(task.id)) return;
-    const endedAt = task.endedAt ?? Date.now();
-    const stage = outcome.state === "cancelled" ? outcome.stage : task.stage;
-    this.recent.unshift({ ...this.describe(task, endedAt), stage, outcome: outcome.state, endedAt });
+    this.recent.unshift({ task, outcome, worker: this.workerNames.get(task.id) });
     this.workerNames.delete(task.id);
     if (this.recent.length > MAX_RECENT) this.recent.length = MAX_RECENT;
   }
@@ -120,7 +119,11 @@ export class ClusterActivity implements MasterObserver {
       models,
       requests,
       moreRequests: live.length - requests.length,
-      recent: [...this.recent],
+      recent: this.recent.map(({ task, outcome, worker }) => {
+        const endedAt = task.endedAt ?? now;
+        const stage = outcome.state === "cancelled" ? outcome.stage : task.stage;
+        return { ...this.describe(task, endedAt, worker), stage, outcome: outcome.state, endedAt };
+      }),
       throughput: { tokensPerSecond: round(this.cluster.rate(WORKER_RATE_SECONDS)), history: this.cluster.series(this.historyLength(now)) },
     };
   }
@@ -131,7 +134,7 @@ export class ClusterActivity implements MasterObserver {
     return Math.min(HISTORY_SECONDS, Math.max(MIN_HISTORY_SECONDS, lived));
   }
 
-  private describe(task: Task, now: number): RequestView {
+  private describe(task: Task, now: number, worker = this.workerNames.get(task.id)): RequestView {
     return {
       id: task.id,
       requestId: task.requestId,
@@ -139,7 +142,7 @@ export class ClusterActivity implements MasterObserver {
       stage: task.stage,
       tokens: task.completionTokens,
       durationMs: (task.endedAt ?? now) - task.createdAt,
-      worker: task.state === "queued" ? undefined : this.workerNames.get(task.id),
+      worker: task.state === "queued" ? undefined : worker,
     };
   }
 
