@@ -5,8 +5,24 @@ export interface TagMatch {
   tag: string;
 }
 
-/** Finds the earliest of a fixed set of literal tags, and how much trailing text must wait for the next chunk. */
+/**
+ * Finds the earliest of a fixed set of literal tags, and how much trailing text must wait for the next chunk. It holds
+ * no state between calls, so one finder per tag set serves every parser (`TagFinder.of`).
+ */
 export class TagFinder {
+  private static readonly shared = new Map<string, TagFinder>();
+
+  /** The finder for `tags`, built once (a parser is made per request; its regular expression need not be). */
+  static of(tags: readonly string[]): TagFinder {
+    const key = tags.join("\u0000");
+    let finder = TagFinder.shared.get(key);
+    if (!finder) {
+      finder = new TagFinder(tags);
+      TagFinder.shared.set(key, finder);
+    }
+    return finder;
+  }
+
   readonly tags: readonly string[];
   private readonly single: string | undefined;
   private readonly pattern: RegExp;

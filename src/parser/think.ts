@@ -48,8 +48,8 @@ export class ThinkTagParser implements StreamParser {
     this.startsInReasoning = options.startsInReasoning ?? false;
     this.content = options.content ?? new PlainContent();
     this.options = options;
-    this.openOrClose = new TagFinder([this.tags.open, this.tags.close]);
-    this.closeOnly = new TagFinder([this.tags.close]);
+    this.openOrClose = TagFinder.of([this.tags.open, this.tags.close]);
+    this.closeOnly = TagFinder.of([this.tags.close]);
   }
 
   get unterminated(): OpenSection | undefined {

@@ -75,7 +75,7 @@ export class ToolCallScanner implements ContentStage {
   constructor(syntaxes: readonly ToolCallSyntax[], emitter: ToolCallEmitter) {
     for (const syntax of syntaxes) for (const trigger of syntax.triggers) this.byTrigger.set(trigger, syntax);
     this.emitter = emitter;
-    this.finder = new TagFinder(syntaxes.flatMap((syntax) => syntax.triggers));
+    this.finder = TagFinder.of(syntaxes.flatMap((syntax) => syntax.triggers));
     this.bareJson = syntaxes.find((syntax) => syntax.bareJson);
   }
 
