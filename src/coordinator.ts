@@ -47,7 +47,9 @@ async function readApiKeys(config: ServeConfig): Promise<string[]> {
 function listen(server: Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, host, () => {
+    // A burst of new connections (a client pool growing under load) must not overflow Node's default accept queue
+    // of 511: the kernel then drops their handshakes and each client waits a full second before trying again.
+    server.listen({ port, host, backlog: 4096 }, () => {
       server.off("error", reject);
       resolve((server.address() as AddressInfo).port);
     });
