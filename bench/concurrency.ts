@@ -19,6 +19,8 @@ interface LoadResult {
   errors: number;
   peakRssBytes: number;
   cores: number;
+  /** Every process of the path together (client, middle, engine), in cores: how much of the machine it took. */
+  pathCores: number;
 }
 
 const WORKERS = 4;
@@ -32,6 +34,8 @@ async function load(path: BenchPath, streams: number, options: ConcurrencyOption
   const handles: StreamHandle[] = [];
   const record = latencyRecorder(latencies, () => steady);
   const cpuBefore = path.middle().cpuSeconds;
+  const engineBefore = path.engineHost.stats().cpuSeconds;
+  const clientBefore = process.cpuUsage();
   const started = performance.now();
   let peakRssBytes = 0;
   const sampler = setInterval(() => (peakRssBytes = Math.max(peakRssBytes, path.middle().rssBytes)), 250);
@@ -45,8 +49,13 @@ async function load(path: BenchPath, streams: number, options: ConcurrencyOption
   clearInterval(sampler);
   const wall = (performance.now() - started) / 1000;
   const cores = (path.middle().cpuSeconds - cpuBefore) / wall;
+  const client = process.cpuUsage(clientBefore);
+  const clientCores = (client.user + client.system) / 1e6 / wall;
+  // On the direct path the middle process is the engine's (the baseline server): counted once.
+  const engineCores = path.engineHost.pid === path.middlePid ? 0 : (path.engineHost.stats().cpuSeconds - engineBefore) / wall;
+  const pathCores = cores + engineCores + clientCores;
   const errors = results.filter((r) => r.status !== 200 || !r.done || r.error).length;
-  return { p50: percentile(latencies, 50) / 1000, p99: percentile(latencies, 99) / 1000, samples: latencies.length, errors, peakRssBytes, cores };
+  return { p50: percentile(latencies, 50) / 1000, p99: percentile(latencies, 99) / 1000, samples: latencies.length, errors, peakRssBytes, cores, pathCores };
 }
 
 export async function concurrencyScenario(options: ConcurrencyOptions): Promise<Row[]> {
@@ -85,6 +94,14 @@ export async function concurrencyScenario(options: ConcurrencyOptions): Promise<
       },
       { scenario, metric: "middle process peak RSS", unit: "MiB", coordinator: mib(c?.peakRssBytes), direct: mib(d?.peakRssBytes), portkey: mib(p?.peakRssBytes) },
       { scenario, metric: "middle process CPU", unit: "cores", coordinator: c?.cores, direct: d?.cores, portkey: p?.cores },
+      {
+        scenario,
+        metric: "CPU of the whole path: client + middle + engine (machine: 2)",
+        unit: "cores",
+        coordinator: c?.pathCores,
+        direct: d?.pathCores,
+        portkey: p?.pathCores,
+      },
       {
         scenario,
         metric: `errors (streams) / latency samples ${c?.samples ?? 0}`,

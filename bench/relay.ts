@@ -6,6 +6,8 @@ import type { Row } from "./report.js";
 
 export interface RelayOptions {
   replyTokens: number;
+  /** Whole streams per path before measuring. */
+  warmups: number;
   repeats: number;
   paths: PathName[];
 }
@@ -34,7 +36,9 @@ export async function relayScenario(options: RelayOptions): Promise<Row[]> {
   const cpu = new Map<PathName, number>();
   const errors = new Map<PathName, number>();
   try {
-    for (const path of paths) await oneStream(path, 2_000); // warm-up: JIT and connections
+    // Warm-up: whole streams, several, until the JIT has settled in every process (a cold Portkey takes ~6x longer
+    // than a warm one, the coordinator ~4x); measuring earlier compares compilers, not relays.
+    for (let i = 0; i < options.warmups; i++) for (const path of paths) await oneStream(path);
     for (let i = 0; i < options.repeats; i++) {
       // Interleaved, so background load hits every path alike.
       for (const path of paths) {

@@ -24,7 +24,7 @@ const wanted = (name: string) => !only || only.has(name) || (only.has("peer") &&
 const paths: PathName[] = args["no-peer"] ? ["coordinator", "direct"] : ["coordinator", "direct", "portkey"];
 
 const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
-  ["relay", () => relayScenario({ replyTokens: quick ? 20_000 : 50_000, repeats: quick ? 1 : 3, paths })],
+  ["relay", () => relayScenario({ replyTokens: quick ? 20_000 : 50_000, warmups: quick ? 4 : 8, repeats: quick ? 3 : 7, paths })],
   [
     "concurrency",
     () =>
