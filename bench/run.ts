@@ -37,7 +37,7 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
       }),
   ],
   ["idle", () => idleMemoryScenario(quick ? 1_000 : 5_000, paths)],
-  ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, seconds: quick ? 2 : 5, paths })],
+  ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, warmupSeconds: quick ? 1 : 3, seconds: quick ? 2 : 5, paths })],
   ["scheduler", () => schedulerMicroScenario(quick)],
   ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
   [
