@@ -92,8 +92,9 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
       const outgoing = (c.env as Partial<HttpBindings> | undefined)?.outgoing;
       // What middleware has put on the response so far (CORS) and the request id go out with the stream's headers.
       // Reading c.res makes Hono build a Response now and copy it into the returned one: only when CORS is on.
-      const headers = options.corsOrigins.length > 0 ? new Headers(c.res.headers) : new Headers();
-      headers.set(REQUEST_ID_HEADER, report.requestId);
+      const headers: Record<string, string> = {};
+      if (options.corsOrigins.length > 0) c.res.headers.forEach((value, name) => (headers[name] = value));
+      headers[REQUEST_ID_HEADER] = report.requestId;
       return streamReply(master, task, shaper, reply, request, { signal, outgoing, headers }, options, report);
     }
     return wholeReply(task, shaper, reply, options.reasoningField, report);
@@ -170,7 +171,7 @@ function streamReply(
   shaper: ReplyShaper,
   reply: ReplyIdentity,
   request: ChatCompletionRequest,
-  client: { signal: AbortSignal; outgoing: HttpBindings["outgoing"] | undefined; headers: Headers },
+  client: { signal: AbortSignal; outgoing: HttpBindings["outgoing"] | undefined; headers: Record<string, string> },
   options: ChatCompletionsOptions,
   report: ChatRequestReport,
 ): Response {

@@ -49,11 +49,11 @@ interface SseSink {
 class NodeResponseSink implements SseSink {
   constructor(
     private readonly out: ServerResponse,
-    headers: Headers,
+    headers: Record<string, string>,
   ) {
     // Write errors after the client left surface as the request's abort; this keeps them from being unhandled.
     out.on("error", () => {});
-    out.writeHead(200, Object.fromEntries(headers));
+    out.writeHead(200, headers);
     out.flushHeaders();
   }
 
@@ -167,10 +167,13 @@ export class SseStream {
     options: SseOptions,
     signal: AbortSignal,
     outgoing?: ServerResponse,
-    extraHeaders?: ConstructorParameters<typeof Headers>[0],
+    extraHeaders?: Headers | Record<string, string>,
   ): { sse: SseStream; response: Response } {
-    const headers = new Headers(extraHeaders);
-    for (const [name, value] of Object.entries(SSE_HEADERS)) headers.set(name, value);
+    // A plain object (what Node's writeHead takes): no Headers object to build, sort and copy per stream.
+    const headers: Record<string, string> = {};
+    if (extraHeaders instanceof Headers) extraHeaders.forEach((value, name) => (headers[name] = value));
+    else if (extraHeaders) Object.assign(headers, extraHeaders);
+    Object.assign(headers, SSE_HEADERS);
     if (outgoing) {
       const sse = new SseStream(options, signal, new NodeResponseSink(outgoing, headers));
       sse.start();
