@@ -93,6 +93,18 @@ function put(parent: Container, key: string, value: Json): void {
   Object.defineProperty(parent, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
+/**
+ * A fresh copy of a generated value: fast-check hands out the same instance of a constant (`[]`, `{}`) to every
+ * mutation and run, and inserting it twice into a tree being mutated would make the tree cyclic.
+ */
+function fresh(value: Json): Json {
+  if (value instanceof Raw || value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map(fresh);
+  const out: { [key: string]: Json } = {};
+  for (const [key, child] of Object.entries(value)) put(out, key, fresh(child));
+  return out;
+}
+
 /** Applies the mutations to a copy of `base` (a plain JSON object). */
 function mutate(base: object, mutations: readonly Mutation[]): Json {
   const root = JSON.parse(JSON.stringify(base)) as Container;
@@ -108,15 +120,15 @@ function mutate(base: object, mutations: readonly Mutation[]): Json {
         else delete parent[key];
         break;
       case "replace":
-        put(parent, key, m.value);
+        put(parent, key, fresh(m.value));
         break;
       case "wrap":
         put(parent, key, [current]);
         break;
       case "add":
-        if (Array.isArray(current)) current.push(m.value);
-        else if (isContainer(current)) put(current, m.key, m.value);
-        else put(parent, key, { [m.key]: m.value });
+        if (Array.isArray(current)) current.push(fresh(m.value));
+        else if (isContainer(current)) put(current, m.key, fresh(m.value));
+        else put(parent, key, { [m.key]: fresh(m.value) });
         break;
       case "stringify":
         put(parent, key, serialize(current));
