@@ -3,6 +3,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import {
+  batchFramesThisTurn,
   CloseCode,
   decodeWorkerMessage,
   encode,
@@ -40,7 +41,9 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
 
   const link: WorkerLink = {
     send(message: MasterMessage) {
-      if (socket.readyState === socket.OPEN) socket.send(encode(message));
+      if (socket.readyState !== socket.OPEN) return;
+      batchFramesThisTurn(socket);
+      socket.send(encode(message));
     },
     close(code: number, reason: string) {
       if (closing) return;

@@ -2,6 +2,7 @@
 import { WebSocket } from "ws";
 import type { Logger } from "../log.js";
 import {
+  batchFramesThisTurn,
   CloseCode,
   decodeMasterMessage,
   encode,
@@ -53,8 +54,6 @@ export class WorkerRuntime {
   private readonly tasks = new Map<string, AbortController>();
   /** Tasks whose tokens wait for the socket to drain. */
   private readonly waiting = new Set<ChunkOutbox>();
-  /** Whether the connection is corked until the current turn of the event loop ends. */
-  private corked = false;
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the master was last heard from; a silent master (half-open connection) is given up on. */
   private lastHeard = Date.now();
@@ -250,24 +249,8 @@ export class WorkerRuntime {
   private send(message: WorkerMessage): void {
     const socket = this.socket;
     if (!socket || socket.readyState !== WebSocket.OPEN) return;
-    this.corkUntilTurnEnds(socket);
+    batchFramesThisTurn(socket);
     socket.send(encode(message), this.onWritten);
-  }
-
-  /**
-   * Frames sent in one turn of the event loop (tokens of many tasks whose timers fired together) leave in one system
-   * call: the connection is corked at the first and uncorked once the turn's callbacks have run.
-   */
-  private corkUntilTurnEnds(socket: WebSocket): void {
-    if (this.corked) return;
-    const transport = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-    if (!transport) return;
-    this.corked = true;
-    transport.cork();
-    setImmediate(() => {
-      this.corked = false;
-      transport.uncork();
-    });
   }
 
   /** A frame reached the kernel: once nothing is left buffered, the tokens merged meanwhile go out, one frame a task. */
