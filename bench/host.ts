@@ -2,7 +2,8 @@
 // measure its CPU and memory apart, and reports engine events (cancellations) over IPC with their times.
 import { serveDefaults } from "../src/config.js";
 import { startCoordinator } from "../src/coordinator.js";
-import { silentLogger } from "../src/log.js";
+import { pino } from "pino";
+import { createLogger, type Logger, type LogLevel, silentLogger } from "../src/log.js";
 import type { Engine } from "../src/worker/engines/engine.js";
 import { defaultSimulatorOptions, SimulatorEngine, type SimulatorOptions } from "../src/worker/engines/simulator.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
@@ -19,6 +20,17 @@ export type HostCommand =
   | { cmd: "baseline"; engine: EngineSpec }
   | { cmd: "gc" };
 
+/**
+ * The coordinator logs as it does by default (info, one JSON line per request) into /dev/null, written
+ * synchronously as to a pipe or file: the cost of the request log is part of what users run. BENCH_LOG=silent
+ * turns it off.
+ */
+function coordinatorLog(): Logger {
+  const level = (process.env.BENCH_LOG ?? "info") as LogLevel;
+  if (level === "silent") return silentLogger;
+  return createLogger(level, "coordinator", { format: "json", destination: pino.destination({ dest: "/dev/null", sync: true }) });
+}
+
 function engineOf(spec: EngineSpec): Engine {
   if (spec.kind === "stamped") return new StampedEngine(spec.options);
   return new SimulatorEngine([], {
@@ -32,7 +44,7 @@ async function run(command: HostCommand): Promise<Record<string, unknown>> {
   switch (command.cmd) {
     case "coordinator": {
       const config = serveDefaults({ host: "127.0.0.1", port: 0, workerToken: BENCH_TOKEN, ...command.overrides });
-      const coordinator = await startCoordinator(config, silentLogger);
+      const coordinator = await startCoordinator(config, coordinatorLog());
       return { url: coordinator.url, workerUrl: coordinator.workerUrl };
     }
     case "workers": {

@@ -32,7 +32,7 @@ export async function startPath(name: PathName, setup: PathSetup): Promise<Bench
   if (name === "coordinator") {
     // BENCH_CPU_PROF=DIR writes a V8 CPU profile of the coordinator process into DIR (for `--cpu-prof` guided work).
     const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-    const coordinator = Host.start(["--expose-gc", ...profile]);
+    const coordinator = Host.start(["--expose-gc", ...profile, ...(process.env.BENCH_TRACE_GC ? ["--trace-gc"] : [])]);
     const { url, workerUrl } = await coordinator.run<{ url: string; workerUrl: string }>({
       cmd: "coordinator",
       overrides: { keepaliveMs: 15_000, ...setup.coordinatorOverrides },
