@@ -53,5 +53,15 @@ export function createLogger(level: LogLevel, name = "coordinator", options: Log
   return pino(settings, { write: (line: string) => destination.write(prettify(line)) });
 }
 
+/**
+ * A child of `log` for lines made only of flat fields the code builds itself (the per-request completion line): the
+ * same keys are redacted, at the top level only. The wildcard paths cost ~16 µs a line, more than the rest of the
+ * line, and such a line has no nested object for them to search.
+ */
+export function flatLineLogger(log: Logger): Logger {
+  const paths = redactedPaths.filter((path) => !path.includes("."));
+  return log.child({}, { redact: { paths, censor: "[redacted]" } });
+}
+
 /** A logger that drops everything: the default for library use and tests. */
 export const silentLogger: Logger = pino({ level: "silent" });

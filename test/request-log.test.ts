@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { serveDefaults } from "../src/config.js";
 import { type RunningCoordinator, startCoordinator } from "../src/coordinator.js";
-import { createLogger } from "../src/log.js";
+import { createLogger, flatLineLogger } from "../src/log.js";
 import { eventually, startSimWorker, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
 
 const API_KEY = "sk-test-secret-key-9f8e7d6c5b4a";
@@ -125,5 +125,15 @@ describe("request log", () => {
     });
     expect(capture.lines.join("")).not.toContain("bad id with spaces");
     expect(capture.lines.join("")).not.toContain(API_KEY);
+  });
+
+  it("censors secrets and prompts in log lines: nested too in general, at the top level in the flat completion line", () => {
+    const { log, records } = captureLog();
+    log.info({ workerToken: "tok-1", config: { apiKeys: ["key-2"], messages: [{ content: PROMPT }] } }, "general");
+    flatLineLogger(log).info({ requestId: "r1", token: "tok-3", authorization: `Bearer ${API_KEY}`, prompt: PROMPT, model: "m" }, "flat");
+    const [general, flat] = records();
+    expect(general).toMatchObject({ workerToken: "[redacted]", config: { apiKeys: "[redacted]", messages: "[redacted]" } });
+    expect(flat).toMatchObject({ requestId: "r1", token: "[redacted]", authorization: "[redacted]", prompt: "[redacted]", model: "m" });
+    expect(JSON.stringify(records())).not.toMatch(/tok-1|key-2|tok-3|zebra-quartz|sk-test/);
   });
 });

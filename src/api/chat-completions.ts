@@ -2,7 +2,7 @@
 import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
 import { nanoid } from "nanoid";
-import type { Logger } from "../log.js";
+import { flatLineLogger, type Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { Task, TaskEvent } from "../master/task.js";
 import { createParser } from "../parser/index.js";
@@ -60,8 +60,9 @@ async function readJson(c: Context): Promise<unknown> {
 }
 
 export function chatCompletionsHandler(master: Master, options: ChatCompletionsOptions) {
+  const lineLog = flatLineLogger(options.log);
   return async (c: Context): Promise<Response> => {
-    const report = new ChatRequestReport(c, master, options.log, options.metrics);
+    const report = new ChatRequestReport(c, master, options.log, lineLog, options.metrics);
     let request: ChatCompletionRequest;
     try {
       request = parseChatRequest(await readJson(c), options.limits);

@@ -20,10 +20,15 @@ export class ChatRequestReport {
   private task: Task | undefined;
   private reported = false;
 
+  /**
+   * `lineLog` writes the completion line (see flatLineLogger); `fallbackLog` is for the request's other lines when
+   * the request-context middleware did not give it a logger of its own.
+   */
   constructor(
     private readonly c: Context,
     private readonly master: Master,
     fallbackLog: Logger,
+    private readonly lineLog: Logger,
     private readonly metrics: CoordinatorMetrics | undefined,
   ) {
     this.requestId = requestIdOf(c);
@@ -78,6 +83,7 @@ export class ChatRequestReport {
     this.reported = true;
     const task = this.task;
     const line: Record<string, unknown> = {
+      requestId: this.requestId,
       model: this.model,
       stream: this.stream,
       ...fields,
@@ -93,6 +99,6 @@ export class ChatRequestReport {
       if (task.assignedAt !== undefined) line.queueMs = task.assignedAt - task.createdAt;
     }
     const level = fields.outcome === "failed" ? "warn" : "info";
-    this.log[level](line, "chat request completed");
+    this.lineLog[level](line, "chat request completed");
   }
 }
