@@ -213,8 +213,10 @@ export class WorkerRuntime {
         produced += tokens ?? 0;
         if (signal.aborted || text.length === 0) return;
         outbox.add(text, tokens);
-        // A lone token goes out at once; while the socket is still writing, tokens merge until it drains.
-        if ((this.socket?.bufferedAmount ?? 0) === 0) outbox.flush();
+        // While the network keeps up a token goes out in its own turn (the turn's frames leave together); behind a
+        // backlog left by earlier turns, tokens merge, one frame a task, until it drains.
+        const socket = this.socket;
+        if (!socket || batchFramesThisTurn(socket) === 0) outbox.flush();
         else this.waiting.add(outbox);
       },
     };

@@ -1,0 +1,139 @@
+// How a worker puts tokens on the wire: a lone token leaves at once, and tokens produced faster than the network
+// drains merge into few frames that count as the separate ones would have. A bare-bones master (a real ws server)
+// stands in for the coordinator, so the test can stop reading and see exactly what the worker sent.
+import type { AddressInfo } from "node:net";
+import type { Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { silentLogger } from "../src/log.js";
+import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "../src/worker/engines/engine.js";
+import { WorkerRuntime } from "../src/worker/runtime.js";
+import { decodeWorkerMessage, encode, PROTOCOL_VERSION, type TokenChunk, type WorkerMessage } from "../src/worker-protocol/index.js";
+import { eventually } from "./support/cluster.js";
+
+const description: EngineDescription = {
+  device: { kind: "simulator", name: "test", memoryBytes: 0 },
+  models: [{ id: "m", contextLength: 1_000 }],
+};
+
+/** An engine the test drives: `produce` runs inside generate, with the sink. */
+class ScriptedEngine implements Engine {
+  readonly kind = "scripted";
+  constructor(private readonly produce: (sink: GenerationSink) => Promise<number>) {}
+  async start(): Promise<EngineDescription> {
+    return description;
+  }
+  async generate(_request: GenerationRequest, sink: GenerationSink): Promise<GenerationResult> {
+    const tokens = await this.produce(sink);
+    return { finishReason: "stop", usage: { promptTokens: 1, completionTokens: tokens } };
+  }
+  async close(): Promise<void> {}
+}
+
+/** A master that welcomes one worker, assigns it one task, and records what it sends. */
+async function startMaster() {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
+  const received: WorkerMessage[] = [];
+  let socket: WebSocket | undefined;
+  server.on("connection", (ws) => {
+    socket = ws;
+    ws.on("message", (data: RawData) => {
+      const decoded = decodeWorkerMessage(data.toString());
+      if (!decoded.ok) throw new Error(decoded.error);
+      received.push(decoded.message);
+      if (decoded.message.type === "Hello") {
+        ws.send(encode({ type: "Welcome", protocolVersion: PROTOCOL_VERSION, workerId: "w1", heartbeatIntervalMs: 60_000 }));
+        ws.send(encode({ type: "TaskAssigned", taskId: "t1", model: "m", messages: [{ role: "user", content: "hi" }], params: {} }));
+      }
+    });
+  });
+  const transport = () => (socket as unknown as { _socket: Socket })._socket;
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    chunks: () => received.filter((m): m is TokenChunk => m.type === "TokenChunk"),
+    /** Stops reading the worker's connection: its kernel buffers fill, then its socket's own buffer. */
+    pauseReading: () => transport().pause(),
+    resumeReading: () => transport().resume(),
+    close: () => new Promise<void>((resolve) => {
+      for (const client of server.clients) client.terminate();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+describe("token frames from a worker", () => {
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+
+  async function master() {
+    const started = await startMaster();
+    cleanup.push(started.close);
+    return started;
+  }
+
+  /** Joins `at` with a worker whose engine runs `produce` for the task the master assigns. */
+  async function join(at: { url: string }, produce: (sink: GenerationSink) => Promise<number>) {
+    const runtime = new WorkerRuntime(new ScriptedEngine(produce), description, {
+      join: at.url,
+      token: "t",
+      name: "frames",
+      maxConcurrency: 1,
+      reconnect: false,
+      log: silentLogger,
+    });
+    cleanup.push(() => runtime.stop());
+    await runtime.start();
+  }
+
+  it("sends a lone token at once, without waiting for the next one", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const coordinator = await master();
+    await join(coordinator, async (sink) => {
+      sink.text("first", 1);
+      await held;
+      sink.text(" second", 1);
+      return 2;
+    });
+    // The engine is still holding its second token: the first must already be at the master.
+    await eventually(() => coordinator.chunks().length === 1, "the first token at the master");
+    expect(coordinator.chunks()[0]).toMatchObject({ seq: 0, text: "first", tokens: 1 });
+    release();
+    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished");
+    expect(coordinator.chunks().map((c) => c.text)).toEqual(["first", " second"]);
+  });
+
+  it("merges tokens made while the network is backed up into few frames, in order and counted as made", async () => {
+    const tokens = 400;
+    const piece = "x".repeat(32 * 1024);
+    let produced = "";
+    let doneProducing!: () => void;
+    const producing = new Promise<void>((resolve) => (doneProducing = resolve));
+    const coordinator = await master();
+    await join(coordinator, async (sink) => {
+      coordinator.pauseReading();
+      for (let i = 0; i < tokens; i++) {
+        const text = `${i}:${piece}|`;
+        produced += text;
+        sink.text(text, 1);
+        // One token a turn, as a real engine yields between decode steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      doneProducing();
+      return tokens;
+    });
+    await producing;
+    coordinator.resumeReading();
+    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
+    const chunks = coordinator.chunks();
+    // 12.8 MB cannot sit in loopback's kernel buffers: most tokens waited in the worker and left merged.
+    expect(chunks.length).toBeLessThan(tokens / 2);
+    expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i));
+    expect(chunks.map((c) => c.text).join("")).toBe(produced);
+    expect(chunks.reduce((sum, c) => sum + (c.tokens ?? 1), 0)).toBe(tokens);
+  });
+});
