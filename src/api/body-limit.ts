@@ -25,10 +25,9 @@ export function limitBodySize(options: BodyLimitOptions): MiddlewareHandler {
 /** The body's length from Content-Length, when the request has one and is not chunked. */
 function declaredLength(c: Context): number | undefined {
   const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
-  const header = incoming ? incoming.headers : undefined;
-  const length = header ? header["content-length"] : c.req.header("content-length");
-  const chunked = header ? header["transfer-encoding"] !== undefined : c.req.header("transfer-encoding") !== undefined;
-  if (length === undefined || chunked) return undefined;
+  const header = (name: "content-length" | "transfer-encoding") => (incoming ? incoming.headers[name] : c.req.header(name));
+  const length = header("content-length");
+  if (length === undefined || header("transfer-encoding") !== undefined) return undefined;
   const bytes = Number(length);
   return Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : undefined;
 }
