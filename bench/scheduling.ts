@@ -5,7 +5,7 @@ import type { WorkerEntry } from "../src/master/registry.js";
 import { silentLogger } from "../src/log.js";
 import { PROTOCOL_VERSION } from "../src/worker-protocol/index.js";
 import { percentile, sleep, streamChat } from "./client.js";
-import { nowMicros } from "./stamped-engine.js";
+import { firstStamp, nowMicros } from "./stamped-engine.js";
 import { type PathName, startPath } from "./paths.js";
 import type { Row } from "./report.js";
 
@@ -39,10 +39,10 @@ export async function schedulingScenario(options: SchedulingOptions): Promise<Ro
           let first = true;
           const onFrame = (frame: string) => {
             // The engine stamps its tokens when it produces them: the first stamp is when the engine started.
-            const stamp = first ? /@(\d+)/.exec(frame) : null;
-            if (!stamp) return;
+            const stamp = first ? firstStamp(frame) : undefined;
+            if (stamp === undefined) return;
             first = false;
-            dispatch.push((Number(stamp[1]) - sentMicros) / 1000);
+            dispatch.push((stamp - sentMicros) / 1000);
           };
           pending.push(streamChat({ url: path.url, body, onFrame, onFirstData: () => ttft.push(performance.now() - sent) }).result);
         }

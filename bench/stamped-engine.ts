@@ -19,6 +19,12 @@ export function nowMicros(): number {
 
 export const STAMP = /@(\d+)/g;
 
+/** The first stamp in `text` (µs), if any. */
+export function firstStamp(text: string): number | undefined {
+  const match = /@(\d+)/.exec(text);
+  return match ? Number(match[1]) : undefined;
+}
+
 export class StampedEngine implements Engine {
   readonly kind = "stamped";
 
