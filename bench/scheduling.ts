@@ -113,6 +113,8 @@ export function schedulerDecisionCost(workers: number, queued: number, cycles: n
     maxAttempts: 3,
     maxLiveTasks: 10_000_000,
     modelMemoryMs: 60_000,
+    taskWindowBytes: 512 * 1024,
+    taskStallMs: 60_000,
     log: silentLogger,
   });
   const entries: WorkerEntry[] = [];

@@ -65,6 +65,10 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     maxAttempts: config.maxAttempts,
     maxLiveTasks: config.maxStreams,
     modelMemoryMs: 10 * 60_000,
+    // Half the unread-output limit may wait in the master for the client, the other half in its socket.
+    taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
+    taskStallMs: config.taskStallMs,
+    healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
     log,
   });
   const metrics = new CoordinatorMetrics(master);
@@ -79,6 +83,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     limits: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars },
     slowClientMs: config.slowClientMs,
     slowClientBytes: config.slowClientBytes,
+    maxReplyBytes: config.maxReplyBytes,
     apiKeys: await readApiKeys(config),
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,

@@ -108,12 +108,12 @@ describe("task state machine", () => {
         await t.events.ready();
       }
     })();
-    t.events.push({ type: "chunk", text: "a", tokens: 1 });
-    t.events.push({ type: "chunk", text: "b", tokens: 1 });
+    t.events.push({ type: "chunk", text: "a", tokens: 1, bytes: 1 });
+    t.events.push({ type: "chunk", text: "b", tokens: 1, bytes: 1 });
     await Promise.resolve();
     t.events.push({ type: "finished", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } });
     t.events.end();
-    t.events.push({ type: "chunk", text: "late", tokens: 1 });
+    t.events.push({ type: "chunk", text: "late", tokens: 1, bytes: 4 });
     await reader;
     expect(seen).toEqual(["a", "b", "finished"]);
   });
