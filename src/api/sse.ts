@@ -169,6 +169,8 @@ export class SseStream {
   private closed = false;
   /** Since when the unread backlog has stayed above the high-water mark. */
   private stalledSince: number | undefined;
+  /** Fires when a backlog that began at `stalledSince` has lasted `slowClientMs` (nothing else may be written meanwhile). */
+  private stallTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private released = false;
   private readonly highWaterBytes: number;
@@ -278,8 +280,23 @@ export class SseStream {
       this.stalledSince = undefined;
       return;
     }
-    this.stalledSince ??= now;
+    if (this.stalledSince === undefined) {
+      this.stalledSince = now;
+      this.armStallTimer(this.options.slowClientMs);
+    }
     if (now - this.stalledSince >= this.options.slowClientMs) this.giveUp();
+  }
+
+  private armStallTimer(ms: number): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.closed || this.stalledSince === undefined) return;
+      const now = Date.now();
+      this.checkStall(now);
+      // Still behind, but since less long (it caught up for a while in between): look again when it may be due.
+      if (!this.closed && this.stalledSince !== undefined) this.armStallTimer(this.stalledSince + this.options.slowClientMs - now);
+    }, ms);
   }
 
   /** The client stopped reading: tell the owner, then drop the connection. */
@@ -334,6 +351,8 @@ export class SseStream {
 
   private dispose(): void {
     this.closed = true;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     this.wakeDrainWaiters();
     clearTimeout(this.timer);
     this.timer = undefined;

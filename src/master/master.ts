@@ -282,6 +282,11 @@ export class Master {
     return clusterView(this.registry, this.queues.depths(), this.live.size);
   }
 
+  /** A task not yet ended, by id (for tests and diagnostics; read only). */
+  liveTask(id: string): Readonly<Task> | undefined {
+    return this.live.get(id);
+  }
+
   /** Tasks not yet ended (for shutdown and leak checks). */
   get liveTasks(): number {
     return this.live.size;

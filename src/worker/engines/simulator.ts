@@ -26,6 +26,8 @@ export interface SimulatorOptions {
 export interface SimulatorHooks {
   onStart?(taskId: string): void;
   onTokens?(taskId: string, produced: number): void;
+  /** Generation waits for its client (flow control), after `produced` tokens. */
+  onPaused?(taskId: string, produced: number): void;
   /** Generation stopped because the signal aborted, after `produced` tokens. */
   onAbort?(taskId: string, produced: number): void;
   onEnd?(taskId: string, result: GenerationResult): void;
@@ -118,6 +120,7 @@ export class SimulatorEngine implements Engine {
         // Flow control: a client that is not reading holds the generation here.
         const room = sink.ready();
         if (room) {
+          hooks?.onPaused?.(request.taskId, produced);
           const waitedFrom = performance.now();
           await room;
           signal.throwIfAborted();
