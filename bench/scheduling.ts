@@ -119,7 +119,7 @@ export function schedulerDecisionCost(workers: number, queued: number, cycles: n
   });
   const entries: WorkerEntry[] = [];
   for (let i = 0; i < workers; i++) {
-    const link = { send: () => {}, close: () => {} };
+    const link = { send: () => {}, close: () => {}, isAlive: async () => true };
     const entry = master.registerWorker(
       {
         type: "Hello",

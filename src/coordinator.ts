@@ -100,6 +100,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       handshakeTimeoutMs: 10_000,
       heartbeatIntervalMs: config.heartbeatMs,
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
+      nameProbeMs: 2_000,
       log,
     }),
   );
@@ -124,7 +125,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       token: config.workerToken,
       name: "demo-simulator",
       maxConcurrency: 8,
-      reconnect: false,
+      // Like any worker it comes back after a dropped connection; stop() on close ends it for good.
+      reconnect: true,
       log: log.child({ component: "demo-worker" }),
     });
     await demo.start();

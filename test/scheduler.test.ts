@@ -5,7 +5,7 @@ import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
 import { ModelQueues, pickWorker, WorkerHeap } from "../src/master/scheduler.js";
 import { canTransition, isTerminal, Task, type TaskState } from "../src/master/task.js";
 
-const link: WorkerLink = { send: () => {}, close: () => {} };
+const link: WorkerLink = { send: () => {}, close: () => {}, isAlive: async () => true };
 
 function worker(id: string, maxConcurrency: number, busy: number): WorkerEntry {
   const entry = new WorkerEntry(id, id, "test", { kind: "cpu", name: "cpu", memoryBytes: 0 }, [{ id: "m", contextLength: 1 }], maxConcurrency, link);

@@ -139,12 +139,15 @@ export class Master {
 
   // ---------- the worker side ----------
 
-  /** Registers a worker that completed the handshake; a worker of the same name replaces its old registration. */
+  /**
+   * Registers a worker that completed the handshake. The caller has made sure its name is free, or held by a
+   * connection that no longer answers (see worker-connection.ts): that one is dropped here, its tasks failed over.
+   */
   registerWorker(hello: Hello, link: WorkerLink): WorkerEntry {
     const previous = this.registry.findByName(hello.worker.name);
     if (previous) {
-      this.options.log.info({ worker: previous.id, workerName: previous.name }, "worker replaced by a new connection");
-      this.workerLeft(previous, new WorkerLostError("The worker restarted."));
+      this.options.log.info({ worker: previous.id, workerName: previous.name }, "worker's old connection no longer answers; replaced by its new one");
+      this.workerLeft(previous, new WorkerLostError("The worker's connection was lost."));
       previous.link.close(CloseCode.replaced, "replaced by a new connection with the same name");
     }
     const worker = new WorkerEntry(

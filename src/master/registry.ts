@@ -17,6 +17,8 @@ export interface WorkerLink {
   send(message: MasterMessage): void;
   /** Closes the connection with a protocol close code and reason. */
   close(code: number, reason: string): void;
+  /** Whether the peer answers a ping within `timeoutMs` (its connection is alive and its event loop turns). */
+  isAlive(timeoutMs: number): Promise<boolean>;
 }
 
 export class WorkerEntry {

@@ -28,8 +28,11 @@ export interface WorkerOptions {
 /** Prompt progress reports are sent at most this often per task. */
 const PROGRESS_INTERVAL_MS = 250;
 
-/** Close codes after which reconnecting cannot help. */
-const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion, CloseCode.replaced]);
+/**
+ * Close codes after which reconnecting cannot help: the operator must act (a wrong token, an old worker). After
+ * any other close the worker comes back, with backoff: a name in use may be freed, a replaced connection was ours.
+ */
+const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion]);
 
 /** Closes with a handshake, or tears the socket down if the peer does not answer within a second. */
 export function closeSocket(socket: WebSocket, code: number, reason: string): Promise<void> {
@@ -150,7 +153,9 @@ export class WorkerRuntime {
       }
       const delay = Math.min(30_000, 250 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
       this.attempt += 1;
-      log.warn({ code, reason, retryInMs: Math.round(delay) }, "disconnected from the master; reconnecting");
+      if (code === CloseCode.nameInUse) {
+        log.error({ code, reason, retryInMs: Math.round(delay) }, `another live worker is connected as '${this.options.name}': give this one its own --name; retrying`);
+      } else log.warn({ code, reason, retryInMs: Math.round(delay) }, "disconnected from the master; reconnecting");
       this.retryTimer = setTimeout(() => this.connect(), delay);
     });
   }

@@ -23,10 +23,12 @@ export interface ScriptedWorkerOptions {
   name?: string;
   behaviour?: TaskBehaviour;
   token?: string;
+  /** false: never answer pings, as a frozen process or a dead network path would not. */
+  answerPings?: boolean;
 }
 
 export async function startScriptedWorker(workerUrl: string, options: ScriptedWorkerOptions = {}): Promise<ScriptedWorker> {
-  const socket = new WebSocket(`${workerUrl}${WORKER_PATH}`);
+  const socket = new WebSocket(`${workerUrl}${WORKER_PATH}`, { autoPong: options.answerPings ?? true });
   let heartbeat: NodeJS.Timeout | undefined;
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>
     socket.on("close", (code, reason) => {
