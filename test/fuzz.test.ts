@@ -428,12 +428,22 @@ interface Expected {
 function expectedBeforeHello(text: string): Expected {
   if (utf8Length(text) > MAX_WORKER_PAYLOAD) return { code: CloseCode.tooLarge };
   const decoded = decodeWorkerMessage(text);
-  if (!decoded.ok) return { code: CloseCode.protocolError, error: "invalid_message" };
+  // A Hello that lacks a token (as a string) is refused as unauthorized, whatever else is wrong with it.
+  if (!decoded.ok) return helloWithoutToken(text) ? { code: CloseCode.unauthorized, error: "unauthorized" } : { code: CloseCode.protocolError, error: "invalid_message" };
   const message = decoded.message;
   if (message.type !== "Hello") return { code: CloseCode.protocolError, error: "hello_expected" };
   if (message.protocolVersion !== PROTOCOL_VERSION) return { code: CloseCode.unsupportedVersion, error: "unsupported_version" };
   if (message.token !== TEST_TOKEN) return { code: CloseCode.unauthorized, error: "unauthorized" };
   return { code: CloseCode.protocolError, error: "duplicate_hello", kept: true };
+}
+
+function helloWithoutToken(text: string): boolean {
+  try {
+    const json = JSON.parse(text) as unknown;
+    return typeof json === "object" && json !== null && (json as { type?: unknown }).type === "Hello" && typeof (json as { token?: unknown }).token !== "string";
+  } catch {
+    return false;
+  }
 }
 
 /** The oracle for a frame sent after a valid Hello by a worker that holds no task; the probe is an ack for an unknown task. */
@@ -457,6 +467,7 @@ const baseMessages: ReadonlyArray<Record<string, unknown>> = [
   { type: "TaskFinished", taskId: "task-fuzz", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 1 } },
   { type: "TaskFailed", taskId: "task-fuzz", error: { message: "boom", code: "engine_error" } },
   { type: "TaskCancelAck", taskId: "task-fuzz", completionTokens: 3 },
+  { type: "TaskProgress", taskId: "task-fuzz", promptTokensDone: 10, promptTokens: 20 },
   { type: "Heartbeat", at: 1_764_000_000_000, running: 0 },
   { type: "Draining" },
 ];

@@ -38,11 +38,12 @@ describe("stalled workers", () => {
       ),
     );
 
-    // Then every one is answered, the stuck worker got no more than its unstarted allowance, each of those was
-    // taken back from it, and it is out of rotation
+    // Then every one is answered, the stuck worker got no more than its unstarted allowance (plus the replacements
+    // it may be handed before its stalls reach the ejection threshold, when they do not all come in the same sweep),
+    // each of those was taken back from it, and it is out of rotation
     expect(replies.every((r) => r.choices[0]?.finish_reason === "length")).toBe(true);
     expect(scripted.assigned.length).toBeGreaterThan(0);
-    expect(scripted.assigned.length).toBeLessThanOrEqual(UNSTARTED_TASKS_LIMIT);
+    expect(scripted.assigned.length).toBeLessThanOrEqual(UNSTARTED_TASKS_LIMIT + 2);
     await eventually(() => scripted!.cancelled.length === scripted!.assigned.length, "every stalled task to be cancelled on its worker");
     expect(healthOf(coordinator, scripted.name)).toBe("ejected");
     const metrics = await (await fetch(`${coordinator.url}/metrics`)).text();

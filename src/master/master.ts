@@ -477,33 +477,39 @@ export class Master {
     for (const worker of this.registry.all()) {
       if (worker.health.tick(now)) this.healthChanged(worker);
     }
+    const stalled: Task[] = [];
     for (const task of this.live.values()) {
       if (task.state !== "assigned" && task.state !== "streaming") continue;
       // A task whose window is used up waits for its client, not for its worker: that is the slow-client rule's to judge.
       if (task.outstandingBytes >= this.options.taskWindowBytes) continue;
-      if (now - task.progressAt > this.options.taskStallMs) this.stalled(task, now);
+      if (now - task.progressAt > this.options.taskStallMs) stalled.push(task);
     }
+    // Every stall counts against its worker before any task moves on, so a worker whose tasks stalled together is
+    // ejected before it could be handed their replacements.
+    const retried = new Set<string>();
+    for (const task of stalled) if (this.stalled(task, now)) retried.add(task.model);
+    for (const model of retried) this.pump(model);
   }
 
-  private stalled(task: Task, now: number): void {
+  /** Gives up on a stalled task: fails it, or puts it back in the queue (true; the caller pumps). */
+  private stalled(task: Task, now: number): boolean {
     const worker = this.workerOf(task);
     const silentMs = now - task.progressAt;
     this.options.log.warn(
       { task: task.id, worker: worker?.id, workerName: worker?.name, silentMs, state: task.state },
       "task stalled: no progress from its worker",
     );
-    if (!worker) {
-      this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });
-      return;
+    if (worker) {
+      this.observers.taskStalled(task, worker);
+      if (worker.health.failure(now)) this.healthChanged(worker, false);
+      this.stopOnWorker(task.id, worker, "no progress: the coordinator gave up on this task");
+      if (this.retry(task, worker)) return true;
     }
-    this.observers.taskStalled(task, worker);
-    this.stopOnWorker(task.id, worker, "no progress: the coordinator gave up on this task");
-    if (worker.health.failure(now)) this.healthChanged(worker);
-    if (this.retry(task, worker)) this.pump(task.model);
-    else this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });
+    this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });
+    return false;
   }
 
-  private healthChanged(worker: WorkerEntry): void {
+  private healthChanged(worker: WorkerEntry, pump = true): void {
     const { health } = worker;
     const level = health.state === "ejected" ? "warn" : "info";
     this.options.log[level](
@@ -521,7 +527,7 @@ export class Master {
     );
     this.registry.changed(worker);
     this.observers.workerHealthChanged(worker);
-    if (worker.hasCapacity) this.pumpWorker(worker);
+    if (pump && worker.hasCapacity) this.pumpWorker(worker);
   }
 
   /** Assigns queued tasks of `model` while some worker serving it has a free slot. */

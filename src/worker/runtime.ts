@@ -25,6 +25,9 @@ export interface WorkerOptions {
   log: Logger;
 }
 
+/** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
+const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;
+
 /** Prompt progress reports are sent at most this often per task. */
 const PROGRESS_INTERVAL_MS = 250;
 
@@ -235,8 +238,9 @@ export class WorkerRuntime {
         output.add(text, tokens);
         // While the network keeps up a token goes out in its own turn (the turn's frames leave together); behind a
         // backlog left by earlier turns, tokens merge, one frame a task, until it drains.
+        // A merged frame stays far below the master's frame limit (--max-worker-payload, 16 MiB by default).
         const socket = this.socket;
-        if (!socket || batchFramesThisTurn(socket) === 0) output.flush();
+        if (!socket || batchFramesThisTurn(socket) === 0 || output.held >= MAX_MERGED_CHUNK_BYTES) output.flush();
         else this.waiting.add(output);
       },
       progress: (done: number, total?: number) => {

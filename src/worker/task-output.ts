@@ -59,6 +59,11 @@ export class TaskOutput {
     if (!this.paused) this.wake();
   }
 
+  /** Bytes held, not sent yet. */
+  get held(): number {
+    return this.heldBytes;
+  }
+
   /** Whether the engine should wait: what it produced uses up the window. */
   get paused(): boolean {
     return this.credit - this.heldBytes <= 0;
