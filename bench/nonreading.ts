@@ -1,5 +1,6 @@
 // Slow readers: streams whose clients read the response head and then nothing more while the worker produces as
 // fast as it can. What the middle process holds for them, and whether a normal client is still served meanwhile.
+import { readFileSync } from "node:fs";
 import { serveDefaults } from "../src/config.js";
 import { openUnreadStream, sleep, streamChat, type UnreadStream } from "./client.js";
 import type { EngineSpec } from "./host.js";
@@ -34,6 +35,8 @@ interface HoldResult {
   /** The normal client's stream to `[DONE]`, alone before the unread streams opened and while they were open. */
   probeAloneMs: number | undefined;
   probeMs: number | undefined;
+  /** Output the kernel held at the end of the window, unsent by the server and unread by the clients (not in RSS). */
+  kernelBytes: number;
   /** Unread streams the server closed before the end of the window. */
   dropped: number;
 }
@@ -58,6 +61,23 @@ async function timeToDone(path: BenchPath, maxTokens: number): Promise<number | 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Bytes in the send queues of the server's connections on `port` and the receive queues of their clients, from
+ * /proc/net/tcp (loopback IPv4): output written and not yet read, which RSS does not show.
+ */
+function kernelBacklogBytes(port: number): number {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  let bytes = 0;
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const [, local, remote, state, queues] = line.trim().split(/\s+/);
+    if (state !== "01" || !local || !remote || !queues) continue; // 01: established
+    const [tx, rx] = queues.split(":").map((hex) => Number.parseInt(hex, 16));
+    if (local.endsWith(`:${hexPort}`)) bytes += tx ?? 0;
+    if (remote.endsWith(`:${hexPort}`)) bytes += rx ?? 0;
+  }
+  return bytes;
 }
 
 /** Opens `count` unread streams at once; if any fails, closes the others and throws. */
@@ -97,11 +117,13 @@ async function hold(path: BenchPath, count: number, variant: NonReadingVariant, 
     }
     // The probe always runs with the unread streams still open, also when the window ended early.
     const probeMs = await (probe ?? timeToDone(path, variant.probeTokens));
+    const kernelBytes = kernelBacklogBytes(Number(new URL(path.url).port));
     const peak = Math.max(...samples.map((sample) => sample.rssBytes));
     return {
       peakGrowthBytes: peak - before,
       lateGrowthBytesPerSecond: lateGrowthRate(samples),
       cappedAtSeconds,
+      kernelBytes,
       probeAloneMs,
       probeMs,
       dropped: streams.filter((s) => s.ended).length,
@@ -173,6 +195,13 @@ function rowsOf(scenario: string, count: number, variant: NonReadingVariant, sec
       coordinator: mib(c?.lateGrowthBytesPerSecond),
       direct: mib(d?.lateGrowthBytesPerSecond),
       ratio: "about 0 once what the streams may hold is full",
+    },
+    {
+      scenario,
+      metric: "unread output in kernel socket buffers at the end (not in RSS)",
+      unit: "MiB",
+      coordinator: mib(c?.kernelBytes),
+      direct: mib(d?.kernelBytes),
     },
     {
       scenario,
