@@ -2,7 +2,7 @@
 // between the engine and the client's socket — what a user gets talking to an inference server directly.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Engine } from "../src/worker/engines/engine.js";
+import { type Engine, textSink } from "../src/worker/engines/engine.js";
 
 interface ChatBody {
   model?: string;
@@ -47,12 +47,10 @@ async function stream(engine: Engine, body: ChatBody, res: import("node:http").S
         messages: body.messages ?? [],
         params: body.max_tokens ? { maxTokens: body.max_tokens } : {},
       },
-      {
-        text: (text) => {
-          res.write(chunk(first ? { role: "assistant", content: text } : { content: text }, null));
-          first = false;
-        },
-      },
+      textSink((text) => {
+        res.write(chunk(first ? { role: "assistant", content: text } : { content: text }, null));
+        first = false;
+      }),
       controller.signal,
     );
     res.write(chunk({}, result.finishReason));

@@ -113,11 +113,13 @@ export function schedulerDecisionCost(workers: number, queued: number, cycles: n
     maxAttempts: 3,
     maxLiveTasks: 10_000_000,
     modelMemoryMs: 60_000,
+    taskWindowBytes: 512 * 1024,
+    taskStallMs: 60_000,
     log: silentLogger,
   });
   const entries: WorkerEntry[] = [];
   for (let i = 0; i < workers; i++) {
-    const link = { send: () => {}, close: () => {} };
+    const link = { send: () => {}, close: () => {}, isAlive: async () => true };
     const entry = master.registerWorker(
       {
         type: "Hello",

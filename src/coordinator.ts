@@ -65,6 +65,10 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     maxAttempts: config.maxAttempts,
     maxLiveTasks: config.maxStreams,
     modelMemoryMs: 10 * 60_000,
+    // Half the unread-output limit may wait in the master for the client, the other half in its socket.
+    taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
+    taskStallMs: config.taskStallMs,
+    healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
     log,
   });
   const metrics = new CoordinatorMetrics(master);
@@ -79,6 +83,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     limits: { maxMessages: config.maxMessages, maxPromptChars: config.maxPromptChars },
     slowClientMs: config.slowClientMs,
     slowClientBytes: config.slowClientBytes,
+    maxReplyBytes: config.maxReplyBytes,
     apiKeys: await readApiKeys(config),
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,
@@ -95,6 +100,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       handshakeTimeoutMs: 10_000,
       heartbeatIntervalMs: config.heartbeatMs,
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
+      nameProbeMs: 2_000,
       log,
     }),
   );
@@ -119,7 +125,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       token: config.workerToken,
       name: "demo-simulator",
       maxConcurrency: 8,
-      reconnect: false,
+      // Like any worker it comes back after a dropped connection; stop() on close ends it for good.
+      reconnect: true,
       log: log.child({ component: "demo-worker" }),
     });
     await demo.start();

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { getLlama, type Llama, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestModel, SCRIPTED_REPLY, type TestModel } from "../scripts/make-test-model.js";
-import type { EngineDescription, GenerationRequest, GenerationResult } from "../src/worker/engines/engine.js";
+import { type EngineDescription, type GenerationRequest, type GenerationResult, textSink } from "../src/worker/engines/engine.js";
 import { LlamaEngine } from "../src/worker/engines/llama.js";
 import type { SamplingParams } from "../src/worker-protocol/index.js";
 
@@ -50,12 +50,10 @@ async function run(req: GenerationRequest, signal = new AbortController().signal
   const chunks: Run["chunks"] = [];
   const result = await engine.generate(
     req,
-    {
-      text(text, tokens) {
-        chunks.push({ text, tokens });
-        onChunk?.(chunks.length);
-      },
-    },
+    textSink((text, tokens) => {
+      chunks.push({ text, tokens });
+      onChunk?.(chunks.length);
+    }),
     signal,
   );
   return { chunks, text: chunks.map((c) => c.text).join(""), result } satisfies Run;
@@ -162,7 +160,7 @@ describe("LlamaEngine", () => {
   it("serves two tasks at once with maxConcurrency 2, interleaving their tokens", async () => {
     const order: string[] = [];
     const generate = (name: string) =>
-      engine.generate(request("endless", { temperature: 0, maxTokens: 40 }), { text: () => order.push(name) }, new AbortController().signal);
+      engine.generate(request("endless", { temperature: 0, maxTokens: 40 }), textSink(() => order.push(name)), new AbortController().signal);
     const both = await Promise.all([generate("a"), generate("b")]);
     const scriptedPair = await Promise.all([run(request("scripted", { temperature: 0 })), run(request("scripted", { temperature: 0 }))]);
 

@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { GenerationRequest, GenerationResult } from "../src/worker/engines/engine.js";
+import { type GenerationRequest, type GenerationResult, textSink } from "../src/worker/engines/engine.js";
 import { DEFAULT_CONTEXT_LENGTH, OpenAIUpstreamEngine } from "../src/worker/engines/openai-upstream.js";
 
 interface SeenRequest {
@@ -65,7 +65,7 @@ function request(model: string, extra: Partial<GenerationRequest> = {}): Generat
 
 async function run(engine: OpenAIUpstreamEngine, req: GenerationRequest, signal = new AbortController().signal) {
   const pieces: string[] = [];
-  const result: GenerationResult = await engine.generate(req, { text: (text) => pieces.push(text) }, signal);
+  const result: GenerationResult = await engine.generate(req, textSink((text) => pieces.push(text)), signal);
   return { text: pieces.join(""), pieces, result };
 }
 
@@ -212,7 +212,7 @@ describe("OpenAIUpstreamEngine", () => {
     });
     const controller = new AbortController();
 
-    const generation = engine().generate(request("endless"), { text: () => controller.abort() }, controller.signal);
+    const generation = engine().generate(request("endless"), textSink(() => controller.abort()), controller.signal);
 
     await expect(generation).rejects.toThrow();
     await expect(withDeadline(closed, 5_000)).resolves.toBeUndefined();

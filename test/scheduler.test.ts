@@ -5,7 +5,7 @@ import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
 import { ModelQueues, pickWorker, WorkerHeap } from "../src/master/scheduler.js";
 import { canTransition, isTerminal, Task, type TaskState } from "../src/master/task.js";
 
-const link: WorkerLink = { send: () => {}, close: () => {} };
+const link: WorkerLink = { send: () => {}, close: () => {}, isAlive: async () => true };
 
 function worker(id: string, maxConcurrency: number, busy: number): WorkerEntry {
   const entry = new WorkerEntry(id, id, "test", { kind: "cpu", name: "cpu", memoryBytes: 0 }, [{ id: "m", contextLength: 1 }], maxConcurrency, link);
@@ -108,12 +108,12 @@ describe("task state machine", () => {
         await t.events.ready();
       }
     })();
-    t.events.push({ type: "chunk", text: "a", tokens: 1 });
-    t.events.push({ type: "chunk", text: "b", tokens: 1 });
+    t.events.push({ type: "chunk", text: "a", tokens: 1, bytes: 1 });
+    t.events.push({ type: "chunk", text: "b", tokens: 1, bytes: 1 });
     await Promise.resolve();
     t.events.push({ type: "finished", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 2 } });
     t.events.end();
-    t.events.push({ type: "chunk", text: "late", tokens: 1 });
+    t.events.push({ type: "chunk", text: "late", tokens: 1, bytes: 4 });
     await reader;
     expect(seen).toEqual(["a", "b", "finished"]);
   });

@@ -1,6 +1,6 @@
 // The simulator engine on its own: deterministic replies, stop strings across tokens, limits, failures, aborts.
 import { describe, expect, it } from "vitest";
-import type { GenerationRequest } from "../src/worker/engines/engine.js";
+import { type GenerationRequest, textSink } from "../src/worker/engines/engine.js";
 import { defaultSimulatorOptions, SimulatorEngine, simulatedReply } from "../src/worker/engines/simulator.js";
 
 const messages = [{ role: "user" as const, content: "hi there" }];
@@ -8,7 +8,7 @@ const messages = [{ role: "user" as const, content: "hi there" }];
 async function run(engine: SimulatorEngine, params: GenerationRequest["params"] = {}, signal = new AbortController().signal) {
   let text = "";
   let chunks = 0;
-  const result = await engine.generate({ taskId: "t", model: "simulator", messages, params }, { text: (t) => ((text += t), (chunks += 1)) }, signal);
+  const result = await engine.generate({ taskId: "t", model: "simulator", messages, params }, textSink((t) => ((text += t), (chunks += 1))), signal);
   return { text, chunks, result };
 }
 

@@ -3,6 +3,7 @@ import type { HttpBindings } from "@hono/node-server";
 import type { Context } from "hono";
 import { nanoid } from "nanoid";
 import { flatLineLogger, type Logger } from "../log.js";
+import { ReplyTooLargeError } from "../master/errors.js";
 import type { Master } from "../master/master.js";
 import type { Task, TaskEvent } from "../master/task.js";
 import { createParser } from "../parser/index.js";
@@ -40,6 +41,8 @@ export interface ChatCompletionsOptions {
   /** A streaming client holding this much unread output for this long is cancelled. */
   slowClientMs: number;
   slowClientBytes: number;
+  /** Most bytes of model output held for a non-streamed reply; past it the task fails with reply_too_large. */
+  maxReplyBytes: number;
   /** Per-model parser format from configuration (`--model-format`), over what the worker announced. */
   modelFormats: ReadonlyMap<string, string>;
   /** Origins allowed by CORS; empty: CORS is off (and no middleware adds response headers). */
@@ -98,7 +101,7 @@ export function chatCompletionsHandler(master: Master, options: ChatCompletionsO
       headers[REQUEST_ID_HEADER] = report.requestId;
       return streamReply(master, task, shaper, reply, request, { signal, outgoing, headers }, options, report);
     }
-    return wholeReply(task, shaper, reply, options.reasoningField, report);
+    return wholeReply(master, task, shaper, reply, options, report);
   };
 }
 
@@ -120,19 +123,30 @@ interface ReplyIdentity {
   model: string;
 }
 
-/** Waits for the task to end, collecting its text; a client that leaves cancels the task through the signal. */
+/**
+ * Waits for the task to end, collecting its text; a client that leaves cancels the task through the signal. A
+ * reply that outgrows `maxReplyBytes` is given up on rather than held without bound.
+ */
 async function wholeReply(
+  master: Master,
   task: Task,
   shaper: ReplyShaper,
   reply: ReplyIdentity,
-  reasoningField: ReasoningField,
+  options: ChatCompletionsOptions,
   report: ChatRequestReport,
 ): Promise<Response> {
   const collector = new ReplyCollector();
   const deltas: Delta[] = [];
+  let held = 0;
   for (;;) {
     const event = await nextEvent(task);
     if (event.type === "chunk") {
+      held += event.bytes;
+      if (held > options.maxReplyBytes) {
+        report.log.warn({ task: task.id, limit: options.maxReplyBytes }, "non-streamed reply too large; giving up on it");
+        master.fail(task, new ReplyTooLargeError(options.maxReplyBytes));
+        continue; // the failure is the next event
+      }
       shaper.push(event.text, deltas);
       task.thinking = shaper.inReasoning;
       collector.add(deltas);
@@ -151,7 +165,7 @@ async function wholeReply(
     // As OpenAI does: a reply that only calls tools has null content.
     const content = calledTools && collector.content === "" ? null : collector.content;
     const message: Record<string, unknown> = { role: "assistant", content, refusal: null };
-    if (collector.reasoning) for (const key of reasoningKeys(reasoningField)) message[key] = collector.reasoning;
+    if (collector.reasoning) for (const key of reasoningKeys(options.reasoningField)) message[key] = collector.reasoning;
     if (collector.toolCalls.length > 0) message.tool_calls = collector.toolCalls.filter(Boolean);
     return Response.json({
       id: reply.id,
@@ -227,6 +241,9 @@ function streamReply(
         sse.data(...serializer.deltas(deltas));
         deltas.length = 0;
       }
+      // Flow control: read nothing more from the task while the client is behind, so the worker's window stays
+      // used up and it pauses; the slow-client rule ends the wait if the client never catches up.
+      if (sse.backlogged) await sse.drained();
     }
   };
   relay().catch((error: unknown) => {

@@ -38,7 +38,11 @@ export function clusterEventsHandler(activity: ClusterActivity, options: Cluster
     );
     if (options.closing.aborted) sse.close();
     if (!sse.isClosed) {
-      const send = () => sse.data(JSON.stringify(activity.view()));
+      // Each view replaces the last: a client that has not read the previous one gets none (bounded memory); one
+      // that stays behind past the slow-client limit is dropped.
+      const send = () => {
+        if (sse.backlog === 0) sse.data(JSON.stringify(activity.view()));
+      };
       send();
       timer = setInterval(send, options.intervalMs);
       options.closing.addEventListener("abort", end, { once: true });

@@ -6,8 +6,10 @@ import {
   OverloadedError,
   QueueFullError,
   QueueTimeoutError,
+  ReplyTooLargeError,
   UnavailableError,
   WorkerLostError,
+  WorkerStalledError,
 } from "../master/errors.js";
 
 export interface OpenAIErrorBody {
@@ -35,9 +37,6 @@ export interface MappedError {
 function body(message: string, type: string, param: string | null, code: string | null): OpenAIErrorBody {
   return { error: { message, type, param, code } };
 }
-
-/** Clients may fix these by changing their request: a worker reporting one maps to 400, not to 502. */
-const clientEngineCodes = new Set(["context_length_exceeded", "invalid_request"]);
 
 export function mapError(error: unknown): MappedError {
   if (error instanceof InvalidRequestError) {
@@ -71,9 +70,15 @@ export function mapError(error: unknown): MappedError {
   if (error instanceof WorkerLostError) {
     return { status: 502, body: body(error.message, "server_error", null, "worker_lost") };
   }
+  if (error instanceof WorkerStalledError) {
+    return { status: 504, body: body(error.message, "server_error", null, "worker_stalled") };
+  }
+  if (error instanceof ReplyTooLargeError) {
+    return { status: 502, body: body(error.message, "server_error", null, "reply_too_large") };
+  }
   if (error instanceof EngineError) {
-    if (error.code && clientEngineCodes.has(error.code)) {
-      return { status: 400, body: body(error.message, "invalid_request_error", "messages", error.code) };
+    if (error.isClientError) {
+      return { status: 400, body: body(error.message, "invalid_request_error", "messages", error.code ?? null) };
     }
     return { status: 502, body: body(error.message, "server_error", null, error.code ?? "engine_error") };
   }

@@ -5,6 +5,7 @@ import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 const encoder = new TextEncoder();
 const KEEPALIVE = ": keepalive\n\n";
 const DONE = "data: [DONE]\n\n";
+const MIN_HIGH_WATER_BYTES = 32 * 1024;
 
 export const SSE_HEADERS = {
   "Content-Type": "text/event-stream; charset=utf-8",
@@ -15,7 +16,10 @@ export const SSE_HEADERS = {
 
 export interface SseOptions {
   keepaliveMs: number;
-  /** A client holding more than `slowClientBytes` of unread output for `slowClientMs` is given up on. */
+  /**
+   * Flow control: past half of `slowClientBytes` unread, the stream is backlogged (its writer should wait for
+   * `drained()`); a client that stays backlogged for `slowClientMs` is given up on.
+   */
   slowClientMs: number;
   slowClientBytes: number;
   /** Called once when the client is given up on (it stopped reading); the stream is then torn down. */
@@ -36,6 +40,8 @@ interface SseSink {
   write(text: string): void;
   /** Bytes written that the client's connection has not taken yet. */
   backlog(): number;
+  /** Calls `listener` whenever the client took what was written (the backlog emptied or fell). */
+  onDrain(listener: () => void): void;
   /**
    * Ends the body after `last` (may be empty); `drained` is called once the client has taken all of it (or the
    * connection is gone).
@@ -65,6 +71,10 @@ class NodeResponseSink implements SseSink {
     return this.out.writableLength;
   }
 
+  onDrain(listener: () => void): void {
+    this.out.on("drain", listener);
+  }
+
   end(last: string, drained: () => void): void {
     const done = () => {
       this.out.off("finish", done);
@@ -87,6 +97,7 @@ class WebStreamSink implements SseSink {
   readonly body: ReadableStream<Uint8Array>;
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private drained: (() => void) | undefined;
+  private drainListener: (() => void) | undefined;
 
   constructor(onCancel: () => void) {
     this.body = new ReadableStream<Uint8Array>(
@@ -95,7 +106,10 @@ class WebStreamSink implements SseSink {
           this.controller = controller;
         },
         // The reader caught up with everything queued: a stream waiting to end can end now.
-        pull: () => this.finishIfDrained(),
+        pull: () => {
+          this.drainListener?.();
+          this.finishIfDrained();
+        },
         cancel: onCancel,
       },
       // Count the queue in bytes, and queue nothing ahead of the reader: desiredSize is then minus the unread bytes.
@@ -109,6 +123,10 @@ class WebStreamSink implements SseSink {
 
   backlog(): number {
     return -(this.controller.desiredSize ?? 0);
+  }
+
+  onDrain(listener: () => void): void {
+    this.drainListener = listener;
   }
 
   end(last: string, drained: () => void): void {
@@ -140,23 +158,33 @@ class WebStreamSink implements SseSink {
 
 /**
  * One SSE response. Writes are synchronous; a keepalive comment goes out whenever nothing was written for
- * `keepaliveMs`. The stream drops its timer when the client goes away (`signal`) or when `close()` is called. A
- * client that stops reading is torn down after `slowClientMs`, so it cannot pin a worker or grow memory without bound.
+ * `keepaliveMs`. The stream drops its timer when the client goes away (`signal`) or when `close()` is called.
+ * Flow control: once half of `slowClientBytes` waits unread the stream is `backlogged`, and its writer waits for
+ * `drained()` before writing more (which in turn stops the worker); a client that stays backlogged for
+ * `slowClientMs` is torn down, so it can neither pin a worker nor grow memory without bound.
  */
 export class SseStream {
   private lastWriteAt = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Since when the unread backlog has stayed above the slow-client limit. */
+  /** Since when the unread backlog has stayed above the high-water mark. */
   private stalledSince: number | undefined;
+  /** Fires when a backlog that began at `stalledSince` has lasted `slowClientMs` (nothing else may be written meanwhile). */
+  private stallTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private released = false;
+  private readonly highWaterBytes: number;
+  private drainWaiters: Array<() => void> = [];
 
   private constructor(
     private readonly options: SseOptions,
     private readonly signal: AbortSignal,
     private readonly sink: SseSink,
-  ) {}
+  ) {
+    // Past Node's own high-water mark (16 KiB) a write reports back-pressure and a 'drain' follows: stay above it.
+    this.highWaterBytes = Math.max(MIN_HIGH_WATER_BYTES, Math.floor(options.slowClientBytes / 2));
+    sink.onDrain(this.onDrain);
+  }
 
   /**
    * Opens a stream and the Response to return from the route: with Node's `outgoing` response at hand the stream
@@ -197,6 +225,22 @@ export class SseStream {
     return this.closed;
   }
 
+  /** Bytes written that the client has not read yet. */
+  get backlog(): number {
+    return this.sink.backlog();
+  }
+
+  /** Whether the client is behind by more than the high-water mark: write nothing more until `drained()`. */
+  get backlogged(): boolean {
+    return !this.closed && this.sink.backlog() > this.highWaterBytes;
+  }
+
+  /** Resolves once the client caught up below the high-water mark, or the stream ended (whichever comes first). */
+  drained(): Promise<void> {
+    if (!this.backlogged) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
   /** Writes `data: <json>\n\n` for each already-serialised JSON text, in one write. */
   data(...jsonTexts: string[]): void {
     if (jsonTexts.length === 0) return;
@@ -232,12 +276,27 @@ export class SseStream {
   }
 
   private checkStall(now: number): void {
-    if (this.sink.backlog() <= this.options.slowClientBytes) {
+    if (this.sink.backlog() <= this.highWaterBytes) {
       this.stalledSince = undefined;
       return;
     }
-    this.stalledSince ??= now;
+    if (this.stalledSince === undefined) {
+      this.stalledSince = now;
+      this.armStallTimer(this.options.slowClientMs);
+    }
     if (now - this.stalledSince >= this.options.slowClientMs) this.giveUp();
+  }
+
+  private armStallTimer(ms: number): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.closed || this.stalledSince === undefined) return;
+      const now = Date.now();
+      this.checkStall(now);
+      // Still behind, but since less long (it caught up for a while in between): look again when it may be due.
+      if (!this.closed && this.stalledSince !== undefined) this.armStallTimer(this.stalledSince + this.options.slowClientMs - now);
+    }, ms);
   }
 
   /** The client stopped reading: tell the owner, then drop the connection. */
@@ -248,8 +307,19 @@ export class SseStream {
     this.sink.destroy();
   }
 
+  private readonly onDrain = (): void => {
+    if (this.drainWaiters.length === 0 || this.backlogged) return;
+    this.stalledSince = undefined;
+    this.wakeDrainWaiters();
+  };
+
+  private wakeDrainWaiters(): void {
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
+  }
+
   private teardown(): void {
     this.dispose();
+    this.wakeDrainWaiters();
     this.signal.removeEventListener("abort", this.onAbort);
     clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
@@ -266,8 +336,11 @@ export class SseStream {
     if (this.closed) return;
     const idle = now - this.lastWriteAt;
     if (idle >= this.options.keepaliveMs) {
-      this.write(KEEPALIVE);
-      this.options.observer?.keepalive();
+      // Bytes still on their way keep the connection busy already: no keepalive behind them.
+      if (this.sink.backlog() === 0) {
+        this.write(KEEPALIVE);
+        this.options.observer?.keepalive();
+      }
       this.timer = setTimeout(this.onTimer, this.options.keepaliveMs);
     } else {
       this.timer = setTimeout(this.onTimer, this.options.keepaliveMs - idle);
@@ -278,6 +351,9 @@ export class SseStream {
 
   private dispose(): void {
     this.closed = true;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    this.wakeDrainWaiters();
     clearTimeout(this.timer);
     this.timer = undefined;
   }

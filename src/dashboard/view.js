@@ -64,7 +64,9 @@ function workerCard(worker, now) {
       "div",
       { class: "worker-top" },
       h("div", {}, h("div", { class: "worker-name" }, worker.name), h("div", { class: "worker-device" }, device)),
-      h("span", { class: `badge ${worker.state}` }, worker.state),
+      worker.health && worker.health !== "healthy"
+        ? h("span", { class: `badge ${worker.health}`, title: "taken out of rotation: its tasks kept failing or stalling" }, worker.health)
+        : h("span", { class: `badge ${worker.state}` }, worker.state),
     ),
     slots,
     h(
@@ -99,10 +101,16 @@ function requestRow(request, badge, ended) {
     { class: ended ? "ended" : "live", title: request.requestId ? `request ${request.requestId}` : undefined },
     h("td", { class: "model" }, request.model),
     h("td", {}, h("span", { class: `badge ${badge}` }, badge)),
-    h("td", { class: "num" }, String(request.tokens)),
+    h("td", { class: "num" }, request.prompt ? promptProgress(request.prompt) : String(request.tokens)),
     h("td", { class: "num" }, formatDuration(request.durationMs)),
     h("td", {}, request.worker ?? "—"),
   );
+}
+
+/** "prompt 40%" (or "prompt 2,048" when the total is unknown) while the worker evaluates the prompt. */
+function promptProgress(prompt) {
+  if (prompt.total) return `prompt ${Math.floor((prompt.done / prompt.total) * 100)}%`;
+  return `prompt ${formatCount(prompt.done)}`;
 }
 
 function renderQueues(models) {

@@ -1,6 +1,5 @@
 // The cluster as JSON: workers, their slots and models, queue depths (read by /v1/cluster, metrics and the dashboard).
 import type { WorkerRegistry } from "./registry.js";
-import { isTerminal } from "./task.js";
 
 export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<string, number>, liveTasks: number) {
   const workers = [...registry.all()].map((w) => ({
@@ -11,9 +10,18 @@ export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<s
     device: w.device,
     models: w.models,
     maxConcurrency: w.maxConcurrency,
-    inflight: [...w.slots.values()].filter((t) => !isTerminal(t.state)).map((t) => t.id),
+    inflight: [...w.slots.keys()],
+    /** Tasks assigned here that the worker has shown no sign of working on yet. */
+    unstarted: w.unstarted,
     /** Cancelled tasks whose slot waits for the worker's acknowledgement. */
-    cancelling: [...w.slots.values()].filter((t) => isTerminal(t.state)).map((t) => t.id),
+    cancelling: [...w.cancelling.keys()],
+    /** Outlier ejection: healthy, ejected (out of rotation until `ejectedUntil`) or probation (one task at a time). */
+    health: {
+      state: w.health.state,
+      consecutiveFailures: w.health.consecutiveFailures,
+      ejections: w.health.ejections,
+      ejectedUntil: w.health.state === "ejected" ? new Date(w.health.ejectedUntil).toISOString() : null,
+    },
     completionTokens: w.completionTokens,
     reportedRunning: w.reportedRunning,
     connectedAt: new Date(w.connectedAt).toISOString(),

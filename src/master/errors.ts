@@ -44,6 +44,9 @@ export class WorkerLostError extends CoordinatorError {
   }
 }
 
+/** Engine error codes that say the request itself was at fault (the client sees a 400), not the worker. */
+const clientEngineCodes = new Set(["context_length_exceeded", "invalid_request"]);
+
 /** The worker's engine reported a failure. */
 export class EngineError extends CoordinatorError {
   readonly kind = "engine_error";
@@ -52,6 +55,27 @@ export class EngineError extends CoordinatorError {
     readonly code?: string,
   ) {
     super(message);
+  }
+
+  /** Whether the client's request caused it (so it says nothing about the worker's health). */
+  get isClientError(): boolean {
+    return this.code !== undefined && clientEngineCodes.has(this.code);
+  }
+}
+
+/** The worker running the task stopped making progress (it heartbeats, but the task is silent). */
+export class WorkerStalledError extends CoordinatorError {
+  readonly kind = "worker_stalled";
+  constructor(silentMs: number) {
+    super(`The worker running this request made no progress for ${Math.round(silentMs / 1000)} s; the coordinator gave up on it.`);
+  }
+}
+
+/** A non-streamed reply grew past the coordinator's limit (`--max-reply-bytes`). */
+export class ReplyTooLargeError extends CoordinatorError {
+  readonly kind = "reply_too_large";
+  constructor(limit: number) {
+    super(`The reply grew past ${limit} bytes, the most the coordinator holds for a non-streamed reply. Ask for a streamed reply (stream: true) or a lower max_tokens.`);
   }
 }
 

@@ -2,7 +2,7 @@
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
 import type { FinishReason, Hello, Usage, WorkerMessage } from "../worker-protocol/index.js";
-import { CloseCode, PROTOCOL_VERSION } from "../worker-protocol/index.js";
+import { chunkCost, CloseCode, PROTOCOL_VERSION } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
   EngineError,
@@ -13,12 +13,14 @@ import {
   QueueTimeoutError,
   UnavailableError,
   WorkerLostError,
+  WorkerStalledError,
 } from "./errors.js";
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
 import { ModelQueues } from "./scheduler.js";
 import { canTransition, isTerminal, Task, type TaskRequest, type TaskState } from "./task.js";
+import type { HealthPolicy } from "./worker-health.js";
 
 export interface MasterOptions {
   queueMaxLength: number;
@@ -32,6 +34,12 @@ export interface MasterOptions {
   maxLiveTasks: number;
   /** How long a model stays known after its last worker left: requests for it queue (then 503) instead of 404. */
   modelMemoryMs: number;
+  /** Flow control: bytes of output a task's worker may have outstanding (sent, not yet consumed by its client). */
+  taskWindowBytes: number;
+  /** A running task that shows no progress for this long is failed over (before output) or failed (after). */
+  taskStallMs: number;
+  /** When a worker whose tasks keep failing or stalling is taken out of rotation, and for how long. */
+  healthPolicy?: HealthPolicy;
   log: Logger;
 }
 
@@ -52,13 +60,19 @@ export class Master {
   private readonly live = new Map<string, Task>();
   /** Per live task: what to undo when it ends (queue timer, abort listener). */
   private readonly disposers = new Map<string, Array<() => void>>();
-  /** Cancelled tasks whose worker slot waits for an acknowledgement, with the timer that frees it anyway. */
-  private readonly pendingAcks = new Map<string, { worker: WorkerEntry; timer: NodeJS.Timeout }>();
   private accepting = true;
   private idleWaiters: Array<() => void> = [];
+  /** Looks for stalled tasks and for ejected workers whose time is up. */
+  private readonly sweepTimer: NodeJS.Timeout;
+  /** Grants go out once this many bytes were consumed (as HTTP/2 batches WINDOW_UPDATE): few messages per task. */
+  private readonly grantBatchBytes: number;
 
   constructor(readonly options: MasterOptions) {
     this.queues = new ModelQueues(options.queueMaxLength);
+    this.grantBatchBytes = Math.max(1, Math.floor(options.taskWindowBytes / 4));
+    const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
+    this.sweepTimer.unref();
   }
 
   // ---------- the API side ----------
@@ -79,6 +93,7 @@ export class Master {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
     }
     const task = new Task(`task-${nanoid(12)}`, request);
+    task.events.onConsumed = (bytes) => this.consumed(task, bytes);
     this.live.set(task.id, task);
     this.watchAbort(task, signal);
     if (worker) this.assign(task, worker);
@@ -89,6 +104,13 @@ export class Master {
   /** Cancels a task (client gone); a no-op when it already ended. */
   cancel(task: Task, reason: string): void {
     this.end(task, { to: "cancelled", reason });
+  }
+
+  /** Ends a task with `error` (e.g. its reply outgrew a limit) and tells its worker to stop; a no-op once ended. */
+  fail(task: Task, error: CoordinatorError): void {
+    const worker = this.workerOf(task);
+    this.end(task, { to: "failed", error });
+    if (worker) this.stopOnWorker(task.id, worker, "the coordinator gave up on this task");
   }
 
   isAccepting(): boolean {
@@ -117,12 +139,15 @@ export class Master {
 
   // ---------- the worker side ----------
 
-  /** Registers a worker that completed the handshake; a worker of the same name replaces its old registration. */
+  /**
+   * Registers a worker that completed the handshake. The caller has made sure its name is free, or held by a
+   * connection that no longer answers (see worker-connection.ts): that one is dropped here, its tasks failed over.
+   */
   registerWorker(hello: Hello, link: WorkerLink): WorkerEntry {
     const previous = this.registry.findByName(hello.worker.name);
     if (previous) {
-      this.options.log.info({ worker: previous.id, workerName: previous.name }, "worker replaced by a new connection");
-      this.workerLeft(previous, new WorkerLostError("The worker restarted."));
+      this.options.log.info({ worker: previous.id, workerName: previous.name }, "worker's old connection no longer answers; replaced by its new one");
+      this.workerLeft(previous, new WorkerLostError("The worker's connection was lost."));
       previous.link.close(CloseCode.replaced, "replaced by a new connection with the same name");
     }
     const worker = new WorkerEntry(
@@ -133,6 +158,7 @@ export class Master {
       hello.models,
       hello.worker.maxConcurrency,
       link,
+      this.options.healthPolicy,
     );
     this.registry.add(worker);
     this.observers.workerJoined(worker);
@@ -141,6 +167,7 @@ export class Master {
       protocolVersion: PROTOCOL_VERSION,
       workerId: worker.id,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      taskWindowBytes: this.options.taskWindowBytes,
     });
     this.options.log.info(
       { worker: worker.id, workerName: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
@@ -169,38 +196,64 @@ export class Master {
         if (message.seq > task.nextSeq) {
           throw new ProtocolViolation("bad_sequence", `chunk ${message.seq} of ${message.taskId} skips ahead of ${task.nextSeq}`);
         }
+        if (task.outstandingBytes >= this.options.taskWindowBytes) {
+          throw new ProtocolViolation(
+            "window_exceeded",
+            `task ${message.taskId} already has ${task.outstandingBytes} bytes outstanding (window ${this.options.taskWindowBytes}); wait for TaskCredit`,
+          );
+        }
+        const bytes = chunkCost(message.text);
+        task.outstandingBytes += bytes;
         task.nextSeq += 1;
         const tokens = message.tokens ?? 1;
         task.completionTokens += tokens;
         worker.completionTokens += tokens;
+        this.progressed(task, worker);
         if (task.state === "assigned") {
           this.transition(task, "streaming");
           this.observers.taskFirstToken(task, worker);
         }
         this.observers.taskTokens(task, worker, tokens);
-        task.events.push({ type: "chunk", text: message.text, tokens });
+        task.events.push({ type: "chunk", text: message.text, tokens, bytes });
+        return;
+      }
+      case "TaskProgress": {
+        const task = this.taskOf(worker, message.taskId);
+        if (!task) return this.observers.staleMessage(message.type);
+        task.promptTokensDone = message.promptTokensDone;
+        if (message.promptTokens !== undefined) task.promptTokens = message.promptTokens;
+        this.progressed(task, worker);
         return;
       }
       case "TaskFinished": {
         const task = this.taskOf(worker, message.taskId);
-        this.release(worker, message.taskId);
-        if (task) this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage });
-        else this.observers.staleMessage(message.type);
+        if (!task) return this.lateEnd(worker, message.taskId, message.type);
+        this.release(worker, task);
+        if (worker.health.success()) this.healthChanged(worker);
+        this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage });
         return;
       }
       case "TaskFailed": {
         const task = this.taskOf(worker, message.taskId);
-        this.release(worker, message.taskId);
-        if (task) this.end(task, { to: "failed", error: new EngineError(message.error.message, message.error.code) });
-        else this.observers.staleMessage(message.type);
+        if (!task) return this.lateEnd(worker, message.taskId, message.type);
+        this.release(worker, task);
+        const error = new EngineError(message.error.message, message.error.code);
+        // A request the worker refused as malformed says nothing about the worker's health.
+        if (!error.isClientError && worker.health.failure(Date.now())) this.healthChanged(worker);
+        this.end(task, { to: "failed", error });
         return;
       }
       case "TaskCancelAck": {
-        if (this.taskOf(worker, message.taskId)) {
+        if (worker.cancelling.has(message.taskId)) {
+          this.freeCancelled(worker, message.taskId);
+          return;
+        }
+        if (worker.slots.has(message.taskId)) {
           throw new ProtocolViolation("unexpected_ack", `task ${message.taskId} was not cancelled`);
         }
-        this.release(worker, message.taskId);
-        return;
+        // An ack after the deadline freed the slot anyway: late, not wrong.
+        if (worker.recentlyEnded.has(message.taskId)) return this.observers.staleMessage(message.type);
+        throw new ProtocolViolation("unknown_task", `task ${message.taskId} is not assigned to this worker`);
       }
     }
   }
@@ -213,16 +266,13 @@ export class Master {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
     this.observers.workerLeft(worker);
+    for (const timer of worker.cancelling.values()) clearTimeout(timer);
+    worker.cancelling.clear();
     const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
-      worker.slots.delete(task.id);
-      this.clearPendingAck(task.id);
-      if (task.state === "assigned" && task.attempts < this.options.maxAttempts && this.accepting) {
-        this.requeue(task, worker);
-        retried.add(task.model);
-      } else {
-        this.end(task, { to: "failed", error });
-      }
+      this.release(worker, task);
+      if (this.retry(task, worker)) retried.add(task.model);
+      else this.end(task, { to: "failed", error });
     }
     for (const model of retried) this.pump(model);
     this.options.log.info({ worker: worker.id, workerName: worker.name }, "worker left");
@@ -235,6 +285,11 @@ export class Master {
     return clusterView(this.registry, this.queues.depths(), this.live.size);
   }
 
+  /** A task not yet ended, by id (for tests and diagnostics; read only). */
+  liveTask(id: string): Readonly<Task> | undefined {
+    return this.live.get(id);
+  }
+
   /** Tasks not yet ended (for shutdown and leak checks). */
   get liveTasks(): number {
     return this.live.size;
@@ -243,12 +298,12 @@ export class Master {
   /** Stops admitting, cancels every live task and lets go of all timers. */
   close(reason = "coordinator shutting down"): void {
     this.accepting = false;
-    for (const task of [...this.live.values()]) {
-      this.end(task, { to: "failed", error: new UnavailableError(reason) });
-      this.sendCancel(task, reason);
+    clearInterval(this.sweepTimer);
+    for (const task of [...this.live.values()]) this.fail(task, new UnavailableError(reason));
+    for (const worker of this.registry.all()) {
+      for (const timer of worker.cancelling.values()) clearTimeout(timer);
+      worker.cancelling.clear();
     }
-    for (const [, pending] of this.pendingAcks) clearTimeout(pending.timer);
-    this.pendingAcks.clear();
   }
 
   // ---------- transitions: the only code that changes a task's state ----------
@@ -265,8 +320,11 @@ export class Master {
     this.clearQueueTimer(task.id);
     task.workerId = worker.id;
     task.assignedAt = Date.now();
+    task.progressAt = task.assignedAt;
+    task.started = false;
     task.attempts += 1;
     worker.slots.set(task.id, task);
+    worker.unstarted += 1;
     this.registry.changed(worker);
     this.observers.taskAssigned(task, worker);
     try {
@@ -274,8 +332,7 @@ export class Master {
     } catch (error) {
       // The task could not even be put on the wire (a bug of ours or an unserialisable request): fail it, free the slot.
       this.options.log.error({ task: task.id, err: error }, "could not send a task to its worker");
-      worker.slots.delete(task.id);
-      this.registry.changed(worker);
+      this.release(worker, task);
       this.end(task, { to: "failed", error: new EngineError("The coordinator could not send this request to a worker.") });
     }
   }
@@ -305,16 +362,16 @@ export class Master {
     }
   }
 
-  private clearPendingAck(taskId: string): void {
-    const pending = this.pendingAcks.get(taskId);
-    if (pending) {
-      clearTimeout(pending.timer);
-      this.pendingAcks.delete(taskId);
-    }
+  /** Whether a task whose worker was lost or stalled before it produced anything may go back to the queue. */
+  private retry(task: Task, from: WorkerEntry): boolean {
+    if (task.state !== "assigned" || task.attempts >= this.options.maxAttempts || !this.accepting) return false;
+    this.requeue(task, from);
+    return true;
   }
 
   private end(task: Task, ending: Ending): void {
     const stage = task.stage;
+    const worker = ending.to === "cancelled" ? this.workerOf(task) : undefined;
     const wasQueued = task.state === "queued";
     if (!this.transition(task, ending.to)) return;
     task.endedAt = Date.now();
@@ -335,33 +392,136 @@ export class Master {
       case "cancelled":
         task.events.push({ type: "cancelled", stage, reason: ending.reason });
         this.observers.taskEnded(task, { state: "cancelled", stage, reason: ending.reason });
-        this.sendCancel(task, ending.reason);
+        if (worker) this.stopOnWorker(task.id, worker, ending.reason);
         break;
     }
     task.events.end();
     if (this.live.size === 0) for (const waiter of [...this.idleWaiters]) waiter();
   }
 
-  /** Tells the task's worker to stop; its slot is held until the worker acknowledges or the ack deadline passes. */
-  private sendCancel(task: Task, reason: string): void {
-    const worker = task.workerId ? this.registry.get(task.workerId) : undefined;
-    if (!worker || !worker.slots.has(task.id)) return;
-    worker.link.send({ type: "TaskCancelled", taskId: task.id, reason });
-    const timer = setTimeout(() => {
-      this.options.log.warn({ worker: worker.id, task: task.id }, "no TaskCancelAck in time; freeing the slot");
-      this.release(worker, task.id);
-    }, this.options.cancelAckTimeoutMs);
-    this.pendingAcks.set(task.id, { worker, timer });
+  /** A task the worker was told to stop ended anyway (the cancel crossed its end on the wire): its slot is free. */
+  private lateEnd(worker: WorkerEntry, taskId: string, type: string): void {
+    this.freeCancelled(worker, taskId);
+    this.observers.staleMessage(type);
   }
 
-  private release(worker: WorkerEntry, taskId: string): void {
-    this.clearPendingAck(taskId);
+  /** The worker a live task runs on, if it is still connected. */
+  private workerOf(task: Task): WorkerEntry | undefined {
+    const worker = task.workerId ? this.registry.get(task.workerId) : undefined;
+    return worker?.slots.get(task.id) === task ? worker : undefined;
+  }
+
+  /**
+   * Takes a task off its worker and tells the worker to stop it. The slot stays taken until the worker
+   * acknowledges or the ack deadline passes; messages about the task from then on are late, not wrong.
+   */
+  private stopOnWorker(taskId: string, worker: WorkerEntry, reason: string): void {
     const task = worker.slots.get(taskId);
-    if (!task) return;
-    worker.slots.delete(taskId);
+    if (task) this.release(worker, task, false);
+    worker.link.send({ type: "TaskCancelled", taskId, reason });
+    const timer = setTimeout(() => {
+      this.options.log.warn({ worker: worker.id, workerName: worker.name, task: taskId }, "no TaskCancelAck in time; freeing the slot");
+      this.freeCancelled(worker, taskId);
+    }, this.options.cancelAckTimeoutMs);
+    worker.cancelling.set(taskId, timer);
     this.registry.changed(worker);
-    worker.rememberEnded(taskId);
-    if (this.registry.get(worker.id) === worker) for (const model of worker.models) this.pump(model.id);
+  }
+
+  private freeCancelled(worker: WorkerEntry, taskId: string): void {
+    const timer = worker.cancelling.get(taskId);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    worker.cancelling.delete(taskId);
+    this.registry.changed(worker);
+    if (this.registry.get(worker.id) === worker) this.pumpWorker(worker);
+  }
+
+  /** Frees a task's slot on its worker (`pump`: and give the slot to a waiting task at once). */
+  private release(worker: WorkerEntry, task: Task, pump = true): void {
+    if (worker.slots.get(task.id) !== task) return;
+    worker.slots.delete(task.id);
+    if (!task.started) worker.unstarted -= 1;
+    worker.rememberEnded(task.id);
+    this.registry.changed(worker);
+    if (pump && this.registry.get(worker.id) === worker) this.pumpWorker(worker);
+  }
+
+  private pumpWorker(worker: WorkerEntry): void {
+    for (const model of worker.models) this.pump(model.id);
+  }
+
+  /** The worker showed it is working on the task: the stall clock restarts, and a first sign frees its start slot. */
+  private progressed(task: Task, worker: WorkerEntry): void {
+    task.progressAt = Date.now();
+    if (task.started) return;
+    task.started = true;
+    worker.unstarted -= 1;
+    this.registry.changed(worker);
+    this.pumpWorker(worker);
+  }
+
+  /** The reader consumed `bytes` of a task's output: grant them back to its worker, in batches. */
+  private consumed(task: Task, bytes: number): void {
+    task.ungrantedBytes += bytes;
+    if (task.ungrantedBytes < this.grantBatchBytes || isTerminal(task.state)) return;
+    const worker = this.workerOf(task);
+    const granted = task.ungrantedBytes;
+    task.ungrantedBytes = 0;
+    task.outstandingBytes -= granted;
+    worker?.link.send({ type: "TaskCredit", taskId: task.id, bytes: granted });
+  }
+
+  /** Periodic: fails over or fails tasks that stopped making progress, and lets ejected workers back on probation. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const worker of this.registry.all()) {
+      if (worker.health.tick(now)) this.healthChanged(worker);
+    }
+    for (const task of this.live.values()) {
+      if (task.state !== "assigned" && task.state !== "streaming") continue;
+      // A task whose window is used up waits for its client, not for its worker: that is the slow-client rule's to judge.
+      if (task.outstandingBytes >= this.options.taskWindowBytes) continue;
+      if (now - task.progressAt > this.options.taskStallMs) this.stalled(task, now);
+    }
+  }
+
+  private stalled(task: Task, now: number): void {
+    const worker = this.workerOf(task);
+    const silentMs = now - task.progressAt;
+    this.options.log.warn(
+      { task: task.id, worker: worker?.id, workerName: worker?.name, silentMs, state: task.state },
+      "task stalled: no progress from its worker",
+    );
+    if (!worker) {
+      this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });
+      return;
+    }
+    this.observers.taskStalled(task, worker);
+    this.stopOnWorker(task.id, worker, "no progress: the coordinator gave up on this task");
+    if (worker.health.failure(now)) this.healthChanged(worker);
+    if (this.retry(task, worker)) this.pump(task.model);
+    else this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });
+  }
+
+  private healthChanged(worker: WorkerEntry): void {
+    const { health } = worker;
+    const level = health.state === "ejected" ? "warn" : "info";
+    this.options.log[level](
+      {
+        worker: worker.id,
+        workerName: worker.name,
+        health: health.state,
+        ...(health.state === "ejected" && { ejectedForMs: health.ejectedUntil - Date.now(), ejections: health.ejections }),
+      },
+      health.state === "ejected"
+        ? "worker taken out of rotation: its tasks keep failing or stalling"
+        : health.state === "probation"
+          ? "worker on probation: it may run one task to prove itself"
+          : "worker back in rotation",
+    );
+    this.registry.changed(worker);
+    this.observers.workerHealthChanged(worker);
+    if (worker.hasCapacity) this.pumpWorker(worker);
   }
 
   /** Assigns queued tasks of `model` while some worker serving it has a free slot. */
@@ -386,7 +546,7 @@ export class Master {
   private taskOf(worker: WorkerEntry, taskId: string): Task | undefined {
     const task = worker.slots.get(taskId);
     if (task) return isTerminal(task.state) ? undefined : task;
-    if (worker.recentlyEnded.has(taskId)) return undefined;
+    if (worker.recentlyEnded.has(taskId) || worker.cancelling.has(taskId)) return undefined;
     throw new ProtocolViolation("unknown_task", `task ${taskId} is not assigned to this worker`);
   }
 

@@ -20,7 +20,11 @@ export interface MasterObserver {
   taskEnded?(task: Task, outcome: TaskOutcome): void;
   /** A task whose worker was lost before it produced anything goes back to the queue. */
   taskRetried?(task: Task, lostWorker: WorkerEntry): void;
+  /** A running task showed no progress for too long: it is failed over (before output) or failed. */
+  taskStalled?(task: Task, worker: WorkerEntry): void;
   workerJoined?(worker: WorkerEntry): void;
+  /** A worker was ejected from rotation, put on probation, or restored (see worker-health.ts). */
+  workerHealthChanged?(worker: WorkerEntry): void;
   workerLeft?(worker: WorkerEntry): void;
   /** A worker broke the protocol and was disconnected. */
   protocolError?(code: string): void;
@@ -58,8 +62,14 @@ export class Observers implements Required<MasterObserver> {
   taskRetried(task: Task, lostWorker: WorkerEntry): void {
     for (const o of this.list) o.taskRetried?.(task, lostWorker);
   }
+  taskStalled(task: Task, worker: WorkerEntry): void {
+    for (const o of this.list) o.taskStalled?.(task, worker);
+  }
   workerJoined(worker: WorkerEntry): void {
     for (const o of this.list) o.workerJoined?.(worker);
+  }
+  workerHealthChanged(worker: WorkerEntry): void {
+    for (const o of this.list) o.workerHealthChanged?.(worker);
   }
   workerLeft(worker: WorkerEntry): void {
     for (const o of this.list) o.workerLeft?.(worker);

@@ -2,21 +2,35 @@
 import type { DeviceInfo, MasterMessage, ModelInfo } from "../worker-protocol/index.js";
 import { WorkerHeap } from "./scheduler.js";
 import type { Task } from "./task.js";
+import { type HealthPolicy, WorkerHealth } from "./worker-health.js";
 
 export type WorkerState = "ready" | "draining";
+
+/**
+ * Most tasks a worker may hold that it has shown no sign of working on (no TaskProgress, no output yet), however
+ * many slots it announced: a worker that takes tasks and never starts them cannot soak up a model's traffic.
+ */
+export const UNSTARTED_TASKS_LIMIT = 4;
 
 /** How the master reaches one worker; owned by that worker's connection. */
 export interface WorkerLink {
   send(message: MasterMessage): void;
   /** Closes the connection with a protocol close code and reason. */
   close(code: number, reason: string): void;
+  /** Whether the peer answers a ping within `timeoutMs` (its connection is alive and its event loop turns). */
+  isAlive(timeoutMs: number): Promise<boolean>;
 }
 
 export class WorkerEntry {
   state: WorkerState = "ready";
   readonly connectedAt = Date.now();
-  /** Tasks holding a slot on this worker (a cancelled task holds it until the worker acknowledges). */
+  /** Live tasks assigned to this worker. */
   readonly slots = new Map<string, Task>();
+  /** Tasks this worker was told to stop: each holds a slot until it acknowledges or the deadline (the timer) passes. */
+  readonly cancelling = new Map<string, NodeJS.Timeout>();
+  /** Tasks in `slots` that have shown no sign of progress yet. */
+  unstarted = 0;
+  readonly health: WorkerHealth;
   /** Ids of tasks that ended here recently: a late message about one of them is ignored, not a violation. */
   readonly recentlyEnded = new Set<string>();
   completionTokens = 0;
@@ -31,14 +45,27 @@ export class WorkerEntry {
     readonly models: readonly ModelInfo[],
     readonly maxConcurrency: number,
     readonly link: WorkerLink,
-  ) {}
+    healthPolicy?: HealthPolicy,
+  ) {
+    this.health = new WorkerHealth(healthPolicy);
+  }
+
+  /** Slots taken: live tasks and tasks being cancelled. */
+  get busy(): number {
+    return this.slots.size + this.cancelling.size;
+  }
+
+  /** Tasks it may hold at once now: what it announced, or less while ejected or on probation. */
+  get capacity(): number {
+    return this.health.capacity(this.maxConcurrency);
+  }
 
   get load(): number {
-    return this.slots.size / this.maxConcurrency;
+    return this.busy / this.maxConcurrency;
   }
 
   get hasCapacity(): boolean {
-    return this.state === "ready" && this.slots.size < this.maxConcurrency;
+    return this.state === "ready" && this.busy < this.capacity && this.unstarted < UNSTARTED_TASKS_LIMIT;
   }
 
   serves(model: string): boolean {

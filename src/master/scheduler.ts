@@ -6,7 +6,7 @@ import type { Task } from "./task.js";
 export function preferred(a: WorkerEntry, b: WorkerEntry): boolean {
   if (a.hasCapacity !== b.hasCapacity) return a.hasCapacity;
   if (a.load !== b.load) return a.load < b.load;
-  return a.maxConcurrency - a.slots.size > b.maxConcurrency - b.slots.size;
+  return a.capacity - a.busy > b.capacity - b.busy;
 }
 
 /** The least-loaded worker with a free slot, ties going to the one with the most free slots, or undefined (O(n)). */

@@ -11,7 +11,8 @@ export type TaskState = "queued" | "assigned" | "streaming" | "finished" | "fail
 export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
 
 export type TaskEvent =
-  | { type: "chunk"; text: string; tokens: number }
+  /** `bytes`: what the chunk counts against the task's flow-control window (see worker-protocol/flow-control.ts). */
+  | { type: "chunk"; text: string; tokens: number; bytes: number }
   | { type: "finished"; finishReason: FinishReason; usage: Usage }
   | { type: "failed"; error: CoordinatorError }
   | { type: "cancelled"; stage: CancelStage; reason: string };
@@ -37,12 +38,14 @@ export function canTransition(from: TaskState, to: TaskState): boolean {
 /**
  * A queue of task events with one reader. The reader drains synchronously with `pull()` and waits with
  * `ready()` only when nothing is buffered, so a burst of chunks costs one wake-up, not one per chunk.
+ * `onConsumed` hears of every chunk the reader takes: that is what grants the worker more of its window.
  */
 export class TaskEventChannel {
   private buffer: TaskEvent[] = [];
   private head = 0;
   private wake: (() => void) | undefined;
   private ended = false;
+  onConsumed: ((bytes: number) => void) | undefined;
 
   push(event: TaskEvent): void {
     if (this.ended) return;
@@ -67,12 +70,13 @@ export class TaskEventChannel {
   /** The next buffered event, or undefined when none is buffered (check `done` then). */
   pull(): TaskEvent | undefined {
     if (this.head >= this.buffer.length) return undefined;
-    const event = this.buffer[this.head];
+    const event = this.buffer[this.head] as TaskEvent;
     this.head += 1;
     if (this.head === this.buffer.length) {
       this.buffer.length = 0;
       this.head = 0;
     }
+    if (event.type === "chunk") this.onConsumed?.(event.bytes);
     return event;
   }
 
@@ -102,6 +106,17 @@ export class Task {
   completionTokens = 0;
   /** Workers this task has been assigned to so far. */
   attempts = 0;
+  /** Flow control: bytes received from the worker and not yet granted back to it (TaskCredit). */
+  outstandingBytes = 0;
+  /** Bytes the reader consumed that the worker has not been granted yet (grants go out in batches). */
+  ungrantedBytes = 0;
+  /** When the worker last showed progress on this task (assignment, TaskProgress, a chunk): for stall detection. */
+  progressAt = 0;
+  /** Whether the worker has shown any sign of working on this task (TaskProgress or a first chunk). */
+  started = false;
+  /** Prompt processing as the worker last reported it (TaskProgress), for the dashboard. */
+  promptTokensDone = 0;
+  promptTokens: number | undefined;
   /** Set by the API while the model's output is inside its reasoning (so a cancellation counts as "thinking"). */
   thinking = false;
   /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */

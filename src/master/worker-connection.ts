@@ -21,6 +21,11 @@ export interface WorkerConnectionOptions {
   heartbeatIntervalMs: number;
   /** A worker silent for this long (no message, no heartbeat) is declared dead. */
   heartbeatDeadlineMs: number;
+  /**
+   * A Hello with the name of a registered worker: that worker's connection is pinged, and only if it does not
+   * answer within this time is it replaced. A live worker's name cannot be taken over.
+   */
+  nameProbeMs: number;
   log: Logger;
 }
 
@@ -35,6 +40,10 @@ export function tokensMatch(given: string, expected: string): boolean {
 export function serveWorkerConnection(socket: WebSocket, master: Master, options: WorkerConnectionOptions): void {
   const { log } = options;
   let worker: WorkerEntry | undefined;
+  /** While a Hello waits for the probe of the name's current holder: nothing else may come meanwhile. */
+  let helloPending = false;
+  /** The name a Hello on this connection gave, for log lines before it is registered. */
+  let helloName: string | undefined;
   let lastSeen = Date.now();
   let closing = false;
   let forceTimer: NodeJS.Timeout | undefined;
@@ -52,10 +61,27 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       // A peer that never completes the closing handshake must not keep the socket (or the process) alive.
       forceTimer = setTimeout(() => socket.terminate(), 2_000);
     },
+    isAlive(timeoutMs: number) {
+      if (closing || socket.readyState !== socket.OPEN) return Promise.resolve(false);
+      return new Promise<boolean>((resolve) => {
+        const done = (alive: boolean) => {
+          clearTimeout(timer);
+          socket.off("pong", onPong);
+          socket.off("close", onClose);
+          resolve(alive);
+        };
+        const onPong = () => done(true);
+        const onClose = () => done(false);
+        const timer = setTimeout(() => done(false), timeoutMs);
+        socket.on("pong", onPong);
+        socket.on("close", onClose);
+        socket.ping();
+      });
+    },
   };
 
   const refuse = (code: number, errorCode: string, message: string) => {
-    log.warn({ worker: worker?.id, code: errorCode }, `worker protocol error: ${message}`);
+    log.warn({ worker: worker?.id, workerName: worker?.name ?? helloName, code: errorCode }, `worker protocol error: ${message}`);
     master.observers.protocolError(errorCode);
     link.send({ type: "ProtocolError", code: errorCode, message });
     link.close(code, message.slice(0, 120));
@@ -76,7 +102,7 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
     link.send({ type: "Heartbeat", at: Date.now() });
   }, options.heartbeatIntervalMs);
 
-  const onHello = (message: WorkerMessage) => {
+  const onHello = async (message: WorkerMessage) => {
     if (message.type !== "Hello") {
       refuse(CloseCode.protocolError, "hello_expected", `expected Hello, got ${message.type}`);
       return;
@@ -93,6 +119,19 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
       return;
     }
+    helloName = message.worker.name;
+    const holder = master.registry.findByName(message.worker.name);
+    if (holder) {
+      helloPending = true;
+      const alive = await holder.link.isAlive(options.nameProbeMs);
+      helloPending = false;
+      if (closing || socket.readyState !== socket.OPEN) return;
+      // Alive, or replaced meanwhile by another newcomer: the name is taken.
+      if (alive || master.registry.findByName(message.worker.name) !== holder) {
+        refuse(CloseCode.nameInUse, "name_in_use", `a live worker is already connected as '${message.worker.name}'`);
+        return;
+      }
+    }
     clearTimeout(handshakeTimer);
     worker = master.registerWorker(message, link);
   };
@@ -104,29 +143,39 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       refuse(CloseCode.protocolError, "binary_frame", "frames must be JSON text");
       return;
     }
-    const decoded = decodeWorkerMessage(data.toString());
+    const text = data.toString();
+    const decoded = decodeWorkerMessage(text);
     if (!decoded.ok) {
-      refuse(CloseCode.protocolError, "invalid_message", decoded.error);
+      if (!worker && isHelloWithoutToken(text)) refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
+      else refuse(CloseCode.protocolError, "invalid_message", decoded.error);
+      return;
+    }
+    if (helloPending) {
+      refuse(CloseCode.protocolError, "welcome_expected", `got ${decoded.message.type} before Welcome`);
       return;
     }
     try {
-      if (!worker) onHello(decoded.message);
+      if (!worker) void onHello(decoded.message).catch(onHandlerError);
       else master.workerMessage(worker, decoded.message);
     } catch (error) {
-      if (worker) master.workerLeft(worker);
-      if (error instanceof ProtocolViolation) {
-        refuse(CloseCode.protocolError, error.code, error.message);
-      } else {
-        // A bug of ours must cost one worker its connection, never the coordinator its process.
-        log.error({ worker: worker?.id, err: error }, "internal error while handling a worker message");
-        refuse(CloseCode.internalError, "internal_error", "the master failed to handle a message");
-      }
+      onHandlerError(error);
     }
   });
 
+  function onHandlerError(error: unknown): void {
+    if (worker) master.workerLeft(worker);
+    if (error instanceof ProtocolViolation) {
+      refuse(CloseCode.protocolError, error.code, error.message);
+    } else {
+      // A bug of ours must cost one worker its connection, never the coordinator its process.
+      log.error({ worker: worker?.id, workerName: worker?.name, err: error }, "internal error while handling a worker message");
+      refuse(CloseCode.internalError, "internal_error", "the master failed to handle a message");
+    }
+  }
+
   socket.on("error", (error) => {
     // ws reports oversized frames and invalid UTF-8 here, then closes the socket itself.
-    log.warn({ worker: worker?.id, err: error.message }, "worker socket error");
+    log.warn({ worker: worker?.id, workerName: worker?.name ?? helloName, err: error.message }, "worker socket error");
   });
 
   socket.on("close", () => {
@@ -135,4 +184,16 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
     clearTimeout(forceTimer);
     if (worker) master.workerLeft(worker);
   });
+}
+
+/** A Hello frame whose `token` is missing or not a string: an authentication failure (4001), not a malformed frame. */
+function isHelloWithoutToken(text: string): boolean {
+  try {
+    const json: unknown = JSON.parse(text);
+    if (typeof json !== "object" || json === null) return false;
+    const { type, token } = json as { type?: unknown; token?: unknown };
+    return type === "Hello" && typeof token !== "string";
+  } catch {
+    return false; // not JSON: an invalid message
+  }
 }

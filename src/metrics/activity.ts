@@ -21,6 +21,8 @@ export interface RequestView {
   model: string;
   stage: CancelStage;
   tokens: number;
+  /** Prompt processing as the worker reported it, while in prefill (`total` when the engine knows it). */
+  prompt?: { done: number; total: number | undefined };
   durationMs: number;
   worker: string | undefined;
 }
@@ -35,6 +37,8 @@ export interface WorkerView {
   name: string;
   engine: string;
   state: string;
+  /** Outlier ejection state: healthy, ejected or probation. */
+  health: string;
   device: DeviceInfo;
   models: string[];
   maxConcurrency: number;
@@ -102,6 +106,7 @@ export class ClusterActivity implements MasterObserver {
       name: w.name,
       engine: w.engine,
       state: w.state,
+      health: w.health.state,
       device: w.device,
       models: w.models.map((m) => m.id),
       maxConcurrency: w.maxConcurrency,
@@ -141,6 +146,7 @@ export class ClusterActivity implements MasterObserver {
       model: task.model,
       stage: task.stage,
       tokens: task.completionTokens,
+      ...(task.state === "assigned" && task.promptTokensDone > 0 && { prompt: { done: task.promptTokensDone, total: task.promptTokens } }),
       durationMs: (task.endedAt ?? now) - task.createdAt,
       worker: task.state === "queued" ? undefined : worker,
     };

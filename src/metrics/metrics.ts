@@ -11,7 +11,8 @@ import { processRegistry } from "./process-metrics.js";
 const latencyBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80];
 const queueBuckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const interTokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
-const workerStates = ["ready", "draining"] as const;
+/** A worker's state for the gauge: out of rotation (ejected, probation) over ready or draining. */
+const workerStates = ["ready", "draining", "ejected", "probation"] as const;
 
 /**
  * Labels stay bounded: routes are route patterns, models are only those workers serve, workers are named by
@@ -37,6 +38,8 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly failovers = this.counter("coordinator_failovers_total", "Tasks sent back to the queue because their worker was lost before producing anything", ["model"]);
   private readonly workerEvents = this.counter("coordinator_worker_events_total", "Workers that joined or left", ["event"]);
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
+  private readonly stalls = this.counter("coordinator_task_stalls_total", "Running tasks given up on because their worker showed no progress for --task-stall-ms", ["model", "worker"]);
+  private readonly ejections = this.counter("coordinator_worker_ejections_total", "Times a worker was taken out of rotation because its tasks kept failing or stalling", ["worker"]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
 
   /** Since when each queued task waits (admission, or the moment it was re-queued after a failover). */
@@ -58,12 +61,15 @@ export class CoordinatorMetrics implements MasterObserver {
     });
     new Gauge({
       name: "coordinator_workers",
-      help: "Connected workers, by state",
+      help: "Connected workers, by state (ready, draining, or ejected / probation when taken out of rotation)",
       labelNames: ["state"],
       registers: [registry],
       collect() {
         const counts = new Map<string, number>(workerStates.map((state) => [state, 0]));
-        for (const worker of master.registry.all()) counts.set(worker.state, (counts.get(worker.state) ?? 0) + 1);
+        for (const worker of master.registry.all()) {
+          const state = worker.health.state === "healthy" ? worker.state : worker.health.state;
+          counts.set(state, (counts.get(state) ?? 0) + 1);
+        }
         for (const [state, count] of counts) this.set({ state }, count);
       },
     });
@@ -160,6 +166,14 @@ export class CoordinatorMetrics implements MasterObserver {
 
   workerLeft(): void {
     this.workerEvents.inc({ event: "left" });
+  }
+
+  taskStalled(task: Task, worker: WorkerEntry): void {
+    this.stalls.inc({ model: task.model, worker: worker.name });
+  }
+
+  workerHealthChanged(worker: WorkerEntry): void {
+    if (worker.health.state === "ejected") this.ejections.inc({ worker: worker.name });
   }
 
   protocolError(code: string): void {

@@ -27,6 +27,8 @@ export class MeteredEngine implements Engine {
         this.rate.add(n);
         sink.text(text, tokens);
       },
+      progress: (done, total) => sink.progress(done, total),
+      ready: () => sink.ready(),
     };
     try {
       return await this.inner.generate(request, counted, signal);

@@ -17,7 +17,9 @@ export const CloseCode = {
   unsupportedVersion: 4002,
   /** No Hello within the handshake deadline, or heartbeats stopped. */
   timeout: 4003,
-  /** Another connection registered with the same worker name and replaced this one. */
+  /** This connection stopped answering and a new one registered with the same worker name: reconnect. */
   replaced: 4004,
+  /** A live worker (it answered a ping) already has this name: another machine is misnamed, or this is an impostor. */
+  nameInUse: 4005,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

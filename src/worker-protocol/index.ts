@@ -3,3 +3,4 @@ export * from "./messages.js";
 export * from "./close-codes.js";
 export * from "./codec.js";
 export * from "./turn-batching.js";
+export * from "./flow-control.js";

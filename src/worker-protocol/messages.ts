@@ -98,6 +98,21 @@ export const TaskFailed = z.object({
 });
 export type TaskFailed = z.infer<typeof TaskFailed>;
 
+/**
+ * Prompt processing progress of a running task (worker → master). Any message about a task counts as progress
+ * for the master's stall detection; this one lets a long prefill show it is alive before the first token. A
+ * worker sends one when it starts a task (`promptTokensDone: 0`), then as the engine evaluates the prompt.
+ */
+export const TaskProgress = z.object({
+  type: z.literal("TaskProgress"),
+  taskId: TaskId,
+  /** Prompt tokens evaluated so far. */
+  promptTokensDone: z.number().int().nonnegative(),
+  /** The prompt's length in tokens, when the engine knows it. */
+  promptTokens: z.number().int().nonnegative().optional(),
+});
+export type TaskProgress = z.infer<typeof TaskProgress>;
+
 export const TaskCancelAck = z.object({
   type: z.literal("TaskCancelAck"),
   taskId: TaskId,
@@ -126,6 +141,7 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   TaskFinished,
   TaskFailed,
   TaskCancelAck,
+  TaskProgress,
   Heartbeat,
   Draining,
 ]);
@@ -138,6 +154,12 @@ export const Welcome = z.object({
   protocolVersion: z.number().int(),
   workerId: z.string(),
   heartbeatIntervalMs: z.number().int().positive(),
+  /**
+   * Flow control: bytes of TokenChunk text (UTF-8, an empty text counting as 1) each task may have outstanding,
+   * i.e. sent but not yet granted back by TaskCredit. A worker sends a chunk only while its task's outstanding
+   * bytes are below the window (one chunk may overshoot it), and otherwise waits for TaskCredit. Absent: no window.
+   */
+  taskWindowBytes: z.number().int().positive().optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -163,6 +185,14 @@ export const TaskCancelled = z.object({
 });
 export type TaskCancelled = z.infer<typeof TaskCancelled>;
 
+/** Flow control: the master consumed `bytes` of the task's output; the worker may send that many more. */
+export const TaskCredit = z.object({
+  type: z.literal("TaskCredit"),
+  taskId: TaskId,
+  bytes: z.number().int().positive(),
+});
+export type TaskCredit = z.infer<typeof TaskCredit>;
+
 export const ProtocolErrorMessage = z.object({
   type: z.literal("ProtocolError"),
   code: z.string(),
@@ -174,6 +204,7 @@ export const MasterMessage = z.discriminatedUnion("type", [
   Welcome,
   TaskAssigned,
   TaskCancelled,
+  TaskCredit,
   Heartbeat,
   ProtocolErrorMessage,
 ]);

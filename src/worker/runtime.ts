@@ -12,6 +12,7 @@ import {
   type WorkerMessage,
 } from "../worker-protocol/index.js";
 import type { Engine, EngineDescription } from "./engines/engine.js";
+import { TaskOutput } from "./task-output.js";
 
 export interface WorkerOptions {
   /** The coordinator's address, e.g. ws://head:52415 (the worker path is added when none is given). */
@@ -24,8 +25,14 @@ export interface WorkerOptions {
   log: Logger;
 }
 
-/** Close codes after which reconnecting cannot help. */
-const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion, CloseCode.replaced]);
+/** Prompt progress reports are sent at most this often per task. */
+const PROGRESS_INTERVAL_MS = 250;
+
+/**
+ * Close codes after which reconnecting cannot help: the operator must act (a wrong token, an old worker). After
+ * any other close the worker comes back, with backoff: a name in use may be freed, a replaced connection was ours.
+ */
+const finalCloseCodes = new Set<number>([CloseCode.unauthorized, CloseCode.unsupportedVersion]);
 
 /** Closes with a handshake, or tears the socket down if the peer does not answer within a second. */
 export function closeSocket(socket: WebSocket, code: number, reason: string): Promise<void> {
@@ -51,9 +58,11 @@ export function workerUrl(join: string): string {
 export class WorkerRuntime {
   workerId: string | undefined;
   private socket: WebSocket | undefined;
-  private readonly tasks = new Map<string, AbortController>();
+  private readonly tasks = new Map<string, { controller: AbortController; output: TaskOutput }>();
   /** Tasks whose tokens wait for the socket to drain. */
-  private readonly waiting = new Set<ChunkOutbox>();
+  private readonly waiting = new Set<TaskOutput>();
+  /** Flow control: each task's window, from Welcome (none from a master that announces none). */
+  private taskWindowBytes = Number.POSITIVE_INFINITY;
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the master was last heard from; a silent master (half-open connection) is given up on. */
   private lastHeard = Date.now();
@@ -99,7 +108,7 @@ export class WorkerRuntime {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
-    for (const controller of this.tasks.values()) controller.abort(new Error(reason));
+    for (const { controller } of this.tasks.values()) controller.abort(new Error(reason));
     const socket = this.socket;
     if (socket && socket.readyState !== WebSocket.CLOSED) {
       await closeSocket(socket, code, reason);
@@ -135,7 +144,7 @@ export class WorkerRuntime {
       clearInterval(this.heartbeat);
       this.heartbeat = undefined;
       // Nobody is left to read these tasks' output: stop generating at once.
-      for (const controller of this.tasks.values()) controller.abort(new Error("connection to the master lost"));
+      for (const { controller } of this.tasks.values()) controller.abort(new Error("connection to the master lost"));
       if (this.stopped) return;
       if (finalCloseCodes.has(code) || !this.options.reconnect) {
         log.error({ code, reason }, "the master closed the connection");
@@ -144,7 +153,9 @@ export class WorkerRuntime {
       }
       const delay = Math.min(30_000, 250 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
       this.attempt += 1;
-      log.warn({ code, reason, retryInMs: Math.round(delay) }, "disconnected from the master; reconnecting");
+      if (code === CloseCode.nameInUse) {
+        log.error({ code, reason, retryInMs: Math.round(delay) }, `another live worker is connected as '${this.options.name}': give this one its own --name; retrying`);
+      } else log.warn({ code, reason, retryInMs: Math.round(delay) }, "disconnected from the master; reconnecting");
       this.retryTimer = setTimeout(() => this.connect(), delay);
     });
   }
@@ -180,6 +191,7 @@ export class WorkerRuntime {
     switch (message.type) {
       case "Welcome":
         this.workerId = message.workerId;
+        this.taskWindowBytes = message.taskWindowBytes ?? Number.POSITIVE_INFINITY;
         this.attempt = 0;
         this.startHeartbeat(message.heartbeatIntervalMs);
         this.options.log.info({ workerId: message.workerId }, "joined the coordinator");
@@ -190,7 +202,11 @@ export class WorkerRuntime {
         void this.run(message);
         return;
       case "TaskCancelled":
-        this.tasks.get(message.taskId)?.abort(new Error(message.reason));
+        this.tasks.get(message.taskId)?.controller.abort(new Error(message.reason));
+        return;
+      case "TaskCredit":
+        // A grant for a task that has ended meanwhile is a normal race.
+        this.tasks.get(message.taskId)?.output.grant(message.bytes);
         return;
       case "Heartbeat":
         return;
@@ -204,40 +220,57 @@ export class WorkerRuntime {
     const { taskId } = task;
     const controller = new AbortController();
     const { signal } = controller;
-    this.tasks.set(taskId, controller);
+    const output = new TaskOutput(taskId, this.taskWindowBytes, (message) => this.send(message));
+    this.tasks.set(taskId, { controller, output });
+    // An engine waiting for room in the window must not outlive its task.
+    const onAbort = () => output.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
     let produced = 0;
-    const outbox = new ChunkOutbox(taskId, (message) => this.send(message));
+    let progressAt = 0;
     const sink = {
       text: (text: string, tokens?: number) => {
         // Counted before the abort check: the acknowledgement then tells how far the engine really got.
         produced += tokens ?? 0;
         if (signal.aborted || text.length === 0) return;
-        outbox.add(text, tokens);
+        output.add(text, tokens);
         // While the network keeps up a token goes out in its own turn (the turn's frames leave together); behind a
         // backlog left by earlier turns, tokens merge, one frame a task, until it drains.
         const socket = this.socket;
-        if (!socket || batchFramesThisTurn(socket) === 0) outbox.flush();
-        else this.waiting.add(outbox);
+        if (!socket || batchFramesThisTurn(socket) === 0) output.flush();
+        else this.waiting.add(output);
       },
+      progress: (done: number, total?: number) => {
+        const now = Date.now();
+        if (signal.aborted || now - progressAt < PROGRESS_INTERVAL_MS) return;
+        progressAt = now;
+        this.send({ type: "TaskProgress", taskId, promptTokensDone: done, ...(total === undefined ? {} : { promptTokens: total }) });
+      },
+      ready: () => (signal.aborted ? undefined : output.ready()),
     };
+    // The master counts a task it has no sign of as not started: say at once that this one is.
+    this.send({ type: "TaskProgress", taskId, promptTokensDone: 0 });
+    progressAt = Date.now();
     try {
       const result = await this.engine.generate(task, sink, signal);
       if (!signal.aborted) {
-        outbox.flush();
-        this.send({ type: "TaskFinished", taskId, ...result });
+        await this.sendRest(output, signal);
+        if (!signal.aborted) this.send({ type: "TaskFinished", taskId, ...result });
       }
     } catch (error) {
       if (!signal.aborted) {
-        outbox.flush();
+        await this.sendRest(output, signal);
         const message = error instanceof Error ? error.message : String(error);
         // Engines may tag an error with a protocol error code (e.g. context_length_exceeded: the client's fault).
         const code = (error as { code?: unknown } | null)?.code;
         this.options.log.warn({ taskId, err: message }, "generation failed");
-        this.send({ type: "TaskFailed", taskId, error: typeof code === "string" && code.length <= 64 ? { message, code } : { message } });
+        if (!signal.aborted) {
+          this.send({ type: "TaskFailed", taskId, error: typeof code === "string" && code.length <= 64 ? { message, code } : { message } });
+        }
       }
     } finally {
+      signal.removeEventListener("abort", onAbort);
       // Tokens still held back after a cancellation have no reader left: they are dropped.
-      this.waiting.delete(outbox);
+      this.waiting.delete(output);
       this.tasks.delete(taskId);
       if (this.tasks.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
@@ -246,6 +279,13 @@ export class WorkerRuntime {
         this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
       }
     }
+  }
+
+  /** Sends the task's last held text, waiting for window room if it must (the end goes after all of its text). */
+  private async sendRest(output: TaskOutput, signal: AbortSignal): Promise<void> {
+    this.waiting.delete(output);
+    output.flush();
+    if (!signal.aborted) await output.sent();
   }
 
   private send(message: WorkerMessage): void {
@@ -262,38 +302,4 @@ export class WorkerRuntime {
     this.waiting.clear();
     for (const outbox of waiting) outbox.flush();
   };
-}
-
-/** One task's tokens not yet sent: merged into one TokenChunk that counts as the separate chunks would have. */
-class ChunkOutbox {
-  private seq = 0;
-  private text = "";
-  private tokens = 0;
-  /** Whether every merged piece said how many tokens it held (the master counts a chunk without a count as one). */
-  private counted = true;
-  private pieces = 0;
-
-  constructor(
-    private readonly taskId: string,
-    private readonly send: (message: WorkerMessage) => void,
-  ) {}
-
-  add(text: string, tokens: number | undefined): void {
-    this.text += text;
-    this.tokens += tokens ?? 1;
-    if (tokens === undefined) this.counted = false;
-    this.pieces += 1;
-  }
-
-  flush(): void {
-    if (this.pieces === 0) return;
-    const { taskId, seq, text } = this;
-    const bare = this.pieces === 1 && !this.counted;
-    this.send(bare ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens: this.tokens });
-    this.seq += 1;
-    this.text = "";
-    this.tokens = 0;
-    this.counted = true;
-    this.pieces = 0;
-  }
 }

@@ -26,6 +26,8 @@ export class EngineLog {
   readonly started: string[] = [];
   readonly produced = new Map<string, number>();
   readonly aborted = new Map<string, number>();
+  /** Tasks whose generation waited for its client (flow control), with the tokens made when it first did. */
+  readonly paused = new Map<string, number>();
   readonly ended: string[] = [];
   private waiters: Array<() => void> = [];
 
@@ -33,6 +35,7 @@ export class EngineLog {
     onStart: (taskId: string) => this.record(() => this.started.push(taskId)),
     onTokens: (taskId: string, produced: number) => this.record(() => this.produced.set(taskId, produced)),
     onAbort: (taskId: string, produced: number) => this.record(() => this.aborted.set(taskId, produced)),
+    onPaused: (taskId: string, produced: number) => this.record(() => !this.paused.has(taskId) && this.paused.set(taskId, produced)),
     onEnd: (taskId: string) => this.record(() => this.ended.push(taskId)),
   };
 

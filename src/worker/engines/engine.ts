@@ -8,6 +8,22 @@ export type GenerationRequest = Omit<TaskAssigned, "type">;
 export interface GenerationSink {
   /** `tokens` is how many model tokens `text` holds, when the engine knows. */
   text(text: string, tokens?: number): void;
+  /**
+   * Prompt processing progress: `done` of `total` prompt tokens evaluated. A long prefill reports it now and then,
+   * so that the master does not take the silence for a stalled task.
+   */
+  progress(done: number, total?: number): void;
+  /**
+   * Flow control: undefined while the task may produce more, or a promise that resolves once it may (its client
+   * caught up) or the task is aborted. Engines await it between tokens, which pauses generation for a client that
+   * is not reading: the sampling loop waits, the upstream's response is not read.
+   */
+  ready(): Promise<void> | undefined;
+}
+
+/** A sink that only takes text and never pauses the engine (for engines run outside a worker: tools, benchmarks). */
+export function textSink(text: GenerationSink["text"]): GenerationSink {
+  return { text, progress() {}, ready: () => undefined };
 }
 
 export interface GenerationResult {

@@ -54,6 +54,8 @@ export class OpenAIUpstreamEngine implements Engine {
       throw new Error(`the upstream answered with JSON instead of an event stream: ${await errorMessage(response)}`);
     }
     if (!response.body) throw new Error("the upstream sent no response body");
+    // The upstream answered: it is working on the prompt (its first token may still take a while).
+    sink.progress(0);
     const reply = new UpstreamReply(sink);
     const lines = new SseDecoder();
     const text = new TextDecoder();
@@ -62,6 +64,9 @@ export class OpenAIUpstreamEngine implements Engine {
         if (data === "[DONE]") return reply.finish(); // leaving the loop cancels the body
         reply.apply(parseChunk(data));
       }
+      // Flow control: while the client is not reading, the upstream's response is not read either (TCP pushes back).
+      const room = sink.ready();
+      if (room) await room;
     }
     for (const data of lines.push(text.decode())) if (data !== "[DONE]") reply.apply(parseChunk(data));
     return reply.finish();

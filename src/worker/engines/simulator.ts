@@ -26,6 +26,8 @@ export interface SimulatorOptions {
 export interface SimulatorHooks {
   onStart?(taskId: string): void;
   onTokens?(taskId: string, produced: number): void;
+  /** Generation waits for its client (flow control), after `produced` tokens. */
+  onPaused?(taskId: string, produced: number): void;
   /** Generation stopped because the signal aborted, after `produced` tokens. */
   onAbort?(taskId: string, produced: number): void;
   onEnd?(taskId: string, result: GenerationResult): void;
@@ -108,17 +110,28 @@ export class SimulatorEngine implements Engine {
       return result;
     };
     try {
-      await sleep(this.options.prefillMs, undefined, { signal });
+      await this.prefill(promptTokens, sink, signal);
       const started = performance.now();
       const interval = this.options.tokensPerSecond > 0 ? 1000 / this.options.tokensPerSecond : 0;
       let pausedMs = 0;
+      /** Time spent held by flow control: the rate does not make up for it with a burst afterwards. */
+      let heldMs = 0;
       while (produced < limit) {
+        // Flow control: a client that is not reading holds the generation here.
+        const room = sink.ready();
+        if (room) {
+          hooks?.onPaused?.(request.taskId, produced);
+          const waitedFrom = performance.now();
+          await room;
+          signal.throwIfAborted();
+          heldMs += performance.now() - waitedFrom;
+        }
         if (produced === pauseAt && pausedMs === 0) {
           await sleep(this.options.thinkMs, undefined, { signal });
           pausedMs = this.options.thinkMs;
         }
         // Emit every token already due as one piece; then wait for the next one's time.
-        const due = interval === 0 ? produced + 64 : Math.floor((performance.now() - started - pausedMs) / interval) + 1;
+        const due = interval === 0 ? produced + 64 : Math.floor((performance.now() - started - pausedMs - heldMs) / interval) + 1;
         let batch = "";
         let count = 0;
         while (produced < limit && produced < due) {
@@ -145,7 +158,7 @@ export class SimulatorEngine implements Engine {
         if (produced >= limit) break;
         if (interval === 0) await new Promise<void>((resolve) => setImmediate(resolve));
         else {
-          const nextAt = started + pausedMs + produced * interval;
+          const nextAt = started + pausedMs + heldMs + produced * interval;
           await sleep(Math.max(0, nextAt - performance.now()), undefined, { signal });
         }
         signal.throwIfAborted();
@@ -158,7 +171,20 @@ export class SimulatorEngine implements Engine {
   }
 
   async close(): Promise<void> {}
+
+  /** The silence before the first token, reported as prompt progress every so often (as a real engine's prefill). */
+  private async prefill(promptTokens: number, sink: GenerationSink, signal: AbortSignal): Promise<void> {
+    const total = this.options.prefillMs;
+    for (let elapsed = 0; elapsed < total; ) {
+      const step = Math.min(PREFILL_STEP_MS, total - elapsed);
+      await sleep(step, undefined, { signal });
+      elapsed += step;
+      sink.progress(Math.floor((promptTokens * elapsed) / total), promptTokens);
+    }
+  }
 }
+
+const PREFILL_STEP_MS = 100;
 
 /** Finds stop strings in generated text, keeping only the tail a stop may still begin in (O(1) per token). */
 class StopWatch {

@@ -30,7 +30,7 @@ export async function decode(generation: Generation, sink: GenerationSink, signa
     sink.text(piece, unsentTokens);
     unsentTokens = 0;
   };
-  await prefill(sequence, prompt.tokens.slice(0, -1), signal);
+  await prefill(sequence, prompt.tokens.slice(0, -1), sink, signal);
   if (signal.aborted) return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
   const tokens = sequence.evaluate(prompt.tokens.slice(-1), {
     temperature: params.temperature ?? 1, // OpenAI's default
@@ -48,15 +48,23 @@ export async function decode(generation: Generation, sink: GenerationSink, signa
       finishReason = "length";
       break;
     }
+    // Flow control: while the client is not reading, the sampling loop waits here (the sequence keeps its state).
+    const room = sink.ready();
+    if (room) await room;
   }
   if (!signal.aborted && !stops.stopped) send(stops.push(text.flush()).text + stops.flush());
   return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
 }
 
-/** Evaluates prompt tokens one batch at a time, so that an abort during a long prompt takes effect at the next batch. */
-async function prefill(sequence: LlamaContextSequence, tokens: readonly Token[], signal: AbortSignal): Promise<void> {
+/**
+ * Evaluates prompt tokens one batch at a time, so that an abort during a long prompt takes effect at the next batch,
+ * and reports progress after each (a long prompt is not a stalled task).
+ */
+async function prefill(sequence: LlamaContextSequence, tokens: readonly Token[], sink: GenerationSink, signal: AbortSignal): Promise<void> {
   const batch = sequence.context.batchSize;
+  const total = tokens.length + 1;
   for (let start = 0; start < tokens.length && !signal.aborted; start += batch) {
     await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(start, start + batch));
+    sink.progress(Math.min(tokens.length, start + batch), total);
   }
 }
