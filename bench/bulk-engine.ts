@@ -34,7 +34,9 @@ export class BulkEngine implements Engine {
     while (produced < total) {
       sink.text(this.piece, 1);
       produced += 1;
-      // One piece a turn: other streams and the socket's I/O get their share, and a cancellation is seen at once.
+      // Paused while its client is behind (flow control); then one piece a turn, so that other streams and the
+      // socket's I/O get their share and a cancellation is seen at once.
+      await sink.ready();
       await nextTurn();
       signal.throwIfAborted();
     }

@@ -1,10 +1,11 @@
 // A bench-only worker written against the worker protocol (docs/worker-protocol.md) instead of WorkerRuntime: it sends
-// each task's output as TokenChunks of exactly `pieceBytes`, as fast as its socket takes them. WorkerRuntime merges a
-// task's pieces into one frame while its socket is behind, with no bound on the frame's size: fed 64 KiB pieces at
-// full speed it builds frames of hundreds of MB (past the master's 16 MiB limit, which closes it with 1009).
+// each task's output as TokenChunks of exactly `pieceBytes`, as fast as its socket and the task's window (TaskCredit)
+// allow. Before flow control, WorkerRuntime merged a task's pieces into one frame while its socket was behind, with no
+// bound on the frame's size: fed 64 KiB pieces at full speed it built frames of hundreds of MB (past the master's
+// 16 MiB limit, which closed it with 1009); this worker keeps the bench's before and after on the same footing.
 import WebSocket from "ws";
 import { workerUrl } from "../src/worker/runtime.js";
-import { decodeMasterMessage, encode, PROTOCOL_VERSION, type TaskAssigned, type WorkerMessage } from "../src/worker-protocol/index.js";
+import { chunkCost, decodeMasterMessage, encode, PROTOCOL_VERSION, type TaskAssigned, type WorkerMessage } from "../src/worker-protocol/index.js";
 import { bulkDescription, type BulkOptions } from "./bulk-engine.js";
 
 /** Bytes the socket may hold unsent before the worker waits for its send callbacks: enough to keep it busy. */
@@ -14,6 +15,8 @@ interface BulkTask {
   id: string;
   seq: number;
   remaining: number;
+  /** Bytes sent and not yet granted back by TaskCredit. */
+  outstanding: number;
 }
 
 export interface BulkWorkerOptions extends BulkOptions {
@@ -27,6 +30,8 @@ export class BulkWorker {
   /** Running tasks in the order they get their next piece (a task that was served moves to the end). */
   private readonly tasks = new Map<string, BulkTask>();
   private readonly piece: string;
+  /** Flow control: bytes a task may have outstanding (Welcome.taskWindowBytes); none announced, no limit. */
+  private window = Number.POSITIVE_INFINITY;
   private heartbeat: NodeJS.Timeout | undefined;
   private pumpScheduled = false;
 
@@ -72,6 +77,7 @@ export class BulkWorker {
         const message = decoded.message;
         switch (message.type) {
           case "Welcome":
+            this.window = message.taskWindowBytes ?? Number.POSITIVE_INFINITY;
             this.heartbeat = setInterval(() => this.send({ type: "Heartbeat", at: Date.now(), running: this.tasks.size }), message.heartbeatIntervalMs);
             resolve(this);
             return;
@@ -79,6 +85,8 @@ export class BulkWorker {
             return this.assigned(message);
           case "TaskCancelled":
             return this.cancelled(message.taskId);
+          case "TaskCredit":
+            return this.credited(message.taskId, message.bytes);
           case "Heartbeat":
           case "ProtocolError":
             return;
@@ -89,7 +97,14 @@ export class BulkWorker {
 
   private assigned(task: TaskAssigned): void {
     const remaining = Math.min(this.options.pieces, task.params.maxTokens ?? Number.POSITIVE_INFINITY);
-    this.tasks.set(task.taskId, { id: task.taskId, seq: 0, remaining });
+    this.tasks.set(task.taskId, { id: task.taskId, seq: 0, remaining, outstanding: 0 });
+    this.schedulePump();
+  }
+
+  private credited(taskId: string, bytes: number): void {
+    const task = this.tasks.get(taskId);
+    if (!task) return;
+    task.outstanding = Math.max(0, task.outstanding - bytes);
     this.schedulePump();
   }
 
@@ -100,12 +115,14 @@ export class BulkWorker {
     this.send({ type: "TaskCancelAck", taskId, completionTokens: task.seq });
   }
 
-  /** One piece for each task in turn until the socket holds enough; the rest waits for a later turn. */
+  /** One piece for each task whose window has room, in turn, until the socket holds enough; the rest waits. */
   private readonly pump = (): void => {
     this.pumpScheduled = false;
     for (const task of [...this.tasks.values()]) {
       if (this.socket.bufferedAmount >= HIGH_WATER_BYTES) break;
+      if (task.outstanding >= this.window) continue;
       this.send({ type: "TokenChunk", taskId: task.id, seq: task.seq, text: this.piece, tokens: 1 });
+      task.outstanding += chunkCost(this.piece);
       task.seq += 1;
       task.remaining -= 1;
       this.tasks.delete(task.id);
@@ -115,9 +132,13 @@ export class BulkWorker {
     this.schedulePump();
   };
 
-  /** Pumps in the next turn while the socket has room; when it has none, a send callback calls this again. */
+  /**
+   * Pumps in the next turn while the socket and some task's window have room; otherwise a send callback or a
+   * TaskCredit calls this again.
+   */
   private readonly schedulePump = (): void => {
-    if (this.pumpScheduled || this.tasks.size === 0 || this.socket.bufferedAmount >= HIGH_WATER_BYTES) return;
+    if (this.pumpScheduled || this.socket.bufferedAmount >= HIGH_WATER_BYTES) return;
+    if (![...this.tasks.values()].some((task) => task.outstanding < this.window)) return;
     this.pumpScheduled = true;
     setImmediate(this.pump);
   };
