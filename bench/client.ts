@@ -70,6 +70,53 @@ export function streamChat(options: StreamOptions): StreamHandle {
   return { result, abort: () => request.destroy() };
 }
 
+export interface UnreadStream {
+  status: number;
+  /** Whether the server has closed the connection (it gave up on the client). */
+  readonly ended: boolean;
+  /** Drops the connection. */
+  close(): void;
+}
+
+/**
+ * Opens a stream on a connection of its own, waits for the response head, then never reads the body: the client's
+ * receive buffer fills, the server's writes back up, as with a client that stopped reading but stays connected.
+ */
+export function openUnreadStream(options: Omit<StreamOptions, "onFrame" | "onHeaders" | "onFirstData">, timeoutMs = 10_000): Promise<UnreadStream> {
+  const payload = JSON.stringify({ stream: true, ...options.body });
+  const request = http.request(`${options.url}/v1/chat/completions`, {
+    method: "POST",
+    agent: false,
+    headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload), ...options.headers },
+  });
+  let ended = false;
+  const close = () => request.destroy();
+  return new Promise<UnreadStream>((resolve, reject) => {
+    const timer = setTimeout(() => request.destroy(new Error(`no response head within ${timeoutMs} ms`)), timeoutMs);
+    request.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    request.on("response", (res) => {
+      clearTimeout(timer);
+      res.pause();
+      // Errors after the head (the server dropping the connection) are what the scenario watches for, not failures.
+      request.removeAllListeners("error");
+      request.on("error", () => {});
+      res.on("error", () => {});
+      res.socket.once("close", () => (ended = true));
+      resolve({
+        status: res.statusCode ?? 0,
+        get ended() {
+          return ended;
+        },
+        close,
+      });
+    });
+    request.end(payload);
+  });
+}
+
 /** Records, for every stamped token in a frame, how long ago (µs) its worker emitted it. */
 export function latencyRecorder(into: number[], accept: () => boolean = () => true): (frame: string) => void {
   return (frame) => {

@@ -8,11 +8,16 @@ import type { Engine } from "../src/worker/engines/engine.js";
 import { defaultSimulatorOptions, SimulatorEngine, type SimulatorOptions } from "../src/worker/engines/simulator.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
 import { startBaselineServer } from "./baseline-server.js";
+import { BulkEngine, type BulkOptions } from "./bulk-engine.js";
+import { BulkWorker } from "./bulk-worker.js";
 import { nowMicros, StampedEngine, type StampedOptions } from "./stamped-engine.js";
 
 export const BENCH_TOKEN = "bench-token-0123456789";
 
-export type EngineSpec = { kind: "sim"; options: Partial<SimulatorOptions> } | { kind: "stamped"; options: StampedOptions };
+export type EngineSpec =
+  | { kind: "sim"; options: Partial<SimulatorOptions> }
+  | { kind: "stamped"; options: StampedOptions }
+  | { kind: "bulk"; options: BulkOptions };
 
 export type HostCommand =
   | { cmd: "coordinator"; overrides?: Record<string, unknown> }
@@ -33,6 +38,7 @@ function coordinatorLog(): Logger {
 
 function engineOf(spec: EngineSpec): Engine {
   if (spec.kind === "stamped") return new StampedEngine(spec.options);
+  if (spec.kind === "bulk") return new BulkEngine(spec.options);
   return new SimulatorEngine([], {
     ...defaultSimulatorOptions,
     ...spec.options,
@@ -48,6 +54,13 @@ async function run(command: HostCommand): Promise<Record<string, unknown>> {
       return { url: coordinator.url, workerUrl: coordinator.workerUrl };
     }
     case "workers": {
+      if (command.engine.kind === "bulk") {
+        // Bulk output goes through a worker of its own (bench/bulk-worker.ts says why), one piece per frame.
+        for (let i = 0; i < command.count; i++) {
+          await BulkWorker.start({ ...command.engine.options, join: command.join, token: BENCH_TOKEN, name: `bench-${i}`, maxConcurrency: command.maxConcurrency });
+        }
+        return {};
+      }
       const engine = engineOf(command.engine);
       const description = await engine.start();
       for (let i = 0; i < command.count; i++) {

@@ -1,11 +1,13 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
-// Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, scheduling, scheduler, cancellation,
-// parsers, peer), --no-peer (skip the Portkey gateway).
+// Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
+// cancellation, parsers, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
 import { benchParsers } from "./parsers.js";
 import type { PathName } from "./paths.js";
+import { nonReadingScenario } from "./nonreading.js";
 import { relayScenario } from "./relay.js";
 import { printTable, type Row, writeResults } from "./report.js";
 import { schedulerMicroScenario, schedulingScenario } from "./scheduling.js";
@@ -44,6 +46,32 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
       }),
   ],
   ["idle", () => idleMemoryScenario(quick ? 1_000 : 5_000, paths)],
+  [
+    "nonreading",
+    () =>
+      nonReadingScenario({
+        variants: [
+          {
+            label: "tokens",
+            engine: { kind: "sim", options: { tokensPerSecond: 0, prefillMs: 0, replyTokens: 50_000_000 } },
+            streamCounts: quick ? [20] : [20, 100],
+            warmupTokens: 200_000,
+            probeTokens: 16,
+            probeLabel: "16 tokens",
+          },
+          {
+            label: "64KiB",
+            engine: { kind: "bulk", options: { pieceBytes: 64 * 1024, pieces: 1_000_000_000 } },
+            streamCounts: quick ? [4] : [4, 20],
+            warmupTokens: 32,
+            probeTokens: 1,
+            probeLabel: "one 64 KiB piece",
+          },
+        ],
+        seconds: quick ? 5 : 10,
+        paths,
+      }),
+  ],
   ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, warmupSeconds: quick ? 1 : 3, seconds: quick ? 2 : 5, paths })],
   ["scheduler", () => schedulerMicroScenario(quick)],
   ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
