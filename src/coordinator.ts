@@ -97,7 +97,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   wss.on("connection", (socket) =>
     serveWorkerConnection(socket, master, {
       token: config.workerToken,
-      handshakeTimeoutMs: 10_000,
+      handshakeTimeoutMs: config.helloTimeoutMs,
       heartbeatIntervalMs: config.heartbeatMs,
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
       nameProbeMs: 2_000,

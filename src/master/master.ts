@@ -245,6 +245,7 @@ export class Master {
       }
       case "TaskCancelAck": {
         if (worker.cancelling.has(message.taskId)) {
+          this.options.log.debug({ worker: worker.id, task: message.taskId, completionTokens: message.completionTokens }, "task stopped on its worker");
           this.freeCancelled(worker, message.taskId);
           return;
         }

@@ -119,6 +119,8 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
       return;
     }
+    // The Hello came in time; probing the name's holder below is the master's own wait.
+    clearTimeout(handshakeTimer);
     helloName = message.worker.name;
     const holder = master.registry.findByName(message.worker.name);
     if (holder) {
@@ -126,13 +128,13 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       const alive = await holder.link.isAlive(options.nameProbeMs);
       helloPending = false;
       if (closing || socket.readyState !== socket.OPEN) return;
-      // Alive, or replaced meanwhile by another newcomer: the name is taken.
-      if (alive || master.registry.findByName(message.worker.name) !== holder) {
+      // Alive, or taken meanwhile by another newcomer: the name is in use. (A holder that left meanwhile frees it.)
+      const current = master.registry.findByName(message.worker.name);
+      if (alive || (current !== undefined && current !== holder)) {
         refuse(CloseCode.nameInUse, "name_in_use", `a live worker is already connected as '${message.worker.name}'`);
         return;
       }
     }
-    clearTimeout(handshakeTimer);
     worker = master.registerWorker(message, link);
   };
 
