@@ -305,6 +305,9 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
       await new Promise((resolve) => frozen.once("open", resolve));
       const name = `frozen-${Math.random().toString(36).slice(2, 8)}`;
       frozen.send(JSON.stringify({ ...live.hello({ name }) }));
+      // It still heartbeats (its deadline is not what drops it here): only its silence to a ping does.
+      const beats = setInterval(() => frozen.readyState === WebSocket.OPEN && frozen.send(JSON.stringify({ type: "Heartbeat", at: Date.now() })), 100);
+      frozenClosed.finally(() => clearInterval(beats));
       await eventually(() => coordinator.master.registry.findByName(name) !== undefined, "the first connection to register");
       const replacement = await HandWorker.connect(coordinator);
       open.push(replacement);
