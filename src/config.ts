@@ -31,6 +31,8 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: "Client API key required on /v1 and /metrics (Authorization: Bearer); repeatable (env: comma-separated); none: open" },
   { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: "File with one client API key per line (# comments), added to --api-key" },
   { name: "cors-origin", type: "string", multiple: true, env: "COORDINATOR_CORS_ORIGIN", description: "Origin allowed to call the API from a browser (CORS is off without it); repeatable, * for any" },
+  { name: "headers-timeout-ms", type: "string", env: "COORDINATOR_HEADERS_TIMEOUT_MS", default: "10000", description: "A client must send a request's headers within this long (then 408 and the connection closes)" },
+  { name: "request-timeout-ms", type: "string", env: "COORDINATOR_REQUEST_TIMEOUT_MS", default: "30000", description: "A client must send a whole request, body included, within this long (then 408); responses and streams are not limited" },
   { name: "max-body-bytes", type: "string", env: "COORDINATOR_MAX_BODY_BYTES", default: "8388608", description: "Largest request body (then 413)" },
   { name: "max-messages", type: "string", env: "COORDINATOR_MAX_MESSAGES", default: "2048", description: "Most messages in one request (then 400)" },
   { name: "max-prompt-chars", type: "string", env: "COORDINATOR_MAX_PROMPT_CHARS", default: "4000000", description: "Most characters in all messages of one request (then 400)" },
@@ -71,7 +73,7 @@ const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=F
   (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
 );
 
-export const ServeConfig = z.object({
+const serveFields = z.object({
   host: z.string().min(1),
   port: int(0).max(65535),
   workerToken: z.string().min(8, "the worker token must have at least 8 characters").default(() => randomBytes(16).toString("hex")),
@@ -89,6 +91,8 @@ export const ServeConfig = z.object({
   apiKey: z.array(z.string().min(8, "an API key must have at least 8 characters")).default([]),
   apiKeysFile: z.string().optional(),
   corsOrigin: z.array(z.string().min(1)).default([]),
+  headersTimeoutMs: int(100),
+  requestTimeoutMs: int(100),
   maxBodyBytes: int(1024),
   maxMessages: int(1),
   maxPromptChars: int(1),
@@ -98,6 +102,11 @@ export const ServeConfig = z.object({
   shutdownGraceMs: int(0),
   logLevel: LogLevel,
   logFormat: LogFormat,
+});
+// Node refuses a server whose headers deadline is later than its whole-request deadline.
+export const ServeConfig = serveFields.refine((c) => c.headersTimeoutMs <= c.requestTimeoutMs, {
+  message: "must not be shorter than --headers-timeout-ms",
+  path: ["requestTimeoutMs"],
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 

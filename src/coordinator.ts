@@ -2,9 +2,9 @@
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
+import { createHttpServer } from "./api/http-server.js";
 import type { ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
@@ -87,7 +87,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     closing: closingFeeds.signal,
     log,
   });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const server = createHttpServer(app, { headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
   wss.on("connection", (socket) =>
     serveWorkerConnection(socket, master, {
