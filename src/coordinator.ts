@@ -1,6 +1,6 @@
 // Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
 import { readFile } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
@@ -10,7 +10,9 @@ import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { ClusterActivity } from "./metrics/activity.js";
 import { CoordinatorMetrics } from "./metrics/metrics.js";
+import { WorkerAdmission } from "./master/worker-admission.js";
 import { serveWorkerConnection } from "./master/worker-connection.js";
+import { PENDING_GRACE_MS, PendingConnections } from "./pending-connections.js";
 import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
 import { closeSocket, WorkerRuntime } from "./worker/runtime.js";
@@ -87,17 +89,36 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     closing: closingFeeds.signal,
     log,
   });
-  const server = createHttpServer(app, { headersTimeoutMs: config.headersTimeoutMs, requestTimeoutMs: config.requestTimeoutMs });
+  const pendingSockets = new PendingConnections<Socket>({
+    max: config.maxPendingConnections,
+    graceMs: PENDING_GRACE_MS,
+    drop: (socket) => {
+      socket.destroy();
+      metrics.pendingConnectionDropped("http");
+    },
+  });
+  const admission = new WorkerAdmission({
+    maxPending: config.maxPendingWorkers,
+    onDropped: () => metrics.pendingConnectionDropped("worker"),
+  });
+  metrics.watchPending("http", () => pendingSockets.size);
+  metrics.watchPending("worker", () => admission.pendingCount);
+  const server = createHttpServer(app, {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    pending: pendingSockets,
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
-  wss.on("connection", (socket) =>
+  wss.on("connection", (socket) => {
+    admission.admit(socket);
     serveWorkerConnection(socket, master, {
       token: config.workerToken,
       handshakeTimeoutMs: 10_000,
       heartbeatIntervalMs: config.heartbeatMs,
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
       log,
-    }),
-  );
+    });
+  });
   server.on("upgrade", (request, socket, head) => {
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
     if (path !== WORKER_PATH) {
@@ -129,6 +150,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const close = () => {
     closing ??= (async () => {
       closingFeeds.abort();
+      pendingSockets.close();
+      admission.close();
       master.close();
       for (const remove of unobserve) remove();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");

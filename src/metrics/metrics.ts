@@ -13,6 +13,9 @@ const queueBuckets = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 const interTokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5];
 const workerStates = ["ready", "draining"] as const;
 
+/** Connections not yet shown to be clients: `http` before their first request, `worker` before their Hello. */
+export type PendingKind = "http" | "worker";
+
 /**
  * Labels stay bounded: routes are route patterns, models are only those workers serve, workers are named by
  * their configured names, stages, outcomes and codes come from fixed sets. No task ids, no user text.
@@ -38,6 +41,9 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly workerEvents = this.counter("coordinator_worker_events_total", "Workers that joined or left", ["event"]);
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
+  private readonly pendingDropped = this.counter("coordinator_pending_connections_dropped_total", "Connections dropped for the cap on pending ones: http (no request yet) or worker (no Hello yet)", ["kind"]);
+  /** How many connections of each kind are pending now, read at each scrape. */
+  private readonly pendingCounts = new Map<PendingKind, () => number>();
 
   /** Since when each queued task waits (admission, or the moment it was re-queued after a failover). */
   private readonly queuedSince = new Map<string, number>();
@@ -77,6 +83,16 @@ export class CoordinatorMetrics implements MasterObserver {
         for (const worker of master.registry.all()) this.set({ worker: worker.name }, worker.slots.size);
       },
     });
+    const pendingCounts = this.pendingCounts;
+    new Gauge({
+      name: "coordinator_pending_connections",
+      help: "Connections that have not sent a request (http) or a Hello (worker) yet",
+      labelNames: ["kind"],
+      registers: [registry],
+      collect() {
+        for (const [kind, count] of pendingCounts) this.set({ kind }, count());
+      },
+    });
     new Gauge({
       name: "coordinator_live_tasks",
       help: "Tasks admitted and not yet ended (queued or running)",
@@ -109,6 +125,15 @@ export class CoordinatorMetrics implements MasterObserver {
 
   httpRequest(route: string, model: string | undefined, status: number): void {
     this.requests.inc({ route, model: this.modelLabel(model), status: String(status) });
+  }
+
+  /** Reports the connections of `kind` pending at each scrape. */
+  watchPending(kind: PendingKind, count: () => number): void {
+    this.pendingCounts.set(kind, count);
+  }
+
+  pendingConnectionDropped(kind: PendingKind): void {
+    this.pendingDropped.inc({ kind });
   }
 
   promptTokens(model: string, worker: string, tokens: number): void {
