@@ -14,7 +14,7 @@ export interface Peer {
   next(type: string): Promise<Record<string, unknown>>;
 }
 
-export function connectPeer(coordinator: RunningCoordinator): Promise<Peer> {
+export function connectPeer(coordinator: Pick<RunningCoordinator, "workerUrl">): Promise<Peer> {
   const socket = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`);
   const received: Array<Record<string, unknown>> = [];
   const waiters: Array<() => void> = [];
