@@ -1,7 +1,7 @@
 // Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
 import { readFile } from "node:fs/promises";
 import type { AddressInfo, Socket } from "node:net";
-import type { Server } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
@@ -99,7 +99,17 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   });
   const admission = new WorkerAdmission({
     maxPending: config.maxPendingWorkers,
-    onDropped: () => metrics.pendingConnectionDropped("worker"),
+    maxTokenFailures: config.workerTokenFailures,
+    banMs: config.workerBanMs,
+    events: {
+      pendingDropped: () => metrics.pendingConnectionDropped("worker"),
+      tokenFailed: () => metrics.workerTokenFailed(),
+      banned: (address, failures) => {
+        metrics.workerAddressBanned();
+        log.warn({ address, failures, banMs: config.workerBanMs }, "too many wrong worker tokens from one address; turning it away for a while");
+      },
+      bannedTurnedAway: () => metrics.workerBannedTurnedAway(),
+    },
   });
   metrics.watchPending("http", () => pendingSockets.size);
   metrics.watchPending("worker", () => admission.pendingCount);
@@ -109,14 +119,17 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     pending: pendingSockets,
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
-  wss.on("connection", (socket) => {
-    admission.admit(socket);
+  wss.on("connection", (socket, request: IncomingMessage) => {
+    const remoteAddress = request.socket.remoteAddress ?? "unknown";
+    if (!admission.admit(socket, remoteAddress)) return;
     serveWorkerConnection(socket, master, {
       token: config.workerToken,
       handshakeTimeoutMs: 10_000,
       heartbeatIntervalMs: config.heartbeatMs,
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
       log,
+      remoteAddress,
+      admission,
     });
   });
   server.on("upgrade", (request, socket, head) => {

@@ -22,6 +22,10 @@ export interface WorkerConnectionOptions {
   /** A worker silent for this long (no message, no heartbeat) is declared dead. */
   heartbeatDeadlineMs: number;
   log: Logger;
+  /** The peer's address, from the upgrade request. */
+  remoteAddress: string;
+  /** Told of each wrong token with its address: too many from one address and it is turned away for a while. */
+  admission: { tokenFailed(address: string): void };
 }
 
 /** Compares secrets in time that does not depend on where they differ (or on their lengths). */
@@ -90,6 +94,7 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       return;
     }
     if (!tokensMatch(message.token, options.token)) {
+      options.admission.tokenFailed(options.remoteAddress);
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
       return;
     }

@@ -42,6 +42,9 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
   private readonly pendingDropped = this.counter("coordinator_pending_connections_dropped_total", "Connections dropped for the cap on pending ones: http (no request yet) or worker (no Hello yet)", ["kind"]);
+  private readonly tokenFailures = this.counter("coordinator_worker_auth_failures_total", "Worker Hellos refused for a wrong token");
+  private readonly bans = this.counter("coordinator_worker_auth_bans_total", "Addresses banned for too many wrong worker tokens");
+  private readonly bannedTurnedAway = this.counter("coordinator_worker_auth_banned_refusals_total", "Worker connections from a banned address, turned away before their Hello was read");
   /** How many connections of each kind are pending now, read at each scrape. */
   private readonly pendingCounts = new Map<PendingKind, () => number>();
 
@@ -134,6 +137,18 @@ export class CoordinatorMetrics implements MasterObserver {
 
   pendingConnectionDropped(kind: PendingKind): void {
     this.pendingDropped.inc({ kind });
+  }
+
+  workerTokenFailed(): void {
+    this.tokenFailures.inc();
+  }
+
+  workerAddressBanned(): void {
+    this.bans.inc();
+  }
+
+  workerBannedTurnedAway(): void {
+    this.bannedTurnedAway.inc();
   }
 
   promptTokens(model: string, worker: string, tokens: number): void {
