@@ -13,10 +13,13 @@ export interface OptionSpec {
   description: string;
 }
 
+/** The fewest characters of an operator-chosen secret: the worker token, a client API key. */
+export const MIN_SECRET_LENGTH = 8;
+
 export const serveOptions: readonly OptionSpec[] = [
   { name: "host", type: "string", env: "COORDINATOR_HOST", default: "0.0.0.0", description: "Address to listen on (API and workers)" },
   { name: "port", type: "string", env: "COORDINATOR_PORT", default: "52415", description: "Port to listen on (0 picks a free one)" },
-  { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "Token workers must present to join (default: generated at start)" },
+  { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: `Token workers must present to join, at least ${MIN_SECRET_LENGTH} characters (default: generated at start)` },
   { name: "demo", type: "boolean", env: "COORDINATOR_DEMO", description: "Also run an in-process simulator worker, so a first request works at once" },
   { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden, separate (reasoning_content) or raw" },
   { name: "reasoning-field", type: "string", env: "COORDINATOR_REASONING_FIELD", default: "reasoning_content", description: "Field for thinking in separate mode: reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter, Ollama) or both" },
@@ -28,8 +31,8 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "heartbeat-ms", type: "string", env: "COORDINATOR_HEARTBEAT_MS", default: "5000", description: "Heartbeat interval announced to workers" },
   { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
   { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
-  { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: "Client API key required on /v1 and /metrics (Authorization: Bearer); repeatable (env: comma-separated); none: open" },
-  { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: "File with one client API key per line (# comments), added to --api-key" },
+  { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: `Client API key required on /v1 and /metrics (Authorization: Bearer), at least ${MIN_SECRET_LENGTH} characters; repeatable (env: comma-separated); none: open` },
+  { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: `File with one client API key per line (# comments), each at least ${MIN_SECRET_LENGTH} characters, added to --api-key` },
   { name: "cors-origin", type: "string", multiple: true, env: "COORDINATOR_CORS_ORIGIN", description: "Origin allowed to call the API from a browser (CORS is off without it); repeatable, * for any" },
   { name: "headers-timeout-ms", type: "string", env: "COORDINATOR_HEADERS_TIMEOUT_MS", default: "10000", description: "A client must send a request's headers within this long (then 408 and the connection closes)" },
   { name: "request-timeout-ms", type: "string", env: "COORDINATOR_REQUEST_TIMEOUT_MS", default: "30000", description: "A client must send a whole request, body included, within this long (then 408); responses and streams are not limited" },
@@ -77,10 +80,13 @@ const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=F
   (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
 );
 
+/** A client API key, from a flag, the environment or a line of the keys file. */
+export const ApiKey = z.string().min(MIN_SECRET_LENGTH, `an API key must have at least ${MIN_SECRET_LENGTH} characters`);
+
 const serveFields = z.object({
   host: z.string().min(1),
   port: int(0).max(65535),
-  workerToken: z.string().min(8, "the worker token must have at least 8 characters").default(() => randomBytes(16).toString("hex")),
+  workerToken: z.string().min(MIN_SECRET_LENGTH, `the worker token must have at least ${MIN_SECRET_LENGTH} characters`).default(() => randomBytes(16).toString("hex")),
   demo: z.boolean().default(false),
   reasoning: z.enum(["hidden", "separate", "raw"]),
   reasoningField: z.enum(["reasoning_content", "reasoning", "both"]),
@@ -92,7 +98,7 @@ const serveFields = z.object({
   heartbeatMs: int(10),
   heartbeatDeadlineMs: int(10),
   maxWorkerPayload: int(1024),
-  apiKey: z.array(z.string().min(8, "an API key must have at least 8 characters")).default([]),
+  apiKey: z.array(ApiKey).default([]),
   apiKeysFile: z.string().optional(),
   corsOrigin: z.array(z.string().min(1)).default([]),
   headersTimeoutMs: int(100),

@@ -5,7 +5,7 @@ import type { IncomingMessage, Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
-import type { ServeConfig } from "./config.js";
+import { ApiKey, type ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { ClusterActivity } from "./metrics/activity.js";
@@ -33,14 +33,17 @@ export interface RunningCoordinator {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped). */
+/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped), each validated. */
 async function readApiKeys(config: ServeConfig): Promise<string[]> {
   const keys = [...config.apiKey];
   if (config.apiKeysFile) {
     const text = await readFile(config.apiKeysFile, "utf8");
-    for (const line of text.split(/\r?\n/)) {
+    for (const [index, line] of text.split(/\r?\n/).entries()) {
       const key = line.trim();
-      if (key && !key.startsWith("#")) keys.push(key);
+      if (!key || key.startsWith("#")) continue;
+      const parsed = ApiKey.safeParse(key);
+      if (!parsed.success) throw new Error(`--api-keys-file ${config.apiKeysFile}, line ${index + 1}: ${parsed.error.issues[0]?.message}`);
+      keys.push(parsed.data);
     }
   }
   return keys;
