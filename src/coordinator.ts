@@ -1,7 +1,7 @@
 // Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
 import { readFile } from "node:fs/promises";
 import type { AddressInfo, Socket } from "node:net";
-import type { IncomingMessage, Server } from "node:http";
+import type { Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
@@ -122,7 +122,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     pending: pendingSockets,
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
-  wss.on("connection", (socket, request: IncomingMessage) => {
+  wss.on("connection", (socket, request) => {
     const remoteAddress = request.socket.remoteAddress ?? "unknown";
     if (!admission.admit(socket, remoteAddress)) return;
     serveWorkerConnection(socket, master, {
