@@ -13,10 +13,13 @@ export interface OptionSpec {
   description: string;
 }
 
+/** The fewest characters of an operator-chosen secret: the worker token, a client API key. */
+export const MIN_SECRET_LENGTH = 8;
+
 export const serveOptions: readonly OptionSpec[] = [
   { name: "host", type: "string", env: "COORDINATOR_HOST", default: "0.0.0.0", description: "Address to listen on (API and workers)" },
   { name: "port", type: "string", env: "COORDINATOR_PORT", default: "52415", description: "Port to listen on (0 picks a free one)" },
-  { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "Token workers must present to join (default: generated at start)" },
+  { name: "worker-token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: `Token workers must present to join, at least ${MIN_SECRET_LENGTH} characters (default: generated at start)` },
   { name: "demo", type: "boolean", env: "COORDINATOR_DEMO", description: "Also run an in-process simulator worker, so a first request works at once" },
   { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden, separate (reasoning_content) or raw" },
   { name: "reasoning-field", type: "string", env: "COORDINATOR_REASONING_FIELD", default: "reasoning_content", description: "Field for thinking in separate mode: reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter, Ollama) or both" },
@@ -29,9 +32,15 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
   { name: "hello-timeout-ms", type: "string", env: "COORDINATOR_HELLO_TIMEOUT_MS", default: "10000", description: "A worker connection that sends no Hello this long after connecting is closed (4003)" },
   { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
-  { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: "Client API key required on /v1 and /metrics (Authorization: Bearer); repeatable (env: comma-separated); none: open" },
-  { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: "File with one client API key per line (# comments), added to --api-key" },
+  { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: `Client API key required on /v1 and /metrics (Authorization: Bearer), at least ${MIN_SECRET_LENGTH} characters; repeatable (env: comma-separated); none: open` },
+  { name: "api-keys-file", type: "string", env: "COORDINATOR_API_KEYS_FILE", description: `File with one client API key per line (# comments), each at least ${MIN_SECRET_LENGTH} characters, added to --api-key` },
   { name: "cors-origin", type: "string", multiple: true, env: "COORDINATOR_CORS_ORIGIN", description: "Origin allowed to call the API from a browser (CORS is off without it); repeatable, * for any" },
+  { name: "headers-timeout-ms", type: "string", env: "COORDINATOR_HEADERS_TIMEOUT_MS", default: "10000", description: "A client must send a request's headers within this long (then 408 and the connection closes)" },
+  { name: "request-timeout-ms", type: "string", env: "COORDINATOR_REQUEST_TIMEOUT_MS", default: "30000", description: "A client must send a whole request, body included, within this long (then 408); responses and streams are not limited" },
+  { name: "max-pending-connections", type: "string", env: "COORDINATOR_MAX_PENDING_CONNECTIONS", default: "256", description: "Connections at once that have not sent a request yet; beyond it, the oldest that waited over a second are dropped" },
+  { name: "max-pending-workers", type: "string", env: "COORDINATOR_MAX_PENDING_WORKERS", default: "64", description: "Worker connections at once that have not sent Hello yet; beyond it, the oldest that waited over a second are closed (1013)" },
+  { name: "worker-token-failures", type: "string", env: "COORDINATOR_WORKER_TOKEN_FAILURES", default: "5", description: "Wrong worker tokens from one address within --worker-ban-ms after which it is turned away for that long (close 1013, tokens not compared); 0: never" },
+  { name: "worker-ban-ms", type: "string", env: "COORDINATOR_WORKER_BAN_MS", default: "60000", description: "How long a wrong worker token counts against its address, and how long a ban lasts" },
   { name: "max-body-bytes", type: "string", env: "COORDINATOR_MAX_BODY_BYTES", default: "8388608", description: "Largest request body (then 413)" },
   { name: "max-messages", type: "string", env: "COORDINATOR_MAX_MESSAGES", default: "2048", description: "Most messages in one request (then 400)" },
   { name: "max-prompt-chars", type: "string", env: "COORDINATOR_MAX_PROMPT_CHARS", default: "4000000", description: "Most characters in all messages of one request (then 400)" },
@@ -76,10 +85,13 @@ const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=F
   (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
 );
 
-export const ServeConfig = z.object({
+/** A client API key, from a flag, the environment or a line of the keys file. */
+export const ApiKey = z.string().min(MIN_SECRET_LENGTH, `an API key must have at least ${MIN_SECRET_LENGTH} characters`);
+
+const serveFields = z.object({
   host: z.string().min(1),
   port: int(0).max(65535),
-  workerToken: z.string().min(8, "the worker token must have at least 8 characters").default(() => randomBytes(16).toString("hex")),
+  workerToken: z.string().min(MIN_SECRET_LENGTH, `the worker token must have at least ${MIN_SECRET_LENGTH} characters`).default(() => randomBytes(16).toString("hex")),
   demo: z.boolean().default(false),
   reasoning: z.enum(["hidden", "separate", "raw"]),
   reasoningField: z.enum(["reasoning_content", "reasoning", "both"]),
@@ -92,9 +104,15 @@ export const ServeConfig = z.object({
   heartbeatDeadlineMs: int(10),
   helloTimeoutMs: int(10),
   maxWorkerPayload: int(1024),
-  apiKey: z.array(z.string().min(8, "an API key must have at least 8 characters")).default([]),
+  apiKey: z.array(ApiKey).default([]),
   apiKeysFile: z.string().optional(),
   corsOrigin: z.array(z.string().min(1)).default([]),
+  headersTimeoutMs: int(100),
+  requestTimeoutMs: int(100),
+  maxPendingConnections: int(1),
+  maxPendingWorkers: int(1),
+  workerTokenFailures: int(0),
+  workerBanMs: int(10),
   maxBodyBytes: int(1024),
   maxMessages: int(1),
   maxPromptChars: int(1),
@@ -108,6 +126,11 @@ export const ServeConfig = z.object({
   shutdownGraceMs: int(0),
   logLevel: LogLevel,
   logFormat: LogFormat,
+});
+// Node refuses a server whose headers deadline is later than its whole-request deadline.
+export const ServeConfig = serveFields.refine((c) => c.headersTimeoutMs <= c.requestTimeoutMs, {
+  message: "must not be shorter than --headers-timeout-ms",
+  path: ["requestTimeoutMs"],
 });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 

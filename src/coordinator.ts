@@ -1,16 +1,18 @@
 // Puts a coordinator together: master, HTTP API and the worker endpoint on one port, and the demo worker.
 import { readFile } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
-import type { ServeConfig } from "./config.js";
+import { createHttpServer } from "./api/http-server.js";
+import { ApiKey, type ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { ClusterActivity } from "./metrics/activity.js";
 import { CoordinatorMetrics } from "./metrics/metrics.js";
+import { WorkerAdmission } from "./master/worker-admission.js";
 import { serveWorkerConnection } from "./master/worker-connection.js";
+import { PENDING_GRACE_MS, PendingConnections } from "./pending-connections.js";
 import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
 import { closeSocket, WorkerRuntime } from "./worker/runtime.js";
@@ -31,14 +33,17 @@ export interface RunningCoordinator {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped). */
+/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped), each validated. */
 async function readApiKeys(config: ServeConfig): Promise<string[]> {
   const keys = [...config.apiKey];
   if (config.apiKeysFile) {
     const text = await readFile(config.apiKeysFile, "utf8");
-    for (const line of text.split(/\r?\n/)) {
+    for (const [index, line] of text.split(/\r?\n/).entries()) {
       const key = line.trim();
-      if (key && !key.startsWith("#")) keys.push(key);
+      if (!key || key.startsWith("#")) continue;
+      const parsed = ApiKey.safeParse(key);
+      if (!parsed.success) throw new Error(`--api-keys-file ${config.apiKeysFile}, line ${index + 1}: ${parsed.error.issues[0]?.message}`);
+      keys.push(parsed.data);
     }
   }
   return keys;
@@ -92,9 +97,39 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     closing: closingFeeds.signal,
     log,
   });
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  const pendingSockets = new PendingConnections<Socket>({
+    max: config.maxPendingConnections,
+    graceMs: PENDING_GRACE_MS,
+    drop: (socket) => {
+      socket.destroy();
+      metrics.pendingConnectionDropped("http");
+    },
+  });
+  const admission = new WorkerAdmission({
+    maxPending: config.maxPendingWorkers,
+    maxTokenFailures: config.workerTokenFailures,
+    banMs: config.workerBanMs,
+    events: {
+      pendingDropped: () => metrics.pendingConnectionDropped("worker"),
+      tokenFailed: () => metrics.workerTokenFailed(),
+      banned: (address, failures) => {
+        metrics.workerAddressBanned();
+        log.warn({ address, failures, banMs: config.workerBanMs }, "too many wrong worker tokens from one address; turning it away for a while");
+      },
+      bannedTurnedAway: () => metrics.workerBannedTurnedAway(),
+    },
+  });
+  metrics.watchPending("http", () => pendingSockets.size);
+  metrics.watchPending("worker", () => admission.pendingCount);
+  const server = createHttpServer(app, {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    pending: pendingSockets,
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: config.maxWorkerPayload });
-  wss.on("connection", (socket) =>
+  wss.on("connection", (socket, request) => {
+    const remoteAddress = request.socket.remoteAddress ?? "unknown";
+    if (!admission.admit(socket, remoteAddress)) return;
     serveWorkerConnection(socket, master, {
       token: config.workerToken,
       handshakeTimeoutMs: config.helloTimeoutMs,
@@ -102,8 +137,10 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       heartbeatDeadlineMs: config.heartbeatDeadlineMs,
       nameProbeMs: 2_000,
       log,
-    }),
-  );
+      remoteAddress,
+      admission,
+    });
+  });
   server.on("upgrade", (request, socket, head) => {
     const path = new URL(request.url ?? "/", "http://localhost").pathname;
     if (path !== WORKER_PATH) {
@@ -136,6 +173,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const close = () => {
     closing ??= (async () => {
       closingFeeds.abort();
+      pendingSockets.close();
+      admission.close();
       master.close();
       for (const remove of unobserve) remove();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");

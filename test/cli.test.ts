@@ -1,4 +1,7 @@
 // The `coordinator` command as users run it: real child processes for the coordinator and for a worker.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import OpenAI from "openai";
 import { eventually } from "./support/cluster.js";
@@ -85,6 +88,42 @@ describe("the coordinator command", () => {
     expect(serveHelp.output()).toContain("COORDINATOR_KEEPALIVE_MS");
     expect(workerHelp.output()).toContain("--engine");
     expect(workerHelp.output()).toContain("simulator");
+  });
+
+  it("states in --help that the worker token and API keys need at least 8 characters", async () => {
+    const serveHelp = start(["--help"]);
+
+    expect((await serveHelp.exited).code).toBe(0);
+    for (const flag of ["--worker-token ", "--api-key ", "--api-keys-file "]) {
+      const line = serveHelp.output().split("\n").find((row) => row.trimStart().startsWith(flag));
+      expect(line, flag).toContain("at least 8 characters");
+    }
+  });
+
+  it("refuses to start with a worker token or API key under 8 characters, from a flag, the environment or the keys file", async () => {
+    const keysDir = await mkdtemp(join(tmpdir(), "coordinator-keys-"));
+    try {
+      const keysFile = join(keysDir, "keys.txt");
+      await writeFile(keysFile, "# clients\nlong-enough-key\n  seven77  \n");
+      const listen = ["--host", "127.0.0.1", "--port", "0"];
+      const tokenRule = "the worker token must have at least 8 characters";
+      const keyRule = "an API key must have at least 8 characters";
+      const attempts = [
+        { cli: start([...listen, "--worker-token", "seven77"]), code: 2, says: `--worker-token: ${tokenRule}` },
+        { cli: start(listen, { COORDINATOR_WORKER_TOKEN: "seven77" }), code: 2, says: `--worker-token: ${tokenRule}` },
+        { cli: start([...listen, "--api-key", "long-enough-key", "--api-key", "seven77"]), code: 2, says: `--api-key: ${keyRule}` },
+        { cli: start(listen, { COORDINATOR_API_KEY: "seven77" }), code: 2, says: `--api-key: ${keyRule}` },
+        { cli: start([...listen, "--api-keys-file", keysFile]), code: 1, says: `--api-keys-file ${keysFile}, line 3: ${keyRule}` },
+      ];
+
+      for (const { cli, code, says } of attempts) {
+        expect((await cli.exited).code, says).toBe(code);
+        expect(cli.output(), says).toContain(says);
+        expect(cli.output(), says).not.toContain("coordinator is up");
+      }
+    } finally {
+      await rm(keysDir, { recursive: true, force: true });
+    }
   });
 
   it("rejects an unknown flag and a bad value with exit code 2 and the reason", async () => {

@@ -335,20 +335,23 @@ describe("fuzzing the HTTP API", () => {
     );
   });
 
-  it("ignores the content type, and answers an empty body with a 400 (property)", async () => {
-    const contentType = fc.constantFrom(
+  it("refuses every content type but JSON with a 415, and answers an empty JSON body with a 400 (property)", async () => {
+    const json = ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON;charset=UTF-8", "application/problem+json"];
+    const notJson = [
       null, "", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz",
       "application/json; charset=latin1", "application/json; charset=utf-16", "application/octet-stream", "image/png",
-    );
+    ];
     const body = fc.oneof(validBody.map((b) => JSON.stringify(b)), fc.string({ maxLength: 50 }), fc.constant(""));
     await fc.assert(
-      fc.asyncProperty(contentType, body, async (type, text) => {
+      fc.asyncProperty(fc.constantFrom(...json, ...notJson), body, async (type, text) => {
         const status = await postAndCheck(text, type);
-        if (text === "") expect(status).toBe(400);
+        if (type === null || !json.includes(type)) expect(status).toBe(415);
+        else if (text === "") expect(status).toBe(400);
       }),
       { numRuns: 40 },
     );
-    expect(await postAndCheck(null, null)).toBe(400);
+    expect(await postAndCheck(null)).toBe(400);
+    expect(await postAndCheck(null, null)).toBe(415);
   });
 
   it("refuses bodies over the limit with 413, whether or not they announce their length (property)", async () => {

@@ -2,6 +2,8 @@
 import { createHook } from "node:async_hooks";
 import { describe, expect, it } from "vitest";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator } from "./support/cluster.js";
+import { connectPeer } from "./support/peer.js";
+import { connectRaw } from "./support/raw-http.js";
 
 const trackedTypes = new Set(["Timeout", "TCPWRAP", "TCPSERVERWRAP", "TCPCONNECTWRAP", "HTTPINCOMINGMESSAGE"]);
 
@@ -21,6 +23,16 @@ function trackResources() {
     summary: () => [...live.values()].sort().join(", "),
     stop: () => hook.disable(),
   };
+}
+
+/**
+ * Waits for the tracked resources (those `which` picks) to be destroyed, polling on immediates (untracked) so the
+ * wait adds no timer of its own.
+ */
+async function settled(resources: ReturnType<typeof trackResources>, which: (type: string) => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  const waiting = () => [...resources.live.values()].some(which);
+  while (waiting() && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
 }
 
 describe("resource ownership", () => {
@@ -55,11 +67,29 @@ describe("resource ownership", () => {
       await worker.stop();
       await coordinator.close();
 
-      // Poll on immediates, which are not tracked, so that the wait adds no timer of its own.
-      const deadline = Date.now() + 5_000;
-      while (resources.live.size > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+      await settled(resources);
       expect(resources.summary()).toBe("");
       expect(coordinator.master.liveTasks).toBe(0);
+    } finally {
+      resources.stop();
+    }
+  });
+
+  it("leaves no timer behind when it closes soon after connections and workers waited beyond the pending caps", async () => {
+    const resources = trackResources();
+    try {
+      const coordinator = await startTestCoordinator({ maxPendingConnections: 1, maxPendingWorkers: 1 });
+      const clients = await Promise.all([1, 2, 3].map(() => connectRaw(coordinator.url)));
+      const peers = await Promise.all([1, 2, 3].map(() => connectPeer(coordinator)));
+
+      for (const client of clients) client.socket.destroy();
+      for (const peer of peers) peer.socket.terminate();
+      await Promise.all([...clients.map((client) => client.closed), ...peers.map((peer) => peer.closed)]);
+      await coordinator.close();
+
+      // Checked once the sockets are gone, before the cap's timer (a second's grace) would have fired by itself.
+      await settled(resources, (type) => type !== "Timeout");
+      expect(resources.summary()).toBe("");
     } finally {
       resources.stop();
     }

@@ -16,6 +16,12 @@ describe("README", () => {
     }
   });
 
+  it("states the minimum length of an operator-chosen worker token and of API keys", () => {
+    for (const flag of ["worker-token", "api-key", "api-keys-file"]) {
+      expect(readme, flag).toMatch(new RegExp(`\\| \`--${flag}\` \\|[^\\n]*at least 8 characters`));
+    }
+  });
+
   it("gives the two set-up commands that the package really provides", () => {
     expect(readme).toContain("npm install && npx coordinator --demo");
     expect(readme).toContain("npm test");

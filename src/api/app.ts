@@ -13,6 +13,7 @@ import { clusterEventsHandler } from "./cluster-events.js";
 import { dashboardRoutes } from "./dashboard-route.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
 import { healthRoutes } from "./health.js";
+import { requireJsonBody } from "./json-body.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
 import { requestContext, requestLogOf } from "./request-context.js";
@@ -39,6 +40,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   const guard = apiKeyGuard(options.apiKeys);
   app.use("/v1/*", guard);
   app.use("/metrics", guard);
+  // Every /v1 route with a body takes JSON.
+  app.use("/v1/*", requireJsonBody());
   app.use(
     "/v1/*",
     limitBodySize({

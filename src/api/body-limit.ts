@@ -1,9 +1,9 @@
 // Refuses request bodies over the size limit. A body that declares its length is judged by the header alone, read
 // from Node's request when there is one: Hono's bodyLimit asks for `req.raw.body` first, which makes
 // @hono/node-server build a whole web Request and stream for every call (a tenth of a short completion's CPU).
-import type { HttpBindings } from "@hono/node-server";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { incomingHeader } from "./incoming-header.js";
 
 export interface BodyLimitOptions {
   maxBytes: number;
@@ -24,10 +24,8 @@ export function limitBodySize(options: BodyLimitOptions): MiddlewareHandler {
 
 /** The body's length from Content-Length, when the request has one and is not chunked. */
 function declaredLength(c: Context): number | undefined {
-  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
-  const header = (name: "content-length" | "transfer-encoding") => (incoming ? incoming.headers[name] : c.req.header(name));
-  const length = header("content-length");
-  if (length === undefined || header("transfer-encoding") !== undefined) return undefined;
+  const length = incomingHeader(c, "content-length");
+  if (length === undefined || incomingHeader(c, "transfer-encoding") !== undefined) return undefined;
   const bytes = Number(length);
   return Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : undefined;
 }

@@ -27,6 +27,10 @@ export interface WorkerConnectionOptions {
    */
   nameProbeMs: number;
   log: Logger;
+  /** The peer's address, from the upgrade request. */
+  remoteAddress: string;
+  /** Told of each wrong token with its address: too many from one address and it is turned away for a while. */
+  admission: { tokenFailed(address: string): void };
 }
 
 /** Compares secrets in time that does not depend on where they differ (or on their lengths). */
@@ -116,6 +120,7 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       return;
     }
     if (!tokensMatch(message.token, options.token)) {
+      options.admission.tokenFailed(options.remoteAddress);
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
       return;
     }
@@ -148,8 +153,10 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
     const text = data.toString();
     const decoded = decodeWorkerMessage(text);
     if (!decoded.ok) {
-      if (!worker && isHelloWithoutToken(text)) refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
-      else refuse(CloseCode.protocolError, "invalid_message", decoded.error);
+      if (!worker && isHelloWithoutToken(text)) {
+        options.admission.tokenFailed(options.remoteAddress);
+        refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
+      } else refuse(CloseCode.protocolError, "invalid_message", decoded.error);
       return;
     }
     if (helloPending) {

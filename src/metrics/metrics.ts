@@ -14,6 +14,9 @@ const interTokenBuckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0
 /** A worker's state for the gauge: out of rotation (ejected, probation) over ready or draining. */
 const workerStates = ["ready", "draining", "ejected", "probation"] as const;
 
+/** Connections not yet shown to be clients: `http` before their first request, `worker` before their Hello. */
+export type PendingKind = "http" | "worker";
+
 /**
  * Labels stay bounded: routes are route patterns, models are only those workers serve, workers are named by
  * their configured names, stages, outcomes and codes come from fixed sets. No task ids, no user text.
@@ -41,6 +44,12 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly stalls = this.counter("coordinator_task_stalls_total", "Running tasks given up on because their worker showed no progress for --task-stall-ms", ["model", "worker"]);
   private readonly ejections = this.counter("coordinator_worker_ejections_total", "Times a worker was taken out of rotation because its tasks kept failing or stalling", ["worker"]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
+  private readonly pendingDropped = this.counter("coordinator_pending_connections_dropped_total", "Connections dropped for the cap on pending ones: http (no request yet) or worker (no Hello yet)", ["kind"]);
+  private readonly tokenFailures = this.counter("coordinator_worker_auth_failures_total", "Worker Hellos refused for a wrong token");
+  private readonly bans = this.counter("coordinator_worker_auth_bans_total", "Addresses banned for too many wrong worker tokens");
+  private readonly bannedTurnedAway = this.counter("coordinator_worker_auth_banned_refusals_total", "Worker connections from a banned address, turned away before their Hello was read");
+  /** How many connections of each kind are pending now, read at each scrape. */
+  private readonly pendingCounts = new Map<PendingKind, () => number>();
 
   /** Since when each queued task waits (admission, or the moment it was re-queued after a failover). */
   private readonly queuedSince = new Map<string, number>();
@@ -83,6 +92,16 @@ export class CoordinatorMetrics implements MasterObserver {
         for (const worker of master.registry.all()) this.set({ worker: worker.name }, worker.slots.size);
       },
     });
+    const pendingCounts = this.pendingCounts;
+    new Gauge({
+      name: "coordinator_pending_connections",
+      help: "Connections that have not sent a request (http) or a Hello (worker) yet",
+      labelNames: ["kind"],
+      registers: [registry],
+      collect() {
+        for (const [kind, count] of pendingCounts) this.set({ kind }, count());
+      },
+    });
     new Gauge({
       name: "coordinator_live_tasks",
       help: "Tasks admitted and not yet ended (queued or running)",
@@ -115,6 +134,27 @@ export class CoordinatorMetrics implements MasterObserver {
 
   httpRequest(route: string, model: string | undefined, status: number): void {
     this.requests.inc({ route, model: this.modelLabel(model), status: String(status) });
+  }
+
+  /** Reports the connections of `kind` pending at each scrape. */
+  watchPending(kind: PendingKind, count: () => number): void {
+    this.pendingCounts.set(kind, count);
+  }
+
+  pendingConnectionDropped(kind: PendingKind): void {
+    this.pendingDropped.inc({ kind });
+  }
+
+  workerTokenFailed(): void {
+    this.tokenFailures.inc();
+  }
+
+  workerAddressBanned(): void {
+    this.bans.inc();
+  }
+
+  workerBannedTurnedAway(): void {
+    this.bannedTurnedAway.inc();
   }
 
   promptTokens(model: string, worker: string, tokens: number): void {

@@ -9,6 +9,8 @@ export const CloseCode = {
   tooLarge: 1009,
   /** The other side hit an unexpected condition (RFC 6455). */
   internalError: 1011,
+  /** The master turns the connection away for now, before its Hello is read; reconnect later (IANA "Try Again Later"). */
+  tryAgainLater: 1013,
   /** The worker sent something the protocol does not allow: bad JSON, unknown type, a task not its own. */
   protocolError: 4000,
   /** The join token was missing or wrong. */

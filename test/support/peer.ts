@@ -1,5 +1,5 @@
 // A raw WebSocket peer on the worker endpoint, for tests that speak the protocol by hand (or break it on purpose).
-import { WebSocket } from "ws";
+import { type ClientOptions, WebSocket } from "ws";
 import type { RunningCoordinator } from "../../src/coordinator.js";
 import { type Hello, PROTOCOL_VERSION, WORKER_PATH } from "../../src/worker-protocol/index.js";
 import { TEST_TOKEN } from "./cluster.js";
@@ -14,8 +14,9 @@ export interface Peer {
   next(type: string): Promise<Record<string, unknown>>;
 }
 
-export function connectPeer(coordinator: RunningCoordinator): Promise<Peer> {
-  const socket = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`);
+/** `options` go to ws, e.g. `localAddress` to connect from another loopback address. */
+export function connectPeer(coordinator: Pick<RunningCoordinator, "workerUrl">, options: ClientOptions = {}): Promise<Peer> {
+  const socket = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`, options);
   const received: Array<Record<string, unknown>> = [];
   const waiters: Array<() => void> = [];
   socket.on("message", (data) => {

@@ -1,5 +1,5 @@
 // Runs the real `coordinator` command (from source, through tsx) as a child process, and reads what it prints.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, type SpawnOptionsWithStdioTuple, type StdioNull, type StdioPipe } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
@@ -13,12 +13,22 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnCli(args: string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
+export interface CliOptions {
+  /** The child's limit of open file descriptors (`ulimit -n`), set by a shell that then becomes the process. */
+  maxOpenFiles?: number;
+}
+
+export function spawnCli(args: string[], env: Record<string, string> = {}, options: CliOptions = {}): CliProcess {
+  const cli = ["--import", "tsx", "src/cli.ts", ...args];
+  const spawnOptions: SpawnOptionsWithStdioTuple<StdioNull, StdioPipe, StdioPipe> = {
     cwd: root,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
-  });
+  };
+  const child =
+    options.maxOpenFiles === undefined
+      ? spawn(process.execPath, cli, spawnOptions)
+      : spawn("sh", ["-c", `ulimit -n ${options.maxOpenFiles} && exec "$0" "$@"`, process.execPath, ...cli], spawnOptions);
   let text = "";
   const listeners = new Set<() => void>();
   const onData = (data: Buffer) => {
