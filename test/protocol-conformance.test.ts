@@ -3,7 +3,9 @@
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import type { RunningCoordinator } from "../src/coordinator.js";
+import { serveDefaults } from "../src/config.js";
+import { type RunningCoordinator, startCoordinator } from "../src/coordinator.js";
+import { createLogger } from "../src/log.js";
 import { CloseCode, PROTOCOL_VERSION, WORKER_PATH } from "../src/worker-protocol/index.js";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { openNonReadingStream } from "./support/slow-readers.js";
@@ -340,5 +342,21 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
       await other.close();
       expect((await worker.closed).code).toBe(CloseCode.goingAway);
     });
+  });
+
+  it("names the worker in the log line of a protocol error", async () => {
+    const lines: string[] = [];
+    const log = createLogger("warn", "coordinator", { format: "json", destination: { write: (line: string) => void lines.push(line) } });
+    const logged = await startCoordinator(serveDefaults({ host: "127.0.0.1", port: 0, workerToken: TEST_TOKEN }), log);
+    try {
+      const { worker } = await HandWorker.join(logged);
+      worker.send({ type: "TaskFinished", taskId: "task-nobody", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 } });
+      await worker.closed;
+      const line = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => String(r.msg).startsWith("worker protocol error"));
+      expect(line).toMatchObject({ workerName: worker.name, code: "unknown_task" });
+      expect(line?.worker).toEqual(expect.any(String));
+    } finally {
+      await logged.close();
+    }
   });
 });

@@ -538,6 +538,9 @@ export class Master {
       if (!task) return;
       const worker = this.registry.pick(model);
       if (!worker) return;
+      // A task given up on by this worker (a stall) goes back to it only once it acknowledged stopping the old run:
+      // the two runs share the task id, and a late chunk of the old one must not pass for the new one's.
+      if (worker.cancelling.has(task.id)) return;
       this.queues.remove(task);
       this.assign(task, worker);
     }
