@@ -6,89 +6,11 @@ import { WebSocket } from "ws";
 import { serveDefaults } from "../src/config.js";
 import { type RunningCoordinator, startCoordinator } from "../src/coordinator.js";
 import { createLogger } from "../src/log.js";
-import { CloseCode, PROTOCOL_VERSION, WORKER_PATH } from "../src/worker-protocol/index.js";
+import { CloseCode, PROTOCOL_VERSION } from "../src/worker-protocol/index.js";
+import { HandWorker } from "./support/hand-worker.js";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { openNonReadingStream } from "./support/slow-readers.js";
 import { postSse } from "./support/sse.js";
-
-type Message = { type: string; [key: string]: unknown };
-
-/** A worker speaking the protocol by hand: reads the master's messages in order and sends whatever the test says. */
-class HandWorker {
-  readonly received: Message[] = [];
-  private cursor = 0;
-  private waiters: Array<() => void> = [];
-  readonly closed: Promise<{ code: number; reason: string }>;
-  readonly model = `conformance-${Math.random().toString(36).slice(2, 8)}`;
-  readonly name = `hand-${Math.random().toString(36).slice(2, 8)}`;
-
-  private constructor(readonly socket: WebSocket) {
-    socket.on("message", (data) => {
-      this.received.push(JSON.parse(data.toString()) as Message);
-      for (const waiter of this.waiters.splice(0)) waiter();
-    });
-    this.closed = new Promise((resolve) => socket.on("close", (code, reason) => resolve({ code, reason: reason.toString() })));
-  }
-
-  static async connect(coordinator: RunningCoordinator): Promise<HandWorker> {
-    const socket = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`);
-    await new Promise<void>((resolve, reject) => {
-      socket.once("open", () => resolve());
-      socket.once("error", reject);
-    });
-    socket.on("error", () => {});
-    return new HandWorker(socket);
-  }
-
-  /** Connects and completes the handshake; returns the Welcome. */
-  static async join(coordinator: RunningCoordinator, maxConcurrency = 2): Promise<{ worker: HandWorker; welcome: Message }> {
-    const worker = await HandWorker.connect(coordinator);
-    worker.send(worker.hello({ maxConcurrency }));
-    return { worker, welcome: await worker.take("Welcome") };
-  }
-
-  hello(overrides: { token?: unknown; protocolVersion?: number; maxConcurrency?: number; name?: string } = {}): Message {
-    return {
-      type: "Hello",
-      protocolVersion: overrides.protocolVersion ?? PROTOCOL_VERSION,
-      token: overrides.token === undefined ? TEST_TOKEN : overrides.token,
-      worker: {
-        name: overrides.name ?? this.name,
-        engine: "hand",
-        maxConcurrency: overrides.maxConcurrency ?? 2,
-        device: { kind: "cpu", name: "test", memoryBytes: 0 },
-      },
-      models: [{ id: this.model, contextLength: 4096, format: "think" }],
-    };
-  }
-
-  send(message: object): void {
-    this.socket.send(JSON.stringify(message));
-  }
-
-  /** The next message of `type` after those already taken (Heartbeats are skipped unless asked for). */
-  async take(type: string, timeoutMs = 10_000): Promise<Message> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      while (this.cursor < this.received.length) {
-        const message = this.received[this.cursor++] as Message;
-        if (message.type === type) return message;
-      }
-      if (Date.now() > deadline) throw new Error(`no ${type} within ${timeoutMs} ms; got ${JSON.stringify(this.received.map((m) => m.type))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 50);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  close(): void {
-    this.socket.terminate();
-  }
-}
 
 describe("worker protocol conformance (docs/worker-protocol.md)", () => {
   let coordinator: RunningCoordinator;
@@ -106,12 +28,12 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
   });
 
   afterAll(async () => {
-    for (const worker of open) worker.close();
+    for (const worker of open) worker.terminate();
     await coordinator.close();
   });
 
   async function join(maxConcurrency = 2) {
-    const joined = await HandWorker.join(coordinator, maxConcurrency);
+    const joined = await HandWorker.join(coordinator.workerUrl, { maxConcurrency });
     open.push(joined.worker);
     return joined;
   }
@@ -220,14 +142,14 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     await running;
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(worker.received.filter((m) => m.type === "TaskAssigned")).toHaveLength(1);
-    worker.close();
+    worker.terminate();
     // With its only worker gone the queued request waits for the queue timeout; it is not this test's concern.
     void refused;
   });
 
   describe("close codes", () => {
     async function refusedWith(frames: Array<string | Buffer>, binary = false) {
-      const worker = await HandWorker.connect(coordinator);
+      const worker = await HandWorker.connect(coordinator.workerUrl);
       open.push(worker);
       for (const frame of frames) worker.socket.send(frame, { binary });
       const closed = await worker.closed;
@@ -236,8 +158,6 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     }
 
     it("4000 for invalid JSON, a binary frame, a message before Hello, a second Hello", async () => {
-      const probe = await HandWorker.connect(coordinator);
-      probe.close();
       expect(await refusedWith(["{not json"])).toEqual({ code: CloseCode.protocolError, error: "invalid_message" });
       expect(await refusedWith([Buffer.from("{}")], true)).toEqual({ code: CloseCode.protocolError, error: "binary_frame" });
       expect(await refusedWith([JSON.stringify({ type: "Heartbeat", at: 1 })])).toEqual({ code: CloseCode.protocolError, error: "hello_expected" });
@@ -283,41 +203,31 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     });
 
     it("4001 for a wrong or a missing token, 4002 for another protocol version, 4003 without Hello", async () => {
-      const worker = await HandWorker.connect(coordinator);
+      const worker = await HandWorker.connect(coordinator.workerUrl);
       expect(await refusedWith([JSON.stringify(worker.hello({ token: "wrong-token-123" }))])).toEqual({ code: CloseCode.unauthorized, error: "unauthorized" });
       const { token: _, ...noToken } = worker.hello();
       expect(await refusedWith([JSON.stringify(noToken)])).toEqual({ code: CloseCode.unauthorized, error: "unauthorized" });
       expect(await refusedWith([JSON.stringify(worker.hello({ protocolVersion: 2 }))])).toEqual({ code: CloseCode.unsupportedVersion, error: "unsupported_version" });
       expect(await refusedWith([])).toEqual({ code: CloseCode.timeout, error: "handshake_timeout" });
-      worker.close();
+      worker.terminate();
     });
 
     it("4005 for the name of a live worker; 4004 for a connection replaced after it stopped answering", async () => {
       const { worker: live } = await join();
-      const second = await HandWorker.connect(coordinator);
+      const second = await HandWorker.connect(coordinator.workerUrl);
       open.push(second);
       second.send(second.hello({ name: live.name }));
       expect((await second.closed).code).toBe(CloseCode.nameInUse);
       expect(second.received.find((m) => m.type === "ProtocolError")?.code).toBe("name_in_use");
 
-      // A connection that no longer answers pings (autoPong off) loses its name to a new one.
-      const frozen = new WebSocket(`${coordinator.workerUrl}${WORKER_PATH}`, { autoPong: false });
-      frozen.on("error", () => {});
-      const frozenClosed = new Promise<number>((resolve) => frozen.on("close", (code) => resolve(code)));
-      await new Promise((resolve) => frozen.once("open", resolve));
-      const name = `frozen-${Math.random().toString(36).slice(2, 8)}`;
-      frozen.send(JSON.stringify({ ...live.hello({ name }) }));
-      // It still heartbeats (its deadline is not what drops it here): only its silence to a ping does.
-      const beats = setInterval(() => frozen.readyState === WebSocket.OPEN && frozen.send(JSON.stringify({ type: "Heartbeat", at: Date.now() })), 100);
-      frozenClosed.finally(() => clearInterval(beats));
-      await eventually(() => coordinator.master.registry.findByName(name) !== undefined, "the first connection to register");
-      const replacement = await HandWorker.connect(coordinator);
+      // A connection that no longer answers pings loses its name to a new one. It still heartbeats (its deadline is
+      // not what drops it here): only its silence to the ping does.
+      const { worker: frozen } = await HandWorker.join(coordinator.workerUrl, { answerPings: false });
+      open.push(frozen);
+      const { worker: replacement } = await HandWorker.join(coordinator.workerUrl, { name: frozen.name });
       open.push(replacement);
-      replacement.send(replacement.hello({ name }));
-      await replacement.take("Welcome").catch((error: unknown) => {
-        throw new Error(`${String(error)}: ${JSON.stringify(replacement.received)}`);
-      });
-      expect(await frozenClosed).toBe(CloseCode.replaced);
+      expect((await frozen.closed).code).toBe(CloseCode.replaced);
+      expect(coordinator.master.registry.findByName(frozen.name)?.link).toBeDefined();
     });
 
     it("1009 for a frame over --max-worker-payload, 1007 for a text frame that is not UTF-8", async () => {
@@ -330,7 +240,7 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     });
 
     it("1006 for a worker that misses its heartbeat deadline, 1001 when the coordinator shuts down", async () => {
-      const silent = await HandWorker.connect(coordinator);
+      const silent = await HandWorker.connect(coordinator.workerUrl);
       open.push(silent);
       silent.send(silent.hello());
       await silent.take("Welcome");
@@ -338,7 +248,7 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
       expect((await silent.closed).code).toBe(1006);
 
       const other = await startTestCoordinator();
-      const { worker } = await HandWorker.join(other);
+      const { worker } = await HandWorker.join(other.workerUrl);
       await other.close();
       expect((await worker.closed).code).toBe(CloseCode.goingAway);
     });
@@ -349,7 +259,7 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     const log = createLogger("warn", "coordinator", { format: "json", destination: { write: (line: string) => void lines.push(line) } });
     const logged = await startCoordinator(serveDefaults({ host: "127.0.0.1", port: 0, workerToken: TEST_TOKEN }), log);
     try {
-      const { worker } = await HandWorker.join(logged);
+      const { worker } = await HandWorker.join(logged.workerUrl);
       worker.send({ type: "TaskFinished", taskId: "task-nobody", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 } });
       await worker.closed;
       const line = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((r) => String(r.msg).startsWith("worker protocol error"));
