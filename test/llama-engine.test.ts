@@ -198,3 +198,48 @@ describe("LlamaEngine", () => {
     await expect(run(request("nope"))).rejects.toThrow(/does not serve the model 'nope'/);
   });
 });
+
+describe("llama engine flow control", () => {
+  it("pauses its sampling loop while the sink has no room, reports prompt progress, and goes on when released", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let gated = false;
+    let tokensWhileGated = 0;
+    let tokens = 0;
+    const progress: number[] = [];
+    const controller = new AbortController();
+    const sink = {
+      text(_text: string, count?: number) {
+        tokens += count ?? 1;
+        if (gated) tokensWhileGated += 1;
+        if (tokens >= 30) controller.abort();
+      },
+      progress: (done: number) => void progress.push(done),
+      // Room for 5 tokens, then none until the test releases the gate.
+      ready: () => {
+        if (tokens < 5) return undefined;
+        gated = true;
+        return gate.then(() => void (gated = false));
+      },
+    };
+
+    const generation = engine.generate(request("endless", { temperature: 0 }, "a long prompt ".repeat(100)), sink, controller.signal);
+    await eventuallyTrue(() => gated, "the loop to wait for room");
+    // A window in which a loop that ignored the sink would have made many tokens (it makes one every few ms here).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(tokensWhileGated).toBe(0);
+    release();
+    await generation.catch(() => undefined);
+
+    expect(tokens).toBeGreaterThanOrEqual(30);
+    expect(progress.length).toBeGreaterThan(0);
+  });
+});
+
+async function eventuallyTrue(predicate: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -219,6 +219,63 @@ describe("OpenAIUpstreamEngine", () => {
   });
 });
 
+describe("upstream engine flow control", () => {
+  it("stops reading the upstream's response while the sink has no room, so the upstream is held back", async () => {
+    // The upstream writes as fast as its socket takes it, and says when it has to wait for a drain.
+    let waitingSince: number | undefined;
+    let drains = 0;
+    let stop = false;
+    chatHandlers.set("flood", async (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.on("close", () => (stop = true));
+      const piece = `data: ${chunk({ content: "z".repeat(4096) })}\n\n`;
+      while (!stop) {
+        if (res.write(piece)) continue;
+        waitingSince = Date.now();
+        await new Promise((resolve) => res.once("drain", resolve));
+        waitingSince = undefined;
+        drains += 1;
+      }
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let released = false;
+    let pieces = 0;
+    /** Once released, read well past what the socket buffers held (so the upstream must have written more). */
+    let abortAt = Number.POSITIVE_INFINITY;
+    const controller = new AbortController();
+    const sink = {
+      text() {
+        pieces += 1;
+        if (pieces >= abortAt) controller.abort();
+      },
+      progress() {},
+      ready: () => (released || pieces < 10 ? undefined : gate),
+    };
+
+    const generation = engine().generate(request("flood"), sink, controller.signal);
+    // Held: the upstream ends up waiting for a drain that does not come.
+    await expect(
+      withDeadline(
+        (async () => {
+          while (waitingSince === undefined || Date.now() - waitingSince < 1_000) await new Promise((resolve) => setTimeout(resolve, 20));
+        })(),
+        20_000,
+      ),
+    ).resolves.toBeUndefined();
+    const drainsWhileHeld = drains;
+    const piecesWhileHeld = pieces;
+
+    // Released: reading resumes, the upstream drains again, and the sink gets more.
+    abortAt = pieces + 4_000;
+    released = true;
+    release();
+    await generation.catch(() => undefined);
+    expect(drains).toBeGreaterThan(drainsWhileHeld);
+    expect(pieces).toBeGreaterThan(piecesWhileHeld);
+  });
+});
+
 function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
