@@ -24,6 +24,8 @@ export interface RunningCoordinator {
   workerUrl: string;
   port: number;
   master: Master;
+  /** Answers a request in-process, without the network (for embedding and tests); streams are web streams then. */
+  fetch(request: Request): Promise<Response>;
   /** Stops everything it started: demo worker, worker connections, HTTP server, timers. */
   close(): Promise<void>;
   /**
@@ -95,6 +97,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     metrics,
     activity,
     closing: closingFeeds.signal,
+    feedIntervalMs: config.feedIntervalMs,
     log,
   });
   const pendingSockets = new PendingConnections<Socket>({
@@ -198,5 +201,6 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     if (!idle) log.warn({ tasks: master.liveTasks }, "grace period over; cancelling the requests still in flight");
     await close();
   };
-  return { url, workerUrl, port, master, close, shutdown };
+  const fetch = async (request: Request) => app.fetch(request);
+  return { url, workerUrl, port, master, fetch, close, shutdown };
 }

@@ -71,4 +71,27 @@ describe("cluster events feed", () => {
       hook.disable();
     }
   });
+
+  it("holds at most one unread view for a dashboard that stops reading its feed", async () => {
+    const coordinator = await startTestCoordinator({ feedIntervalMs: 50 });
+    try {
+      // Given a feed opened in-process (a web stream: what is queued is exactly what the client has not read)
+      const response = await coordinator.fetch(new Request(`${coordinator.url}/v1/cluster/events`));
+      const reader = response.body!.getReader();
+      // When its client reads nothing while a dozen views fall due
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      // Then what waits for it is the first view alone: the later ones were not piled up behind it. (A queued chunk
+      // is read within microtasks; setImmediate marks that nothing more is queued.)
+      let queued = 0;
+      for (;;) {
+        const next = await Promise.race([reader.read(), new Promise<"none">((resolve) => setImmediate(() => resolve("none")))]);
+        if (next === "none" || next.done) break;
+        queued += 1;
+      }
+      expect(queued).toBe(1);
+      await reader.cancel();
+    } finally {
+      await coordinator.close();
+    }
+  });
 });

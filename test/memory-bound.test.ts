@@ -61,7 +61,7 @@ describe("memory per non-reading stream", () => {
     it(`stays within ${streams} × the slow-client limit against a full-speed worker`, async () => {
       const { process, at } = await startChildCoordinator();
       child = process;
-      worker = await startSimWorker(at as RunningCoordinator, { tokensPerSecond: 0, replyTokens: 100_000_000, maxConcurrency: streams + 1 });
+      worker = await startSimWorker(at, { tokensPerSecond: 0, replyTokens: 100_000_000, maxConcurrency: streams + 1 });
       await normalReplyMs(at.url);
       const pid = process.child.pid as number;
       const before = await rssOf(pid);
@@ -81,7 +81,7 @@ describe("memory per non-reading stream", () => {
     const { process, at } = await startChildCoordinator();
     child = process;
     chunky = await startChunkyWorker(at.workerUrl);
-    worker = await startSimWorker(at as RunningCoordinator, { maxConcurrency: 2 });
+    worker = await startSimWorker(at, { maxConcurrency: 2 });
     await normalReplyMs(at.url);
     const pid = process.child.pid as number;
     const before = await rssOf(pid);

@@ -28,6 +28,8 @@ export interface ApiOptions extends ChatCompletionsOptions {
   activity: ClusterActivity;
   /** Aborted when the coordinator closes (long-lived feeds end then). */
   closing: AbortSignal;
+  /** How often the dashboard's live feed sends a view of the cluster. */
+  feedIntervalMs: number;
 }
 
 export function createApp(master: Master, options: ApiOptions): Hono {
@@ -61,7 +63,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.route("/", healthRoutes(master));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.route("/v1/models", modelsRoutes(master));
-  app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: 1_000 }));
+  app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));
   app.get("/metrics", metricsHandler(options.metrics));
   app.route("/", dashboardRoutes());

@@ -71,7 +71,7 @@ export interface TestWorker {
 }
 
 export async function startSimWorker(
-  coordinator: RunningCoordinator,
+  coordinator: Pick<RunningCoordinator, "workerUrl">,
   options: Partial<SimulatorOptions> & { name?: string; maxConcurrency?: number; models?: string[] } = {},
 ): Promise<TestWorker> {
   const log = new EngineLog();
