@@ -127,7 +127,8 @@ export class SimulatorEngine implements Engine {
           heldMs += performance.now() - waitedFrom;
         }
         if (produced === pauseAt && pausedMs === 0) {
-          await sleep(this.options.thinkMs, undefined, { signal });
+          // A real model thinking out of the client's sight still makes tokens: the worker stays visibly alive.
+          await this.silence(this.options.thinkMs, () => sink.progress(promptTokens, promptTokens), signal);
           pausedMs = this.options.thinkMs;
         }
         // Emit every token already due as one piece; then wait for the next one's time.
@@ -173,18 +174,23 @@ export class SimulatorEngine implements Engine {
   async close(): Promise<void> {}
 
   /** The silence before the first token, reported as prompt progress every so often (as a real engine's prefill). */
-  private async prefill(promptTokens: number, sink: GenerationSink, signal: AbortSignal): Promise<void> {
+  private prefill(promptTokens: number, sink: GenerationSink, signal: AbortSignal): Promise<void> {
     const total = this.options.prefillMs;
-    for (let elapsed = 0; elapsed < total; ) {
-      const step = Math.min(PREFILL_STEP_MS, total - elapsed);
+    return this.silence(total, (elapsed) => sink.progress(Math.floor((promptTokens * elapsed) / total), promptTokens), signal);
+  }
+
+  /** Waits `ms` in steps, calling `tick` with the time elapsed after each. */
+  private async silence(ms: number, tick: (elapsed: number) => void, signal: AbortSignal): Promise<void> {
+    for (let elapsed = 0; elapsed < ms; ) {
+      const step = Math.min(SILENCE_STEP_MS, ms - elapsed);
       await sleep(step, undefined, { signal });
       elapsed += step;
-      sink.progress(Math.floor((promptTokens * elapsed) / total), promptTokens);
+      tick(elapsed);
     }
   }
 }
 
-const PREFILL_STEP_MS = 100;
+const SILENCE_STEP_MS = 100;
 
 /** Finds stop strings in generated text, keeping only the tail a stop may still begin in (O(1) per token). */
 class StopWatch {
