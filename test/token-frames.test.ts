@@ -136,4 +136,20 @@ describe("token frames from a worker", () => {
     expect(chunks.map((c) => c.text).join("")).toBe(produced);
     expect(chunks.reduce((sum, c) => sum + (c.tokens ?? 1), 0)).toBe(tokens);
   });
+
+  it("sends no TaskProgress to a master that announces no task window (an older one), and never pauses the engine", async () => {
+    const coordinator = await master();
+    const rooms: unknown[] = [];
+    await join(coordinator, async (sink) => {
+      sink.progress(5, 10);
+      for (let i = 0; i < 100; i++) {
+        sink.text("y".repeat(64 * 1024), 1);
+        rooms.push(sink.ready());
+      }
+      return 100;
+    });
+    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
+    expect(coordinator.received.map((m) => m.type)).not.toContain("TaskProgress");
+    expect(rooms.every((room) => room === undefined)).toBe(true);
+  });
 });

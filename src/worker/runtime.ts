@@ -66,6 +66,8 @@ export class WorkerRuntime {
   private readonly waiting = new Set<TaskOutput>();
   /** Flow control: each task's window, from Welcome (none from a master that announces none). */
   private taskWindowBytes = Number.POSITIVE_INFINITY;
+  /** Whether the master takes TaskProgress: those that announce a task window do (an older one would refuse it). */
+  private masterTakesProgress = false;
   private heartbeat: NodeJS.Timeout | undefined;
   /** When the master was last heard from; a silent master (half-open connection) is given up on. */
   private lastHeard = Date.now();
@@ -195,6 +197,7 @@ export class WorkerRuntime {
       case "Welcome":
         this.workerId = message.workerId;
         this.taskWindowBytes = message.taskWindowBytes ?? Number.POSITIVE_INFINITY;
+        this.masterTakesProgress = message.taskWindowBytes !== undefined;
         this.attempt = 0;
         this.startHeartbeat(message.heartbeatIntervalMs);
         this.options.log.info({ workerId: message.workerId }, "joined the coordinator");
@@ -245,14 +248,14 @@ export class WorkerRuntime {
       },
       progress: (done: number, total?: number) => {
         const now = Date.now();
-        if (signal.aborted || now - progressAt < PROGRESS_INTERVAL_MS) return;
+        if (signal.aborted || !this.masterTakesProgress || now - progressAt < PROGRESS_INTERVAL_MS) return;
         progressAt = now;
         this.send({ type: "TaskProgress", taskId, promptTokensDone: done, ...(total === undefined ? {} : { promptTokens: total }) });
       },
       ready: () => (signal.aborted ? undefined : output.ready()),
     };
     // The master counts a task it has no sign of as not started: say at once that this one is.
-    this.send({ type: "TaskProgress", taskId, promptTokensDone: 0 });
+    if (this.masterTakesProgress) this.send({ type: "TaskProgress", taskId, promptTokensDone: 0 });
     progressAt = Date.now();
     try {
       const result = await this.engine.generate(task, sink, signal);
