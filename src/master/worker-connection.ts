@@ -140,6 +140,8 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
         return;
       }
     }
+    // The name probe may have taken a while: the heartbeat deadline counts from the registration.
+    lastSeen = Date.now();
     worker = master.registerWorker(message, link);
   };
 
