@@ -30,7 +30,10 @@ import {
 import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
 import { REQUEST_ID_HEADER } from "./request-context.js";
 import { ChatRequestReport } from "./request-log.js";
-import { SseStream } from "./sse.js";
+import { relayStream, type StreamEncoder } from "./relay.js";
+import { dataFrame, SseStream } from "./sse.js";
+
+const DONE_FRAME = "data: [DONE]\n\n";
 
 export interface ChatCompletionsOptions {
   reasoning: ReasoningMode;
@@ -207,52 +210,27 @@ function streamReply(
   );
   const includeUsage = request.stream_options?.include_usage === true;
   const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage, options.reasoningField);
-  const relay = async () => {
-    const deltas: Delta[] = [];
-    for (;;) {
-      if (task.events.done) return;
-      await task.events.ready();
-      // Drain everything buffered: a burst of chunks becomes one write.
-      let event: TaskEvent | undefined;
-      while ((event = task.events.pull()) !== undefined) {
-        if (event.type === "chunk") {
-          shaper.push(event.text, deltas);
-          task.thinking = shaper.inReasoning;
-          continue;
-        }
-        if (event.type === "finished") {
-          shaper.finish(deltas);
-          const frames = serializer.deltas(deltas);
-          frames.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
-          if (includeUsage) frames.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
-          report.ended(event, 200);
-          sse.finish(...frames);
-        } else if (event.type === "failed") {
-          report.ended(event, 200);
-          sse.finish(...serializer.deltas(deltas), JSON.stringify(mapError(event.error).body));
-        } else {
-          report.ended(event, 200);
-          sse.close();
-        }
-        deltas.length = 0;
-        return;
-      }
-      if (deltas.length > 0) {
-        sse.data(...serializer.deltas(deltas));
-        deltas.length = 0;
-      }
-      // Flow control: read nothing more from the task while the client is behind, so the worker's window stays
-      // used up and it pauses; the slow-client rule ends the wait if the client never catches up.
-      if (sse.backlogged) await sse.drained();
-    }
-  };
-  relay().catch((error: unknown) => {
-    report.log.error({ task: task.id, err: error }, "stream relay failed");
-    report.broken(200);
-    master.cancel(task, "the coordinator failed to relay the stream");
-    sse.close();
-  });
+  relayStream(master, task, shaper, sse, chatCompletionChunks(serializer, reply, includeUsage), report);
   return response;
+}
+
+/** OpenAI's chat completion chunks as SSE `data:` frames, ending with `data: [DONE]`. */
+function chatCompletionChunks(serializer: ChunkSerializer, reply: ReplyIdentity, includeUsage: boolean): StreamEncoder {
+  const frames = (jsonTexts: readonly string[]) => {
+    let text = "";
+    for (const json of jsonTexts) text += dataFrame(json);
+    return text;
+  };
+  return {
+    deltas: (deltas) => frames(serializer.deltas(deltas)),
+    finished: (deltas, event, shaper) => {
+      const chunks = serializer.deltas(deltas);
+      chunks.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
+      if (includeUsage) chunks.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
+      return frames(chunks) + DONE_FRAME;
+    },
+    failed: (deltas, error) => frames([...serializer.deltas(deltas), JSON.stringify(mapError(error).body)]) + DONE_FRAME,
+  };
 }
 
 async function nextEvent(task: Task): Promise<TaskEvent> {

@@ -3,8 +3,8 @@ import type { ServerResponse } from "node:http";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 
 const encoder = new TextEncoder();
-const KEEPALIVE = ": keepalive\n\n";
-const DONE = "data: [DONE]\n\n";
+/** The keepalive frame unless a dialect names its own: an SSE comment, which every client skips. */
+export const COMMENT_KEEPALIVE = ": keepalive\n\n";
 const MIN_HIGH_WATER_BYTES = 32 * 1024;
 
 export const SSE_HEADERS = {
@@ -16,6 +16,8 @@ export const SSE_HEADERS = {
 
 export interface SseOptions {
   keepaliveMs: number;
+  /** What to send after `keepaliveMs` of silence (default: an SSE comment); a dialect may name its own event. */
+  keepaliveFrame?: string;
   /**
    * Flow control: past half of `slowClientBytes` unread, the stream is backlogged (its writer should wait for
    * `drained()`); a client that stays backlogged for `slowClientMs` is given up on.
@@ -245,15 +247,16 @@ export class SseStream {
   data(...jsonTexts: string[]): void {
     if (jsonTexts.length === 0) return;
     let frame = "";
-    for (const json of jsonTexts) frame += `data: ${json}\n\n`;
+    for (const json of jsonTexts) frame += dataFrame(json);
     this.write(frame);
   }
 
-  /** Writes the last events and `data: [DONE]`, and ends the response, in one write. */
-  finish(...jsonTexts: string[]): void {
-    let frame = "";
-    for (const json of jsonTexts) frame += `data: ${json}\n\n`;
-    this.end(frame + DONE);
+  /** Writes ready SSE text (one or more whole frames; see dataFrame and eventFrame). */
+  write(frames: string): void {
+    if (frames === "" || this.closed) return;
+    this.lastWriteAt = Date.now();
+    this.sink.write(frames);
+    this.checkStall(this.lastWriteAt);
   }
 
   /** Ends the response normally; output the client has not read yet gets `slowClientMs` to be read. */
@@ -261,18 +264,12 @@ export class SseStream {
     this.end("");
   }
 
-  private end(last: string): void {
+  /** Writes `last` (whole frames, may be empty) and ends the response, in one write. */
+  end(last: string): void {
     if (this.closed) return;
     this.dispose();
     this.drainTimer = setTimeout(() => this.giveUp(), this.options.slowClientMs);
     this.sink.end(last, () => this.teardown());
-  }
-
-  private write(text: string): void {
-    if (this.closed) return;
-    this.lastWriteAt = Date.now();
-    this.sink.write(text);
-    this.checkStall(this.lastWriteAt);
   }
 
   private checkStall(now: number): void {
@@ -338,7 +335,7 @@ export class SseStream {
     if (idle >= this.options.keepaliveMs) {
       // Bytes still on their way keep the connection busy already: no keepalive behind them.
       if (this.sink.backlog() === 0) {
-        this.write(KEEPALIVE);
+        this.write(this.options.keepaliveFrame ?? COMMENT_KEEPALIVE);
         this.options.observer?.keepalive();
       }
       this.timer = setTimeout(this.onTimer, this.options.keepaliveMs);
@@ -369,4 +366,15 @@ function alreadySentResponse(): Response {
   const response = new Response(null, { headers: RESPONSE_ALREADY_SENT.headers });
   void response.body;
   return response;
+}
+
+/** One `data:` frame of already-serialised JSON. */
+export function dataFrame(json: string): string {
+  return `data: ${json}\n\n`;
+}
+
+/** One `event:` + `data:` frame; an event name may not hold a line break (it would forge another field). */
+export function eventFrame(event: string, json: string): string {
+  if (/[\r\n]/.test(event)) throw new Error("an SSE event name cannot contain a line break");
+  return `event: ${event}\ndata: ${json}\n\n`;
 }
