@@ -10,15 +10,16 @@ export function reasoningKeys(field: ReasoningField): readonly string[] {
   return field === "both" ? ["reasoning_content", "reasoning"] : [field];
 }
 
-export interface ToolCallDelta {
-  index: number;
-  id?: string;
-  type?: "function";
-  function: { name?: string; arguments: string };
-}
-
-/** One client-visible delta; at most one of its fields is set. */
-export type Delta = { content: string } | { reasoning: string } | { toolCall: ToolCallDelta };
+/**
+ * One client-visible piece of a reply, in no dialect's shape: text, reasoning, or a tool call's start (its id and
+ * name), a piece of its JSON arguments, and its end. Each dialect's encoder turns these into its own frames.
+ */
+export type Delta =
+  | { content: string }
+  | { reasoning: string }
+  | { toolCallStart: { index: number; id: string; name: string } }
+  | { toolCallArgs: { index: number; text: string } }
+  | { toolCallEnd: { index: number } };
 
 /** Turns model text into deltas for one reply, according to the reasoning mode. */
 export class ReplyShaper {
@@ -57,14 +58,13 @@ export class ReplyShaper {
           break;
         case "tool_call_start":
           this.sawToolCall = true;
-          out.push({
-            toolCall: { index: event.index, id: event.id, type: "function", function: { name: event.name, arguments: "" } },
-          });
+          out.push({ toolCallStart: { index: event.index, id: event.id, name: event.name } });
           break;
         case "tool_call_args":
-          if (event.text) out.push({ toolCall: { index: event.index, function: { arguments: event.text } } });
+          if (event.text) out.push({ toolCallArgs: { index: event.index, text: event.text } });
           break;
         case "tool_call_end":
+          out.push({ toolCallEnd: { index: event.index } });
           break;
       }
     }
@@ -106,9 +106,21 @@ export class ChunkSerializer {
     let i = 0;
     while (i < deltas.length) {
       const delta = deltas[i] as Delta;
-      if ("toolCall" in delta) {
-        out.push(this.chunk(`{${this.role()}"tool_calls":[${JSON.stringify(delta.toolCall)}]}`));
+      if ("toolCallStart" in delta) {
+        const { index, id, name } = delta.toolCallStart;
+        const call = { index, id, type: "function", function: { name, arguments: "" } };
+        out.push(this.chunk(`{${this.role()}"tool_calls":[${JSON.stringify(call)}]}`));
         i += 1;
+        continue;
+      }
+      if ("toolCallArgs" in delta) {
+        const call = { index: delta.toolCallArgs.index, function: { arguments: delta.toolCallArgs.text } };
+        out.push(this.chunk(`{${this.role()}"tool_calls":[${JSON.stringify(call)}]}`));
+        i += 1;
+        continue;
+      }
+      if ("toolCallEnd" in delta) {
+        i += 1; // OpenAI's chunks have no end of a tool call
         continue;
       }
       const key = "content" in delta ? "content" : "reasoning";
@@ -166,17 +178,13 @@ export class ReplyCollector {
     for (const delta of deltas) {
       if ("content" in delta) this.content += delta.content;
       else if ("reasoning" in delta) this.reasoning += delta.reasoning;
-      else {
-        const call = delta.toolCall;
-        const existing = this.toolCalls[call.index];
-        if (existing) existing.function.arguments += call.function.arguments;
-        else {
-          this.toolCalls[call.index] = {
-            id: call.id ?? `call_${call.index}`,
-            type: "function",
-            function: { name: call.function.name ?? "", arguments: call.function.arguments },
-          };
-        }
+      else if ("toolCallStart" in delta) {
+        const { index, id, name } = delta.toolCallStart;
+        this.toolCalls[index] = { id, type: "function", function: { name, arguments: "" } };
+      } else if ("toolCallArgs" in delta) {
+        const { index, text } = delta.toolCallArgs;
+        const call = (this.toolCalls[index] ??= { id: `call_${index}`, type: "function", function: { name: "", arguments: "" } });
+        call.function.arguments += text;
       }
     }
   }
