@@ -175,7 +175,6 @@ async function wholeReply(
       object: "chat.completion",
       created: reply.created,
       model: reply.model,
-      system_fingerprint: null,
       choices: [{ index: 0, message, logprobs: null, finish_reason: finishReasonOf(event.finishReason, shaper) }],
       usage: usageBody(event.usage),
     });

@@ -96,7 +96,7 @@ export class ChunkSerializer {
 
   constructor(id: string, created: number, model: string, includeUsage: boolean, reasoningField: ReasoningField = "reasoning_content") {
     this.reasoningKeys = reasoningKeys(reasoningField);
-    this.head = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"system_fingerprint":null,"choices":[{"index":0,"delta":`;
+    this.head = `{"id":${JSON.stringify(id)},"object":"chat.completion.chunk","created":${created},"model":${JSON.stringify(model)},"choices":[{"index":0,"delta":`;
     this.tail = includeUsage ? `}]${',"usage":null'}}` : "}]}";
   }
 
@@ -151,7 +151,6 @@ export class ChunkSerializer {
       object: "chat.completion.chunk",
       created,
       model,
-      system_fingerprint: null,
       choices: [],
       usage: usageBody(usage),
     });
