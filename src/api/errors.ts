@@ -1,4 +1,4 @@
-// OpenAI-shaped errors: one mapping from our error values to an HTTP status and an `{"error":{…}}` body.
+// Errors as clients see them: one description (status, type, code, param) per error value, and OpenAI's body built from it.
 import {
   CoordinatorError,
   EngineError,
@@ -28,65 +28,88 @@ export class InvalidRequestError extends Error {
   }
 }
 
+/**
+ * An error as every dialect needs it: its HTTP status, a type (OpenAI's names: `invalid_request_error`,
+ * `authentication_error`, `rate_limit_error`, `server_error`), a code, the parameter at fault and headers. Each
+ * dialect builds its own body from it (OpenAI's below).
+ */
+export interface ErrorDescription {
+  status: number;
+  type: string;
+  message: string;
+  param: string | null;
+  code: string | null;
+  headers?: Record<string, string>;
+}
+
 export interface MappedError {
   status: number;
   body: OpenAIErrorBody;
   headers?: Record<string, string>;
 }
 
-function body(message: string, type: string, param: string | null, code: string | null): OpenAIErrorBody {
-  return { error: { message, type, param, code } };
+function described(message: string, type: string, param: string | null, code: string | null) {
+  return { message, type, param, code };
 }
 
+/** An error in OpenAI's shape, `{"error":{"message","type","param","code"}}`, with its status. */
 export function mapError(error: unknown): MappedError {
+  const { status, headers, ...fields } = describeError(error);
+  const mapped: MappedError = { status, body: { error: fields } };
+  if (headers) mapped.headers = headers;
+  return mapped;
+}
+
+/** What a client is told about `error`, in no dialect's shape. */
+export function describeError(error: unknown): ErrorDescription {
   if (error instanceof InvalidRequestError) {
     const type = error.status === 401 ? "authentication_error" : "invalid_request_error";
-    return { status: error.status, body: body(error.message, type, error.param, error.code) };
+    return { status: error.status, ...described(error.message, type, error.param, error.code) };
   }
   if (error instanceof ModelNotFoundError) {
-    return { status: 404, body: body(error.message, "invalid_request_error", "model", "model_not_found") };
+    return { status: 404, ...described(error.message, "invalid_request_error", "model", "model_not_found") };
   }
   if (error instanceof QueueFullError) {
     return {
       status: 429,
-      body: body(error.message, "rate_limit_error", null, "queue_full"),
+      ...described(error.message, "rate_limit_error", null, "queue_full"),
       headers: { "Retry-After": String(error.retryAfterSeconds) },
     };
   }
   if (error instanceof OverloadedError) {
     return {
       status: 429,
-      body: body(error.message, "rate_limit_error", null, "overloaded"),
+      ...described(error.message, "rate_limit_error", null, "overloaded"),
       headers: { "Retry-After": String(error.retryAfterSeconds) },
     };
   }
   if (error instanceof QueueTimeoutError) {
     const code = error.anyWorkerServes ? "queue_timeout" : "no_worker_available";
-    return { status: 503, body: body(error.message, "server_error", null, code) };
+    return { status: 503, ...described(error.message, "server_error", null, code) };
   }
   if (error instanceof UnavailableError) {
-    return { status: 503, body: body(error.message, "server_error", null, "service_unavailable") };
+    return { status: 503, ...described(error.message, "server_error", null, "service_unavailable") };
   }
   if (error instanceof WorkerLostError) {
-    return { status: 502, body: body(error.message, "server_error", null, "worker_lost") };
+    return { status: 502, ...described(error.message, "server_error", null, "worker_lost") };
   }
   if (error instanceof WorkerStalledError) {
-    return { status: 504, body: body(error.message, "server_error", null, "worker_stalled") };
+    return { status: 504, ...described(error.message, "server_error", null, "worker_stalled") };
   }
   if (error instanceof ReplyTooLargeError) {
-    return { status: 502, body: body(error.message, "server_error", null, "reply_too_large") };
+    return { status: 502, ...described(error.message, "server_error", null, "reply_too_large") };
   }
   if (error instanceof EngineError) {
     if (error.isClientError) {
-      return { status: 400, body: body(error.message, "invalid_request_error", "messages", error.code ?? null) };
+      return { status: 400, ...described(error.message, "invalid_request_error", "messages", error.code ?? null) };
     }
-    return { status: 502, body: body(error.message, "server_error", null, error.code ?? "engine_error") };
+    return { status: 502, ...described(error.message, "server_error", null, error.code ?? "engine_error") };
   }
   if (error instanceof CoordinatorError) {
-    return { status: 500, body: body(error.message, "server_error", null, error.kind) };
+    return { status: 500, ...described(error.message, "server_error", null, error.kind) };
   }
   // A bug of ours: say so without a stack trace or internal detail.
-  return { status: 500, body: body("The coordinator hit an internal error.", "server_error", null, "internal_error") };
+  return { status: 500, ...described("The coordinator hit an internal error.", "server_error", null, "internal_error") };
 }
 
 export function errorResponse(error: unknown): Response {
