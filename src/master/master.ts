@@ -108,9 +108,7 @@ export class Master {
 
   /** Ends a task with `error` (e.g. its reply outgrew a limit) and tells its worker to stop; a no-op once ended. */
   fail(task: Task, error: CoordinatorError): void {
-    const worker = this.workerOf(task);
     this.end(task, { to: "failed", error });
-    if (worker) this.stopOnWorker(task.id, worker, "the coordinator gave up on this task");
   }
 
   isAccepting(): boolean {
@@ -267,8 +265,7 @@ export class Master {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
     this.observers.workerLeft(worker);
-    for (const timer of worker.cancelling.values()) clearTimeout(timer);
-    worker.cancelling.clear();
+    this.forgetCancelling(worker);
     const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
       this.release(worker, task);
@@ -301,10 +298,7 @@ export class Master {
     this.accepting = false;
     clearInterval(this.sweepTimer);
     for (const task of [...this.live.values()]) this.fail(task, new UnavailableError(reason));
-    for (const worker of this.registry.all()) {
-      for (const timer of worker.cancelling.values()) clearTimeout(timer);
-      worker.cancelling.clear();
-    }
+    for (const worker of this.registry.all()) this.forgetCancelling(worker);
   }
 
   // ---------- transitions: the only code that changes a task's state ----------
@@ -372,7 +366,9 @@ export class Master {
 
   private end(task: Task, ending: Ending): void {
     const stage = task.stage;
-    const worker = ending.to === "cancelled" ? this.workerOf(task) : undefined;
+    // Still on its worker only when the coordinator ends it (a cancel, a limit, shutdown): the worker must stop. A
+    // worker that ended the task itself, left or stalled has already been let go of it.
+    const worker = this.workerOf(task);
     const wasQueued = task.state === "queued";
     if (!this.transition(task, ending.to)) return;
     task.endedAt = Date.now();
@@ -389,6 +385,7 @@ export class Master {
       case "failed":
         task.events.push({ type: "failed", error: ending.error });
         this.observers.taskEnded(task, { state: "failed", error: ending.error });
+        if (worker) this.stopOnWorker(task.id, worker, ending.error.message);
         break;
       case "cancelled":
         task.events.push({ type: "cancelled", stage, reason: ending.reason });
@@ -426,6 +423,12 @@ export class Master {
     }, this.options.cancelAckTimeoutMs);
     worker.cancelling.set(taskId, timer);
     this.registry.changed(worker);
+  }
+
+  /** Lets go of the ack deadlines of a worker that left (or of every worker, on close). */
+  private forgetCancelling(worker: WorkerEntry): void {
+    for (const timer of worker.cancelling.values()) clearTimeout(timer);
+    worker.cancelling.clear();
   }
 
   private freeCancelled(worker: WorkerEntry, taskId: string): void {
