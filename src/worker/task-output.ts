@@ -56,7 +56,7 @@ export class TaskOutput {
   grant(bytes: number): void {
     this.credit += bytes;
     this.flush();
-    if (!this.paused) this.wake();
+    if (!this.paused) for (const resolve of this.waiters.splice(0)) resolve();
   }
 
   /** Bytes held, not sent yet. */
@@ -69,22 +69,16 @@ export class TaskOutput {
     return this.credit - this.heldBytes <= 0;
   }
 
-  /** Undefined while the engine may go on; otherwise resolves when it may (or `wake()` is called on abort). */
+  /** Undefined while the engine may go on; otherwise resolves when it may (a grant), or on `abort()`. */
   ready(): Promise<void> | undefined {
     if (!this.paused) return undefined;
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Resolves once nothing is held (all text sent), or on `wake()`. */
+  /** Resolves once nothing is held (all text sent), or on `abort()`. */
   sent(): Promise<void> {
     if (this.pieces === 0) return Promise.resolve();
     return new Promise((resolve) => this.sentWaiters.push(resolve));
-  }
-
-  /** Releases every waiting call (the task was aborted, or granted room). */
-  wake(): void {
-    for (const resolve of this.waiters.splice(0)) resolve();
-    if (this.pieces === 0) for (const resolve of this.sentWaiters.splice(0)) resolve();
   }
 
   /** Releases every waiting call for good: the task was aborted. */
