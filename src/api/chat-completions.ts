@@ -31,7 +31,7 @@ import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
 import { REQUEST_ID_HEADER } from "./request-context.js";
 import { ChatRequestReport } from "./request-log.js";
 import { relayStream, type StreamEncoder } from "./relay.js";
-import { dataFrame, SseStream } from "./sse.js";
+import { dataFrames, SseStream } from "./sse.js";
 
 const DONE_FRAME = "data: [DONE]\n\n";
 
@@ -215,20 +215,15 @@ function streamReply(
 
 /** OpenAI's chat completion chunks as SSE `data:` frames, ending with `data: [DONE]`. */
 function chatCompletionChunks(serializer: ChunkSerializer, reply: ReplyIdentity, includeUsage: boolean): StreamEncoder {
-  const frames = (jsonTexts: readonly string[]) => {
-    let text = "";
-    for (const json of jsonTexts) text += dataFrame(json);
-    return text;
-  };
   return {
-    deltas: (deltas) => frames(serializer.deltas(deltas)),
+    deltas: (deltas) => dataFrames(serializer.deltas(deltas)),
     finished: (deltas, event, shaper) => {
       const chunks = serializer.deltas(deltas);
       chunks.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
       if (includeUsage) chunks.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
-      return frames(chunks) + DONE_FRAME;
+      return dataFrames(chunks) + DONE_FRAME;
     },
-    failed: (deltas, error) => frames([...serializer.deltas(deltas), JSON.stringify(mapError(error).body)]) + DONE_FRAME,
+    failed: (deltas, error) => dataFrames([...serializer.deltas(deltas), JSON.stringify(mapError(error).body)]) + DONE_FRAME,
   };
 }
 

@@ -38,8 +38,8 @@ export function clusterEventsHandler(activity: ClusterActivity, options: Cluster
     );
     if (options.closing.aborted) sse.close();
     if (!sse.isClosed) {
-      // Each view replaces the last: a client that has not read the previous one gets none (bounded memory); one
-      // that stays behind past the slow-client limit is dropped.
+      // Each view replaces the last: a client that has not read the previous one gets none, so a feed never holds
+      // more than one unread view.
       const send = () => {
         if (sse.backlog === 0) sse.data(JSON.stringify(activity.view()));
       };

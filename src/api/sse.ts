@@ -245,10 +245,7 @@ export class SseStream {
 
   /** Writes `data: <json>\n\n` for each already-serialised JSON text, in one write. */
   data(...jsonTexts: string[]): void {
-    if (jsonTexts.length === 0) return;
-    let frame = "";
-    for (const json of jsonTexts) frame += dataFrame(json);
-    this.write(frame);
+    this.write(dataFrames(jsonTexts));
   }
 
   /** Writes ready SSE text (one or more whole frames; see dataFrame and eventFrame). */
@@ -316,7 +313,6 @@ export class SseStream {
 
   private teardown(): void {
     this.dispose();
-    this.wakeDrainWaiters();
     this.signal.removeEventListener("abort", this.onAbort);
     clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
@@ -328,9 +324,8 @@ export class SseStream {
 
   private readonly onTimer = (): void => {
     if (this.closed) return;
+    // (A backlog is judged by its own timer, armed by the write that made it: see checkStall.)
     const now = Date.now();
-    this.checkStall(now);
-    if (this.closed) return;
     const idle = now - this.lastWriteAt;
     if (idle >= this.options.keepaliveMs) {
       // Bytes still on their way keep the connection busy already: no keepalive behind them.
@@ -371,6 +366,13 @@ function alreadySentResponse(): Response {
 /** One `data:` frame of already-serialised JSON. */
 export function dataFrame(json: string): string {
   return `data: ${json}\n\n`;
+}
+
+/** A `data:` frame for each already-serialised JSON text, as one string. */
+export function dataFrames(jsonTexts: readonly string[]): string {
+  let frames = "";
+  for (const json of jsonTexts) frames += dataFrame(json);
+  return frames;
 }
 
 /** One `event:` + `data:` frame; an event name may not hold a line break (it would forge another field). */
