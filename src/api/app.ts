@@ -7,7 +7,8 @@ import type { ClusterActivity } from "../metrics/activity.js";
 import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { apiKeyGuard } from "./auth.js";
 import { limitBodySize } from "./body-limit.js";
-import { chatCompletionsHandler, type ChatCompletionsOptions } from "./chat-completions.js";
+import { chatCompletionsHandler } from "./chat-completions.js";
+import type { TaskRouteOptions } from "./task-route.js";
 import { clusterRoutes } from "./cluster.js";
 import { clusterEventsHandler } from "./cluster-events.js";
 import { dashboardRoutes } from "./dashboard-route.js";
@@ -18,7 +19,7 @@ import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
 import { requestContext, requestLogOf } from "./request-context.js";
 
-export interface ApiOptions extends ChatCompletionsOptions {
+export interface ApiOptions extends TaskRouteOptions {
   log: Logger;
   /** Client API keys; empty: the API is open. */
   apiKeys: readonly string[];
