@@ -1,4 +1,4 @@
-// The HTTP application: every route, and OpenAI-shaped answers for unknown routes and unexpected errors.
+// The HTTP application: every route, and answers in the route's dialect for unknown routes and unexpected errors.
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Logger } from "../log.js";
@@ -12,12 +12,13 @@ import type { TaskRouteOptions } from "./task-route.js";
 import { clusterRoutes } from "./cluster.js";
 import { clusterEventsHandler } from "./cluster-events.js";
 import { dashboardRoutes } from "./dashboard-route.js";
-import { errorResponse, InvalidRequestError } from "./errors.js";
+import { InvalidRequestError } from "./errors.js";
 import { healthRoutes } from "./health.js";
 import { requireJsonBody } from "./json-body.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
 import { requestContext, requestLogOf } from "./request-context.js";
+import { routeErrorResponse } from "./route-errors.js";
 
 export interface ApiOptions extends TaskRouteOptions {
   log: Logger;
@@ -49,8 +50,9 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     "/v1/*",
     limitBodySize({
       maxBytes: options.maxBodyBytes,
-      onTooLarge: () => {
-        const response = errorResponse(
+      onTooLarge: (c) => {
+        const response = routeErrorResponse(
+          c,
           new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
         );
         // The rest of the body is never read, and @hono/node-server drops a kept-alive connection it cannot drain
@@ -69,11 +71,11 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.get("/metrics", metricsHandler(options.metrics));
   app.route("/", dashboardRoutes());
   app.notFound((c) =>
-    errorResponse(new InvalidRequestError(`Unknown route: ${c.req.method} ${c.req.path}`, null, "not_found", 404)),
+    routeErrorResponse(c, new InvalidRequestError(`Unknown route: ${c.req.method} ${c.req.path}`, null, "not_found", 404)),
   );
   app.onError((error, c) => {
     requestLogOf(c, options.log).error({ err: error, path: c.req.path }, "unhandled error in a route");
-    return errorResponse(error);
+    return routeErrorResponse(c, error);
   });
   return app;
 }

@@ -2,8 +2,9 @@
 // to any origin without asking first (no CORS preflight); an application/json one needs the preflight, which only
 // the configured origins pass.
 import type { MiddlewareHandler } from "hono";
-import { errorResponse, InvalidRequestError } from "./errors.js";
+import { InvalidRequestError } from "./errors.js";
 import { incomingHeader } from "./incoming-header.js";
+import { routeErrorResponse } from "./route-errors.js";
 
 /** `application/json` or `application/…+json`, whose charset, if it names one, is UTF-8 (how the body is read). */
 export function isJsonMediaType(contentType: string | undefined): boolean {
@@ -16,7 +17,7 @@ export function isJsonMediaType(contentType: string | undefined): boolean {
   });
 }
 
-/** Answers a request with a body (POST, PUT, PATCH) whose Content-Type is not JSON with an OpenAI-shaped 415. */
+/** Answers a request with a body (POST, PUT, PATCH) whose Content-Type is not JSON with a 415 in the route's dialect. */
 export function requireJsonBody(): MiddlewareHandler {
   return async (c, next) => {
     const method = c.req.method;
@@ -24,7 +25,8 @@ export function requireJsonBody(): MiddlewareHandler {
     const contentType = incomingHeader(c, "content-type");
     if (isJsonMediaType(contentType)) return next();
     const given = contentType === undefined ? "no Content-Type" : `Content-Type '${contentType.slice(0, 100)}'`;
-    return errorResponse(
+    return routeErrorResponse(
+      c,
       new InvalidRequestError(
         `The request body must be JSON sent with 'Content-Type: application/json' (got ${given}).`,
         null,
