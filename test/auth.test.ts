@@ -88,15 +88,19 @@ describe("client API keys", () => {
     }
   });
 
-  it("does not take the key from anywhere but a bearer Authorization header", async () => {
+  it("does not take the key from anywhere but a bearer Authorization header or Anthropic's x-api-key", async () => {
     const route = guardedRoutes[1] as (typeof guardedRoutes)[number];
     for (const authorization of [FLAG_KEY, `Basic ${Buffer.from(`user:${FLAG_KEY}`).toString("base64")}`, "Bearer", "Bearer "]) {
       await expectUnauthorized(await call(route, authorization), "missing_api_key", `Authorization: ${authorization}`);
     }
     const inOtherHeaders = await fetch(`${coordinator.url}/v1/models?api_key=${FLAG_KEY}`, {
-      headers: { "x-api-key": FLAG_KEY, "api-key": FLAG_KEY },
+      headers: { "api-key": FLAG_KEY },
     });
     await expectUnauthorized(inOtherHeaders, "missing_api_key", "key in a query parameter and other headers");
+    const wrongXApiKey = await fetch(`${coordinator.url}/v1/models`, { headers: { "x-api-key": "not-the-key" } });
+    await expectUnauthorized(wrongXApiKey, "invalid_api_key", "a wrong x-api-key");
+    const xApiKey = await fetch(`${coordinator.url}/v1/models`, { headers: { "x-api-key": FILE_KEY } });
+    expect(xApiKey.status).toBe(200);
   });
 
   it("serves every guarded route to either key", async () => {
