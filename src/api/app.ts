@@ -15,6 +15,7 @@ import { dashboardRoutes } from "./dashboard-route.js";
 import { InvalidRequestError } from "./errors.js";
 import { healthRoutes } from "./health.js";
 import { requireJsonBody } from "./json-body.js";
+import { countTokensHandler, messagesHandler } from "./messages.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
 import { requestContext, requestLogOf } from "./request-context.js";
@@ -65,6 +66,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   );
   app.route("/", healthRoutes(master));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
+  app.post("/v1/messages", messagesHandler(master, options));
+  app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
   app.route("/v1/models", modelsRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));

@@ -40,7 +40,7 @@ function nestsDeeperThan(value: unknown, limit: number): boolean {
 }
 
 /** A JSON object forwarded to the worker as is, bounded in depth. */
-const PassThroughObject = z
+export const PassThroughObject = z
   .record(z.string(), z.unknown())
   .refine((value) => !nestsDeeperThan(value, MAX_PASS_THROUGH_DEPTH), {
     message: `must not nest deeper than ${MAX_PASS_THROUGH_DEPTH} levels`,

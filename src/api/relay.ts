@@ -10,6 +10,8 @@ import type { SseStream } from "./sse.js";
 
 /** How one dialect writes a streamed reply: each method returns ready SSE text (possibly several frames, or ""). */
 export interface StreamEncoder {
+  /** Frames sent as soon as the stream opens, before any output (a dialect whose stream starts with an event). */
+  opening?(): string;
   /** Frames for the reply's next deltas. */
   deltas(deltas: readonly Delta[]): string;
   /** The last frames of a finished reply (its last deltas, its end, and the dialect's end marker). */
@@ -21,6 +23,7 @@ export interface StreamEncoder {
 /** Relays `task` to `sse` through `encoder` until the task ends; a relay that throws cancels the task. */
 export function relayStream(master: Master, task: Task, shaper: ReplyShaper, sse: SseStream, encoder: StreamEncoder, report: ChatRequestReport): void {
   const relay = async () => {
+    if (encoder.opening) sse.write(encoder.opening());
     const deltas: Delta[] = [];
     for (;;) {
       if (task.events.done) return;

@@ -65,7 +65,8 @@ export interface Dialect<Request> {
   wholeReply(request: Request, options: TaskRouteOptions): WholeReply;
 }
 
-async function readJson(c: Context): Promise<unknown> {
+/** The request's body as JSON; an empty or unparseable body is an InvalidRequestError. */
+export async function readJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
   if (text.trim() === "") throw new InvalidRequestError("The request body is empty; send a JSON object.");
   try {

@@ -1,0 +1,103 @@
+// POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API as a dialect of the task route.
+import type { Context } from "hono";
+import { nanoid } from "nanoid";
+import { ModelNotFoundError } from "../master/errors.js";
+import type { Master } from "../master/master.js";
+import type { ModelInfo } from "../worker-protocol/index.js";
+import { anthropicErrorBody, anthropicErrorResponse } from "./anthropic-errors.js";
+import type { RequestLimits } from "./chat-request.js";
+import { InvalidRequestError } from "./errors.js";
+import {
+  type CountTokensRequest,
+  type MessagesRequest,
+  parseCountTokensRequest,
+  parseMessagesRequest,
+  reasoningModeOf,
+  toChatMessages,
+  toTaskRequest,
+} from "./messages-request.js";
+import { MessageCollector, MessageEventWriter, PING_FRAME, type ReplyIdentity, stopReasonOf } from "./messages-response.js";
+import { type Dialect, readJson, taskRoute, type TaskRouteOptions } from "./task-route.js";
+
+export const messagesDialect: Dialect<MessagesRequest> = {
+  parse: parseMessagesRequest,
+  model: (request) => request.model,
+  streams: (request) => request.stream === true,
+  check: checkMaxTokens,
+  toTask: toTaskRequest,
+  reasoningMode: reasoningModeOf,
+  errorResponse: anthropicErrorResponse,
+  keepaliveFrame: PING_FRAME,
+  streamEncoder: (request) => {
+    const writer = new MessageEventWriter(replyIdentity(request));
+    return {
+      opening: () => writer.start(),
+      deltas: (deltas) => writer.deltas(deltas),
+      finished: (deltas, event, shaper) => writer.finish(deltas, stopReasonOf(event.finishReason, shaper), event.usage),
+      failed: (deltas, error) => writer.fail(deltas, anthropicErrorBody(error).body),
+    };
+  },
+  wholeReply: (request) => {
+    const collector = new MessageCollector();
+    const reply = replyIdentity(request);
+    return {
+      add: (deltas) => collector.add(deltas),
+      body: (event, shaper) => collector.message(reply, stopReasonOf(event.finishReason, shaper), event.usage),
+    };
+  },
+};
+
+export function messagesHandler(master: Master, options: TaskRouteOptions) {
+  return taskRoute(master, messagesDialect, options);
+}
+
+/** A reply cannot outgrow the model's context: refuse such a max_tokens before queueing. */
+function checkMaxTokens(request: MessagesRequest, model: ModelInfo | undefined): void {
+  if (model === undefined || request.max_tokens <= model.contextLength) return;
+  throw new InvalidRequestError(
+    `max_tokens: ${request.max_tokens} is greater than the context length of '${model.id}' ` +
+      `(${model.contextLength} tokens, prompt and reply together).`,
+    "max_tokens",
+  );
+}
+
+function replyIdentity(request: MessagesRequest): ReplyIdentity {
+  return { id: `msg_${nanoid(24)}`, model: request.model };
+}
+
+/**
+ * Characters per token for count_tokens' estimate. The worker protocol has no way to ask a worker to tokenize, so
+ * the count is an estimate: about four characters of English or code per token, as for most BPE vocabularies.
+ */
+const CHARS_PER_TOKEN = 4;
+/** What a chat template adds around each message (role markers, separators), in tokens. */
+const TOKENS_PER_MESSAGE = 4;
+
+/**
+ * An estimate of a request's prompt tokens: the characters of every message (tool calls and tool results included)
+ * and of the tool definitions as JSON, four to a token, plus four tokens per message for the template's markup.
+ */
+export function estimateInputTokens(request: CountTokensRequest): number {
+  const messages = toChatMessages(request);
+  let chars = 0;
+  for (const message of messages) {
+    chars += message.content.length;
+    if (message.toolCalls !== undefined) chars += JSON.stringify(message.toolCalls).length;
+  }
+  if (request.tools !== undefined) chars += JSON.stringify(request.tools).length;
+  return Math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * messages.length;
+}
+
+/** POST /v1/messages/count_tokens: `{input_tokens}`, estimated (see estimateInputTokens). */
+export function countTokensHandler(master: Master, limits: RequestLimits) {
+  return async (c: Context): Promise<Response> => {
+    try {
+      const request = parseCountTokensRequest(await readJson(c), limits);
+      c.set("model", request.model);
+      if (!master.registry.isServed(request.model)) throw new ModelNotFoundError(request.model);
+      return c.json({ input_tokens: estimateInputTokens(request) });
+    } catch (error) {
+      return anthropicErrorResponse(error);
+    }
+  };
+}
