@@ -4,6 +4,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Anthropic from "@anthropic-ai/sdk";
 import { getLlama } from "node-llama-cpp";
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -198,6 +199,27 @@ describe("a llama worker process serving the scripted model", () => {
     expect(solo.tap.messages.findLastIndex(isAssigned("scripted"))).toBeGreaterThan(ackIndex);
     expect(next).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
     await eventually(() => head.master.liveTasks === 0, "no task left on the coordinator");
+  });
+
+  it("answers the Anthropic Messages API with a thinking block and a text block, and usage as the model tokenizes", async () => {
+    const anthropic = new Anthropic({ baseURL: head.url, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+    const request = withExtensions(
+      { model: "scripted", max_tokens: 256, messages, thinking: { type: "enabled" as const, budget_tokens: 1024 } },
+      { temperature: 0 },
+    );
+    const whole = await anthropic.messages.create(request);
+    const streamed = await anthropic.messages.stream(request).finalMessage();
+
+    for (const message of [whole, streamed]) {
+      expect(message).toMatchObject({
+        content: [
+          { type: "thinking", thinking: REASONING, signature: "" },
+          { type: "text", text: ANSWER },
+        ],
+        stop_reason: "end_turn",
+        usage: { input_tokens: expectedUsage.prompt_tokens, output_tokens: expectedUsage.completion_tokens },
+      });
+    }
   });
 });
 
