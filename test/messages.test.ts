@@ -286,6 +286,16 @@ describe("POST /v1/messages with simulator workers", () => {
     });
   });
 
+  it("counts requests under their route in /metrics", async () => {
+    await client.messages.create({ model: "simulator", max_tokens: 16, messages });
+    await client.messages.countTokens({ model: "simulator", messages });
+    const text = await (await fetch(`${coordinator.url}/metrics`)).text();
+
+    const requests = text.split("\n").filter((line) => line.startsWith("coordinator_http_requests_total{"));
+    expect(requests.some((line) => /route="\/v1\/messages"/.test(line) && /model="simulator"/.test(line) && /status="200"/.test(line))).toBe(true);
+    expect(requests.some((line) => /route="\/v1\/messages\/count_tokens"/.test(line) && /status="200"/.test(line))).toBe(true);
+  });
+
   it("answers errors in Anthropic's shape, naming the field", async () => {
     const missing = await postJson(coordinator, JSON.stringify({ model: "simulator", messages }));
     const invalid = await postJson(coordinator, "{not json");
