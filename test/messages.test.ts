@@ -1,7 +1,11 @@
 // Anthropic's Messages API end to end: the official @anthropic-ai/sdk and a raw SSE reader against a real coordinator
 // and real simulator workers (joined through wire taps, to see what reaches them).
 import Anthropic from "@anthropic-ai/sdk";
+import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { InvalidRequestError } from "../src/api/errors.js";
+import { parseMessagesRequest, toTaskRequest } from "../src/api/messages-request.js";
+import { toolInput } from "../src/api/messages-response.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { simulatedReply } from "../src/worker/engines/simulator.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
@@ -394,5 +398,63 @@ describe("Anthropic streams over time", () => {
 
     expect(wrong).toMatchObject({ status: 401, error: { type: "error", error: { type: "authentication_error" } } });
     expect(right.content).toEqual([{ type: "text", text: expected.answer }]);
+  });
+});
+
+describe("tool input of a whole reply", () => {
+  it("parses a JSON object, makes empty arguments {}, and keeps anything else as text under _raw_arguments", () => {
+    expect(toolInput('{"city":"Oslo"}')).toEqual({ city: "Oslo" });
+    expect(toolInput("")).toEqual({});
+    expect(toolInput("{city: Oslo}")).toEqual({ _raw_arguments: "{city: Oslo}" });
+    expect(toolInput('["Oslo"]')).toEqual({ _raw_arguments: '["Oslo"]' });
+  });
+});
+
+describe("Messages request validation (property)", () => {
+  const limits = { maxMessages: 1_000, maxPromptChars: 1_000_000 };
+  /** Parses and translates `body`; anything thrown but an InvalidRequestError fails the property. */
+  function accepts(body: unknown): boolean {
+    try {
+      toTaskRequest(parseMessagesRequest(body, limits));
+      return true;
+    } catch (error) {
+      if (error instanceof InvalidRequestError) return false;
+      throw error;
+    }
+  }
+
+  it("never throws anything but InvalidRequestError, whatever JSON it gets", () => {
+    const block = fc.record(
+      {
+        type: fc.constantFrom("text", "tool_use", "tool_result", "thinking", "image", "other"),
+        text: fc.jsonValue(),
+        id: fc.jsonValue(),
+        name: fc.jsonValue(),
+        input: fc.jsonValue(),
+        tool_use_id: fc.jsonValue(),
+        content: fc.oneof(fc.string(), fc.jsonValue()),
+      },
+      { requiredKeys: ["type"] },
+    );
+    const message = fc.record({ role: fc.oneof(fc.constantFrom("user", "assistant"), fc.jsonValue()), content: fc.oneof(fc.string(), fc.array(block), fc.jsonValue()) });
+    fc.assert(fc.property(fc.jsonValue(), (value) => void accepts(value)), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            model: fc.oneof(fc.constant("m"), fc.jsonValue()),
+            max_tokens: fc.oneof(fc.constant(16), fc.jsonValue()),
+            messages: fc.oneof(fc.array(message, { minLength: 1 }), fc.jsonValue()),
+            system: fc.jsonValue(),
+            tools: fc.jsonValue(),
+            tool_choice: fc.jsonValue(),
+            thinking: fc.jsonValue(),
+          },
+          { requiredKeys: ["model", "max_tokens", "messages"] },
+        ),
+        (value) => void accepts(value),
+      ),
+      { numRuns: 500 },
+    );
   });
 });
