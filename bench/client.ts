@@ -1,6 +1,15 @@
-// The bench's HTTP client: streams chat completions over keep-alive sockets and hands back SSE frames as they arrive.
+// The bench's HTTP client: streams a reply (chat completions, or another dialect's route) over keep-alive sockets
+// and hands back SSE frames as they arrive.
 import http from "node:http";
 import { nowMicros, STAMP } from "./stamped-engine.js";
+
+/** The API dialects a stream can go through: the route, and the frame that ends a complete reply. */
+export const DIALECTS = {
+  chat: { route: "/v1/chat/completions", isEnd: (frame: string) => frame === "data: [DONE]" },
+  messages: { route: "/v1/messages", isEnd: (frame: string) => frame.startsWith("event: message_stop\n") },
+  responses: { route: "/v1/responses", isEnd: (frame: string) => frame.startsWith("event: response.completed\n") },
+} as const;
+export type DialectName = keyof typeof DIALECTS;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Number.POSITIVE_INFINITY });
 
@@ -8,6 +17,8 @@ export interface StreamOptions {
   url: string;
   body: object;
   headers?: Record<string, string>;
+  /** Which route the stream goes through (default: chat completions). */
+  dialect?: DialectName;
   /** Called with each whole SSE frame's text (without the trailing blank line). */
   onFrame?: (frame: string) => void;
   /** Called once when the response headers arrive. */
@@ -17,7 +28,7 @@ export interface StreamOptions {
 }
 
 export interface StreamHandle {
-  /** Settles when the stream ends: `done` is true when `[DONE]` was read. */
+  /** Settles when the stream ends: `done` is true when the dialect's end (`[DONE]` for chat) was read. */
   result: Promise<{ status: number; done: boolean; bytes: number; error?: string }>;
   /** Drops the connection, as a client that goes away does. */
   abort(): void;
@@ -25,9 +36,10 @@ export interface StreamHandle {
 
 export function streamChat(options: StreamOptions): StreamHandle {
   const payload = JSON.stringify({ stream: true, ...options.body });
+  const dialect = DIALECTS[options.dialect ?? "chat"];
   let request!: http.ClientRequest;
   const result = new Promise<{ status: number; done: boolean; bytes: number; error?: string }>((resolve) => {
-    request = http.request(`${options.url}/v1/chat/completions`, {
+    request = http.request(`${options.url}${dialect.route}`, {
       method: "POST",
       agent,
       headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(payload), ...options.headers },
@@ -53,7 +65,7 @@ export function streamChat(options: StreamOptions): StreamHandle {
         let start = 0;
         while (end >= 0) {
           const frame = carry.slice(start, end);
-          if (frame === "data: [DONE]") done = true;
+          if (dialect.isEnd(frame)) done = true;
           options.onFrame?.(frame);
           start = end + 2;
           end = carry.indexOf("\n\n", start);

@@ -1,6 +1,7 @@
-// Relay throughput: one long stream from a simulator producing as fast as it can, through each path.
+// Relay throughput: one long stream from a simulator producing as fast as it can, through each path; through the
+// coordinator also in each API dialect (the same stream, so an encoder that costs more than the relay shows).
 import { simulatedReply, simulatorTokens } from "../src/worker/engines/simulator.js";
-import { streamChat } from "./client.js";
+import { DIALECTS, type DialectName, streamChat } from "./client.js";
 import { type BenchPath, type PathName, startPath } from "./paths.js";
 import type { Row } from "./report.js";
 
@@ -10,6 +11,18 @@ export interface RelayOptions {
   warmups: number;
   repeats: number;
   paths: PathName[];
+  /** Dialects besides chat completions to stream through the coordinator too. */
+  dialects: Exclude<DialectName, "chat">[];
+}
+
+/** What the relay measures: a path, or the coordinator through another dialect. */
+type Leg = { path: BenchPath; dialect: DialectName; key: string };
+
+/** The request body for `dialect` (messages needs max_tokens; the simulator's context is made big enough). */
+function bodyFor(dialect: DialectName): object {
+  if (dialect === "messages") return { model: "simulator", messages, max_tokens: 100_000_000 };
+  if (dialect === "responses") return { model: "simulator", input: messages };
+  return { model: "simulator", messages };
 }
 
 const messages = [{ role: "user" as const, content: "Benchmark the relay." }];
@@ -20,43 +33,45 @@ function replyTokenCount(replyTokens: number): number {
   return simulatorTokens(`<think>${reasoning}</think>`).length + simulatorTokens(answer).length;
 }
 
-async function oneStream(path: BenchPath, maxTokens?: number): Promise<{ seconds: number; ok: boolean }> {
+async function oneStream(path: BenchPath, dialect: DialectName = "chat"): Promise<{ seconds: number; ok: boolean }> {
   const started = performance.now();
-  const body = { model: "simulator", messages, ...(maxTokens ? { max_tokens: maxTokens } : {}) };
-  const result = await streamChat({ url: path.url, headers: path.headers, body }).result;
+  const result = await streamChat({ url: path.url, headers: path.headers, body: bodyFor(dialect), dialect }).result;
   return { seconds: (performance.now() - started) / 1000, ok: result.status === 200 && result.done };
 }
 
 export async function relayScenario(options: RelayOptions): Promise<Row[]> {
   const tokens = replyTokenCount(options.replyTokens);
-  const engine = { kind: "sim" as const, options: { tokensPerSecond: 0, prefillMs: 0, replyTokens: options.replyTokens } };
+  const engine = { kind: "sim" as const, options: { tokensPerSecond: 0, prefillMs: 0, replyTokens: options.replyTokens, contextLength: 100_000_000 } };
   const paths: BenchPath[] = [];
   for (const name of options.paths) paths.push(await startPath(name, { engine }));
-  const rates = new Map<PathName, number[]>();
-  const cpu = new Map<PathName, number>();
-  const errors = new Map<PathName, number>();
+  const legs: Leg[] = paths.map((path) => ({ path, dialect: "chat", key: path.name }));
+  const coordinator = paths.find((path) => path.name === "coordinator");
+  if (coordinator) for (const dialect of options.dialects) legs.push({ path: coordinator, dialect, key: `coordinator/${dialect}` });
+  const rates = new Map<string, number[]>();
+  const cpu = new Map<string, number>();
+  const errors = new Map<string, number>();
   try {
     // Warm-up: whole streams, several, until the JIT has settled in every process (a cold Portkey takes ~6x longer
     // than a warm one, the coordinator ~4x); measuring earlier compares compilers, not relays.
-    for (let i = 0; i < options.warmups; i++) for (const path of paths) await oneStream(path);
+    for (let i = 0; i < options.warmups; i++) for (const leg of legs) await oneStream(leg.path, leg.dialect);
     for (let i = 0; i < options.repeats; i++) {
       // Interleaved, so background load hits every path alike.
-      for (const path of paths) {
-        const before = path.middle().cpuSeconds;
-        const run = await oneStream(path);
-        if (!run.ok) errors.set(path.name, (errors.get(path.name) ?? 0) + 1);
-        cpu.set(path.name, (cpu.get(path.name) ?? 0) + path.middle().cpuSeconds - before);
-        rates.set(path.name, [...(rates.get(path.name) ?? []), tokens / run.seconds]);
+      for (const leg of legs) {
+        const before = leg.path.middle().cpuSeconds;
+        const run = await oneStream(leg.path, leg.dialect);
+        if (!run.ok) errors.set(leg.key, (errors.get(leg.key) ?? 0) + 1);
+        cpu.set(leg.key, (cpu.get(leg.key) ?? 0) + leg.path.middle().cpuSeconds - before);
+        rates.set(leg.key, [...(rates.get(leg.key) ?? []), tokens / run.seconds]);
       }
     }
   } finally {
     for (const path of paths) await path.stop();
   }
-  const median = (name: PathName) => {
-    const values = [...(rates.get(name) ?? [])].sort((a, b) => a - b);
+  const median = (key: string) => {
+    const values = [...(rates.get(key) ?? [])].sort((a, b) => a - b);
     return values.length ? (values[Math.floor(values.length / 2)] as number) : undefined;
   };
-  const cpuPerMillion = (name: PathName) => (cpu.has(name) ? ((cpu.get(name) as number) / (tokens * options.repeats)) * 1e6 : undefined);
+  const cpuPerMillion = (key: string) => (cpu.has(key) ? ((cpu.get(key) as number) / (tokens * options.repeats)) * 1e6 : undefined);
   const [c, d, p] = [median("coordinator"), median("direct"), median("portkey")];
   const rows: Row[] = [
     {
@@ -88,6 +103,31 @@ export async function relayScenario(options: RelayOptions): Promise<Row[]> {
       portkey: options.paths.includes("portkey") ? (errors.get("portkey") ?? 0) : undefined,
     },
   ];
+  for (const dialect of coordinator ? options.dialects : []) {
+    const key = `coordinator/${dialect}`;
+    const rate = median(key);
+    const [route, chatCpu, cpuHere] = [DIALECTS[dialect].route, cpuPerMillion("coordinator"), cpuPerMillion(key)];
+    rows.push(
+      {
+        scenario: "relay",
+        metric: `throughput via ${route}, the same ${tokens}-token stream`,
+        unit: "tokens/s",
+        coordinator: rate,
+        direct: d,
+        ratio: rate && c ? `${(rate / c).toFixed(2)}x chat completions` : undefined,
+        target: "≥0.90x chat completions",
+        met: rate !== undefined && c !== undefined && rate / c >= 0.9,
+      },
+      {
+        scenario: "relay",
+        metric: `CPU per million tokens via ${route}`,
+        unit: "cpu s/Mtok",
+        coordinator: cpuHere,
+        ratio: cpuHere !== undefined && chatCpu ? `${(cpuHere / chatCpu).toFixed(2)}x chat completions` : undefined,
+      },
+      { scenario: "relay", metric: `streams via ${route} that did not end complete`, unit: "count", coordinator: errors.get(key) ?? 0 },
+    );
+  }
   if (c && p) rows.push({ scenario: "peer", metric: `relay throughput vs Portkey, ${tokens}-token stream`, unit: "ratio", coordinator: c / p, ratio: `${(c / p).toFixed(2)}x portkey`, target: "≥3x portkey", met: c / p >= 3 });
   return rows;
 }

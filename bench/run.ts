@@ -30,8 +30,8 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
     "relay",
     // 50k tokens (~25 ms at these rates: a stream's fixed costs weigh in) and 500k (the sustained rate).
     async () => [
-      ...(await relayScenario({ replyTokens: quick ? 20_000 : 50_000, warmups: quick ? 4 : 8, repeats: quick ? 3 : 7, paths })),
-      ...(quick ? [] : await relayScenario({ replyTokens: 500_000, warmups: 3, repeats: 5, paths })),
+      ...(await relayScenario({ replyTokens: quick ? 20_000 : 50_000, warmups: quick ? 4 : 8, repeats: quick ? 3 : 7, paths, dialects: ["messages", "responses"] })),
+      ...(quick ? [] : await relayScenario({ replyTokens: 500_000, warmups: 3, repeats: 5, paths, dialects: ["messages", "responses"] })),
     ],
   ],
   [

@@ -1,8 +1,10 @@
 // A client that goes away at any stage cancels its task: out of the queue, or TaskCancelled to the worker, which stops.
+// Every dialect, through its official SDK.
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { type DialectCase, EACH_DIALECT } from "./support/dialects.js";
 
 const messages = [{ role: "user" as const, content: "Write a long story." }];
 
@@ -29,11 +31,11 @@ async function expectIdle(coordinator: RunningCoordinator): Promise<void> {
 }
 
 /** Sends a streaming request over a raw TCP socket; returns the socket and a promise of the first body bytes. */
-function rawStreamingRequest(coordinator: RunningCoordinator) {
-  const body = JSON.stringify({ model: "simulator", messages, stream: true });
+function rawStreamingRequest(coordinator: RunningCoordinator, dialect: DialectCase) {
+  const body = JSON.stringify(dialect.body(messages, true));
   const socket = connect(coordinator.port, "127.0.0.1");
   socket.write(
-    `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `POST ${dialect.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   let received = "";
   const firstData = new Promise<void>((resolve) => {
@@ -50,10 +52,9 @@ function rawStreamingRequest(coordinator: RunningCoordinator) {
  * Starts a streaming request and reads it until the client aborts it. The SDK rejects an abort that comes
  * before the response headers and ends the stream quietly after them; either way is the client going away.
  */
-async function readStream(client: ReturnType<typeof openaiClient>, signal: AbortSignal): Promise<void> {
+async function readStream(dialect: DialectCase, coordinator: RunningCoordinator, signal: AbortSignal): Promise<void> {
   try {
-    const stream = await client.chat.completions.create({ model: "simulator", messages, stream: true }, { signal });
-    for await (const _chunk of stream) {
+    for await (const _text of dialect.streamText(coordinator, messages, signal)) {
       // Reading until the abort ends it.
     }
   } catch (error) {
@@ -62,7 +63,7 @@ async function readStream(client: ReturnType<typeof openaiClient>, signal: Abort
   expect(signal.aborted).toBe(true);
 }
 
-describe("cancellation on client disconnect", () => {
+describe.each(EACH_DIALECT)("cancellation on client disconnect (%s)", (_name, dialect) => {
   let coordinator: RunningCoordinator | undefined;
   let worker: TestWorker | undefined;
 
@@ -74,12 +75,11 @@ describe("cancellation on client disconnect", () => {
   it("removes a queued task from the queue without it ever reaching a worker", async () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { maxConcurrency: 1, prefillMs: 1_500 });
-    const client = openaiClient(coordinator);
-    const running = client.chat.completions.create({ model: "simulator", messages });
+    const running = dialect.complete(coordinator, messages);
     await worker.log.until(() => worker!.log.started.length === 1, "the first task to start");
 
     const controller = new AbortController();
-    const queued = readStream(client, controller.signal);
+    const queued = readStream(dialect, coordinator, controller.signal);
     await eventually(async () => (await clusterState(coordinator!)).models[0]?.queueDepth === 1, "the second task to queue");
     controller.abort();
     await queued;
@@ -94,7 +94,7 @@ describe("cancellation on client disconnect", () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { prefillMs: 5_000 });
     const controller = new AbortController();
-    const stream = readStream(openaiClient(coordinator), controller.signal);
+    const stream = readStream(dialect, coordinator, controller.signal);
     await worker.log.until(() => worker!.log.started.length === 1, "the task to start");
 
     controller.abort();
@@ -113,7 +113,7 @@ describe("cancellation on client disconnect", () => {
     const stages: string[] = [];
     coordinator.master.observers.add({ taskEnded: (_task, outcome) => void (outcome.state === "cancelled" && stages.push(outcome.stage)) });
     const controller = new AbortController();
-    const request = readStream(openaiClient(coordinator), controller.signal);
+    const request = readStream(dialect, coordinator, controller.signal);
     await worker.log.until(() => [...worker!.log.produced.values()].some((n) => n > 3), "thinking tokens to flow");
 
     controller.abort();
@@ -130,14 +130,14 @@ describe("cancellation on client disconnect", () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { tokensPerSecond: 50, replyTokens: 2_000 });
     const controller = new AbortController();
-    const stream = await openaiClient(coordinator).chat.completions.create(
-      { model: "simulator", messages, stream: true },
-      { signal: controller.signal },
-    );
     let received = 0;
-    for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta.content) received += 1;
-      if (received === 3) controller.abort();
+    try {
+      for await (const _text of dialect.streamText(coordinator, messages, controller.signal)) {
+        received += 1;
+        if (received === 3) controller.abort();
+      }
+    } catch (error) {
+      if (!controller.signal.aborted) throw error;
     }
     expect(received).toBe(3);
 
@@ -153,7 +153,7 @@ describe("cancellation on client disconnect", () => {
   it("cancels when a raw TCP client simply closes its socket", async () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { tokensPerSecond: 50, replyTokens: 2_000 });
-    const { socket, firstData } = rawStreamingRequest(coordinator);
+    const { socket, firstData } = rawStreamingRequest(coordinator, dialect);
     await firstData;
 
     socket.destroy();
@@ -166,7 +166,7 @@ describe("cancellation on client disconnect", () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { tokensPerSecond: 50, replyTokens: 2_000 });
     const controller = new AbortController();
-    const request = openaiClient(coordinator).chat.completions.create({ model: "simulator", messages }, { signal: controller.signal });
+    const request = dialect.complete(coordinator, messages, controller.signal);
     await worker.log.until(() => [...worker!.log.produced.values()].some((n) => n > 3), "tokens to flow");
 
     controller.abort();
@@ -179,15 +179,14 @@ describe("cancellation on client disconnect", () => {
   it("frees the worker's slot after a cancellation, so the next request runs on it", async () => {
     coordinator = await startTestCoordinator();
     worker = await startSimWorker(coordinator, { maxConcurrency: 1, prefillMs: 5_000 });
-    const client = openaiClient(coordinator);
     const first = new AbortController();
-    const firstRequest = client.chat.completions.create({ model: "simulator", messages }, { signal: first.signal });
+    const firstRequest = dialect.complete(coordinator, messages, first.signal);
     await worker.log.until(() => worker!.log.started.length === 1, "the first task to start");
     first.abort();
     await expect(firstRequest).rejects.toThrow();
 
     const second = new AbortController();
-    const secondRequest = client.chat.completions.create({ model: "simulator", messages }, { signal: second.signal });
+    const secondRequest = dialect.complete(coordinator, messages, second.signal);
     await worker.log.until(() => worker!.log.started.length === 2, "the second task to start on the same worker");
     second.abort();
     await expect(secondRequest).rejects.toThrow();

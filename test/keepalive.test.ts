@@ -1,13 +1,15 @@
-// SSE keepalive comments fill silent periods (prefill, hidden thinking, queueing) without disturbing clients.
+// Keepalive frames fill silent periods (prefill, hidden thinking, queueing) without disturbing clients, in every
+// dialect: SSE comments for chat completions and Responses, `ping` events for Messages.
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { simulatedReply } from "../src/worker/engines/simulator.js";
-import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { EACH_DIALECT } from "./support/dialects.js";
 import { postSse } from "./support/sse.js";
 
 const messages = [{ role: "user" as const, content: "Tell me something." }];
 
-describe("SSE keepalive", () => {
+describe.each(EACH_DIALECT)("keepalive (%s)", (_name, dialect) => {
   let coordinator: RunningCoordinator | undefined;
   let worker: TestWorker | undefined;
 
@@ -16,52 +18,50 @@ describe("SSE keepalive", () => {
     await coordinator?.close();
   });
 
-  it("sends keepalive comments before the first data chunk during a silent prefill, then completes", async () => {
+  const keepalivesBeforeOutput = (frames: string[]) => {
+    const firstOutput = frames.findIndex(dialect.isOutput);
+    return frames.slice(0, firstOutput).filter(dialect.isKeepalive).length;
+  };
+
+  it("sends keepalives before the first output during a silent prefill, then completes", async () => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { prefillMs: 1_000 });
 
-    const raw = await postSse(`${coordinator.url}/v1/chat/completions`, { model: "simulator", messages, stream: true });
+    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body(messages, true));
 
-    const firstData = raw.frames.findIndex((f) => f.startsWith("data: "));
-    const keepalivesBefore = raw.frames.slice(0, firstData).filter((f) => f === ": keepalive");
-    expect(keepalivesBefore.length).toBeGreaterThanOrEqual(3);
-    expect(raw.done).toBe(true);
-    expect(raw.frames.at(-1)).toBe("data: [DONE]");
+    expect(raw.status).toBe(200);
+    expect(keepalivesBeforeOutput(raw.frames)).toBeGreaterThanOrEqual(3);
+    expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
   });
 
   it("keeps the stream alive while hidden thinking produces nothing visible", async () => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { thinkMs: 800 });
 
-    const raw = await postSse(`${coordinator.url}/v1/chat/completions`, { model: "simulator", messages, stream: true });
+    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body(messages, true));
 
-    expect(raw.frames.filter((f) => f === ": keepalive").length).toBeGreaterThanOrEqual(3);
-    expect(raw.done).toBe(true);
+    expect(raw.frames.filter(dialect.isKeepalive).length).toBeGreaterThanOrEqual(3);
+    expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
   });
 
   it("keeps a queued request's stream alive until a worker takes it", async () => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { maxConcurrency: 1, prefillMs: 700 });
-    const url = `${coordinator.url}/v1/chat/completions`;
+    const url = `${coordinator.url}${dialect.path}`;
 
-    const [first, second] = await Promise.all([
-      postSse(url, { model: "simulator", messages, stream: true }),
-      postSse(url, { model: "simulator", messages, stream: true }),
-    ]);
+    const [first, second] = await Promise.all([postSse(url, dialect.body(messages, true)), postSse(url, dialect.body(messages, true))]);
 
-    const queuedOne = [first, second].sort((a, b) => b.frames.length - a.frames.length)[0];
-    const firstData = queuedOne?.frames.findIndex((f) => f.startsWith("data: ")) ?? 0;
-    expect(queuedOne?.frames.slice(0, firstData).filter((f) => f === ": keepalive").length).toBeGreaterThanOrEqual(8);
-    expect(first.done && second.done).toBe(true);
+    const queuedOne = [first, second].sort((a, b) => keepalivesBeforeOutput(b.frames) - keepalivesBeforeOutput(a.frames))[0];
+    expect(keepalivesBeforeOutput(queuedOne?.frames ?? [])).toBeGreaterThanOrEqual(8);
+    for (const raw of [first, second]) expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
   });
 
-  it("leaves the openai SDK unaffected by keepalive comments", async () => {
+  it("leaves the dialect's official SDK unaffected by keepalives", async () => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { prefillMs: 1_000 });
 
-    const stream = await openaiClient(coordinator).chat.completions.create({ model: "simulator", messages, stream: true });
     let content = "";
-    for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? "";
+    for await (const text of dialect.streamText(coordinator, messages, new AbortController().signal)) content += text;
 
     expect(content).toBe(simulatedReply(messages).answer);
   });

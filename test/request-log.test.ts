@@ -64,6 +64,7 @@ describe("request log", () => {
     expect(line).toMatchObject({
       level: 30,
       requestId: "client-request-1",
+      route: "/v1/chat/completions",
       model: "simulator",
       stream: true,
       worker: "log-sim",

@@ -15,6 +15,8 @@ export class ChatRequestReport {
   readonly requestId: string;
   readonly log: Logger;
   private readonly startedAt = Date.now();
+  /** Which API answered (`/v1/chat/completions`, `/v1/messages`, `/v1/responses`). */
+  private readonly route: string;
   private model: string | undefined;
   private stream = false;
   private task: Task | undefined;
@@ -32,6 +34,7 @@ export class ChatRequestReport {
     private readonly metrics: CoordinatorMetrics | undefined,
   ) {
     this.requestId = requestIdOf(c);
+    this.route = c.req.routePath === "/*" ? c.req.path : c.req.routePath;
     this.log = requestLogOf(c, fallbackLog);
     c.set("requestLogged", true);
   }
@@ -84,6 +87,7 @@ export class ChatRequestReport {
     const task = this.task;
     const line: Record<string, unknown> = {
       requestId: this.requestId,
+      route: this.route,
       model: this.model,
       stream: this.stream,
       ...fields,

@@ -1,0 +1,109 @@
+// The API dialects as tests drive them: each route's request body, how its raw SSE frames read (keepalive, output,
+// end), and a client per dialect built on that dialect's official SDK. Behaviour every dialect shares (keepalive,
+// cancellation, fuzzing) is tested once, over this list.
+import Anthropic from "@anthropic-ai/sdk";
+import type { RunningCoordinator } from "../../src/coordinator.js";
+import { openaiClient } from "./cluster.js";
+
+export interface TestMessage {
+  role: "user" | "assistant";
+  content: string;
+}
+
+export interface DialectCase {
+  name: "chat completions" | "messages" | "responses";
+  path: string;
+  /** A minimal valid request for `messages`. */
+  body(messages: readonly TestMessage[], stream: boolean): Record<string, unknown>;
+  /** Whether a raw SSE frame (without its blank line) is the dialect's keepalive. */
+  isKeepalive(frame: string): boolean;
+  /** Whether a raw SSE frame carries visible output. */
+  isOutput(frame: string): boolean;
+  /** Whether a raw SSE frame is the last one of a complete reply. */
+  isEnd(frame: string): boolean;
+  /** Streams a reply through the dialect's SDK, yielding each piece of visible text until the stream or `signal` ends. */
+  streamText(coordinator: RunningCoordinator, messages: readonly TestMessage[], signal: AbortSignal): AsyncGenerator<string>;
+  /** A whole (non-streamed) reply's text through the dialect's SDK. */
+  complete(coordinator: RunningCoordinator, messages: readonly TestMessage[], signal?: AbortSignal): Promise<string>;
+}
+
+export function anthropicClient(coordinator: RunningCoordinator, apiKey = "unused"): Anthropic {
+  return new Anthropic({ baseURL: coordinator.url, apiKey, maxRetries: 0, timeout: 20_000 });
+}
+
+const MAX_TOKENS = 4_096;
+
+const chatCompletions: DialectCase = {
+  name: "chat completions",
+  path: "/v1/chat/completions",
+  body: (messages, stream) => ({ model: "simulator", messages, stream }),
+  isKeepalive: (frame) => frame === ": keepalive",
+  isOutput: (frame) => frame.startsWith("data: {") && /"(content|reasoning_content)":"[^"]/.test(frame),
+  isEnd: (frame) => frame === "data: [DONE]",
+  async *streamText(coordinator, messages, signal) {
+    const stream = await openaiClient(coordinator).chat.completions.create(
+      { model: "simulator", messages: [...messages], stream: true },
+      { signal },
+    );
+    for await (const chunk of stream) {
+      const text = chunk.choices[0]?.delta.content;
+      if (text) yield text;
+    }
+  },
+  async complete(coordinator, messages, signal) {
+    const reply = await openaiClient(coordinator).chat.completions.create({ model: "simulator", messages: [...messages] }, { signal });
+    return reply.choices[0]?.message.content ?? "";
+  },
+};
+
+const messagesDialect: DialectCase = {
+  name: "messages",
+  path: "/v1/messages",
+  body: (messages, stream) => ({ model: "simulator", max_tokens: MAX_TOKENS, messages, stream }),
+  isKeepalive: (frame) => frame.startsWith("event: ping\n"),
+  isOutput: (frame) => frame.startsWith("event: content_block_delta\n"),
+  isEnd: (frame) => frame.startsWith("event: message_stop\n"),
+  async *streamText(coordinator, messages, signal) {
+    const stream = await anthropicClient(coordinator).messages.create(
+      { model: "simulator", max_tokens: MAX_TOKENS, messages: [...messages], stream: true },
+      { signal },
+    );
+    for await (const event of stream) {
+      if (event.type === "content_block_delta" && event.delta.type === "text_delta" && event.delta.text) yield event.delta.text;
+    }
+  },
+  async complete(coordinator, messages, signal) {
+    const reply = await anthropicClient(coordinator).messages.create(
+      { model: "simulator", max_tokens: MAX_TOKENS, messages: [...messages] },
+      { signal },
+    );
+    return reply.content.map((block) => (block.type === "text" ? block.text : "")).join("");
+  },
+};
+
+const responsesDialect: DialectCase = {
+  name: "responses",
+  path: "/v1/responses",
+  body: (messages, stream) => ({ model: "simulator", input: messages, stream }),
+  isKeepalive: (frame) => frame === ": keepalive",
+  isOutput: (frame) => /^event: response\.(output_text|reasoning_text)\.delta\n/.test(frame),
+  isEnd: (frame) => frame.startsWith("event: response.completed\n"),
+  async *streamText(coordinator, messages, signal) {
+    const stream = await openaiClient(coordinator).responses.create(
+      { model: "simulator", input: [...messages], stream: true },
+      { signal },
+    );
+    for await (const event of stream) {
+      if (event.type === "response.output_text.delta" && event.delta) yield event.delta;
+    }
+  },
+  async complete(coordinator, messages, signal) {
+    const reply = await openaiClient(coordinator).responses.create({ model: "simulator", input: [...messages] }, { signal });
+    return reply.output_text;
+  },
+};
+
+export const DIALECTS: readonly DialectCase[] = [chatCompletions, messagesDialect, responsesDialect];
+
+/** Each dialect with its name first, for `describe.each`. */
+export const EACH_DIALECT = DIALECTS.map((dialect) => [dialect.name, dialect] as const);
