@@ -10,6 +10,8 @@ import type { SseStream } from "./sse.js";
 
 /** How one dialect writes a streamed reply: each method returns ready SSE text (possibly several frames, or ""). */
 export interface StreamEncoder {
+  /** Frames sent as soon as the stream opens, before the task's first output (a dialect's start-of-reply events). */
+  opening?(): string;
   /** Frames for the reply's next deltas. */
   deltas(deltas: readonly Delta[]): string;
   /** The last frames of a finished reply (its last deltas, its end, and the dialect's end marker). */
@@ -22,6 +24,7 @@ export interface StreamEncoder {
 export function relayStream(master: Master, task: Task, shaper: ReplyShaper, sse: SseStream, encoder: StreamEncoder, report: ChatRequestReport): void {
   const relay = async () => {
     const deltas: Delta[] = [];
+    if (encoder.opening) sse.write(encoder.opening());
     for (;;) {
       if (task.events.done) return;
       await task.events.ready();

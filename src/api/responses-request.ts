@@ -90,7 +90,7 @@ const FunctionTool = z.object({
   parameters: PassThroughObject.nullish(),
   strict: z.boolean().nullish(),
 });
-type FunctionTool = z.infer<typeof FunctionTool>;
+export type FunctionTool = z.infer<typeof FunctionTool>;
 
 // Hosted tools (web_search, file_search, code_interpreter, computer_use, mcp, …) run on OpenAI's side; custom
 // (free-form grammar) tools need constrained decoding. Only function tools reach a model here.
@@ -124,7 +124,7 @@ export const ResponsesBody = z.object({
   parallel_tool_calls: z.boolean().nullish(),
   reasoning: z
     .object({
-      effort: z.string().max(32).nullish(),
+      effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh", "max"]).nullish(),
       // We return the reasoning itself, whole, rather than a summary of it.
       summary: z.enum(["auto", "concise", "detailed"]).nullish(),
     })
