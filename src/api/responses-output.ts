@@ -51,7 +51,7 @@ export type ResponseStatus = "in_progress" | "completed" | "incomplete" | "faile
 
 export interface ResponseUsage {
   input_tokens: number;
-  input_tokens_details: { cached_tokens: number };
+  input_tokens_details: { cached_tokens: number; cache_write_tokens: number };
   output_tokens: number;
   output_tokens_details: { reasoning_tokens: number };
   total_tokens: number;
@@ -185,7 +185,7 @@ export class ResponseOutput {
 export function responseUsage(usage: Usage): ResponseUsage {
   return {
     input_tokens: usage.promptTokens,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
     output_tokens: usage.completionTokens,
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: usage.promptTokens + usage.completionTokens,
@@ -195,7 +195,7 @@ export function responseUsage(usage: Usage): ResponseUsage {
 /** The response object's fields that change as the reply goes on. */
 export interface ResponseState {
   status: ResponseStatus;
-  output: readonly OutputItem[];
+  output: OutputItem[];
   usage?: ResponseUsage;
   error?: ResponseFailure;
   incompleteReason?: "max_output_tokens";

@@ -29,7 +29,7 @@ function onlyTypes(what: string, supported: string) {
 const textOrParts = <T extends z.ZodType>(part: T, textType: string) =>
   z.preprocess(
     (value) => (typeof value === "string" ? [{ type: textType, text: value }] : value),
-    z.array(part, { error: (issue) => (issue.code === "invalid_type" ? "expected a string or an array of content parts" : undefined) }),
+    z.array(part, { error: (issue) => (issue.code === "invalid_type" && issue.input !== undefined ? "expected a string or an array of content parts" : undefined) }),
   );
 
 // Images, files and audio need a multimodal engine, which no worker announces yet: refused, naming the part.
@@ -113,7 +113,7 @@ export const ResponsesBody = z.object({
   // A string is one user message.
   input: z.preprocess(
     (value) => (typeof value === "string" ? [{ type: "message", role: "user", content: value }] : value),
-    z.array(InputItem, { error: (issue) => (issue.code === "invalid_type" ? "expected a string or an array of input items" : undefined) }),
+    z.array(InputItem, { error: (issue) => (issue.code === "invalid_type" && issue.input !== undefined ? "expected a string or an array of input items" : undefined) }),
   ),
   instructions: z.string().nullish(),
   max_output_tokens: z.number().int().positive().nullish(),

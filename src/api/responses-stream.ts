@@ -24,19 +24,22 @@ interface ItemPosition {
   output_index: number;
 }
 
+/** One event shape per type in `Type` (a union of types makes a union of events). */
+type Each<Type extends string, Fields> = Type extends unknown ? { type: Type } & Fields : never;
+
 /** Every event this encoder sends, but for its `sequence_number` (test/responses.test.ts holds them to the SDK's types). */
 export type ResponseEventBody =
-  | { type: "response.created" | "response.in_progress" | "response.completed" | "response.incomplete" | "response.failed"; response: ResponseBody }
-  | { type: "response.output_item.added" | "response.output_item.done"; output_index: number; item: OutputItem }
-  | ({ type: "response.content_part.added" | "response.content_part.done"; content_index: 0; part: OutputText | ReasoningText } & ItemPosition)
-  | ({ type: "response.output_text.delta"; content_index: 0; delta: string; logprobs: never[] } & ItemPosition)
-  | ({ type: "response.output_text.done"; content_index: 0; text: string; logprobs: never[] } & ItemPosition)
-  | ({ type: "response.reasoning_text.delta"; content_index: 0; delta: string } & ItemPosition)
-  | ({ type: "response.reasoning_text.done"; content_index: 0; text: string } & ItemPosition)
-  | ({ type: "response.function_call_arguments.delta"; delta: string } & ItemPosition)
-  | ({ type: "response.function_call_arguments.done"; name: string; arguments: string } & ItemPosition);
+  | Each<"response.created" | "response.in_progress" | "response.completed" | "response.incomplete" | "response.failed", { response: ResponseBody }>
+  | Each<"response.output_item.added" | "response.output_item.done", { output_index: number; item: OutputItem }>
+  | Each<"response.content_part.added" | "response.content_part.done", ItemPosition & { content_index: 0; part: OutputText | ReasoningText }>
+  | Each<"response.output_text.delta", ItemPosition & { content_index: 0; delta: string; logprobs: never[] }>
+  | Each<"response.output_text.done", ItemPosition & { content_index: 0; text: string; logprobs: never[] }>
+  | Each<"response.reasoning_text.delta", ItemPosition & { content_index: 0; delta: string }>
+  | Each<"response.reasoning_text.done", ItemPosition & { content_index: 0; text: string }>
+  | Each<"response.function_call_arguments.delta", ItemPosition & { delta: string }>
+  | Each<"response.function_call_arguments.done", ItemPosition & { name: string; arguments: string }>;
 
-export type ResponseStreamEvent = ResponseEventBody & { sequence_number: number };
+export type ResponseStreamEvent = ResponseEventBody extends infer Event ? (Event extends unknown ? Event & { sequence_number: number } : never) : never;
 
 /** The event types that carry a piece of an item's text, by item type. */
 const DELTA_EVENTS = {
@@ -112,7 +115,7 @@ export function responseFailure(error: unknown): ResponseFailure {
 }
 
 /** How a finished task ends its response: completed, or incomplete when it stopped at its token limit. */
-export function finalState(finishReason: FinishReason, usage: Usage, output: readonly OutputItem[]): ResponseState {
+export function finalState(finishReason: FinishReason, usage: Usage, output: OutputItem[]): ResponseState {
   const state: ResponseState = { status: "completed", output, usage: responseUsage(usage) };
   if (finishReason === "length") {
     state.status = "incomplete";
