@@ -176,6 +176,24 @@ describe("a llama worker process serving the scripted model", () => {
     expect(raw.usage).toMatchObject(expectedUsage);
   });
 
+  it("answers through the Responses API the same: the reasoning as a reasoning item, the answer as output_text, usage as the model tokenizes", async () => {
+    const body = { model: "scripted", input: messages, temperature: 0, reasoning: {} };
+    const whole = await client.responses.create(body);
+    const streamed = await client.responses.stream(body).finalResponse();
+
+    for (const response of [whole, streamed]) {
+      expect(response.status).toBe("completed");
+      expect(response.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
+      expect(response.output[0]).toMatchObject({ content: [{ type: "reasoning_text", text: REASONING }] });
+      expect(response.output_text).toBe(ANSWER);
+      expect(response.usage).toMatchObject({
+        input_tokens: expectedUsage.prompt_tokens,
+        output_tokens: expectedUsage.completion_tokens,
+        total_tokens: expectedUsage.total_tokens,
+      });
+    }
+  });
+
   it("reports the model's context length and refuses a max_tokens beyond it", async () => {
     const listed = await client.models.retrieve("scripted");
     const tooLong = client.chat.completions.create({ model: "scripted", messages, max_tokens: 2049 });

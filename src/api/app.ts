@@ -19,6 +19,7 @@ import { countTokensHandler, messagesHandler } from "./messages.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
 import { requestContext, requestLogOf } from "./request-context.js";
+import { responsesHandler } from "./responses.js";
 import { routeErrorResponse } from "./route-errors.js";
 
 export interface ApiOptions extends TaskRouteOptions {
@@ -68,6 +69,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.post("/v1/messages", messagesHandler(master, options));
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
+  app.post("/v1/responses", responsesHandler(master, options));
   app.route("/v1/models", modelsRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));

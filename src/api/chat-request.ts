@@ -143,12 +143,17 @@ export function parseChatRequest(json: unknown, limits: RequestLimits = noLimits
     checkLimits(parsed.data, limits);
     return parsed.data;
   }
-  const issue = parsed.error.issues[0];
+  throw invalidRequestOf(parsed.error);
+}
+
+/** A schema's first complaint about a body, in OpenAI's words: the missing or invalid parameter, named. */
+export function invalidRequestOf(error: z.ZodError): InvalidRequestError {
+  const issue = error.issues[0];
   const param = issue ? paramName(issue.path) : null;
   if (issue && issue.code === "invalid_type" && issue.message.includes("received undefined")) {
-    throw new InvalidRequestError(`Missing required parameter: '${param}'.`, param);
+    return new InvalidRequestError(`Missing required parameter: '${param}'.`, param);
   }
-  throw new InvalidRequestError(`Invalid value for '${param}': ${issue?.message ?? "invalid"}.`, param);
+  return new InvalidRequestError(`Invalid value for '${param}': ${issue?.message ?? "invalid"}.`, param);
 }
 
 function checkLimits(request: ChatCompletionRequest, limits: RequestLimits): void {

@@ -10,7 +10,7 @@ import type { SseStream } from "./sse.js";
 
 /** How one dialect writes a streamed reply: each method returns ready SSE text (possibly several frames, or ""). */
 export interface StreamEncoder {
-  /** Frames sent as soon as the stream opens, before any output (a dialect whose stream starts with an event). */
+  /** Frames sent as soon as the stream opens, before the task's first output (a dialect's start-of-reply events). */
   opening?(): string;
   /** Frames for the reply's next deltas. */
   deltas(deltas: readonly Delta[]): string;

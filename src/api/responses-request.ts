@@ -1,0 +1,289 @@
+// The Responses API request (POST /v1/responses): its schema (OpenAI's fields, unknown ones ignored) and its
+// translation into a task. Nothing is stored between requests, so every request carries its whole conversation.
+import { z } from "zod";
+import type { TaskRequest } from "../master/task.js";
+import type { ChatMessage, ModelInfo } from "../worker-protocol/index.js";
+import { invalidRequestOf, PassThroughObject, type ReasoningMode, type RequestLimits } from "./chat-request.js";
+import { InvalidRequestError } from "./errors.js";
+
+/** The `type` of an object a client sent, when it has a string one. */
+function typeOf(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || !("type" in value)) return undefined;
+  return typeof value.type === "string" ? value.type : undefined;
+}
+
+/** A discriminated union's error for a `type` it does not know: names the type, and what to send instead. */
+function onlyTypes(what: string, supported: string) {
+  return {
+    error: (issue: { code?: string | undefined; input?: unknown }) => {
+      if (issue.code !== "invalid_union") return undefined;
+      const type = typeOf(issue.input);
+      return type === undefined
+        ? `${what} need a 'type' (${supported})`
+        : `${what} of type '${type}' are not supported here; send ${supported}`;
+    },
+  };
+}
+
+/** A plain string where OpenAI also takes a list of parts stands for one text part. */
+const textOrParts = <T extends z.ZodType>(part: T, textType: string) =>
+  z.preprocess(
+    (value) => (typeof value === "string" ? [{ type: textType, text: value }] : value),
+    z.array(part, { error: (issue) => (issue.code === "invalid_type" && issue.input !== undefined ? "expected a string or an array of content parts" : undefined) }),
+  );
+
+// Images, files and audio need a multimodal engine, which no worker announces yet: refused, naming the part.
+const ContentPart = z.discriminatedUnion(
+  "type",
+  [
+    z.object({ type: z.literal("input_text"), text: z.string() }),
+    // The assistant's own earlier replies, sent back as history.
+    z.object({ type: z.literal("output_text"), text: z.string() }),
+    z.object({ type: z.literal("refusal"), refusal: z.string() }),
+  ],
+  onlyTypes("content parts", "'input_text' (or 'output_text' in assistant history)"),
+);
+
+const MessageItem = z.object({
+  type: z.literal("message"),
+  role: z.enum(["user", "assistant", "system", "developer"]),
+  content: textOrParts(ContentPart, "input_text"),
+});
+
+const FunctionCallItem = z.object({
+  type: z.literal("function_call"),
+  call_id: z.string().min(1),
+  name: z.string(),
+  arguments: z.string(),
+});
+
+const FunctionCallOutputItem = z.object({
+  type: z.literal("function_call_output"),
+  call_id: z.string().min(1),
+  output: textOrParts(
+    z.discriminatedUnion("type", [z.object({ type: z.literal("input_text"), text: z.string() })], onlyTypes("output parts", "'input_text'")),
+    "input_text",
+  ),
+});
+
+/**
+ * A reasoning item from an earlier turn. Accepted and left out of the prompt: chat templates drop the reasoning of
+ * past turns too (the model sees its earlier answers and calls, not its earlier thinking), and what we returned
+ * carries no `encrypted_content` to restore.
+ */
+const ReasoningItem = z.object({ type: z.literal("reasoning") });
+
+// An item without a `type` is a message ({role, content}), as OpenAI's "easy input message".
+const InputItem = z.preprocess(
+  (value) => (typeof value === "object" && value !== null && !Array.isArray(value) && !("type" in value) ? { ...value, type: "message" } : value),
+  z.discriminatedUnion(
+    "type",
+    [MessageItem, FunctionCallItem, FunctionCallOutputItem, ReasoningItem],
+    onlyTypes("input items", "'message', 'function_call', 'function_call_output' or 'reasoning'"),
+  ),
+);
+
+const FunctionTool = z.object({
+  type: z.literal("function"),
+  name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
+  description: z.string().nullish(),
+  parameters: PassThroughObject.nullish(),
+  strict: z.boolean().nullish(),
+});
+export type FunctionTool = z.infer<typeof FunctionTool>;
+
+// Hosted tools (web_search, file_search, code_interpreter, computer_use, mcp, …) run on OpenAI's side; custom
+// (free-form grammar) tools need constrained decoding. Only function tools reach a model here.
+const Tool = z.discriminatedUnion("type", [FunctionTool], onlyTypes("tools", "'function' tools"));
+
+const ToolChoice = z.union(
+  [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), name: z.string() })],
+  { error: () => "must be 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}" },
+);
+
+const TextFormat = z
+  .object({ type: z.string() })
+  .loose()
+  .refine((format) => format.type === "text", {
+    message: "only {\"type\": \"text\"} is supported for now (structured output is not honoured yet)",
+  });
+
+export const ResponsesBody = z.object({
+  model: z.string().min(1),
+  // A string is one user message.
+  input: z.preprocess(
+    (value) => (typeof value === "string" ? [{ type: "message", role: "user", content: value }] : value),
+    z.array(InputItem, { error: (issue) => (issue.code === "invalid_type" && issue.input !== undefined ? "expected a string or an array of input items" : undefined) }),
+  ),
+  instructions: z.string().nullish(),
+  max_output_tokens: z.number().int().positive().nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  tools: z.array(Tool).nullish(),
+  tool_choice: ToolChoice.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  reasoning: z
+    .object({
+      effort: z.enum(["none", "minimal", "low", "medium", "high", "xhigh", "max"]).nullish(),
+      // We return the reasoning itself, whole, rather than a summary of it.
+      summary: z.enum(["auto", "concise", "detailed"]).nullish(),
+    })
+    .nullish(),
+  text: z.object({ format: TextFormat.nullish(), verbosity: z.enum(["low", "medium", "high"]).nullish() }).nullish(),
+  stream: z.boolean().nullish(),
+  // Accepted so clients that always send them work; nothing is ever stored, and nothing extra is included.
+  store: z.boolean().nullish(),
+  include: z.array(z.string()).nullish(),
+  metadata: z.record(z.string(), z.string().max(512)).nullish(),
+  user: z.string().nullish(),
+  truncation: z.enum(["auto", "disabled"]).nullish(),
+  service_tier: z.string().nullish(),
+  // Features that need responses kept on the server: refused by name in `refuseStatefulFeatures`.
+  previous_response_id: z.string().nullish(),
+  conversation: z.unknown().optional(),
+  background: z.boolean().nullish(),
+  prompt: z.unknown().optional(),
+});
+export type ResponsesBody = z.infer<typeof ResponsesBody>;
+
+/** A valid request, with its conversation already in the chat messages a worker's template renders. */
+export interface ResponsesRequest {
+  body: ResponsesBody;
+  messages: ChatMessage[];
+}
+
+const noLimits: RequestLimits = { maxMessages: Number.POSITIVE_INFINITY, maxPromptChars: Number.POSITIVE_INFINITY };
+
+/** Validates a parsed JSON body; throws InvalidRequestError naming the first bad (or unsupported) field. */
+export function parseResponsesRequest(json: unknown, limits: RequestLimits = noLimits): ResponsesRequest {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new InvalidRequestError("The request body must be a JSON object.");
+  }
+  const parsed = ResponsesBody.safeParse(json);
+  if (!parsed.success) throw invalidRequestOf(parsed.error);
+  refuseStatefulFeatures(parsed.data);
+  const messages = chatMessages(parsed.data);
+  checkLimits(messages, limits);
+  return { body: parsed.data, messages };
+}
+
+function refuseStatefulFeatures(body: ResponsesBody): void {
+  const refuse = (param: string, what: string) => {
+    throw new InvalidRequestError(
+      `'${param}' is not supported: this coordinator stores no ${what}. Send the whole conversation in 'input' instead.`,
+      param,
+      "unsupported_parameter",
+    );
+  };
+  if (body.previous_response_id != null) refuse("previous_response_id", "responses");
+  if (body.conversation != null) refuse("conversation", "conversations");
+  if (body.prompt != null) refuse("prompt", "prompt templates");
+  if (body.background === true) refuse("background", "responses to fetch later");
+}
+
+function textOf(parts: ReadonlyArray<{ text: string } | { refusal: string }>): string {
+  let text = "";
+  for (const part of parts) text += "text" in part ? part.text : part.refusal;
+  return text;
+}
+
+/**
+ * The conversation as chat messages: `instructions` first as the system message, then the items in order. Function
+ * calls join the assistant turn they follow (one assistant message with its tool calls, as chat templates expect),
+ * their outputs become tool messages.
+ */
+function chatMessages(body: ResponsesBody): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (body.instructions) messages.push({ role: "system", content: body.instructions });
+  for (const item of body.input) {
+    switch (item.type) {
+      case "message":
+        messages.push({ role: item.role, content: textOf(item.content) });
+        break;
+      case "function_call": {
+        const call = { id: item.call_id, type: "function", function: { name: item.name, arguments: item.arguments } };
+        const last = messages.at(-1);
+        if (last?.role === "assistant") (last.toolCalls ??= []).push(call);
+        else messages.push({ role: "assistant", content: "", toolCalls: [call] });
+        break;
+      }
+      case "function_call_output":
+        messages.push({ role: "tool", content: textOf(item.output), toolCallId: item.call_id });
+        break;
+      case "reasoning":
+        break; // see ReasoningItem
+    }
+  }
+  if (messages.length === 0) throw new InvalidRequestError("The input holds no message to answer.", "input");
+  return messages;
+}
+
+function checkLimits(messages: readonly ChatMessage[], limits: RequestLimits): void {
+  if (messages.length > limits.maxMessages) {
+    throw new InvalidRequestError(
+      `Too many input messages: ${messages.length}. This coordinator accepts at most ${limits.maxMessages}.`,
+      "input",
+      "too_many_messages",
+    );
+  }
+  let chars = 0;
+  for (const message of messages) chars += message.content.length;
+  if (chars > limits.maxPromptChars) {
+    throw new InvalidRequestError(
+      `The input holds ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`,
+      "input",
+      "prompt_too_long",
+    );
+  }
+}
+
+/** A reply cannot outgrow the model's context: refuse such a limit before queueing, in OpenAI's words. */
+export function checkMaxOutputTokens(request: ResponsesRequest, model: ModelInfo | undefined): void {
+  const maxTokens = request.body.max_output_tokens;
+  if (model === undefined || maxTokens == null || maxTokens <= model.contextLength) return;
+  throw new InvalidRequestError(
+    `max_output_tokens is too large: ${maxTokens}. The model '${model.id}' holds at most ${model.contextLength} tokens ` +
+      `(input and output), whereas you provided ${maxTokens}.`,
+    "max_output_tokens",
+  );
+}
+
+/** Asking for `reasoning` shows the model's reasoning as a reasoning item; otherwise the coordinator's default applies. */
+export function responsesReasoningMode(request: ResponsesRequest, fallback: ReasoningMode): ReasoningMode {
+  return request.body.reasoning != null ? "separate" : fallback;
+}
+
+/** A function tool as the chat templates (and so the task) take it: OpenAI's chat completions shape. */
+function chatTool(tool: FunctionTool) {
+  return {
+    type: "function",
+    function: {
+      name: tool.name,
+      ...(tool.description != null && { description: tool.description }),
+      ...(tool.parameters != null && { parameters: tool.parameters }),
+      ...(tool.strict != null && { strict: tool.strict }),
+    },
+  };
+}
+
+/** The task the master runs for this request. */
+export function toResponsesTask(request: ResponsesRequest): TaskRequest {
+  const { body } = request;
+  const task: TaskRequest = {
+    model: body.model,
+    messages: request.messages,
+    params: {
+      ...(body.max_output_tokens != null && { maxTokens: body.max_output_tokens }),
+      ...(body.temperature != null && { temperature: body.temperature }),
+      ...(body.top_p != null && { topP: body.top_p }),
+    },
+  };
+  if (body.tools != null && body.tools.length > 0) task.tools = body.tools.map(chatTool);
+  if (body.tool_choice != null) {
+    const choice = body.tool_choice;
+    task.toolChoice = typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } };
+  }
+  if (body.parallel_tool_calls != null) task.parallelToolCalls = body.parallel_tool_calls;
+  if (body.reasoning?.effort != null) task.reasoningEffort = body.reasoning.effort;
+  return task;
+}

@@ -1,0 +1,43 @@
+// POST /v1/responses: OpenAI's Responses API as a dialect of the task route (one response object or SSE events).
+// Stateless: every request carries its whole conversation, and nothing is stored (see docs/api.md).
+import type { Master } from "../master/master.js";
+import { errorResponse } from "./errors.js";
+import { ResponseObject, ResponseOutput } from "./responses-output.js";
+import {
+  checkMaxOutputTokens,
+  parseResponsesRequest,
+  type ResponsesRequest,
+  responsesReasoningMode,
+  toResponsesTask,
+} from "./responses-request.js";
+import { finalState, responseEvents } from "./responses-stream.js";
+import { type Dialect, taskRoute, type TaskRouteOptions, type WholeReply } from "./task-route.js";
+
+export const responsesDialect: Dialect<ResponsesRequest> = {
+  parse: parseResponsesRequest,
+  model: (request) => request.body.model,
+  streams: (request) => request.body.stream === true,
+  check: checkMaxOutputTokens,
+  toTask: toResponsesTask,
+  reasoningMode: responsesReasoningMode,
+  errorResponse,
+  streamEncoder: (request) => responseEvents(new ResponseObject(request)),
+  wholeReply: (request) => wholeResponse(new ResponseObject(request)),
+};
+
+export function responsesHandler(master: Master, options: TaskRouteOptions) {
+  return taskRoute(master, responsesDialect, options);
+}
+
+/** The whole response object, its output items in the order the model made them. */
+function wholeResponse(response: ResponseObject): WholeReply {
+  const output = new ResponseOutput();
+  return {
+    add: (deltas) => output.add(deltas),
+    body: (event) => {
+      const state = finalState(event.finishReason, event.usage, output.items);
+      output.close(state.status === "completed" ? "completed" : "incomplete");
+      return response.with(state);
+    },
+  };
+}
