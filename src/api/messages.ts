@@ -6,7 +6,6 @@ import type { Master } from "../master/master.js";
 import type { ModelInfo } from "../worker-protocol/index.js";
 import { anthropicErrorBody, anthropicErrorResponse } from "./anthropic-errors.js";
 import type { RequestLimits } from "./chat-request.js";
-import { InvalidRequestError } from "./errors.js";
 import {
   type CountTokensRequest,
   type MessagesRequest,
@@ -23,7 +22,7 @@ export const messagesDialect: Dialect<MessagesRequest> = {
   parse: parseMessagesRequest,
   model: (request) => request.model,
   streams: (request) => request.stream === true,
-  check: checkMaxTokens,
+  check: capMaxTokens,
   toTask: toTaskRequest,
   reasoningMode: reasoningModeOf,
   errorResponse: anthropicErrorResponse,
@@ -51,14 +50,14 @@ export function messagesHandler(master: Master, options: TaskRouteOptions) {
   return taskRoute(master, messagesDialect, options);
 }
 
-/** A reply cannot outgrow the model's context: refuse such a max_tokens before queueing. */
-function checkMaxTokens(request: MessagesRequest, model: ModelInfo | undefined): void {
-  if (model === undefined || request.max_tokens <= model.contextLength) return;
-  throw new InvalidRequestError(
-    `max_tokens: ${request.max_tokens} is greater than the context length of '${model.id}' ` +
-      `(${model.contextLength} tokens, prompt and reply together).`,
-    "max_tokens",
-  );
+/**
+ * A reply cannot outgrow the model's context, so a larger max_tokens is capped at the context length rather than
+ * refused: Anthropic makes max_tokens required, and its clients send one sized for Claude (Claude Code asks for
+ * 32,000 or more), which a local model with a smaller context would otherwise never serve. The cap changes nothing
+ * the model could have produced.
+ */
+function capMaxTokens(request: MessagesRequest, model: ModelInfo | undefined): void {
+  if (model !== undefined && request.max_tokens > model.contextLength) request.max_tokens = model.contextLength;
 }
 
 function replyIdentity(request: MessagesRequest): ReplyIdentity {

@@ -51,7 +51,7 @@ export interface Dialect<Request> {
   parse(json: unknown, limits: RequestLimits): Request;
   model(request: Request): string;
   streams(request: Request): boolean;
-  /** Refusals that need what the model's workers announced (its context length), made before queueing. */
+  /** Refusals (or adjustments) that need what the model's workers announced (its context length), before queueing. */
   check(request: Request, model: ModelInfo | undefined): void;
   toTask(request: Request): TaskRequest;
   reasoningMode(request: Request, fallback: ReasoningMode): ReasoningMode;
