@@ -47,7 +47,8 @@ export function streamChat(options: StreamOptions): StreamHandle {
     let status = 0;
     let bytes = 0;
     let done = false;
-    let carry = "";
+    let carry: string[] = [];
+    let carryEndsWithNewline = false;
     let sawData = false;
     request.on("response", (res) => {
       status = res.statusCode ?? 0;
@@ -59,18 +60,27 @@ export function streamChat(options: StreamOptions): StreamHandle {
           sawData = true;
           options.onFirstData?.();
         }
-        carry += text;
-        let end = carry.indexOf("\n\n");
-        if (end < 0) return;
-        let start = 0;
-        while (end >= 0) {
-          const frame = carry.slice(start, end);
+        // An unfinished frame is kept as its pieces and joined once, when its end arrives: a frame of megabytes (the
+        // Responses API repeats the whole text at its end) arriving in 64 KiB pieces is then read in linear time.
+        let from = 0;
+        const frameEnd = (frame: string) => {
           if (dialect.isEnd(frame)) done = true;
           options.onFrame?.(frame);
-          start = end + 2;
-          end = carry.indexOf("\n\n", start);
+        };
+        if (carryEndsWithNewline && text.startsWith("\n")) {
+          frameEnd(carry.join("").slice(0, -1));
+          carry = [];
+          from = 1;
         }
-        carry = carry.slice(start);
+        let end = text.indexOf("\n\n", from);
+        while (end >= 0) {
+          frameEnd(carry.length > 0 ? carry.join("") + text.slice(from, end) : text.slice(from, end));
+          carry = [];
+          from = end + 2;
+          end = text.indexOf("\n\n", from);
+        }
+        if (from < text.length) carry.push(text.slice(from));
+        carryEndsWithNewline = carry.length > 0 && text.endsWith("\n");
       });
       res.on("end", () => resolve({ status, done, bytes }));
       res.on("error", (error) => resolve({ status, done, bytes, error: error.message }));

@@ -88,6 +88,14 @@ describe("POST /v1/responses", () => {
   });
 
   it("shows the reasoning as a reasoning item (reasoning_text content) when the request asks for reasoning", async () => {
+    const response = await client.responses.create({ model: "simulator", input: question, reasoning: { effort: "low" } });
+
+    expect(response.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
+    expect(response.output[0]).toMatchObject({ type: "reasoning", summary: [], content: [{ type: "reasoning_text", text: expected.reasoning }] });
+    expect(response.output_text).toBe(expected.answer);
+  });
+
+  it("gives the whole reasoning as the summary when the request asks for one (what Codex and the AI SDK show)", async () => {
     const response = await client.responses.create({
       model: "simulator",
       instructions: "Be brief.",
@@ -96,10 +104,30 @@ describe("POST /v1/responses", () => {
     });
 
     expect(response.output.map((item) => item.type)).toEqual(["reasoning", "message"]);
-    expect(response.output[0]).toMatchObject({ type: "reasoning", summary: [], content: [{ type: "reasoning_text", text: expected.reasoning }] });
+    expect(response.output[0]).toMatchObject({ type: "reasoning", summary: [{ type: "summary_text", text: expected.reasoning }], content: [] });
     expect(response.output_text).toBe(expected.answer);
     expect(response.reasoning).toEqual({ effort: "low", summary: "auto" });
     expect(response.instructions).toBe("Be brief.");
+  });
+
+  it("streams a requested summary with the reasoning_summary events, in OpenAI's order", async () => {
+    const seen = await events(await client.responses.create({ model: "simulator", input: question, reasoning: { summary: "detailed" }, stream: true }));
+
+    const types = seen.map((e) => e.type).filter((type, i, all) => !(type.endsWith(".delta") && all[i - 1] === type));
+    expect(types.slice(0, 8)).toEqual([
+      "response.created",
+      "response.in_progress",
+      "response.output_item.added",
+      "response.reasoning_summary_part.added",
+      "response.reasoning_summary_text.delta",
+      "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done",
+      "response.output_item.done",
+    ]);
+    const summary = seen.map((e) => (e.type === "response.reasoning_summary_text.delta" ? e.delta : "")).join("");
+    expect(summary).toBe(expected.reasoning);
+    const done = seen.find((e) => e.type === "response.reasoning_summary_text.done");
+    expect(done?.type === "response.reasoning_summary_text.done" && done.text).toBe(expected.reasoning);
   });
 
   it("streams the events in OpenAI's order, numbered from 0, ending with response.completed and its usage", async () => {
@@ -304,6 +332,15 @@ describe("POST /v1/responses", () => {
       expect(text).toBe(expected.answer);
       expect(await result.finishReason).toBe("stop");
       expect(paths).toEqual(["/v1/responses"]);
+    });
+
+    it("shows the model's reasoning when asked for a reasoning summary", async () => {
+      const result = streamText({ model: provider()("simulator"), prompt: question, providerOptions: { openai: { forceReasoning: true, reasoningSummary: "auto" } } });
+      let text = "";
+      for await (const delta of result.textStream) text += delta;
+
+      expect(text).toBe(expected.answer);
+      expect(await result.reasoningText).toBe(expected.reasoning);
     });
 
     it("returns tool calls made with tool()", async () => {

@@ -27,14 +27,25 @@ export interface MessageItem {
   content: OutputText[];
 }
 
-/** The model's reasoning, whole, as `reasoning_text` content (no summary is made of it). */
+export interface SummaryText {
+  type: "summary_text";
+  text: string;
+}
+
+/**
+ * The model's reasoning, whole: as `reasoning_text` content, or (when the request asked for a summary) as its
+ * `summary_text`, since no summary is made of it and clients such as Codex and the Vercel AI SDK show only summaries.
+ */
 export interface ReasoningItem {
   type: "reasoning";
   id: string;
   status: ItemStatus;
-  summary: never[];
+  summary: SummaryText[];
   content: ReasoningText[];
 }
+
+/** Where a reasoning item's text goes: its `content` (reasoning_text) or its `summary` (summary_text). */
+export type ReasoningForm = "text" | "summary";
 
 export interface FunctionCallItem {
   type: "function_call";
@@ -73,6 +84,11 @@ export interface OutputListener {
   done(item: OutputItem, index: number): void;
 }
 
+/** The one part of a message or reasoning item that receives its text. */
+export function textPartOf(item: MessageItem | ReasoningItem): OutputText | ReasoningText | SummaryText | undefined {
+  return item.type === "message" ? item.content[0] : (item.summary[0] ?? item.content[0]);
+}
+
 function itemId(prefix: string): string {
   return `${prefix}_${nanoid(24)}`;
 }
@@ -88,7 +104,10 @@ export class ResponseOutput {
   /** The output index of each tool call (by the parser's call index) still open. */
   private readonly calls = new Map<number, number>();
 
-  constructor(private readonly listener?: OutputListener) {}
+  constructor(
+    private readonly listener?: OutputListener,
+    private readonly reasoningForm: ReasoningForm = "text",
+  ) {}
 
   add(deltas: readonly Delta[]): void {
     let i = 0;
@@ -130,10 +149,11 @@ export class ResponseOutput {
           : { type: "reasoning", id: itemId("rs"), status: "in_progress", summary: [], content: [] };
       this.addItem(item);
       if (item.type === "message") item.content.push({ type: "output_text", text: "", annotations: [], logprobs: [] });
+      else if (this.reasoningForm === "summary") item.summary.push({ type: "summary_text", text: "" });
       else item.content.push({ type: "reasoning_text", text: "" });
       this.open = item;
     }
-    (item.content[0] as OutputText | ReasoningText).text += text;
+    (textPartOf(item) as OutputText | ReasoningText | SummaryText).text += text;
     this.listener?.text(item, this.items.length - 1, text);
   }
 

@@ -9,6 +9,9 @@ import {
   type OutputItem,
   type OutputText,
   type ReasoningText,
+  type ReasoningForm,
+  type SummaryText,
+  textPartOf,
   type ResponseBody,
   type OutputListener,
   ResponseObject,
@@ -36,6 +39,9 @@ export type ResponseEventBody =
   | Each<"response.output_text.done", ItemPosition & { content_index: 0; text: string; logprobs: never[] }>
   | Each<"response.reasoning_text.delta", ItemPosition & { content_index: 0; delta: string }>
   | Each<"response.reasoning_text.done", ItemPosition & { content_index: 0; text: string }>
+  | Each<"response.reasoning_summary_part.added" | "response.reasoning_summary_part.done", ItemPosition & { summary_index: 0; part: SummaryText }>
+  | Each<"response.reasoning_summary_text.delta", ItemPosition & { summary_index: 0; delta: string }>
+  | Each<"response.reasoning_summary_text.done", ItemPosition & { summary_index: 0; text: string }>
   | Each<"response.function_call_arguments.delta", ItemPosition & { delta: string }>
   | Each<"response.function_call_arguments.done", ItemPosition & { name: string; arguments: string }>;
 
@@ -59,6 +65,8 @@ class ResponseEvents implements OutputListener {
   private deltaHead = "";
   private deltaIndex = -1;
 
+  constructor(private readonly reasoningForm: ReasoningForm) {}
+
   /** The frames written since the last call, taken. */
   take(): string {
     const frames = this.frames;
@@ -75,6 +83,9 @@ class ResponseEvents implements OutputListener {
     if (item.type === "message") {
       const part: OutputText = { type: "output_text", text: "", annotations: [], logprobs: [] };
       this.event({ type: "response.content_part.added", item_id: item.id, output_index: index, content_index: 0, part });
+    } else if (item.type === "reasoning" && this.reasoningForm === "summary") {
+      const part: SummaryText = { type: "summary_text", text: "" };
+      this.event({ type: "response.reasoning_summary_part.added", item_id: item.id, output_index: index, summary_index: 0, part });
     } else if (item.type === "reasoning") {
       const part: ReasoningText = { type: "reasoning_text", text: "" };
       this.event({ type: "response.content_part.added", item_id: item.id, output_index: index, content_index: 0, part });
@@ -83,8 +94,9 @@ class ResponseEvents implements OutputListener {
 
   text(item: OutputItem, index: number, text: string): void {
     if (index !== this.deltaIndex) {
-      const type = DELTA_EVENTS[item.type];
-      const position = item.type === "function_call" ? "" : `"content_index":0,`;
+      const summary = item.type === "reasoning" && item.summary.length > 0;
+      const type = summary ? "response.reasoning_summary_text.delta" : DELTA_EVENTS[item.type];
+      const position = item.type === "function_call" ? "" : summary ? `"summary_index":0,` : `"content_index":0,`;
       const logprobs = item.type === "message" ? `"logprobs":[],` : "";
       this.deltaHead = `event: ${type}\ndata: {"type":"${type}","item_id":${JSON.stringify(item.id)},"output_index":${index},${position}${logprobs}"sequence_number":`;
       this.deltaIndex = index;
@@ -96,9 +108,13 @@ class ResponseEvents implements OutputListener {
     const at = { item_id: item.id, output_index: index };
     if (item.type === "function_call") {
       this.event({ type: "response.function_call_arguments.done", ...at, name: item.name, arguments: item.arguments });
+    } else if (item.type === "reasoning" && item.summary.length > 0) {
+      const part = item.summary[0] as SummaryText;
+      this.event({ type: "response.reasoning_summary_text.done", ...at, summary_index: 0, text: part.text });
+      this.event({ type: "response.reasoning_summary_part.done", ...at, summary_index: 0, part });
     } else {
-      const part: OutputText | ReasoningText = item.content[0] ?? { type: "reasoning_text", text: "" };
-      if (item.type === "message") this.event({ type: "response.output_text.done", ...at, content_index: 0, text: part.text, logprobs: [] });
+      const part = (textPartOf(item) as OutputText | ReasoningText | undefined) ?? { type: "reasoning_text", text: "" };
+      if (part.type === "output_text") this.event({ type: "response.output_text.done", ...at, content_index: 0, text: part.text, logprobs: [] });
       else this.event({ type: "response.reasoning_text.done", ...at, content_index: 0, text: part.text });
       this.event({ type: "response.content_part.done", ...at, content_index: 0, part });
     }
@@ -125,9 +141,9 @@ export function finalState(finishReason: FinishReason, usage: Usage, output: Out
 }
 
 /** The encoder for one streamed Responses API reply. */
-export function responseEvents(response: ResponseObject): StreamEncoder {
-  const events = new ResponseEvents();
-  const output = new ResponseOutput(events);
+export function responseEvents(response: ResponseObject, reasoningForm: ReasoningForm): StreamEncoder {
+  const events = new ResponseEvents(reasoningForm);
+  const output = new ResponseOutput(events, reasoningForm);
   return {
     opening: () => {
       const inProgress = response.with({ status: "in_progress", output: [] });

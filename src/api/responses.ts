@@ -2,7 +2,7 @@
 // Stateless: every request carries its whole conversation, and nothing is stored (see docs/api.md).
 import type { Master } from "../master/master.js";
 import { errorResponse } from "./errors.js";
-import { ResponseObject, ResponseOutput } from "./responses-output.js";
+import { type ReasoningForm, ResponseObject, ResponseOutput } from "./responses-output.js";
 import {
   checkMaxOutputTokens,
   parseResponsesRequest,
@@ -21,17 +21,25 @@ export const responsesDialect: Dialect<ResponsesRequest> = {
   toTask: toResponsesTask,
   reasoningMode: responsesReasoningMode,
   errorResponse,
-  streamEncoder: (request) => responseEvents(new ResponseObject(request)),
-  wholeReply: (request) => wholeResponse(new ResponseObject(request)),
+  streamEncoder: (request) => responseEvents(new ResponseObject(request), reasoningFormOf(request)),
+  wholeReply: (request) => wholeResponse(new ResponseObject(request), reasoningFormOf(request)),
 };
+
+/**
+ * A request that asks for a reasoning summary gets the reasoning as one (the whole of it: no summary is made), so
+ * clients that show only summaries (Codex, the Vercel AI SDK) show it; otherwise it is `reasoning_text` content.
+ */
+function reasoningFormOf(request: ResponsesRequest): ReasoningForm {
+  return request.body.reasoning?.summary != null ? "summary" : "text";
+}
 
 export function responsesHandler(master: Master, options: TaskRouteOptions) {
   return taskRoute(master, responsesDialect, options);
 }
 
 /** The whole response object, its output items in the order the model made them. */
-function wholeResponse(response: ResponseObject): WholeReply {
-  const output = new ResponseOutput();
+function wholeResponse(response: ResponseObject, reasoningForm: ReasoningForm): WholeReply {
+  const output = new ResponseOutput(undefined, reasoningForm);
   return {
     add: (deltas) => output.add(deltas),
     body: (event) => {
