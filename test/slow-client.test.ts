@@ -1,10 +1,13 @@
-// A client that stops reading cannot pin a worker or grow the coordinator's memory: its stream is cancelled.
+// A client that stops reading cannot pin a worker or grow the coordinator's memory: its stream is cancelled. In
+// every dialect.
 import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { EACH_DIALECT } from "./support/dialects.js";
+import { postSse } from "./support/sse.js";
 
-describe("slow clients", () => {
+describe.each(EACH_DIALECT)("slow clients (%s)", (_name, dialect) => {
   let coordinator: RunningCoordinator | undefined;
   let worker: TestWorker | undefined;
 
@@ -15,12 +18,12 @@ describe("slow clients", () => {
 
   it("cancels a stream whose client stops reading, and the worker stops generating", async () => {
     coordinator = await startTestCoordinator({ slowClientMs: 500, slowClientBytes: 64 * 1024 });
-    worker = await startSimWorker(coordinator, { tokensPerSecond: 0, replyTokens: 2_000_000 });
-    const body = JSON.stringify({ model: "simulator", messages: [{ role: "user", content: "flood me" }], stream: true, reasoning_format: "raw" });
+    worker = await startSimWorker(coordinator, { tokensPerSecond: 0, replyTokens: 2_000_000, contextLength: 4_000_000 });
+    const body = JSON.stringify(dialect.body([{ role: "user", content: "flood me" }], true, 2_100_000));
     const socket = connect(coordinator.port, "127.0.0.1");
     socket.on("error", () => {});
     socket.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `POST ${dialect.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
     // The client reads one chunk and then never again.
     await new Promise<void>((resolve) => socket.once("data", () => resolve()));
@@ -38,14 +41,9 @@ describe("slow clients", () => {
     coordinator = await startTestCoordinator({ slowClientMs: 500, slowClientBytes: 64 * 1024 });
     worker = await startSimWorker(coordinator, { tokensPerSecond: 200, replyTokens: 100 });
 
-    const response = await fetch(`${coordinator.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "simulator", messages: [{ role: "user", content: "hi" }], stream: true }),
-    });
-    const text = await response.text();
+    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body([{ role: "user", content: "hi" }], true));
 
-    expect(text.trimEnd().endsWith("data: [DONE]")).toBe(true);
+    expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
     expect(worker.log.aborted.size).toBe(0);
   });
 });

@@ -13,8 +13,8 @@ export interface TestMessage {
 export interface DialectCase {
   name: "chat completions" | "messages" | "responses";
   path: string;
-  /** A minimal valid request for `messages`. */
-  body(messages: readonly TestMessage[], stream: boolean): Record<string, unknown>;
+  /** A minimal valid request for `messages`; `maxTokens` bounds the reply (Messages requires a bound: 4,096 by default). */
+  body(messages: readonly TestMessage[], stream: boolean, maxTokens?: number): Record<string, unknown>;
   /** Whether a raw SSE frame (without its blank line) is the dialect's keepalive. */
   isKeepalive(frame: string): boolean;
   /** Whether a raw SSE frame carries visible output. */
@@ -36,7 +36,7 @@ const MAX_TOKENS = 4_096;
 const chatCompletions: DialectCase = {
   name: "chat completions",
   path: "/v1/chat/completions",
-  body: (messages, stream) => ({ model: "simulator", messages, stream }),
+  body: (messages, stream, maxTokens) => ({ model: "simulator", messages, stream, ...(maxTokens !== undefined && { max_tokens: maxTokens }) }),
   isKeepalive: (frame) => frame === ": keepalive",
   isOutput: (frame) => frame.startsWith("data: {") && /"(content|reasoning_content)":"[^"]/.test(frame),
   isEnd: (frame) => frame === "data: [DONE]",
@@ -59,7 +59,7 @@ const chatCompletions: DialectCase = {
 const messagesDialect: DialectCase = {
   name: "messages",
   path: "/v1/messages",
-  body: (messages, stream) => ({ model: "simulator", max_tokens: MAX_TOKENS, messages, stream }),
+  body: (messages, stream, maxTokens = MAX_TOKENS) => ({ model: "simulator", max_tokens: maxTokens, messages, stream }),
   isKeepalive: (frame) => frame.startsWith("event: ping\n"),
   isOutput: (frame) => frame.startsWith("event: content_block_delta\n"),
   isEnd: (frame) => frame.startsWith("event: message_stop\n"),
@@ -84,7 +84,12 @@ const messagesDialect: DialectCase = {
 const responsesDialect: DialectCase = {
   name: "responses",
   path: "/v1/responses",
-  body: (messages, stream) => ({ model: "simulator", input: messages, stream }),
+  body: (messages, stream, maxTokens) => ({
+    model: "simulator",
+    input: messages,
+    stream,
+    ...(maxTokens !== undefined && { max_output_tokens: maxTokens }),
+  }),
   isKeepalive: (frame) => frame === ": keepalive",
   isOutput: (frame) => /^event: response\.(output_text|reasoning_text)\.delta\n/.test(frame),
   isEnd: (frame) => frame.startsWith("event: response.completed\n"),
