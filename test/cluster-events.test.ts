@@ -4,6 +4,7 @@ import { createHook } from "node:async_hooks";
 import { describe, expect, it } from "vitest";
 import type { ClusterView } from "../src/metrics/activity.js";
 import { openaiClient, startSimWorker, startTestCoordinator } from "./support/cluster.js";
+import { DIALECTS } from "./support/dialects.js";
 
 /** Reads SSE data events from a fetch response until `enough` says stop. */
 async function readViews(response: Response, enough: (views: ClusterView[]) => boolean): Promise<ClusterView[]> {
@@ -69,6 +70,28 @@ describe("cluster events feed", () => {
       expect([...live.values()]).toEqual([]);
     } finally {
       hook.disable();
+    }
+  });
+
+  it("shows requests from every dialect, each with the route it came in on", async () => {
+    const coordinator = await startTestCoordinator();
+    const worker = await startSimWorker(coordinator, { name: "feed-sim" });
+    try {
+      for (const dialect of DIALECTS) await dialect.complete(coordinator, [{ role: "user", content: "hi" }]);
+
+      const leaving = new AbortController();
+      const response = await fetch(`${coordinator.url}/v1/cluster/events`, { signal: leaving.signal });
+      const [view] = await readViews(response, (v) => v.length >= 1);
+      leaving.abort();
+
+      expect(view?.recent.map((r) => [r.route, r.outcome, r.worker])).toEqual([
+        ["/v1/responses", "finished", "feed-sim"],
+        ["/v1/messages", "finished", "feed-sim"],
+        ["/v1/chat/completions", "finished", "feed-sim"],
+      ]);
+    } finally {
+      await worker.stop();
+      await coordinator.close();
     }
   });
 

@@ -50,6 +50,7 @@ export class ChatRequestReport {
   admitted(task: Task): void {
     this.task = task;
     task.requestId = this.requestId;
+    task.route = this.route;
   }
 
   /** Answered before any task ran (invalid, unknown model, queue full, …): logs, and returns the response. */

@@ -95,11 +95,14 @@ function renderRequests(requests, more, recent) {
   $("requests").replaceChildren(...rows);
 }
 
+/** Which API a request came in on, in a word. */
+const ROUTE_NAMES = { "/v1/chat/completions": "chat", "/v1/messages": "messages", "/v1/responses": "responses" };
+
 function requestRow(request, badge, ended) {
   return h(
     "tr",
-    { class: ended ? "ended" : "live", title: request.requestId ? `request ${request.requestId}` : undefined },
-    h("td", { class: "model" }, request.model),
+    { class: ended ? "ended" : "live", title: request.requestId ? `request ${request.requestId}${request.route ? ` via ${request.route}` : ""}` : undefined },
+    h("td", { class: "model" }, request.model, request.route ? h("span", { class: "route" }, ROUTE_NAMES[request.route] ?? request.route) : null),
     h("td", {}, h("span", { class: `badge ${badge}` }, badge)),
     h("td", { class: "num" }, request.prompt ? promptProgress(request.prompt) : String(request.tokens)),
     h("td", { class: "num" }, formatDuration(request.durationMs)),

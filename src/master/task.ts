@@ -121,6 +121,8 @@ export class Task {
   thinking = false;
   /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */
   requestId: string | undefined;
+  /** The API route that made the task (`/v1/messages`, …), for the dashboard; never sent to workers. */
+  route: string | undefined;
   readonly events = new TaskEventChannel();
 
   constructor(

@@ -18,6 +18,8 @@ const MAX_RECENT = 12;
 export interface RequestView {
   id: string;
   requestId: string | undefined;
+  /** The API route the request came in on (which dialect). */
+  route: string | undefined;
   model: string;
   stage: CancelStage;
   tokens: number;
@@ -143,6 +145,7 @@ export class ClusterActivity implements MasterObserver {
     return {
       id: task.id,
       requestId: task.requestId,
+      route: task.route,
       model: task.model,
       stage: task.stage,
       tokens: task.completionTokens,
