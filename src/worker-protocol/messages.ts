@@ -15,18 +15,57 @@ export const DeviceInfo = z.object({
 });
 export type DeviceInfo = z.infer<typeof DeviceInfo>;
 
+/**
+ * What a model can do beyond plain chat with the basic sampling options (temperature, top_p, stop, seed, the token
+ * limit), each named by a capability. A request that needs one the model's workers do not all announce is refused
+ * with a 400 before queueing. Unknown names (from newer workers) are kept and ignored.
+ */
+export const CAPABILITIES = {
+  /** The chat template renders tool definitions and calls (tools, tool_choice auto/none). */
+  tools: "tools",
+  /** tool_choice "required" or a named function: the call is forced (by a grammar, or by the upstream). */
+  toolChoiceRequired: "tool_choice_required",
+  /** top_k, min_p, repetition_penalty, frequency_penalty, presence_penalty. */
+  sampling: "sampling",
+  /** logit_bias (token ids of the model's own vocabulary). */
+  logitBias: "logit_bias",
+  /** response_format json_object: the output is a JSON object. */
+  jsonObject: "json_object",
+  /** response_format json_schema: the output validates against the schema. */
+  jsonSchema: "json_schema",
+  /** logprobs and top_logprobs of each output token. */
+  logprobs: "logprobs",
+  /** Image parts in user messages. */
+  vision: "vision",
+} as const;
+
+/** What a worker that announces no capabilities can do: what every worker did before capabilities existed. */
+export const LEGACY_CAPABILITIES: readonly string[] = [CAPABILITIES.tools];
+
 export const ModelInfo = z.object({
   id: z.string().min(1).max(256),
   contextLength: z.number().int().positive(),
   /** Output format family of the model (reasoning / tool-call markup), e.g. "think", "harmony"; see docs/parsers.md. */
   format: z.string().max(64).optional(),
   ownedBy: z.string().max(256).optional(),
+  /** See CAPABILITIES; absent: LEGACY_CAPABILITIES. */
+  capabilities: z.array(z.string().max(64)).max(64).optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
+/** A piece of a multimodal message: text, or an image by URL (an http(s) URL or a data URL). */
+export const MessagePart = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text"), text: z.string() }),
+  z.object({ type: z.literal("image_url"), url: z.string().min(1) }),
+]);
+export type MessagePart = z.infer<typeof MessagePart>;
+
 export const ChatMessage = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
+  /** The message's text (its text parts joined with newlines when it has images too). */
   content: z.string(),
+  /** The message in order, text and images, when it holds images (only sent to models with the vision capability). */
+  parts: z.array(MessagePart).max(256).optional(),
   name: z.string().optional(),
   /** Assistant turns that called tools (OpenAI shape), passed through to the chat template. */
   toolCalls: z.array(z.unknown()).optional(),
@@ -41,8 +80,41 @@ export const SamplingParams = z.object({
   topP: z.number().min(0).max(1).optional(),
   stop: z.array(z.string()).max(16).optional(),
   seed: z.number().int().optional(),
+  /** The "sampling" capability: */
+  topK: z.number().int().nonnegative().optional(),
+  minP: z.number().min(0).max(1).optional(),
+  /** Multiplicative penalty on repeated tokens (llama.cpp's repeat_penalty, vLLM's repetition_penalty); 1 is none. */
+  repetitionPenalty: z.number().positive().max(10).optional(),
+  frequencyPenalty: z.number().min(-2).max(2).optional(),
+  presencePenalty: z.number().min(-2).max(2).optional(),
+  /** The "logit_bias" capability: token id (as a decimal string) → bias added to its logit, -100 bans, 100 forces. */
+  logitBias: z.record(z.string().regex(/^\d{1,9}$/), z.number().min(-100).max(100)).optional(),
 });
 export type SamplingParams = z.infer<typeof SamplingParams>;
+
+/** Structured output: a JSON object, or JSON that validates against `schema` (capabilities json_object / json_schema). */
+export const ResponseFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("json_object") }),
+  z.object({
+    type: z.literal("json_schema"),
+    name: z.string().max(64).optional(),
+    schema: z.record(z.string(), z.unknown()),
+    strict: z.boolean().optional(),
+  }),
+]);
+export type ResponseFormat = z.infer<typeof ResponseFormat>;
+
+/** One output token's log probability (OpenAI's shape, camel-cased), with the most likely alternatives. */
+export const TokenLogprob = z.object({
+  token: z.string(),
+  logprob: z.number(),
+  bytes: z.array(z.number().int().min(0).max(255)).optional(),
+  top: z
+    .array(z.object({ token: z.string(), logprob: z.number(), bytes: z.array(z.number().int().min(0).max(255)).optional() }))
+    .max(20)
+    .optional(),
+});
+export type TokenLogprob = z.infer<typeof TokenLogprob>;
 
 export const Usage = z.object({
   promptTokens: z.number().int().nonnegative(),
@@ -77,6 +149,8 @@ export const TokenChunk = z.object({
   text: z.string(),
   /** How many model tokens this text holds, when the engine knows. */
   tokens: z.number().int().nonnegative().optional(),
+  /** Each token of `text`, in order, when the task asked for logprobs. */
+  logprobs: z.array(TokenLogprob).optional(),
 });
 export type TokenChunk = z.infer<typeof TokenChunk>;
 
@@ -175,6 +249,15 @@ export const TaskAssigned = z.object({
   parallelToolCalls: z.boolean().optional(),
   reasoningEffort: z.string().optional(),
   chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
+  /** Structured output the engine must enforce. */
+  responseFormat: ResponseFormat.optional(),
+  /** Report each output token's logprob (TokenChunk.logprobs), with this many alternatives (0–20). */
+  logprobs: z.object({ top: z.number().int().min(0).max(20) }).optional(),
+  /**
+   * Fields of the client's request that no API here defines, for an upstream server that may know them (the upstream
+   * engine merges them into its request body; other engines ignore them). See docs/api.md.
+   */
+  extraBody: z.record(z.string(), z.unknown()).optional(),
 });
 export type TaskAssigned = z.infer<typeof TaskAssigned>;
 
