@@ -33,7 +33,7 @@ describe("parseChatRequest", () => {
     expect(paramOf([1, 2])).toBe(null);
   });
 
-  it("maps OpenAI fields onto the task, max_completion_tokens first", () => {
+  it("maps OpenAI fields onto the task, max_completion_tokens first; text parts join with newlines; unknown fields go on as extraBody", () => {
     const request = parseChatRequest({
       ...ok,
       messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "text", text: "b" }] }],
@@ -46,8 +46,9 @@ describe("parseChatRequest", () => {
     });
     expect(toTaskRequest(request)).toEqual({
       model: "m",
-      messages: [{ role: "user", content: "ab" }],
+      messages: [{ role: "user", content: "a\nb" }],
       params: { maxTokens: 20, stop: ["END"], temperature: 0, seed: 3 },
+      extraBody: { unknown_field: true },
     });
   });
 

@@ -1,7 +1,8 @@
 // The chat completions request: its schema (OpenAI's fields, unknown ones ignored) and its translation into a task.
 import { z } from "zod";
 import type { TaskRequest } from "../master/task.js";
-import type { ChatMessage } from "../worker-protocol/index.js";
+import type { ChatMessage, MessagePart } from "../worker-protocol/index.js";
+import { applyOutputOptions, chatOptionFields, checkOptionPairs, extraFields, refuseUnsupportedOptions, samplingExtensions } from "./chat-options.js";
 import { InvalidRequestError } from "./errors.js";
 
 export const ReasoningMode = z.enum(["hidden", "separate", "raw"]);
@@ -47,14 +48,22 @@ export const PassThroughObject = z
   });
 
 const TextPart = z.object({ type: z.literal("text"), text: z.string() });
+/** An image by URL: an http(s) URL or a data URL (sent on only to models with the vision capability). */
+const ImagePart = z.object({
+  type: z.literal("image_url"),
+  image_url: z.object({ url: z.string().regex(/^(https?:|data:image\/)/i, "must be an http(s) URL or a data:image/ URL"), detail: z.string().optional() }),
+});
 const ContentPart = z
   .object({ type: z.string() })
   .loose()
   .superRefine((part, ctx) => {
-    if (part.type !== "text") {
-      ctx.addIssue({ code: "custom", message: `content parts of type '${part.type}' are not supported; use 'text'` });
-    } else if (!TextPart.safeParse(part).success) {
-      ctx.addIssue({ code: "custom", message: "a text part needs a string 'text'" });
+    if (part.type === "text") {
+      if (!TextPart.safeParse(part).success) ctx.addIssue({ code: "custom", message: "a text part needs a string 'text'" });
+    } else if (part.type === "image_url") {
+      const image = ImagePart.safeParse(part);
+      if (!image.success) ctx.addIssue({ code: "custom", message: `an image part needs image_url.url: ${image.error.issues[0]?.message ?? "invalid"}` });
+    } else {
+      ctx.addIssue({ code: "custom", message: `content parts of type '${part.type}' are not supported; use 'text' or 'image_url'` });
     }
   });
 
@@ -99,7 +108,7 @@ export const ChatCompletionRequest = z.object({
   max_completion_tokens: positiveInt.nullable().optional(),
   temperature: z.number().min(0).max(2).nullable().optional(),
   top_p: z.number().min(0).max(1).nullable().optional(),
-  stop: z.union([z.string(), z.array(z.string()).max(16)]).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(4, "at most 4 stop sequences")]).nullable().optional(),
   seed: z.number().int().nullable().optional(),
   n: z.literal(1, { message: "only n=1 is supported" }).nullable().optional(),
   stream: z.boolean().nullable().optional(),
@@ -116,8 +125,11 @@ export const ChatCompletionRequest = z.object({
       message: `must be one of ${Object.keys(reasoningFormatAliases).join(", ")}`,
     })
     .optional(),
+  ...chatOptionFields,
 });
-export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
+
+/** A valid request, with the fields no API here defines (forwarded to the worker as `extraBody`). */
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest> & { extraBody?: Record<string, unknown> };
 
 /** `messages[0].content` style, as OpenAI names parameters in errors. */
 function paramName(path: ReadonlyArray<PropertyKey>): string {
@@ -138,12 +150,21 @@ export function parseChatRequest(json: unknown, limits: RequestLimits = noLimits
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new InvalidRequestError("The request body must be a JSON object.");
   }
+  const body = json as Record<string, unknown>;
+  refuseUnsupportedOptions(body);
   const parsed = ChatCompletionRequest.safeParse(json);
-  if (parsed.success) {
-    checkLimits(parsed.data, limits);
-    return parsed.data;
+  if (!parsed.success) throw invalidRequestOf(parsed.error);
+  const request: ChatCompletionRequest = parsed.data;
+  checkOptionPairs(request);
+  checkLimits(request, limits);
+  const extraBody = extraFields(body, ChatCompletionRequest.shape);
+  if (extraBody !== undefined) {
+    if (nestsDeeperThan(extraBody, MAX_PASS_THROUGH_DEPTH)) {
+      throw new InvalidRequestError(`Fields this API does not define must not nest deeper than ${MAX_PASS_THROUGH_DEPTH} levels.`);
+    }
+    request.extraBody = extraBody;
   }
-  throw invalidRequestOf(parsed.error);
+  return request;
 }
 
 /** A schema's first complaint about a body, in OpenAI's words: the missing or invalid parameter, named. */
@@ -179,18 +200,30 @@ export function reasoningModeOf(request: ChatCompletionRequest, fallback: Reason
   return request.reasoning_format ? (reasoningFormatAliases[request.reasoning_format] ?? fallback) : fallback;
 }
 
+/** A message's text: its text parts joined with newlines (as vLLM joins them). */
 function textOf(content: z.infer<typeof Message>["content"]): string {
   if (content === null || content === undefined) return "";
   if (typeof content === "string") return content;
-  let text = "";
-  for (const part of content) if (typeof part.text === "string") text += part.text;
-  return text;
+  const texts: string[] = [];
+  for (const part of content) if (part.type === "text" && typeof part.text === "string") texts.push(part.text);
+  return texts.join("\n");
+}
+
+/** The message's parts in order, when it holds an image (else undefined: its text says it all). */
+function partsOf(content: z.infer<typeof Message>["content"]): MessagePart[] | undefined {
+  if (!Array.isArray(content) || !content.some((part) => part.type === "image_url")) return undefined;
+  return content.map((part) => {
+    const image = ImagePart.safeParse(part);
+    return image.success ? { type: "image_url" as const, url: image.data.image_url.url } : { type: "text" as const, text: String(part.text ?? "") };
+  });
 }
 
 /** The task the master runs for this request. */
 export function toTaskRequest(request: ChatCompletionRequest): TaskRequest {
   const messages: ChatMessage[] = request.messages.map((m) => {
     const message: ChatMessage = { role: m.role, content: textOf(m.content) };
+    const parts = partsOf(m.content);
+    if (parts !== undefined) message.parts = parts;
     if (m.name !== undefined) message.name = m.name;
     if (m.tool_calls !== undefined) message.toolCalls = m.tool_calls;
     if (m.tool_call_id !== undefined) message.toolCallId = m.tool_call_id;
@@ -207,8 +240,11 @@ export function toTaskRequest(request: ChatCompletionRequest): TaskRequest {
       ...(request.top_p != null && { topP: request.top_p }),
       ...(stop !== undefined && stop.length > 0 && { stop }),
       ...(request.seed != null && { seed: request.seed }),
+      ...samplingExtensions(request),
     },
   };
+  applyOutputOptions(task, request);
+  if (request.extraBody !== undefined) task.extraBody = request.extraBody;
   if (request.tools !== undefined) task.tools = request.tools;
   if (request.tool_choice !== undefined) task.toolChoice = request.tool_choice;
   if (request.parallel_tool_calls !== undefined) task.parallelToolCalls = request.parallel_tool_calls;

@@ -10,6 +10,7 @@ import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { createParser } from "../parser/index.js";
 import type { ModelInfo } from "../worker-protocol/index.js";
 import type { ReasoningMode, RequestLimits } from "./chat-request.js";
+import { checkCapabilities } from "./capabilities.js";
 import { type Delta, type ReasoningField, ReplyShaper } from "./chat-response.js";
 import { InvalidRequestError } from "./errors.js";
 import { relayStream, type StreamEncoder } from "./relay.js";
@@ -53,6 +54,8 @@ export interface Dialect<Request> {
   streams(request: Request): boolean;
   /** Refusals (or adjustments) that need what the model's workers announced (its context length), before queueing. */
   check(request: Request, model: ModelInfo | undefined): void;
+  /** Chat completions' field names (in capability refusals) renamed into this dialect's, where they differ. */
+  paramNames?: Readonly<Record<string, string>>;
   toTask(request: Request): TaskRequest;
   reasoningMode(request: Request, fallback: ReasoningMode): ReasoningMode;
   /** An error (ours or the task's) as this dialect's HTTP response. */
@@ -93,7 +96,9 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
     let task: Task;
     try {
       dialect.check(request, master.registry.modelInfo(model));
-      task = master.submit(dialect.toTask(request), signal);
+      const taskRequest = dialect.toTask(request);
+      checkCapabilities(taskRequest, master.registry.capabilitiesOf(model), dialect.paramNames);
+      task = master.submit(taskRequest, signal);
     } catch (error) {
       return report.rejected(dialect.errorResponse(error));
     }

@@ -1,7 +1,8 @@
 // The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ChatMessage } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ChatMessage } from "../../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+import { jsonInstance } from "./json-instance.js";
 
 export interface SimulatorOptions {
   /** Generation rate; 0 means as fast as the machine can. */
@@ -19,6 +20,8 @@ export interface SimulatorOptions {
   script?: string;
   /** The output format announced for the models (default "think"); see docs/parsers.md. */
   format?: string;
+  /** The capabilities announced for the models (default: SIMULATOR_CAPABILITIES); see src/worker-protocol. */
+  capabilities?: readonly string[];
   /** Observation points for tests and benchmarks. */
   hooks?: SimulatorHooks;
 }
@@ -34,6 +37,19 @@ export interface SimulatorHooks {
 }
 
 export const SIMULATOR_MODEL = "simulator";
+
+/**
+ * What the simulator honours: tools, forced tool calls (written in Hermes markup), JSON mode and structured output (a
+ * small value that validates against the schema), and the sampling options, which change nothing in a reply that
+ * has no randomness to begin with. Not logit_bias (it has no vocabulary) nor images.
+ */
+export const SIMULATOR_CAPABILITIES: readonly string[] = [
+  CAPABILITIES.tools,
+  CAPABILITIES.toolChoiceRequired,
+  CAPABILITIES.sampling,
+  CAPABILITIES.jsonObject,
+  CAPABILITIES.jsonSchema,
+];
 
 export const defaultSimulatorOptions: SimulatorOptions = {
   tokensPerSecond: 30,
@@ -85,6 +101,7 @@ export class SimulatorEngine implements Engine {
         contextLength: this.options.contextLength,
         format: this.options.format ?? "think",
         ownedBy: "coordinator-simulator",
+        capabilities: [...(this.options.capabilities ?? SIMULATOR_CAPABILITIES)],
       })),
     };
   }
@@ -94,7 +111,7 @@ export class SimulatorEngine implements Engine {
     hooks?.onStart?.(request.taskId);
     const { reasoning, answer } = simulatedReply(request.messages);
     const thinking = this.options.script === undefined ? simulatorTokens(`<think>${reasoning}</think>`) : [];
-    const base = [...thinking, ...simulatorTokens(this.options.script ?? answer)];
+    const base = [...thinking, ...simulatorTokens(this.options.script ?? shapedAnswer(request, answer))];
     // Filler tokens are made on demand: a million-token reply must not be built up front (it would stall the process).
     const filler = this.options.script === undefined ? this.options.replyTokens : 0;
     const total = base.length + filler;
@@ -191,6 +208,40 @@ export class SimulatorEngine implements Engine {
 }
 
 const SILENCE_STEP_MS = 100;
+
+/**
+ * The answer as the request constrains it: a JSON value for structured output, a call of the named (or first) tool
+ * when a call is forced, else the canned answer.
+ */
+function shapedAnswer(request: GenerationRequest, answer: string): string {
+  const format = request.responseFormat;
+  if (format?.type === "json_schema") return JSON.stringify(jsonInstance(format.schema));
+  if (format?.type === "json_object") return JSON.stringify({ answer });
+  const forced = forcedTool(request);
+  if (forced !== undefined) {
+    const call = { name: forced.name, arguments: jsonInstance(forced.parameters ?? { type: "object" }) };
+    return `<tool_call>\n${JSON.stringify(call)}\n</tool_call>`;
+  }
+  return answer;
+}
+
+/** The tool a request forces the model to call (tool_choice "required": the first), if any. */
+function forcedTool(request: GenerationRequest): { name: string; parameters?: unknown } | undefined {
+  const choice = request.toolChoice;
+  const tools = (request.tools ?? []).flatMap((tool) => {
+    const fn = typeof tool === "object" && tool !== null && "function" in tool ? tool.function : undefined;
+    return typeof fn === "object" && fn !== null && "name" in fn && typeof fn.name === "string"
+      ? [{ name: fn.name, parameters: "parameters" in fn ? fn.parameters : undefined }]
+      : [];
+  });
+  if (choice === "required") return tools[0];
+  if (typeof choice === "object" && choice !== null && "function" in choice) {
+    const fn = choice.function;
+    const name = typeof fn === "object" && fn !== null && "name" in fn ? fn.name : undefined;
+    return tools.find((tool) => tool.name === name);
+  }
+  return undefined;
+}
 
 /** Finds stop strings in generated text, keeping only the tail a stop may still begin in (O(1) per token). */
 class StopWatch {
