@@ -1,5 +1,5 @@
 // The HTTP application: every route, and answers in the route's dialect for unknown routes and unexpected errors.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
@@ -34,6 +34,15 @@ export interface ApiOptions extends TaskRouteOptions {
   closing: AbortSignal;
   /** How often the dashboard's live feed sends a view of the cluster. */
   feedIntervalMs: number;
+}
+
+function methodNotAllowed(c: Context, allow: string): Response {
+  const response = routeErrorResponse(
+    c,
+    new InvalidRequestError(`Method ${c.req.method} is not allowed on ${c.req.path}; it takes ${allow}.`, null, "method_not_allowed", 405),
+  );
+  response.headers.set("Allow", allow);
+  return response;
 }
 
 export function createApp(master: Master, options: ApiOptions): Hono {
@@ -74,6 +83,20 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));
   app.get("/metrics", metricsHandler(options.metrics));
+  // A known route asked with another method: 405 with the methods it takes (after the routes, so they match first).
+  for (const [path, allow] of [
+    ["/v1/chat/completions", "POST"],
+    ["/v1/messages", "POST"],
+    ["/v1/messages/count_tokens", "POST"],
+    ["/v1/responses", "POST"],
+    ["/v1/models", "GET, HEAD"],
+    ["/v1/models/:id{.+}", "GET, HEAD"],
+    ["/v1/cluster", "GET, HEAD"],
+    ["/v1/cluster/events", "GET, HEAD"],
+    ["/metrics", "GET, HEAD"],
+  ] as const) {
+    app.all(path, (c) => methodNotAllowed(c, allow));
+  }
   app.route("/", dashboardRoutes());
   app.notFound((c) =>
     routeErrorResponse(c, new InvalidRequestError(`Unknown route: ${c.req.method} ${c.req.path}`, null, "not_found", 404)),

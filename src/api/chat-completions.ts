@@ -72,7 +72,7 @@ function chatCompletion(reply: ReplyIdentity, options: TaskRouteOptions): WholeR
         created: reply.created,
         model: reply.model,
         choices: [{ index: 0, message, logprobs: null, finish_reason: finishReasonOf(event.finishReason, shaper) }],
-        usage: usageBody(event.usage),
+        usage: usageBody(event.usage, shaper.reasoningTokens),
       };
     },
   };
@@ -85,7 +85,7 @@ function chatCompletionChunks(serializer: ChunkSerializer, reply: ReplyIdentity,
     finished: (deltas, event, shaper) => {
       const chunks = serializer.deltas(deltas);
       chunks.push(serializer.finish(finishReasonOf(event.finishReason, shaper)));
-      if (includeUsage) chunks.push(serializer.usage(event.usage, reply.id, reply.created, reply.model));
+      if (includeUsage) chunks.push(serializer.usage(event.usage, reply.id, reply.created, reply.model, shaper.reasoningTokens));
       return dataFrames(chunks) + DONE_FRAME;
     },
     failed: (deltas, error) => dataFrames([...serializer.deltas(deltas), JSON.stringify(mapError(error).body)]) + DONE_FRAME,

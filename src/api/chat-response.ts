@@ -24,6 +24,8 @@ export type Delta =
 /** Turns model text into deltas for one reply, according to the reasoning mode. */
 export class ReplyShaper {
   private sawToolCall = false;
+  /** Reasoning tokens so far: each chunk's tokens in proportion to the reasoning it held (the parser decides). */
+  private reasoningShare = 0;
   /** The model's output is inside its reasoning section right now. */
   inReasoning = false;
 
@@ -37,8 +39,20 @@ export class ReplyShaper {
     return this.sawToolCall;
   }
 
-  push(text: string, out: Delta[]): void {
-    this.apply(this.parser.feed(text), out);
+  /** The reasoning tokens the parser saw (an estimate where a chunk held both reasoning and answer). */
+  get reasoningTokens(): number {
+    return Math.round(this.reasoningShare);
+  }
+
+  /** Shapes the next chunk of model text; `tokens` is how many model tokens it holds. */
+  push(text: string, out: Delta[], tokens = 0): void {
+    const events = this.parser.feed(text);
+    if (tokens > 0 && text.length > 0) {
+      let chars = 0;
+      for (const event of events) if (event.kind === "reasoning") chars += event.text.length;
+      if (chars > 0) this.reasoningShare += tokens * Math.min(1, chars / text.length);
+    }
+    this.apply(events, out);
   }
 
   finish(out: Delta[]): void {
@@ -75,11 +89,15 @@ export function finishReasonOf(reason: FinishReason, shaper: ReplyShaper): Finis
   return reason === "stop" && shaper.calledTools ? "tool_calls" : reason;
 }
 
-export function usageBody(usage: Usage) {
+/** OpenAI's usage object; `reasoningTokens` as the parser counted them (at most the completion's tokens). */
+export function usageBody(usage: Usage, reasoningTokens = 0) {
   return {
     prompt_tokens: usage.promptTokens,
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
+    // Nothing is cached yet (prefix caching is issue 15's work).
+    prompt_tokens_details: { cached_tokens: 0 },
+    completion_tokens_details: { reasoning_tokens: Math.min(reasoningTokens, usage.completionTokens) },
   };
 }
 
@@ -145,14 +163,14 @@ export class ChunkSerializer {
   }
 
   /** The closing chunk of `stream_options.include_usage`: no choices, just usage. */
-  usage(usage: Usage, id: string, created: number, model: string): string {
+  usage(usage: Usage, id: string, created: number, model: string, reasoningTokens = 0): string {
     return JSON.stringify({
       id,
       object: "chat.completion.chunk",
       created,
       model,
       choices: [],
-      usage: usageBody(usage),
+      usage: usageBody(usage, reasoningTokens),
     });
   }
 

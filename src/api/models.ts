@@ -6,13 +6,15 @@ import type { ModelInfo } from "../worker-protocol/index.js";
 import { errorResponse } from "./errors.js";
 import { ModelNotFoundError } from "../master/errors.js";
 
-function modelObject(info: ModelInfo, workers: readonly WorkerEntry[]) {
+function modelObject(info: ModelInfo, workers: readonly WorkerEntry[], capabilities: readonly string[] | undefined) {
   return {
     id: info.id,
     object: "model",
     created: Math.floor(Math.min(...workers.map((w) => w.connectedAt)) / 1000),
     owned_by: info.ownedBy ?? (workers.every((w) => w.engine === "simulator") ? "coordinator-simulator" : "coordinator"),
     context_length: info.contextLength,
+    /** What every worker serving the model can do (see docs/api.md); a request needing more is refused. */
+    capabilities: capabilities ?? [],
     workers: workers.map((w) => ({ id: w.id, name: w.name, engine: w.engine })),
   };
 }
@@ -20,13 +22,13 @@ function modelObject(info: ModelInfo, workers: readonly WorkerEntry[]) {
 export function modelsRoutes(master: Master): Hono {
   const app = new Hono();
   app.get("/", (c) =>
-    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers)) }),
+    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers, master.registry.capabilitiesOf(info.id))) }),
   );
   app.get("/:id{.+}", (c) => {
     const id = c.req.param("id");
     const served = master.registry.models().find(({ info }) => info.id === id);
     if (!served) return errorResponse(new ModelNotFoundError(id));
-    return c.json(modelObject(served.info, served.workers));
+    return c.json(modelObject(served.info, served.workers, master.registry.capabilitiesOf(id)));
   });
   return app;
 }

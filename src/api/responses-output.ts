@@ -201,13 +201,13 @@ export class ResponseOutput {
   }
 }
 
-/** Token counts in the Responses API's words. Reasoning tokens are not counted apart from the rest of the output. */
-export function responseUsage(usage: Usage): ResponseUsage {
+/** Token counts in the Responses API's words; `reasoningTokens` as the parser counted them. Nothing is cached yet. */
+export function responseUsage(usage: Usage, reasoningTokens = 0): ResponseUsage {
   return {
     input_tokens: usage.promptTokens,
     input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
     output_tokens: usage.completionTokens,
-    output_tokens_details: { reasoning_tokens: 0 },
+    output_tokens_details: { reasoning_tokens: Math.min(reasoningTokens, usage.completionTokens) },
     total_tokens: usage.promptTokens + usage.completionTokens,
   };
 }

@@ -131,8 +131,8 @@ export function responseFailure(error: unknown): ResponseFailure {
 }
 
 /** How a finished task ends its response: completed, or incomplete when it stopped at its token limit. */
-export function finalState(finishReason: FinishReason, usage: Usage, output: OutputItem[]): ResponseState {
-  const state: ResponseState = { status: "completed", output, usage: responseUsage(usage) };
+export function finalState(finishReason: FinishReason, usage: Usage, output: OutputItem[], reasoningTokens = 0): ResponseState {
+  const state: ResponseState = { status: "completed", output, usage: responseUsage(usage, reasoningTokens) };
   if (finishReason === "length") {
     state.status = "incomplete";
     state.incompleteReason = "max_output_tokens";
@@ -155,9 +155,9 @@ export function responseEvents(response: ResponseObject, reasoningForm: Reasonin
       output.add(deltas);
       return events.take();
     },
-    finished: (deltas, event) => {
+    finished: (deltas, event, shaper) => {
       output.add(deltas);
-      const state = finalState(event.finishReason, event.usage, output.items);
+      const state = finalState(event.finishReason, event.usage, output.items, shaper.reasoningTokens);
       output.close(state.status === "completed" ? "completed" : "incomplete");
       const type = state.status === "completed" ? "response.completed" : "response.incomplete";
       events.event({ type, response: response.with(state) });

@@ -42,8 +42,8 @@ function wholeResponse(response: ResponseObject, reasoningForm: ReasoningForm): 
   const output = new ResponseOutput(undefined, reasoningForm);
   return {
     add: (deltas) => output.add(deltas),
-    body: (event) => {
-      const state = finalState(event.finishReason, event.usage, output.items);
+    body: (event, shaper) => {
+      const state = finalState(event.finishReason, event.usage, output.items, shaper.reasoningTokens);
       output.close(state.status === "completed" ? "completed" : "incomplete");
       return response.with(state);
     },

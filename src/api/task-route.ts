@@ -166,7 +166,7 @@ async function wholeReply<Request>(
         master.fail(task, new ReplyTooLargeError(options.maxReplyBytes));
         continue; // the failure is the next event
       }
-      shaper.push(event.text, deltas);
+      shaper.push(event.text, deltas, event.tokens);
       task.thinking = shaper.inReasoning;
       collector.add(deltas);
       deltas.length = 0;
