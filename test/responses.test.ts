@@ -268,7 +268,7 @@ describe("POST /v1/responses", () => {
     await eventually(() => clusterIdle(coordinator), "the cluster to be idle");
   });
 
-  it("refuses what needs stored state, hosted tools, images and structured output with a 400 naming the parameter", async () => {
+  it("refuses what needs stored state, hosted tools, images the model cannot see, and too long a reply, with a 400 naming the parameter", async () => {
     const refusals: Array<[Promise<unknown>, string]> = [
       [client.responses.create({ model: "simulator", input: question, previous_response_id: "resp_123" }), "previous_response_id"],
       [client.responses.create({ model: "simulator", input: question, tools: [{ type: "web_search" }] }), "tools[0].type"],
@@ -277,14 +277,27 @@ describe("POST /v1/responses", () => {
           model: "simulator",
           input: [{ role: "user", content: [{ type: "input_image", image_url: "https://example.com/a.png", detail: "auto" }] }],
         }),
-        "input[0].content[0].type",
+        "input",
       ],
-      [client.responses.create({ model: "simulator", input: question, text: { format: { type: "json_object" } } }), "text.format"],
+      [client.responses.create({ model: "simulator", input: question, text: { format: { type: "xml" } as never } }), "text.format.type"],
       [client.responses.create({ model: "simulator", input: question, max_output_tokens: 1_000_000 }), "max_output_tokens"],
     ];
     for (const [request, param] of refusals) {
       await expect(request).rejects.toMatchObject({ status: 400, param, type: "invalid_request_error" });
     }
+  });
+
+  it("answers in JSON for text.format json_object and json_schema (structured output the simulator honours)", async () => {
+    const schema = { type: "object", properties: { city: { type: "string" }, days: { type: "integer", minimum: 2 } }, required: ["city", "days"], additionalProperties: false };
+    const object = await client.responses.create({ model: "simulator", input: question, text: { format: { type: "json_object" } } });
+    const structured = await client.responses.create({
+      model: "simulator",
+      input: question,
+      text: { format: { type: "json_schema", name: "trip", schema, strict: true } },
+    });
+
+    expect(JSON.parse(object.output_text)).toEqual({ answer: expected.answer });
+    expect(JSON.parse(structured.output_text)).toEqual({ city: "text", days: 2 });
   });
 
   it("answers an unknown model with 404 and a bad body with 400, in OpenAI's error shape", async () => {

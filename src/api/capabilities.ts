@@ -39,7 +39,7 @@ export function requirementsOf(task: TaskRequest): Requirement[] {
   }
   if (task.logprobs !== undefined) needs.push({ capability: CAPABILITIES.logprobs, param: "logprobs", what: "logprobs" });
   const withImage = task.messages.findIndex((m) => m.parts?.some((part) => part.type === "image_url"));
-  if (withImage >= 0) needs.push({ capability: CAPABILITIES.vision, param: `messages[${withImage}].content`, what: "images" });
+  if (withImage >= 0) needs.push({ capability: CAPABILITIES.vision, param: "messages", what: `images (in messages[${withImage}] as the model sees them)` });
   return needs;
 }
 

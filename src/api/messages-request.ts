@@ -1,13 +1,12 @@
 // The Anthropic Messages request: its schema (Anthropic's fields, unknown ones ignored) and its translation into a task.
 import { z } from "zod";
 import type { TaskRequest } from "../master/task.js";
-import type { ChatMessage } from "../worker-protocol/index.js";
+import type { ChatMessage, MessagePart } from "../worker-protocol/index.js";
 import { PassThroughObject, type ReasoningMode, type RequestLimits } from "./chat-request.js";
 import { InvalidRequestError } from "./errors.js";
 
 /** Block types Anthropic defines that the models served here cannot take (text-only), with why. */
 const refusedBlocks: Record<string, string> = {
-  image: "image content blocks are not supported: the models this coordinator serves take text only",
   document: "document content blocks are not supported: the models this coordinator serves take text only",
   search_result: "search_result content blocks are not supported; send the results as text",
   container_upload: "container_upload content blocks are not supported",
@@ -47,7 +46,20 @@ const ToolResultBlock = z.object({
 const ThinkingBlock = z.object({ type: z.literal("thinking") });
 const RedactedThinkingBlock = z.object({ type: z.literal("redacted_thinking") });
 
-const UserBlock = blockOf(["text", "tool_result"], z.discriminatedUnion("type", [TextBlock, ToolResultBlock]));
+/** An image, inline (base64) or by URL: sent on as an image part to models with the vision capability. */
+const ImageBlock = z.object({
+  type: z.literal("image"),
+  source: z.discriminatedUnion("type", [
+    z.object({
+      type: z.literal("base64"),
+      media_type: z.enum(["image/jpeg", "image/png", "image/gif", "image/webp"]),
+      data: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/, "must be base64"),
+    }),
+    z.object({ type: z.literal("url"), url: z.string().regex(/^https?:\/\//i, "must be an http(s) URL") }),
+  ]),
+});
+
+const UserBlock = blockOf(["text", "image", "tool_result"], z.discriminatedUnion("type", [TextBlock, ImageBlock, ToolResultBlock]));
 const AssistantBlock = blockOf(
   ["text", "tool_use", "thinking", "redacted_thinking"],
   z.discriminatedUnion("type", [TextBlock, ToolUseBlock, ThinkingBlock, RedactedThinkingBlock]),
@@ -113,8 +125,8 @@ export const MessagesRequest = CountTokensRequest.extend({
   stop_sequences: z.array(z.string()).max(16).optional(),
   temperature: z.number().min(0).max(1).optional(),
   top_p: z.number().min(0).max(1).optional(),
-  // Refused until the task protocol carries top_k (issue #13): silently ignoring it would change sampling unseen.
-  top_k: z.never({ message: "top_k is not supported yet by this coordinator" }).optional(),
+  // Needs the model's "sampling" capability (refused before queueing otherwise).
+  top_k: z.number().int().nonnegative().optional(),
   metadata: z.object({ user_id: z.string().nullable().optional() }).nullable().optional(),
   stream: z.boolean().optional(),
   service_tier: z.string().optional(),
@@ -206,13 +218,26 @@ function userTurn(content: UserContent, toolNames: ReadonlyMap<string, string>, 
     return;
   }
   let texts: string[] = [];
+  let parts: MessagePart[] = [];
   const flush = () => {
-    if (texts.length > 0) out.push({ role: "user", content: texts.join(BLOCK_SEPARATOR) });
+    const withImage = parts.some((part) => part.type === "image_url");
+    if (texts.length > 0 || withImage) {
+      const message: ChatMessage = { role: "user", content: texts.join(BLOCK_SEPARATOR) };
+      if (withImage) message.parts = parts;
+      out.push(message);
+    }
     texts = [];
+    parts = [];
   };
   for (const block of content) {
     if (block.type === "text") {
       texts.push(block.text);
+      parts.push({ type: "text", text: block.text });
+      continue;
+    }
+    if (block.type === "image") {
+      const url = block.source.type === "url" ? block.source.url : `data:${block.source.media_type};base64,${block.source.data}`;
+      parts.push({ type: "image_url", url });
       continue;
     }
     flush();
@@ -256,6 +281,7 @@ export function toTaskRequest(request: MessagesRequest): TaskRequest {
       ...(request.temperature !== undefined && { temperature: request.temperature }),
       ...(request.top_p !== undefined && { topP: request.top_p }),
       ...(request.stop_sequences !== undefined && request.stop_sequences.length > 0 && { stop: request.stop_sequences }),
+      ...(request.top_k !== undefined && request.top_k > 0 && { topK: request.top_k }),
     },
   };
   if (request.tools !== undefined && request.tools.length > 0) {

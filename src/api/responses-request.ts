@@ -2,7 +2,7 @@
 // translation into a task. Nothing is stored between requests, so every request carries its whole conversation.
 import { z } from "zod";
 import type { TaskRequest } from "../master/task.js";
-import type { ChatMessage, ModelInfo } from "../worker-protocol/index.js";
+import type { ChatMessage, MessagePart, ModelInfo } from "../worker-protocol/index.js";
 import { invalidRequestOf, PassThroughObject, type ReasoningMode, type RequestLimits } from "./chat-request.js";
 import { InvalidRequestError } from "./errors.js";
 
@@ -40,8 +40,14 @@ const ContentPart = z.discriminatedUnion(
     // The assistant's own earlier replies, sent back as history.
     z.object({ type: z.literal("output_text"), text: z.string() }),
     z.object({ type: z.literal("refusal"), refusal: z.string() }),
+    // An image by URL (http(s) or a data URL): sent on to models with the vision capability.
+    z.object({
+      type: z.literal("input_image"),
+      image_url: z.string().regex(/^(https?:|data:image\/)/i, "must be an http(s) URL or a data:image/ URL"),
+      detail: z.string().nullish(),
+    }),
   ],
-  onlyTypes("content parts", "'input_text' (or 'output_text' in assistant history)"),
+  onlyTypes("content parts", "'input_text' or 'input_image' (or 'output_text' in assistant history)"),
 );
 
 const MessageItem = z.object({
@@ -101,12 +107,21 @@ const ToolChoice = z.union(
   { error: () => "must be 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}" },
 );
 
-const TextFormat = z
-  .object({ type: z.string() })
-  .loose()
-  .refine((format) => format.type === "text", {
-    message: "only {\"type\": \"text\"} is supported for now (structured output is not honoured yet)",
-  });
+const TextFormat = z.discriminatedUnion(
+  "type",
+  [
+    z.object({ type: z.literal("text") }),
+    z.object({ type: z.literal("json_object") }),
+    z.object({
+      type: z.literal("json_schema"),
+      name: z.string().regex(/^[a-zA-Z0-9_-]{1,64}$/, "must be 1-64 letters, digits, '_' or '-'"),
+      description: z.string().nullish(),
+      schema: PassThroughObject,
+      strict: z.boolean().nullish(),
+    }),
+  ],
+  onlyTypes("text formats", "'text', 'json_object' or 'json_schema'"),
+);
 
 export const ResponsesBody = z.object({
   model: z.string().min(1),
@@ -181,10 +196,20 @@ function refuseStatefulFeatures(body: ResponsesBody): void {
   if (body.background === true) refuse("background", "responses to fetch later");
 }
 
-function textOf(parts: ReadonlyArray<{ text: string } | { refusal: string }>): string {
+type Part = { text: string } | { refusal: string } | { image_url: string };
+
+function textOf(parts: ReadonlyArray<Part>): string {
   let text = "";
-  for (const part of parts) text += "text" in part ? part.text : part.refusal;
+  for (const part of parts) text += "text" in part ? part.text : "refusal" in part ? part.refusal : "";
   return text;
+}
+
+/** A message's parts in order when it holds an image (else undefined: its text says it all). */
+function partsOf(parts: ReadonlyArray<Part>): MessagePart[] | undefined {
+  if (!parts.some((part) => "image_url" in part)) return undefined;
+  return parts.map((part) =>
+    "image_url" in part ? { type: "image_url" as const, url: part.image_url } : { type: "text" as const, text: "text" in part ? part.text : part.refusal },
+  );
 }
 
 /**
@@ -197,9 +222,13 @@ function chatMessages(body: ResponsesBody): ChatMessage[] {
   if (body.instructions) messages.push({ role: "system", content: body.instructions });
   for (const item of body.input) {
     switch (item.type) {
-      case "message":
-        messages.push({ role: item.role, content: textOf(item.content) });
+      case "message": {
+        const message: ChatMessage = { role: item.role, content: textOf(item.content) };
+        const parts = partsOf(item.content);
+        if (parts !== undefined) message.parts = parts;
+        messages.push(message);
         break;
+      }
       case "function_call": {
         const call = { id: item.call_id, type: "function", function: { name: item.name, arguments: item.arguments } };
         const last = messages.at(-1);
@@ -285,5 +314,10 @@ export function toResponsesTask(request: ResponsesRequest): TaskRequest {
   }
   if (body.parallel_tool_calls != null) task.parallelToolCalls = body.parallel_tool_calls;
   if (body.reasoning?.effort != null) task.reasoningEffort = body.reasoning.effort;
+  const format = body.text?.format;
+  if (format?.type === "json_object") task.responseFormat = { type: "json_object" };
+  if (format?.type === "json_schema") {
+    task.responseFormat = { type: "json_schema", name: format.name, schema: format.schema, ...(format.strict != null && { strict: format.strict }) };
+  }
   return task;
 }
