@@ -20,8 +20,11 @@ export interface SimulatorOptions {
   script?: string;
   /** The output format announced for the models (default "think"); see docs/parsers.md. */
   format?: string;
-  /** The capabilities announced for the models (default: SIMULATOR_CAPABILITIES); see src/worker-protocol. */
-  capabilities?: readonly string[];
+  /**
+   * The capabilities announced for the models (default: SIMULATOR_CAPABILITIES); null announces none, as a worker
+   * from before capabilities existed does. See src/worker-protocol.
+   */
+  capabilities?: readonly string[] | null;
   /** Observation points for tests and benchmarks. */
   hooks?: SimulatorHooks;
 }
@@ -101,7 +104,7 @@ export class SimulatorEngine implements Engine {
         contextLength: this.options.contextLength,
         format: this.options.format ?? "think",
         ownedBy: "coordinator-simulator",
-        capabilities: [...(this.options.capabilities ?? SIMULATOR_CAPABILITIES)],
+        ...(this.options.capabilities !== null && { capabilities: [...(this.options.capabilities ?? SIMULATOR_CAPABILITIES)] }),
       })),
     };
   }
