@@ -102,11 +102,12 @@ describe("LlamaEngine", () => {
     expect(result).toEqual({ finishReason: "length", usage: { promptTokens: expect.any(Number), completionTokens: 3 } });
   });
 
-  it("stops at a stop string, sending none of it", async () => {
+  it("stops at a stop string, sending none of it, and names it", async () => {
     const { text, result } = await run(request("scripted", { temperature: 0, stop: ["hello.</th"] }));
 
     expect(text).toBe("<think> The user says ");
     expect(result.finishReason).toBe("stop");
+    expect(result.stopSequence).toBe("hello.</th");
     expect(result.usage.completionTokens).toBe(6); // up to `</think>`, which completed the stop string
   });
 

@@ -8,7 +8,7 @@ import { parseMessagesRequest, toTaskRequest } from "../src/api/messages-request
 import { toolInput } from "../src/api/messages-response.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { defaultSimulatorOptions, simulatedReply } from "../src/worker/engines/simulator.js";
-import { eventually, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
+import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
 import { postSse } from "./support/sse.js";
 import { startWireTap, type Tapped, type WireTap } from "./support/wire-tap.js";
 
@@ -206,6 +206,42 @@ describe("POST /v1/messages with simulator workers", () => {
       { role: "user", content: question },
     ]);
     expect(task?.params).toEqual({ maxTokens: 3, temperature: 0.5, topP: 0.9, stop: ["\n\nHuman:"] });
+  });
+
+  it("ends with stop_reason stop_sequence naming the earliest matched stop sequence, whole and streamed", async () => {
+    // The simulator's answer holds "simulated" before "canned"; the list's order does not decide, the text does.
+    const body = { model: "simulator", max_tokens: 256, messages, stop_sequences: ["no such words", "canned", "simulated"] };
+    const before = expected.answer.slice(0, expected.answer.indexOf("simulated"));
+
+    const whole = await client.messages.create(body);
+    const stream = await client.messages.create({ ...body, stream: true });
+    let deltaStop: { stop_reason: string | null; stop_sequence: string | null } | undefined;
+    let text = "";
+    for await (const event of stream) {
+      if (event.type === "content_block_delta" && event.delta.type === "text_delta") text += event.delta.text;
+      if (event.type === "message_delta") deltaStop = { stop_reason: event.delta.stop_reason, stop_sequence: event.delta.stop_sequence };
+    }
+    const final = await client.messages.stream(body).finalMessage();
+    const finished = simTap.messages.flatMap((t: Tapped) => (t.from === "worker" && t.message.type === "TaskFinished" ? [t.message] : [])).at(-1);
+
+    expect(whole).toMatchObject({ content: [{ type: "text", text: before }], stop_reason: "stop_sequence", stop_sequence: "simulated" });
+    expect(text).toBe(before);
+    expect(deltaStop).toEqual({ stop_reason: "stop_sequence", stop_sequence: "simulated" });
+    expect(final).toMatchObject({ content: [{ type: "text", text: before }], stop_reason: "stop_sequence", stop_sequence: "simulated" });
+    expect(finished).toMatchObject({ finishReason: "stop", stopSequence: "simulated" });
+  });
+
+  it("keeps end_turn and a null stop_sequence when the stop sequences do not occur", async () => {
+    const message = await client.messages.create({ model: "simulator", max_tokens: 256, messages, stop_sequences: ["no such words"] });
+
+    expect(message).toMatchObject({ content: [{ type: "text", text: expected.answer }], stop_reason: "end_turn", stop_sequence: null });
+  });
+
+  it("leaves chat completions' finish_reason at stop when a stop string matched", async () => {
+    const completion = await openaiClient(coordinator).chat.completions.create({ model: "simulator", messages, stop: ["canned"] });
+
+    expect(completion.choices[0]?.finish_reason).toBe("stop");
+    expect(completion.choices[0]?.message.content).toBe(expected.answer.slice(0, expected.answer.indexOf("canned")));
   });
 
   it("caps a max_tokens larger than the model's context at the context length, as Claude Code sends one sized for Claude", async () => {

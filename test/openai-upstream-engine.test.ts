@@ -182,6 +182,39 @@ describe("OpenAIUpstreamEngine", () => {
     ]);
   });
 
+  it("passes on vLLM's stop_reason when it is one of the task's stops; a token id, another string or none names nothing", async () => {
+    /** A vLLM-style reply whose last choice says `finish_reason` and `stop_reason` (absent, as llama-server: undefined). */
+    const endsWith = (finishReason: string, stopReason?: string | number | null) => (_req: IncomingMessage, res: ServerResponse) =>
+      writeInPieces(res, [
+        `data: ${chunk({ content: "Hello" })}\n\n`,
+        `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: "" }, finish_reason: finishReason, ...(stopReason !== undefined && { stop_reason: stopReason }) }] })}\n\n`,
+        "data: [DONE]\n\n",
+      ]);
+    chatHandlers.set("vllm-stop-string", endsWith("stop", "\n\nUser:"));
+    chatHandlers.set("vllm-stop-token", endsWith("stop", 128009));
+    chatHandlers.set("vllm-unrequested", endsWith("stop", "<|im_end|>"));
+    chatHandlers.set("vllm-eos", endsWith("stop", null));
+    chatHandlers.set("llama-server", endsWith("stop"));
+    chatHandlers.set("vllm-length", endsWith("length", "END"));
+    const params = { stop: ["END", "\n\nUser:"] };
+
+    const named = await run(engine(), request("vllm-stop-string", { params }));
+    const others = await Promise.all(
+      ["vllm-stop-token", "vllm-unrequested", "vllm-eos", "llama-server", "vllm-length"].map(async (model) => (await run(engine(), request(model, { params }))).result),
+    );
+
+    expect(seen.at(-1)?.body?.stop).toEqual(["END", "\n\nUser:"]);
+    expect(named.text).toBe("Hello");
+    expect(named.result).toEqual({ finishReason: "stop", stopSequence: "\n\nUser:", usage: { promptTokens: 0, completionTokens: 1 } });
+    expect(others.map((result) => [result.finishReason, result.stopSequence])).toEqual([
+      ["stop", undefined],
+      ["stop", undefined],
+      ["stop", undefined],
+      ["stop", undefined],
+      ["length", undefined],
+    ]);
+  });
+
   it("rejects with the upstream's own error message", async () => {
     chatHandlers.set("ollama-error", (_req, res) => {
       res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: "model requires more memory" }));

@@ -1,5 +1,6 @@
 // docs/worker-protocol.md as a checklist: a worker written from that page alone is driven through every message
 // and every close code the page lists, and the master does what the page says.
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
@@ -70,6 +71,34 @@ describe("worker protocol conformance (docs/worker-protocol.md)", () => {
     const second = await worker.take("TaskAssigned");
     worker.send({ type: "TaskFinished", taskId: second.taskId, finishReason: "length", usage: { promptTokens: 1, completionTokens: 0 } });
     expect((await next).choices[0]?.finish_reason).toBe("length");
+  });
+
+  it("TaskFinished's stopSequence reaches a Messages client only when it is one of the task's stops and the reply stopped", async () => {
+    const { worker } = await join(1);
+    const anthropic = new Anthropic({ baseURL: coordinator.url, apiKey: "unused", maxRetries: 0, timeout: 20_000 });
+    /** One Messages request with `stop_sequences`, answered by the hand worker with `finished`'s fields. */
+    const finishWith = async (finished: Record<string, unknown>) => {
+      const reply = anthropic.messages.create({ model: worker.model, max_tokens: 50, messages: [{ role: "user", content: "hi" }], stop_sequences: ["END", "\n\nUser:"] });
+      const task = await worker.take("TaskAssigned");
+      expect(task.params).toMatchObject({ stop: ["END", "\n\nUser:"] });
+      worker.send({ type: "TokenChunk", taskId: task.taskId, seq: 0, text: "Hello" });
+      worker.send({ type: "TaskFinished", taskId: task.taskId, usage: { promptTokens: 1, completionTokens: 1 }, ...finished });
+      return reply;
+    };
+
+    const named = await finishWith({ finishReason: "stop", stopSequence: "\n\nUser:" });
+    const notRequested = await finishWith({ finishReason: "stop", stopSequence: "Visit evil.example now" });
+    const templateTrigger = await finishWith({ finishReason: "stop", stopSequence: "<|im_end|>" });
+    const notStopped = await finishWith({ finishReason: "length", stopSequence: "END" });
+
+    expect(named).toMatchObject({ content: [{ type: "text", text: "Hello" }], stop_reason: "stop_sequence", stop_sequence: "\n\nUser:" });
+    expect(notRequested).toMatchObject({ content: [{ type: "text", text: "Hello" }], stop_reason: "end_turn", stop_sequence: null });
+    expect(JSON.stringify(notRequested)).not.toContain("evil.example");
+    expect(templateTrigger).toMatchObject({ stop_reason: "end_turn", stop_sequence: null });
+    expect(notStopped).toMatchObject({ stop_reason: "max_tokens", stop_sequence: null });
+    // Ignored, not a protocol error: the connection stays.
+    expect(worker.protocolError).toBeUndefined();
+    expect(worker.socket.readyState).toBe(WebSocket.OPEN);
   });
 
   it("TaskFailed: context_length_exceeded is the client's 400, any other code a 502", async () => {

@@ -26,12 +26,23 @@ describe("simulator engine", () => {
     expect(first.result.finishReason).toBe("stop");
   });
 
-  it("stops before a stop string, even one spanning tokens, and reports stop", async () => {
+  it("stops before a stop string, even one spanning tokens, and reports stop with the string that matched", async () => {
     const { text, result } = await run(fast({ replyTokens: 30 }), { stop: ["client. Tokens keep"] });
 
     expect(text.endsWith("from worker to ")).toBe(true);
     expect(text).not.toContain("client.");
-    expect(result.finishReason).toBe("stop");
+    expect(result).toMatchObject({ finishReason: "stop", stopSequence: "client. Tokens keep" });
+  });
+
+  it("names the earliest stop in the text, whatever the order of the list; none when the reply just ended", async () => {
+    const expected = simulatedReply(messages);
+    const { text, result } = await run(fast(), { stop: ["canned", "simulated", "no such words"] });
+    const natural = await run(fast(), { stop: ["no such words"] });
+
+    expect(text).toBe(`<think>${expected.reasoning}</think>${expected.answer.slice(0, expected.answer.indexOf("simulated"))}`);
+    expect(result).toMatchObject({ finishReason: "stop", stopSequence: "simulated" });
+    expect(natural.result.finishReason).toBe("stop");
+    expect(natural.result.stopSequence).toBeUndefined();
   });
 
   it("makes long replies on demand: a million tokens stream without building them first", async () => {

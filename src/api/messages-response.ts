@@ -4,16 +4,24 @@ import type { AnthropicErrorBody } from "./anthropic-errors.js";
 import type { Delta, ReplyShaper } from "./chat-response.js";
 import { eventFrame } from "./sse.js";
 
-export type StopReason = "end_turn" | "max_tokens" | "tool_use";
+export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
+
+/** How a reply ended, in Anthropic's words: `stop_reason` and the matched `stop_sequence` (null unless one matched). */
+export interface ReplyStop {
+  reason: StopReason;
+  sequence: string | null;
+}
 
 /**
- * Why the reply ended, in Anthropic's words. A matched stop sequence also ends as "stop" on the task protocol, which
- * does not say which one matched: it is reported as end_turn with stop_sequence null.
+ * Why the reply ended. A stop sequence the worker named (the master checked it is one of the request's) is
+ * stop_sequence; a reply that called tools stays tool_use even then, as its client must answer the calls.
  */
-export function stopReasonOf(reason: FinishReason, shaper: ReplyShaper): StopReason {
-  if (reason === "length") return "max_tokens";
-  if (reason === "tool_calls" || shaper.calledTools) return "tool_use";
-  return "end_turn";
+export function replyStopOf(finished: { finishReason: FinishReason; stopSequence?: string }, shaper: ReplyShaper): ReplyStop {
+  const { finishReason, stopSequence } = finished;
+  if (finishReason === "length") return { reason: "max_tokens", sequence: null };
+  if (finishReason === "tool_calls" || shaper.calledTools) return { reason: "tool_use", sequence: null };
+  if (stopSequence !== undefined) return { reason: "stop_sequence", sequence: stopSequence };
+  return { reason: "end_turn", sequence: null };
 }
 
 type BlockKind = "thinking" | "text" | "tool_use";
@@ -125,10 +133,10 @@ export class MessageEventWriter implements BlockSink {
   }
 
   /** The last deltas, the open block's end, message_delta and message_stop. */
-  finish(deltas: readonly Delta[], stopReason: StopReason, usage: Usage): string {
+  finish(deltas: readonly Delta[], stop: ReplyStop, usage: Usage): string {
     this.blocks.push(deltas);
     this.blocks.closeOpen();
-    const delta = { stop_reason: stopReason, stop_sequence: null };
+    const delta = { stop_reason: stop.reason, stop_sequence: stop.sequence };
     const counts = { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens };
     this.out += eventFrame("message_delta", JSON.stringify({ type: "message_delta", delta, usage: counts }));
     this.out += MESSAGE_STOP;
@@ -189,7 +197,7 @@ export class MessageCollector implements BlockSink {
   }
 
   /** The message object; call once, after the last deltas. */
-  message(reply: ReplyIdentity, stopReason: StopReason, usage: Usage) {
+  message(reply: ReplyIdentity, stop: ReplyStop, usage: Usage) {
     this.blocks.closeOpen();
     return {
       id: reply.id,
@@ -197,8 +205,8 @@ export class MessageCollector implements BlockSink {
       role: "assistant",
       model: reply.model,
       content: this.content,
-      stop_reason: stopReason,
-      stop_sequence: null,
+      stop_reason: stop.reason,
+      stop_sequence: stop.sequence,
       usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
     };
   }

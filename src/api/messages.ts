@@ -15,7 +15,7 @@ import {
   toChatMessages,
   toTaskRequest,
 } from "./messages-request.js";
-import { MessageCollector, MessageEventWriter, PING_FRAME, type ReplyIdentity, stopReasonOf } from "./messages-response.js";
+import { MessageCollector, MessageEventWriter, PING_FRAME, replyStopOf, type ReplyIdentity } from "./messages-response.js";
 import { type Dialect, readJson, taskRoute, type TaskRouteOptions } from "./task-route.js";
 
 export const messagesDialect: Dialect<MessagesRequest> = {
@@ -32,7 +32,7 @@ export const messagesDialect: Dialect<MessagesRequest> = {
     return {
       opening: () => writer.start(),
       deltas: (deltas) => writer.deltas(deltas),
-      finished: (deltas, event, shaper) => writer.finish(deltas, stopReasonOf(event.finishReason, shaper), event.usage),
+      finished: (deltas, event, shaper) => writer.finish(deltas, replyStopOf(event, shaper), event.usage),
       failed: (deltas, error) => writer.fail(deltas, anthropicErrorBody(error).body),
     };
   },
@@ -41,7 +41,7 @@ export const messagesDialect: Dialect<MessagesRequest> = {
     const reply = replyIdentity(request);
     return {
       add: (deltas) => collector.add(deltas),
-      body: (event, shaper) => collector.message(reply, stopReasonOf(event.finishReason, shaper), event.usage),
+      body: (event, shaper) => collector.message(reply, replyStopOf(event, shaper), event.usage),
     };
   },
 };

@@ -1,7 +1,7 @@
 // The master: admits tasks, assigns them to workers, and applies every task state change in one place.
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
-import type { FinishReason, Hello, Usage, WorkerMessage } from "../worker-protocol/index.js";
+import type { FinishReason, Hello, TaskFinished, Usage, WorkerMessage } from "../worker-protocol/index.js";
 import { chunkCost, CloseCode, PROTOCOL_VERSION } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
@@ -45,7 +45,7 @@ export interface MasterOptions {
 
 /** How a task reached a terminal state; carries what the task's client is told. */
 type Ending =
-  | { to: "finished"; finishReason: FinishReason; usage: Usage }
+  | { to: "finished"; finishReason: FinishReason; usage: Usage; stopSequence: string | undefined }
   | { to: "failed"; error: CoordinatorError }
   | { to: "cancelled"; reason: string };
 
@@ -228,7 +228,8 @@ export class Master {
         if (!task) return this.lateEnd(worker, message.taskId, message.type);
         this.release(worker, task);
         if (worker.health.success()) this.healthChanged(worker);
-        this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage });
+        const stopSequence = this.requestedStop(worker, task, message);
+        this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage, stopSequence });
         return;
       }
       case "TaskFailed": {
@@ -379,7 +380,12 @@ export class Master {
     if (wasQueued) this.queues.remove(task);
     switch (ending.to) {
       case "finished":
-        task.events.push({ type: "finished", finishReason: ending.finishReason, usage: ending.usage });
+        task.events.push({
+          type: "finished",
+          finishReason: ending.finishReason,
+          usage: ending.usage,
+          ...(ending.stopSequence !== undefined && { stopSequence: ending.stopSequence }),
+        });
         this.observers.taskEnded(task, { state: "finished" });
         break;
       case "failed":
@@ -395,6 +401,21 @@ export class Master {
     }
     task.events.end();
     if (this.live.size === 0) for (const waiter of [...this.idleWaiters]) waiter();
+  }
+
+  /**
+   * The stop string a TaskFinished names, when it is one the task asked for and the reply ended by a stop. Anything
+   * else is ignored (and logged), not a protocol error: it must not reach the client, but it costs no other task.
+   */
+  private requestedStop(worker: WorkerEntry, task: Task, message: TaskFinished): string | undefined {
+    const named = message.stopSequence;
+    if (named === undefined) return undefined;
+    if (message.finishReason === "stop" && task.request.params.stop?.includes(named)) return named;
+    this.options.log.warn(
+      { worker: worker.id, workerName: worker.name, task: task.id, finishReason: message.finishReason, stopSequence: named.slice(0, 200) },
+      "ignoring a stopSequence that is not one of the task's stops",
+    );
+    return undefined;
   }
 
   /** A task the worker was told to stop ended anyway (the cancel crossed its end on the wire): its slot is free. */

@@ -13,7 +13,8 @@ export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
 export type TaskEvent =
   /** `bytes`: what the chunk counts against the task's flow-control window (see worker-protocol/flow-control.ts). */
   | { type: "chunk"; text: string; tokens: number; bytes: number }
-  | { type: "finished"; finishReason: FinishReason; usage: Usage }
+  /** `stopSequence`: which of the request's `params.stop` strings ended the reply, when the worker said so. */
+  | { type: "finished"; finishReason: FinishReason; usage: Usage; stopSequence?: string }
   | { type: "failed"; error: CoordinatorError }
   | { type: "cancelled"; stage: CancelStage; reason: string };
 

@@ -159,6 +159,11 @@ export const TaskFinished = z.object({
   taskId: TaskId,
   finishReason: FinishReason,
   usage: Usage,
+  /**
+   * With finishReason "stop": which of the task's `params.stop` strings ended the reply (never a chat template's own
+   * stop trigger). The master passes it on only when it is one of the task's stops, so its length is bounded by them.
+   */
+  stopSequence: z.string().optional(),
 });
 export type TaskFinished = z.infer<typeof TaskFinished>;
 

@@ -29,6 +29,8 @@ export function textSink(text: GenerationSink["text"]): GenerationSink {
 export interface GenerationResult {
   finishReason: FinishReason;
   usage: Usage;
+  /** With finishReason "stop": the request's `params.stop` string that ended the reply (not a chat template's own). */
+  stopSequence?: string;
 }
 
 export interface EngineDescription {

@@ -4,6 +4,8 @@
 // master's parser: reasoning that the upstream already separated (`reasoning_content` / `reasoning`) is wrapped
 // in `<think>`…`</think>` again, and tool calls it already parsed are written as Hermes `<tool_call>` blocks.
 // Cancelling is aborting the HTTP request: that is what makes those servers stop generating.
+// Which stop string ended a reply is passed on only when the upstream names it in the choice's `stop_reason`
+// (vLLM) and it is one of the task's; llama-server's chat endpoint names none, so its stops end unnamed.
 import { z } from "zod";
 import type { ChatMessage, ModelInfo } from "../../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
@@ -56,7 +58,7 @@ export class OpenAIUpstreamEngine implements Engine {
     if (!response.body) throw new Error("the upstream sent no response body");
     // The upstream answered: it is working on the prompt (its first token may still take a while).
     sink.progress(0);
-    const reply = new UpstreamReply(sink);
+    const reply = new UpstreamReply(sink, request.params.stop ?? []);
     const lines = new SseDecoder();
     const text = new TextDecoder();
     for await (const bytes of response.body) {

@@ -124,8 +124,9 @@ export class SimulatorEngine implements Engine {
     const stops = new StopWatch(request.params.stop ?? []);
     const pauseAt = this.options.thinkMs > 0 ? Math.floor(thinking.length / 2) : -1;
     let produced = 0;
-    const finish = (finishReason: GenerationResult["finishReason"]): GenerationResult => {
-      const result = { finishReason, usage: { promptTokens, completionTokens: produced } };
+    const finish = (finishReason: GenerationResult["finishReason"], stopSequence?: string): GenerationResult => {
+      const result: GenerationResult = { finishReason, usage: { promptTokens, completionTokens: produced } };
+      if (stopSequence !== undefined) result.stopSequence = stopSequence;
       hooks?.onEnd?.(request.taskId, result);
       return result;
     };
@@ -161,10 +162,10 @@ export class SimulatorEngine implements Engine {
             throw new Error(`simulated engine failure after ${produced} tokens`);
           }
           const token = tokenAt(produced);
-          const beforeStop = stops.check(batch + token);
-          if (beforeStop !== undefined) {
-            if (beforeStop) sink.text(beforeStop, count);
-            return finish("stop");
+          const stopped = stops.check(batch + token);
+          if (stopped !== undefined) {
+            if (stopped.before) sink.text(stopped.before, count);
+            return finish("stop", stopped.stop);
           }
           batch += token;
           count += 1;
@@ -255,16 +256,20 @@ class StopWatch {
     this.keep = Math.max(0, ...stops.map((s) => s.length - 1));
   }
 
-  /** For text not yet emitted: undefined when no stop occurs, else the part of it before the first stop. */
-  check(pending: string): string | undefined {
+  /**
+   * For text not yet emitted: undefined when no stop occurs, else the stop that occurs first (the one listed first
+   * of those starting at the same place) and the part of the text before it.
+   */
+  check(pending: string): { stop: string; before: string } | undefined {
     if (this.stops.length === 0) return undefined;
     const window = this.tail + pending;
-    let first = -1;
+    let first: { stop: string; at: number } | undefined;
     for (const stop of this.stops) {
       const at = window.indexOf(stop);
-      if (at >= 0 && (first < 0 || at < first)) first = at;
+      if (at >= 0 && (first === undefined || at < first.at)) first = { stop, at };
     }
-    return first < 0 ? undefined : pending.slice(0, Math.max(0, first - this.tail.length));
+    if (first === undefined) return undefined;
+    return { stop: first.stop, before: pending.slice(0, Math.max(0, first.at - this.tail.length)) };
   }
 
   emitted(text: string): void {

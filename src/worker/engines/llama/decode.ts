@@ -19,7 +19,7 @@ export async function decode(generation: Generation, sink: GenerationSink, signa
   const room = sequence.contextSize - prompt.tokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
   const text = new TokenText(model, prompt.tokens);
-  const stops = new StopMatcher([...(params.stop ?? []), ...prompt.stops]);
+  const stops = new StopMatcher(params.stop ?? [], prompt.stops);
   if (prompt.openedWith) sink.text(prompt.openedWith, 0);
 
   let completionTokens = 0;
@@ -53,7 +53,9 @@ export async function decode(generation: Generation, sink: GenerationSink, signa
     if (room) await room;
   }
   if (!signal.aborted && !stops.stopped) send(stops.push(text.flush()).text + stops.flush());
-  return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
+  const usage = { promptTokens: prompt.tokens.length, completionTokens };
+  // Only a stop string of the request is named: a template's trigger ends the reply as an end-of-generation token would.
+  return finishReason === "stop" && stops.stopSequence !== undefined ? { finishReason, usage, stopSequence: stops.stopSequence } : { finishReason, usage };
 }
 
 /**

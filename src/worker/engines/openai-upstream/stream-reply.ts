@@ -22,6 +22,9 @@ export const StreamChunk = z.object({
           })
           .nullish(),
         finish_reason: z.string().nullish(),
+        // vLLM: the matched stop string, or the stop token's id (a number), or null (end of sequence). Anything
+        // unexpected here is ignored rather than failing the chunk.
+        stop_reason: z.union([z.string(), z.number()]).nullish().catch(undefined),
       }),
     )
     .nullish(),
@@ -37,8 +40,13 @@ export class UpstreamReply {
   private chunks = 0;
   private usage: Usage | undefined;
   private finishReason: FinishReason = "stop";
+  private stopSequence: string | undefined;
 
-  constructor(private readonly sink: GenerationSink) {}
+  /** `requestedStops`: the task's stop strings, the only ones the reply may be said to have ended at. */
+  constructor(
+    private readonly sink: GenerationSink,
+    private readonly requestedStops: readonly string[] = [],
+  ) {}
 
   apply(chunk: StreamChunk): void {
     if (chunk.usage) {
@@ -47,6 +55,8 @@ export class UpstreamReply {
     const choice = chunk.choices?.[0];
     if (!choice) return;
     if (choice.finish_reason) this.finishReason = toFinishReason(choice.finish_reason);
+    const named = choice.stop_reason;
+    if (typeof named === "string" && this.requestedStops.includes(named)) this.stopSequence = named;
     const delta = choice.delta;
     let text = "";
     const reasoning = delta?.reasoning_content || delta?.reasoning;
@@ -64,7 +74,9 @@ export class UpstreamReply {
   finish(): GenerationResult {
     const tail = this.closeThinking() + this.closeToolCall();
     if (tail) this.sink.text(tail, 0);
-    return { finishReason: this.finishReason, usage: this.usage ?? { promptTokens: 0, completionTokens: this.chunks } };
+    const result: GenerationResult = { finishReason: this.finishReason, usage: this.usage ?? { promptTokens: 0, completionTokens: this.chunks } };
+    if (this.finishReason === "stop" && this.stopSequence !== undefined) result.stopSequence = this.stopSequence;
+    return result;
   }
 
   private toolCallText(call: ToolCallDelta): string {
