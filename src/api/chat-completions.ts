@@ -3,7 +3,7 @@ import { nanoid } from "nanoid";
 import type { Master } from "../master/master.js";
 import type { ModelInfo } from "../worker-protocol/index.js";
 import { type ChatCompletionRequest, parseChatRequest, reasoningModeOf, toTaskRequest } from "./chat-request.js";
-import { ChunkSerializer, finishReasonOf, reasoningKeys, ReplyCollector, usageBody } from "./chat-response.js";
+import { ChunkSerializer, finishReasonOf, logprobsBody, reasoningKeys, ReplyCollector, usageBody } from "./chat-response.js";
 import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
 import type { StreamEncoder } from "./relay.js";
 import { dataFrames } from "./sse.js";
@@ -25,7 +25,7 @@ export const chatCompletionsDialect: Dialect<ChatCompletionRequest> = {
     const serializer = new ChunkSerializer(reply.id, reply.created, reply.model, includeUsage, options.reasoningField);
     return chatCompletionChunks(serializer, reply, includeUsage);
   },
-  wholeReply: (request, options) => chatCompletion(replyIdentity(request), options),
+  wholeReply: (request, options) => chatCompletion(replyIdentity(request), options, request.logprobs === true),
 };
 
 export function chatCompletionsHandler(master: Master, options: TaskRouteOptions) {
@@ -55,7 +55,7 @@ function replyIdentity(request: ChatCompletionRequest): ReplyIdentity {
 }
 
 /** The whole `chat.completion` object. */
-function chatCompletion(reply: ReplyIdentity, options: TaskRouteOptions): WholeReply {
+function chatCompletion(reply: ReplyIdentity, options: TaskRouteOptions, withLogprobs: boolean): WholeReply {
   const collector = new ReplyCollector();
   return {
     add: (deltas) => collector.add(deltas),
@@ -71,7 +71,14 @@ function chatCompletion(reply: ReplyIdentity, options: TaskRouteOptions): WholeR
         object: "chat.completion",
         created: reply.created,
         model: reply.model,
-        choices: [{ index: 0, message, logprobs: null, finish_reason: finishReasonOf(event.finishReason, shaper) }],
+        choices: [
+          {
+            index: 0,
+            message,
+            logprobs: withLogprobs ? logprobsBody(collector.logprobs) : null,
+            finish_reason: finishReasonOf(event.finishReason, shaper),
+          },
+        ],
         usage: usageBody(event.usage, shaper.reasoningTokens),
       };
     },

@@ -1,6 +1,6 @@
 // Shapes a task's text into what the client sees: reasoning split per mode, tool calls, OpenAI chunks and messages.
 import type { ParseEvent, StreamParser } from "../parser/types.js";
-import type { FinishReason, Usage } from "../worker-protocol/index.js";
+import type { FinishReason, TokenLogprob, Usage } from "../worker-protocol/index.js";
 import type { ReasoningMode } from "./chat-request.js";
 
 /** Which field carries reasoning: DeepSeek/vLLM's `reasoning_content` (default), OpenRouter/Ollama's `reasoning`, or both. */
@@ -19,7 +19,9 @@ export type Delta =
   | { reasoning: string }
   | { toolCallStart: { index: number; id: string; name: string } }
   | { toolCallArgs: { index: number; text: string } }
-  | { toolCallEnd: { index: number } };
+  | { toolCallEnd: { index: number } }
+  /** The logprobs of the tokens that became the content delta just before (chat completions reports them). */
+  | { logprobs: readonly TokenLogprob[] };
 
 /** Turns model text into deltas for one reply, according to the reasoning mode. */
 export class ReplyShaper {
@@ -55,8 +57,48 @@ export class ReplyShaper {
     this.apply(events, out);
   }
 
+  /**
+   * Shapes a chunk whose tokens come with their logprobs, token by token, so that each token's logprob follows the
+   * content it became; tokens that became reasoning, markup or tool calls have none in the reply (OpenAI reports the
+   * logprobs of the content). A token the parser holds back (a possible tag) waits for what it turns out to be.
+   */
+  pushWithLogprobs(text: string, logprobs: readonly TokenLogprob[], out: Delta[]): void {
+    let joined = "";
+    for (const entry of logprobs) joined += entry.token;
+    if (joined !== text) {
+      this.push(text, out, logprobs.length); // tokens that do not spell the text cannot be placed
+      return;
+    }
+    for (const entry of logprobs) {
+      const from = out.length;
+      this.push(entry.token, out, 1);
+      this.pendingLogprobs.push(entry);
+      this.placeLogprobs(out, from);
+    }
+  }
+
   finish(out: Delta[]): void {
+    const from = out.length;
     this.apply(this.parser.finish(), out);
+    this.placeLogprobs(out, from);
+    this.pendingLogprobs = [];
+  }
+
+  private pendingLogprobs: TokenLogprob[] = [];
+
+  /** Gives the waiting logprobs to the content the last push made, or drops them when it made something else. */
+  private placeLogprobs(out: Delta[], from: number): void {
+    if (this.pendingLogprobs.length === 0) return;
+    let content = false;
+    let other = false;
+    for (let i = from; i < out.length; i++) {
+      if ("content" in (out[i] as Delta)) content = true;
+      else other = true;
+    }
+    if (content) {
+      out.push({ logprobs: this.pendingLogprobs });
+      this.pendingLogprobs = [];
+    } else if (other || this.inReasoning) this.pendingLogprobs = [];
   }
 
   private apply(events: ParseEvent[], out: Delta[]): void {
@@ -137,22 +179,24 @@ export class ChunkSerializer {
         i += 1;
         continue;
       }
-      if ("toolCallEnd" in delta) {
-        i += 1; // OpenAI's chunks have no end of a tool call
+      if ("toolCallEnd" in delta || "logprobs" in delta) {
+        i += 1; // OpenAI's chunks have no end of a tool call; logprobs go with the content they follow (below)
         continue;
       }
       const key = "content" in delta ? "content" : "reasoning";
       let text = "";
+      let logprobs: TokenLogprob[] | undefined;
       while (i < deltas.length) {
         const next = deltas[i] as Delta;
         if (key === "content" && "content" in next) text += next.content;
+        else if (key === "content" && "logprobs" in next) (logprobs ??= []).push(...next.logprobs);
         else if (key === "reasoning" && "reasoning" in next) text += next.reasoning;
         else break;
         i += 1;
       }
       const json = JSON.stringify(text);
       const fields = key === "content" ? `"content":${json}` : this.reasoningKeys.map((k) => `"${k}":${json}`).join(",");
-      out.push(this.chunk(`{${this.role()}${fields}}`));
+      out.push(this.chunk(`{${this.role()}${fields}}`, logprobs));
     }
     return out;
   }
@@ -174,8 +218,9 @@ export class ChunkSerializer {
     });
   }
 
-  private chunk(deltaJson: string): string {
-    return `${this.head}${deltaJson},"logprobs":null,"finish_reason":null${this.tail}`;
+  private chunk(deltaJson: string, logprobs?: readonly TokenLogprob[]): string {
+    const logprobsJson = logprobs === undefined ? "null" : JSON.stringify(logprobsBody(logprobs));
+    return `${this.head}${deltaJson},"logprobs":${logprobsJson},"finish_reason":null${this.tail}`;
   }
 
   private role(): string {
@@ -185,16 +230,32 @@ export class ChunkSerializer {
   }
 }
 
+/** Logprobs in OpenAI's shape: `{content: [{token, logprob, bytes, top_logprobs}], refusal: null}`. */
+export function logprobsBody(logprobs: readonly TokenLogprob[]) {
+  return {
+    content: logprobs.map((entry) => ({
+      token: entry.token,
+      logprob: entry.logprob,
+      bytes: entry.bytes ?? null,
+      top_logprobs: (entry.top ?? []).map((top) => ({ token: top.token, logprob: top.logprob, bytes: top.bytes ?? null })),
+    })),
+    refusal: null,
+  };
+}
+
 /** Accumulates a whole reply for a non-streaming response. */
 export class ReplyCollector {
   content = "";
   reasoning = "";
+  /** The logprobs of the content's tokens, when the request asked for them. */
+  readonly logprobs: TokenLogprob[] = [];
   readonly toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
 
   add(deltas: readonly Delta[]): void {
     for (const delta of deltas) {
       if ("content" in delta) this.content += delta.content;
       else if ("reasoning" in delta) this.reasoning += delta.reasoning;
+      else if ("logprobs" in delta) this.logprobs.push(...delta.logprobs);
       else if ("toolCallStart" in delta) {
         const { index, id, name } = delta.toolCallStart;
         this.toolCalls[index] = { id, type: "function", function: { name, arguments: "" } };

@@ -63,6 +63,8 @@ class ContentBlocks {
         }
       } else if ("toolCallEnd" in delta) {
         if (this.open?.kind === "tool_use" && this.open.toolIndex === delta.toolCallEnd.index) this.closeOpen();
+      } else if ("logprobs" in delta) {
+        // Anthropic's API has no logprobs (a Messages request never asks for them).
       } else {
         const kind = "content" in delta ? "text" : "thinking";
         let text = "content" in delta ? delta.content : delta.reasoning;

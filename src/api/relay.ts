@@ -32,7 +32,8 @@ export function relayStream(master: Master, task: Task, shaper: ReplyShaper, sse
       let event: TaskEvent | undefined;
       while ((event = task.events.pull()) !== undefined) {
         if (event.type === "chunk") {
-          shaper.push(event.text, deltas, event.tokens);
+          if (event.logprobs) shaper.pushWithLogprobs(event.text, event.logprobs, deltas);
+          else shaper.push(event.text, deltas, event.tokens);
           task.thinking = shaper.inReasoning;
           continue;
         }

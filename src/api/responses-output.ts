@@ -117,6 +117,7 @@ export class ResponseOutput {
       if ("toolCallStart" in delta) this.startCall(delta.toolCallStart);
       else if ("toolCallArgs" in delta) this.callArguments(delta.toolCallArgs.index, delta.toolCallArgs.text);
       else if ("toolCallEnd" in delta) this.endCall(delta.toolCallEnd.index);
+      else if ("logprobs" in delta) continue; // a Responses request does not ask for them (yet)
       else {
         // A run of text deltas of one kind becomes one piece of text (one event when streamed).
         const kind = "content" in delta ? "message" : "reasoning";

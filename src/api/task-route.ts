@@ -166,7 +166,8 @@ async function wholeReply<Request>(
         master.fail(task, new ReplyTooLargeError(options.maxReplyBytes));
         continue; // the failure is the next event
       }
-      shaper.push(event.text, deltas, event.tokens);
+      if (event.logprobs) shaper.pushWithLogprobs(event.text, event.logprobs, deltas);
+      else shaper.push(event.text, deltas, event.tokens);
       task.thinking = shaper.inReasoning;
       collector.add(deltas);
       deltas.length = 0;

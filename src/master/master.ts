@@ -212,7 +212,10 @@ export class Master {
           this.observers.taskFirstToken(task, worker);
         }
         this.observers.taskTokens(task, worker, tokens);
-        task.events.push({ type: "chunk", text: message.text, tokens, bytes });
+        // Logprobs only for a task that asked for them (a worker cannot push them on anyone else).
+        if (message.logprobs !== undefined && task.request.logprobs !== undefined) {
+          task.events.push({ type: "chunk", text: message.text, tokens, bytes, logprobs: message.logprobs });
+        } else task.events.push({ type: "chunk", text: message.text, tokens, bytes });
         return;
       }
       case "TaskProgress": {

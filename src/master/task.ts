@@ -1,5 +1,5 @@
 // A task: one chat request on its way through the cluster, its state machine and the events its client reads.
-import type { FinishReason, TaskAssigned, Usage } from "../worker-protocol/index.js";
+import type { FinishReason, TaskAssigned, TokenLogprob, Usage } from "../worker-protocol/index.js";
 import type { CoordinatorError } from "./errors.js";
 
 /** What the API asks the master to run. */
@@ -12,7 +12,7 @@ export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
 
 export type TaskEvent =
   /** `bytes`: what the chunk counts against the task's flow-control window (see worker-protocol/flow-control.ts). */
-  | { type: "chunk"; text: string; tokens: number; bytes: number }
+  | { type: "chunk"; text: string; tokens: number; bytes: number; logprobs?: TokenLogprob[] }
   /** `stopSequence`: which of the request's `params.stop` strings ended the reply, when the worker said so. */
   | { type: "finished"; finishReason: FinishReason; usage: Usage; stopSequence?: string }
   | { type: "failed"; error: CoordinatorError }
