@@ -27,7 +27,8 @@ import {
   type TokenLogprob,
   type WorkerMessage,
 } from "../src/worker-protocol/index.js";
-import { eventually } from "./support/cluster.js";
+import OpenAI from "openai";
+import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { completionChunk, type RecordingUpstream, startRecordingUpstream, streamChunks } from "./support/recording-upstream.js";
 
 let upstream: RecordingUpstream;
@@ -423,6 +424,41 @@ describe("logprobs through a worker", () => {
     for (const chunk of chunks) {
       const starts = chunk.text.match(/(^|\|)\d+:/g) ?? [];
       expect(chunk.logprobs?.length ?? 0).toBe(starts.length);
+    }
+  });
+});
+
+describe("an option the upstream refuses, through a coordinator", () => {
+  it("reaches the client as a 400 with the upstream's message, and leaves the worker in rotation", async () => {
+    upstream.reply("refuses", (res) => {
+      res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "this server takes no seed" } }));
+    });
+    upstream.reply("text-only", (res) => streamChunks(res, [completionChunk({ content: "fine" }, { finish_reason: "stop" })]));
+    const coordinator = await startTestCoordinator();
+    const workerEngine = engine({ models: ["refuses", "text-only"] });
+    const runtime = new WorkerRuntime(workerEngine, await workerEngine.start(), {
+      join: coordinator.workerUrl,
+      token: TEST_TOKEN,
+      name: "upstream",
+      maxConcurrency: 2,
+      reconnect: false,
+      log: silentLogger,
+    });
+    try {
+      await runtime.start();
+      const client = openaiClient(coordinator);
+
+      // More refusals than --eject-after-failures (3): the client's errors say nothing about the worker.
+      for (let i = 0; i < 4; i++) {
+        const refused = client.chat.completions.create({ model: "refuses", messages: [{ role: "user", content: "hi" }], seed: 1 });
+        await expect(refused).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+        await expect(refused).rejects.toMatchObject({ status: 400, message: expect.stringContaining("this server takes no seed") });
+      }
+      const fine = await client.chat.completions.create({ model: "text-only", messages: [{ role: "user", content: "hi" }] });
+      expect(fine.choices[0]?.message.content).toBe("fine");
+    } finally {
+      await runtime.stop();
+      await coordinator.close();
     }
   });
 });
