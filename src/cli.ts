@@ -130,6 +130,7 @@ async function workerCommand(args: string[]): Promise<void> {
     onLog: (level, message) => (level === "error" ? log.error({ source: "llama.cpp" }, message) : log.debug({ source: "llama.cpp", level }, message)),
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,
+    upstreamVision: config.upstreamVision,
     sim: {
       tokensPerSecond: config.simTokensPerSecond,
       prefillMs: config.simPrefillMs,

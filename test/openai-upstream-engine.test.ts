@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GenerationRequest, type GenerationResult, textSink } from "../src/worker/engines/engine.js";
-import { DEFAULT_CONTEXT_LENGTH, OpenAIUpstreamEngine } from "../src/worker/engines/openai-upstream.js";
+import { DEFAULT_CONTEXT_LENGTH, OpenAIUpstreamEngine, UPSTREAM_CAPABILITIES } from "../src/worker/engines/openai-upstream.js";
 
 interface SeenRequest {
   method: string;
@@ -90,10 +90,11 @@ describe("OpenAIUpstreamEngine", () => {
     const named = await new OpenAIUpstreamEngine({ baseUrl: `${baseUrl}/`, models: ["vllm-model", "other"], maxConcurrency: 1 }).start();
 
     expect(description.device.kind).toBe("remote");
+    const capabilities = [...UPSTREAM_CAPABILITIES];
     expect(description.models).toEqual([
-      { id: "llama-server-model", contextLength: 8192, format: "hermes", ownedBy: "llamacpp" },
-      { id: "vllm-model", contextLength: 32768, format: "hermes" },
-      { id: "ollama-model", contextLength: DEFAULT_CONTEXT_LENGTH, format: "hermes" },
+      { id: "llama-server-model", contextLength: 8192, format: "hermes", ownedBy: "llamacpp", capabilities },
+      { id: "vllm-model", contextLength: 32768, format: "hermes", capabilities },
+      { id: "ollama-model", contextLength: DEFAULT_CONTEXT_LENGTH, format: "hermes", capabilities },
     ]);
     expect(named.models.map((m) => [m.id, m.contextLength])).toEqual([
       ["vllm-model", 32768],

@@ -21,11 +21,11 @@ export class MeteredEngine implements Engine {
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     this.running += 1;
     const counted: GenerationSink = {
-      text: (text, tokens) => {
+      text: (text, tokens, logprobs) => {
         const n = tokens ?? 1;
         this.tokens += n;
         this.rate.add(n);
-        sink.text(text, tokens);
+        sink.text(text, tokens, logprobs);
       },
       progress: (done, total) => sink.progress(done, total),
       ready: () => sink.ready(),

@@ -7,6 +7,7 @@ import {
   decodeMasterMessage,
   encode,
   type TaskAssigned,
+  type TokenLogprob,
   PROTOCOL_VERSION,
   WORKER_PATH,
   type WorkerMessage,
@@ -234,11 +235,11 @@ export class WorkerRuntime {
     let produced = 0;
     let progressAt = 0;
     const sink = {
-      text: (text: string, tokens?: number) => {
+      text: (text: string, tokens?: number, logprobs?: readonly TokenLogprob[]) => {
         // Counted before the abort check: the acknowledgement then tells how far the engine really got.
         produced += tokens ?? 0;
         if (signal.aborted || text.length === 0) return;
-        output.add(text, tokens);
+        output.add(text, tokens, logprobs);
         // While the network keeps up a token goes out in its own turn (the turn's frames leave together); behind a
         // backlog left by earlier turns, tokens merge, one frame a task, until it drains.
         // A merged frame stays far below the master's frame limit (--max-worker-payload, 16 MiB by default).

@@ -1,5 +1,5 @@
 // One running task's output on the worker: tokens not yet sent, merged into TokenChunks, within the task's window.
-import { chunkCost, type WorkerMessage } from "../worker-protocol/index.js";
+import { chunkCost, type TokenChunk, type TokenLogprob, type WorkerMessage } from "../worker-protocol/index.js";
 
 /**
  * Holds a task's text until it can go out: merged into one TokenChunk that counts as the separate chunks would
@@ -13,6 +13,8 @@ export class TaskOutput {
   /** Whether every merged piece said how many tokens it held (the master counts a chunk without a count as one). */
   private counted = true;
   private pieces = 0;
+  /** The held pieces' token logprobs, concatenated in order (none when the task did not ask for them). */
+  private logprobs: TokenLogprob[] = [];
   /** What the window allows to be sent now: the window, less what was sent, plus what the master granted back. */
   private credit: number;
   /** Bytes held, not sent yet (an upper bound of what they will cost). */
@@ -28,8 +30,9 @@ export class TaskOutput {
     this.credit = windowBytes;
   }
 
-  add(text: string, tokens: number | undefined): void {
+  add(text: string, tokens: number | undefined, logprobs?: readonly TokenLogprob[]): void {
     this.text += text;
+    if (logprobs) for (const entry of logprobs) this.logprobs.push(entry);
     this.heldBytes += chunkCost(text);
     this.tokens += tokens ?? 1;
     if (tokens === undefined) this.counted = false;
@@ -39,15 +42,18 @@ export class TaskOutput {
   /** Sends what is held as one TokenChunk, unless the window is used up (then it waits for a grant). */
   flush(): void {
     if (this.pieces === 0 || this.credit <= 0) return;
-    const { taskId, seq, text } = this;
+    const { taskId, seq, text, logprobs } = this;
     const bare = this.pieces === 1 && !this.counted;
-    this.send(bare ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens: this.tokens });
+    const chunk: TokenChunk = bare ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens: this.tokens };
+    if (logprobs.length > 0) chunk.logprobs = logprobs;
+    this.send(chunk);
     this.credit -= chunkCost(text);
     this.seq += 1;
     this.text = "";
     this.tokens = 0;
     this.counted = true;
     this.pieces = 0;
+    this.logprobs = [];
     this.heldBytes = 0;
     for (const resolve of this.sentWaiters.splice(0)) resolve();
   }

@@ -1,13 +1,16 @@
 // The contract every inference engine of a worker fulfils (simulator, llama.cpp, OpenAI-compatible upstream).
-import type { DeviceInfo, FinishReason, ModelInfo, TaskAssigned, Usage } from "../../worker-protocol/index.js";
+import type { DeviceInfo, FinishReason, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
 
 /** What the engine is asked to generate: the task as the master assigned it. */
 export type GenerationRequest = Omit<TaskAssigned, "type">;
 
 /** Receives generated text as soon as the engine has it. */
 export interface GenerationSink {
-  /** `tokens` is how many model tokens `text` holds, when the engine knows. */
-  text(text: string, tokens?: number): void;
+  /**
+   * `tokens` is how many model tokens `text` holds, when the engine knows; `logprobs`, when the task asked for them,
+   * has one entry per token of `text`, in order.
+   */
+  text(text: string, tokens?: number, logprobs?: readonly TokenLogprob[]): void;
   /**
    * Prompt processing progress: `done` of `total` prompt tokens evaluated. A long prefill reports it now and then,
    * so that the master does not take the silence for a stalled task.

@@ -19,6 +19,8 @@ export interface EngineOptions {
   onLoadProgress?: (model: string, fraction: number) => void;
   upstream?: string;
   upstreamKey?: string;
+  /** openai: models that take images; `*` for every model. */
+  upstreamVision?: string[];
   sim: SimulatorOptions;
 }
 
@@ -46,6 +48,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         apiKey: options.upstreamKey,
         models: options.models,
         maxConcurrency: options.maxConcurrency,
+        visionModels: options.upstreamVision,
       });
     }
   }

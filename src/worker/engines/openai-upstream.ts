@@ -6,9 +6,15 @@
 // Cancelling is aborting the HTTP request: that is what makes those servers stop generating.
 // Which stop string ended a reply is passed on only when the upstream names it in the choice's `stop_reason`
 // (vLLM) and it is one of the task's; llama-server's chat endpoint names none, so its stops end unnamed.
+//
+// Every request option is forwarded (see openai-upstream/request-body.ts and docs/upstream-options.md), so each model
+// announces every capability but vision, which only the operator knows (--upstream-vision). Whether the upstream
+// honours an option is its own business: an option it refuses comes back as its 400, which the client sees as its
+// own 400 (EngineRequestError), with the upstream's message.
 import { z } from "zod";
-import type { ChatMessage, ModelInfo } from "../../worker-protocol/index.js";
-import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
+import { type Engine, type EngineDescription, EngineRequestError, type GenerationRequest, type GenerationResult, type GenerationSink } from "./engine.js";
+import { chatCompletionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
 
@@ -21,6 +27,8 @@ export interface OpenAIUpstreamOptions {
   models: string[];
   /** How many tasks the worker runs at once; the runtime enforces it, the upstream queues beyond its own limit. */
   maxConcurrency: number;
+  /** Models that take images (the vision capability); `*` stands for every model. */
+  visionModels?: string[];
 }
 
 /** Context length reported for a model when the upstream does not say. */
@@ -28,6 +36,18 @@ export const DEFAULT_CONTEXT_LENGTH = 4096;
 /** The markup this engine's text carries: `<think>` reasoning and Hermes `<tool_call>` blocks. */
 export const UPSTREAM_TEXT_FORMAT = "hermes";
 const DISCOVERY_TIMEOUT_MS = 15_000;
+/** What the engine forwards for every model: the upstream decides whether it can do it. */
+export const UPSTREAM_CAPABILITIES: readonly string[] = [
+  CAPABILITIES.tools,
+  CAPABILITIES.toolChoiceRequired,
+  CAPABILITIES.sampling,
+  CAPABILITIES.logitBias,
+  CAPABILITIES.jsonObject,
+  CAPABILITIES.jsonSchema,
+  CAPABILITIES.logprobs,
+];
+/** Upstream statuses that mean the request itself was refused (an option or a prompt it does not take), not the worker. */
+const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
 
 export class OpenAIUpstreamEngine implements Engine {
   readonly kind = "openai";
@@ -43,7 +63,8 @@ export class OpenAIUpstreamEngine implements Engine {
 
   async start(): Promise<EngineDescription> {
     const device = { kind: "remote" as const, name: new URL(this.baseUrl).host, memoryBytes: 0 };
-    return { device, models: await this.discoverModels() };
+    const models = await this.discoverModels();
+    return { device, models: models.map((model) => ({ ...model, capabilities: this.capabilities(model.id) })) };
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
@@ -53,12 +74,12 @@ export class OpenAIUpstreamEngine implements Engine {
       body: JSON.stringify(chatCompletionBody(request)),
     });
     if (response.headers.get("content-type")?.includes("application/json")) {
-      throw new Error(`the upstream answered with JSON instead of an event stream: ${await errorMessage(response)}`);
+      throw new Error(`the upstream answered with JSON instead of an event stream: ${(await upstreamError(response)).message}`);
     }
     if (!response.body) throw new Error("the upstream sent no response body");
     // The upstream answered: it is working on the prompt (its first token may still take a while).
     sink.progress(0);
-    const reply = new UpstreamReply(sink, request.params.stop ?? []);
+    const reply = new UpstreamReply(sink, request.params.stop ?? [], request.logprobs?.top);
     const lines = new SseDecoder();
     const text = new TextDecoder();
     for await (const bytes of response.body) {
@@ -76,6 +97,11 @@ export class OpenAIUpstreamEngine implements Engine {
 
   async close(): Promise<void> {
     // Nothing is held between requests: each reply's connection closes with its stream.
+  }
+
+  private capabilities(model: string): string[] {
+    const vision = this.options.visionModels ?? [];
+    return vision.includes("*") || vision.includes(model) ? [...UPSTREAM_CAPABILITIES, CAPABILITIES.vision] : [...UPSTREAM_CAPABILITIES];
   }
 
   /** The configured models, or all the upstream lists; context lengths from whatever fields the upstream fills. */
@@ -114,52 +140,28 @@ export class OpenAIUpstreamEngine implements Engine {
       const cause = error instanceof Error && error.cause instanceof Error ? error.cause.message : String(error);
       throw new Error(`the upstream ${this.baseUrl} could not be reached: ${cause}`, { cause: error });
     }
-    if (!response.ok) throw new Error(`the upstream answered ${response.status}: ${await errorMessage(response)}`);
-    return response;
+    if (response.ok) return response;
+    const error = await upstreamError(response);
+    const message = `the upstream answered ${response.status}: ${error.message}`;
+    if (!CLIENT_ERROR_STATUSES.has(response.status)) throw new Error(message);
+    throw new EngineRequestError(message, error.contextExceeded ? "context_length_exceeded" : "invalid_request");
   }
 }
 
-function chatCompletionBody(request: GenerationRequest): Record<string, unknown> {
-  const { params } = request;
-  const body: Record<string, unknown> = {
-    model: request.model,
-    messages: request.messages.map(toOpenAIMessage),
-    stream: true,
-    stream_options: { include_usage: true },
-    max_tokens: params.maxTokens,
-    temperature: params.temperature,
-    top_p: params.topP,
-    stop: params.stop?.length ? params.stop : undefined,
-    seed: params.seed,
-    tools: request.tools?.length ? request.tools : undefined,
-    tool_choice: request.toolChoice,
-    parallel_tool_calls: request.parallelToolCalls,
-    reasoning_effort: request.reasoningEffort,
-    chat_template_kwargs: request.chatTemplateKwargs,
-  };
-  return Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined));
-}
-
-function toOpenAIMessage(message: ChatMessage): Record<string, unknown> {
-  return {
-    role: message.role === "developer" ? "system" : message.role, // local servers' templates rarely know "developer"
-    content: message.content,
-    ...(message.name ? { name: message.name } : {}),
-    ...(message.toolCalls?.length ? { tool_calls: message.toolCalls } : {}),
-    ...(message.toolCallId ? { tool_call_id: message.toolCallId } : {}),
-  };
-}
-
-/** The error text of an upstream error response: OpenAI's `{error: {message}}`, Ollama's `{error}`, or the body. */
-async function errorMessage(response: Response): Promise<string> {
+/**
+ * An upstream error response: its text (OpenAI's `{error: {message}}`, Ollama's `{error}`, or the body), and whether
+ * it says the prompt did not fit (OpenAI's and vLLM's code, llama-server's type).
+ */
+async function upstreamError(response: Response): Promise<{ message: string; contextExceeded: boolean }> {
   const body = await response.text().catch(() => "");
   const parsed = ErrorBody.safeParse(safeJson(body));
   if (parsed.success) {
     const { error, message } = parsed.data;
     const text = typeof error === "string" ? error : (error?.message ?? message);
-    if (text) return text;
+    const contextExceeded = typeof error === "object" && (error.code === "context_length_exceeded" || error.type === "exceed_context_size_error");
+    if (text) return { message: text, contextExceeded };
   }
-  return body.trim().slice(0, 1000) || response.statusText || "no error message";
+  return { message: body.trim().slice(0, 1000) || response.statusText || "no error message", contextExceeded: false };
 }
 
 function safeJson(text: string): unknown {
@@ -187,7 +189,9 @@ const ModelList = z.object({
 });
 
 const ErrorBody = z.object({
-  error: z.union([z.string(), z.object({ message: z.string() })]).optional(),
+  error: z
+    .union([z.string(), z.object({ message: z.string(), code: z.unknown().optional(), type: z.unknown().optional() })])
+    .optional(),
   message: z.string().optional(),
 });
 

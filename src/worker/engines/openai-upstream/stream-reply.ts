@@ -1,6 +1,6 @@
 // The upstream's streamed chat completion chunks, turned back into the raw model text the master parses.
 import { z } from "zod";
-import type { FinishReason, Usage } from "../../../worker-protocol/index.js";
+import type { FinishReason, TokenLogprob, Usage } from "../../../worker-protocol/index.js";
 import type { GenerationResult, GenerationSink } from "../engine.js";
 
 const ToolCallDelta = z.object({
@@ -8,6 +8,20 @@ const ToolCallDelta = z.object({
   function: z.object({ name: z.string().nullish(), arguments: z.string().nullish() }).nullish(),
 });
 type ToolCallDelta = z.infer<typeof ToolCallDelta>;
+
+/** OpenAI's -9999 stands for a probability too small to print; servers that print -inf as JSON send null. */
+const Logprob = z
+  .number()
+  .nullable()
+  .transform((value) => value ?? -9999);
+const Bytes = z.array(z.number().int().min(0).max(255)).nullish();
+const UpstreamLogprob = z.object({
+  token: z.string(),
+  logprob: Logprob,
+  bytes: Bytes,
+  top_logprobs: z.array(z.object({ token: z.string(), logprob: Logprob, bytes: Bytes })).nullish(),
+});
+type UpstreamLogprob = z.infer<typeof UpstreamLogprob>;
 
 export const StreamChunk = z.object({
   choices: z
@@ -25,6 +39,11 @@ export const StreamChunk = z.object({
         // vLLM: the matched stop string, or the stop token's id (a number), or null (end of sequence). Anything
         // unexpected here is ignored rather than failing the chunk.
         stop_reason: z.union([z.string(), z.number()]).nullish().catch(undefined),
+        // The tokens of this delta; unusable logprobs are dropped rather than failing the reply's text.
+        logprobs: z
+          .object({ content: z.array(UpstreamLogprob).nullish() })
+          .nullish()
+          .catch(undefined),
       }),
     )
     .nullish(),
@@ -42,10 +61,14 @@ export class UpstreamReply {
   private finishReason: FinishReason = "stop";
   private stopSequence: string | undefined;
 
-  /** `requestedStops`: the task's stop strings, the only ones the reply may be said to have ended at. */
+  /**
+   * `requestedStops`: the task's stop strings, the only ones the reply may be said to have ended at; `logprobsTop`:
+   * the task asked for logprobs with this many alternatives (undefined: it did not ask).
+   */
   constructor(
     private readonly sink: GenerationSink,
     private readonly requestedStops: readonly string[] = [],
+    private readonly logprobsTop?: number,
   ) {}
 
   apply(chunk: StreamChunk): void {
@@ -68,7 +91,9 @@ export class UpstreamReply {
     for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
     if (text === "") return;
     this.chunks++;
-    this.sink.text(text);
+    const logprobs = this.logprobsTop === undefined ? undefined : choice.logprobs?.content;
+    if (logprobs?.length) this.sink.text(text, undefined, logprobs.map((entry) => toTokenLogprob(entry, this.logprobsTop ?? 0)));
+    else this.sink.text(text);
   }
 
   finish(): GenerationResult {
@@ -104,6 +129,20 @@ export class UpstreamReply {
     this.toolCall = undefined;
     return text;
   }
+}
+
+/**
+ * OpenAI's logprob entry in the protocol's shape, with at most `top` alternatives: servers that default to more when
+ * none are asked for (llama-server sends 20) are cut back to what the client asked.
+ */
+function toTokenLogprob(entry: UpstreamLogprob, top: number): TokenLogprob {
+  const alternatives = (entry.top_logprobs ?? []).slice(0, top).map(({ token, logprob, bytes }) => ({ token, logprob, ...(bytes ? { bytes } : {}) }));
+  return {
+    token: entry.token,
+    logprob: entry.logprob,
+    ...(entry.bytes ? { bytes: entry.bytes } : {}),
+    ...(top > 0 ? { top: alternatives } : {}),
+  };
 }
 
 function toFinishReason(reason: string): FinishReason {
