@@ -4,6 +4,7 @@ import fc from "fast-check";
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
+import { SIMULATED_LOGPROB } from "../src/worker/engines/simulator.js";
 import type { TaskAssigned } from "../src/worker-protocol/index.js";
 import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";
 import { startWireTap, type WireTap } from "./support/wire-tap.js";
@@ -115,6 +116,30 @@ describe("chat completions options", () => {
     expect(lastAssigned().toolChoice).toEqual({ type: "function", function: { name: "get_time" } });
   });
 
+  it("returns the logprobs of the content's tokens, streamed per chunk and in the whole reply (reasoning has none)", async () => {
+    const whole = await client.chat.completions.create({ model: "simulator", messages, logprobs: true, top_logprobs: 2 });
+    const stream = await client.chat.completions.create({ model: "simulator", messages, logprobs: true, stream: true });
+    let streamed = "";
+    const streamedLogprobs: OpenAI.Chat.ChatCompletionTokenLogprob[] = [];
+    for await (const chunk of stream) {
+      streamed += chunk.choices[0]?.delta.content ?? "";
+      streamedLogprobs.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    }
+
+    expect(lastAssigned().logprobs).toEqual({ top: 0 });
+    const content = whole.choices[0]?.message.content ?? "";
+    const entries = whole.choices[0]?.logprobs?.content ?? [];
+    expect(entries.map((e) => e.token).join("")).toBe(content);
+    expect(entries.every((e) => e.logprob === SIMULATED_LOGPROB && e.top_logprobs.length === 2)).toBe(true);
+    expect(entries[0]?.top_logprobs).toEqual([
+      { token: entries[0]?.token, logprob: SIMULATED_LOGPROB, bytes: null },
+      { token: "alt1", logprob: -1, bytes: null },
+    ]);
+    expect(entries[0]?.bytes).toEqual([...Buffer.from(entries[0]?.token ?? "", "utf8")]);
+    expect(streamedLogprobs.map((e) => e.token).join("")).toBe(streamed);
+    expect(streamed).toBe(content);
+  });
+
   it("forwards fields no API here defines as extraBody, for an upstream server that knows them", async () => {
     await client.chat.completions.create(withExtensions({ model: "simulator", messages }, { guided_choice: ["yes", "no"], ignore_eos: false }));
 
@@ -148,7 +173,7 @@ describe("chat completions options", () => {
     const image = { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=" } };
     const cases: Array<[Record<string, unknown>, string, string]> = [
       [{ logit_bias: { "15": -100 } }, "logit_bias", "logit_bias"],
-      [{ logprobs: true, top_logprobs: 2 }, "logprobs", "logprobs"],
+      [{ model: "legacy", logprobs: true, top_logprobs: 2 }, "logprobs", "logprobs"],
       [{ messages: [{ role: "user", content: [{ type: "text", text: "What is this?" }, image] }] }, "messages", "vision"],
       [{ model: "legacy", top_k: 5 }, "top_k", "sampling"],
       [{ model: "legacy", response_format: { type: "json_object" } }, "response_format", "json_object"],
@@ -170,7 +195,7 @@ describe("chat completions options", () => {
     const { data } = (await (await fetch(`${coordinator.url}/v1/models`)).json()) as { data: Array<{ id: string; capabilities: string[] }> };
 
     expect(Object.fromEntries(data.map((m) => [m.id, m.capabilities]))).toEqual({
-      simulator: ["tools", "tool_choice_required", "sampling", "json_object", "json_schema"],
+      simulator: ["tools", "tool_choice_required", "sampling", "json_object", "json_schema", "logprobs"],
       legacy: ["tools"],
     });
   });

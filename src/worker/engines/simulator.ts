@@ -1,6 +1,6 @@
 // The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
 import { setTimeout as sleep } from "node:timers/promises";
-import { CAPABILITIES, type ChatMessage } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ChatMessage, type TokenLogprob } from "../../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
 import { jsonInstance } from "./json-instance.js";
 
@@ -44,7 +44,8 @@ export const SIMULATOR_MODEL = "simulator";
 /**
  * What the simulator honours: tools, forced tool calls (written in Hermes markup), JSON mode and structured output (a
  * small value that validates against the schema), and the sampling options, which change nothing in a reply that
- * has no randomness to begin with. Not logit_bias (it has no vocabulary) nor images.
+ * has no randomness to begin with; logprobs with fixed values (SIMULATED_LOGPROB). Not logit_bias (it has no vocabulary)
+ * nor images.
  */
 export const SIMULATOR_CAPABILITIES: readonly string[] = [
   CAPABILITIES.tools,
@@ -52,6 +53,7 @@ export const SIMULATOR_CAPABILITIES: readonly string[] = [
   CAPABILITIES.sampling,
   CAPABILITIES.jsonObject,
   CAPABILITIES.jsonSchema,
+  CAPABILITIES.logprobs,
 ];
 
 export const defaultSimulatorOptions: SimulatorOptions = {
@@ -156,25 +158,28 @@ export class SimulatorEngine implements Engine {
         const due = interval === 0 ? produced + 64 : Math.floor((performance.now() - started - pausedMs - heldMs) / interval) + 1;
         let batch = "";
         let count = 0;
+        const logprobs: TokenLogprob[] | undefined = request.logprobs ? [] : undefined;
         while (produced < limit && produced < due) {
           if (this.options.failAfterTokens !== undefined && produced >= this.options.failAfterTokens) {
-            if (batch) sink.text(batch, count);
+            if (batch) sink.text(batch, count, logprobs);
             throw new Error(`simulated engine failure after ${produced} tokens`);
           }
           const token = tokenAt(produced);
           const stopped = stops.check(batch + token);
           if (stopped !== undefined) {
-            if (stopped.before) sink.text(stopped.before, count);
+            // The logprobs of whole tokens only: a token cut by the stop is not in the text.
+            if (stopped.before) sink.text(stopped.before, count, stopped.before === batch ? logprobs : undefined);
             return finish("stop", stopped.stop);
           }
           batch += token;
           count += 1;
+          logprobs?.push(simulatedLogprob(token, request.logprobs?.top ?? 0));
           produced += 1;
           if (produced === pauseAt && pausedMs === 0) break;
         }
         if (batch) {
           stops.emitted(batch);
-          sink.text(batch, count);
+          sink.text(batch, count, logprobs);
           hooks?.onTokens?.(request.taskId, produced);
         }
         if (produced >= limit) break;
@@ -212,6 +217,19 @@ export class SimulatorEngine implements Engine {
 }
 
 const SILENCE_STEP_MS = 100;
+
+/** The simulator's logprob for every token it writes, and its alternatives' (fixed, so tests can expect them). */
+export const SIMULATED_LOGPROB = -0.25;
+
+/** A token's logprob entry: always SIMULATED_LOGPROB, with `top` alternatives "alt1", "alt2", … at -1, -2, …. */
+function simulatedLogprob(token: string, top: number): TokenLogprob {
+  const entry: TokenLogprob = { token, logprob: SIMULATED_LOGPROB, bytes: [...Buffer.from(token, "utf8")] };
+  if (top > 0) {
+    entry.top = [{ token, logprob: SIMULATED_LOGPROB }];
+    for (let i = 1; i < top; i++) entry.top.push({ token: `alt${i}`, logprob: -i });
+  }
+  return entry;
+}
 
 /**
  * The answer as the request constrains it: a JSON value for structured output, a call of the named (or first) tool
