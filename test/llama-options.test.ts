@@ -24,7 +24,9 @@ beforeAll(async () => {
   const json = await makeTestModel(join(dir, "json.gguf"), { closesJson: true });
   // Logits of ~5.7: sampling at temperature 1 strays from the script about half the time.
   const soft = await makeTestModel(join(dir, "soft.gguf"), { logitScale: 1 });
-  engine = new LlamaEngine({ modelPaths: [scripted.path, json.path, soft.path], gpu: "cpu", maxConcurrency: 2 });
+  // The same, looping " Hello! How can I help?" forever: repetition penalties bite after a round or two.
+  const softLoop = await makeTestModel(join(dir, "soft-loop.gguf"), { logitScale: 1, endless: true });
+  engine = new LlamaEngine({ modelPaths: [scripted.path, json.path, soft.path, softLoop.path], gpu: "cpu", maxConcurrency: 2 });
   description = await engine.start();
   llama = await getLlama({ gpu: false, build: "never", skipDownload: true });
   tokenizer = await llama.loadModel({ modelPath: scripted.path, vocabOnly: true });
@@ -181,12 +183,21 @@ describe("llama engine sampling options", () => {
     await expect(run(request("scripted", { logitBias: { "999999": 5 } }))).rejects.toThrow(/vocabulary has 271 tokens/);
   });
 
-  it("accepts min_p and the repetition, frequency and presence penalties", async () => {
-    const { text } = await run(
-      request("scripted", { temperature: 0.7, minP: 0.05, repetitionPenalty: 1.1, frequencyPenalty: 0.5, presencePenalty: 0.5 }),
-    );
+  it("min_p keeps only tokens near the most likely one", async () => {
+    const runs = await Promise.all([1, 2, 3].map((seed) => run(request("soft", { temperature: 1, seed, minP: 0.5, maxTokens: 12 }))));
 
-    expect(text).toBe(SCRIPTED_REPLY); // the script's logits (~90) outweigh the penalties
+    for (const r of runs) expect(r.text).toBe(SCRIPTED_REPLY);
+  });
+
+  it("frequency and presence penalties break a loop the model would repeat, and a repetition penalty weakens it", async () => {
+    const loop = await run(request("soft-loop", { temperature: 0, maxTokens: 48 }));
+    const penalized = await run(request("soft-loop", { temperature: 0, maxTokens: 48, frequencyPenalty: 2, presencePenalty: 2 }));
+    const repeated = await run(request("soft-loop", { temperature: 0, maxTokens: 48, repetitionPenalty: 1.5, frequencyPenalty: 1 }));
+    const count = (text: string) => text.split(" Hello!").length - 1;
+
+    expect(count(loop.text)).toBeGreaterThanOrEqual(3);
+    expect(count(penalized.text)).toBeLessThanOrEqual(2);
+    expect(count(repeated.text)).toBeLessThan(count(loop.text));
   });
 });
 
