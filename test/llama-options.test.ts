@@ -117,6 +117,28 @@ describe("llama engine structured output", () => {
     expect(typeof value === "object" && value !== null && !Array.isArray(value)).toBe(true);
   });
 
+  it("takes the schemas SDKs write ($defs and $ref, anyOf with null, type lists, enums beside a type)", async () => {
+    const pydantic = {
+      $defs: { City: { type: "object", properties: { name: { type: "string", maxLength: 40 } }, required: ["name"], title: "City" } },
+      type: "object",
+      properties: {
+        city: { anyOf: [{ $ref: "#/$defs/City" }, { type: "null" }] },
+        note: { type: ["string", "null"], maxLength: 40 },
+        unit: { type: "string", enum: ["C", "F"] },
+      },
+      required: ["city", "note", "unit"],
+    };
+    const { text, result } = await run(
+      request("json", { temperature: 1, seed: 11, maxTokens: 160 }, { responseFormat: { type: "json_schema", schema: pydantic } }),
+    );
+
+    expect(result.finishReason).toBe("stop");
+    const value = JSON.parse(content(text)) as { city: { name: string } | null; note: string | null; unit: string };
+    expect(value.city === null || (typeof value.city.name === "string" && value.city.name.length <= 40)).toBe(true);
+    expect(value.note === null || value.note.length <= 40).toBe(true);
+    expect(["C", "F"]).toContain(value.unit);
+  });
+
   it("refuses a schema the grammar cannot enforce, naming what", async () => {
     const refused = (schema: Record<string, unknown>) =>
       run(request("json", {}, { responseFormat: { type: "json_schema", schema } }));

@@ -57,7 +57,14 @@ function convert(node: unknown, what: string, path: string): Record<string, unkn
   const allowed = new Set([...ANNOTATIONS, ...STRUCTURE, ...types.flatMap((type) => BY_TYPE[type as string] ?? [])]);
   for (const key of Object.keys(node)) if (!allowed.has(key)) refuse(`the keyword "${key}"`);
 
+  if ("oneOf" in node && "anyOf" in node) refuse("both oneOf and anyOf");
+  if (types.length > 1 && ("enum" in node || "const" in node)) {
+    // The values are the only output: the type list adds nothing the grammar must enforce.
+    const { type: _type, ...rest } = node;
+    return convert(rest, what, path);
+  }
   if (types.length > 1) {
+    if (["oneOf", "anyOf", "$ref"].some((key) => key in node)) refuse("a list of types beside oneOf, anyOf or $ref");
     // The converter reads a list of types only for the basic ones: spell it out as one alternative per type.
     const { type: _type, $defs, ...rest } = node;
     const oneOf = types.map((type) => ({ ...pick(rest, [...ANNOTATIONS, ...(BY_TYPE[type as string] ?? [])]), type }));
@@ -100,12 +107,10 @@ function convert(node: unknown, what: string, path: string): Record<string, unkn
 }
 
 function checkCombination(node: Record<string, unknown>, refuse: (problem: string) => never): void {
-  if ("oneOf" in node && "anyOf" in node) refuse("both oneOf and anyOf");
-  if (("oneOf" in node || "anyOf" in node || "$ref" in node || "enum" in node || "const" in node) && "type" in node) {
-    const kind = ["oneOf", "$ref", "enum", "const"].find((key) => key in node);
-    // The converter takes the first of these and drops the type's constraints beside it.
-    if (node.type === "object" || node.type === "array" || node.type === "string") refuse(`"${kind}" beside "type"`);
-  }
+  // The converter takes an alternative or a reference instead of the type beside it, dropping the type's keywords.
+  // (An enum or const beside a type is fine: its values are the only output, and they are the client's to match.)
+  const alternative = ["oneOf", "$ref"].find((key) => key in node);
+  if (alternative && "type" in node) refuse(`"${alternative === "oneOf" ? "oneOf/anyOf" : alternative}" beside "type"`);
   if (Array.isArray(node.required)) {
     const properties = isObject(node.properties) ? node.properties : {};
     const missing = node.required.find((name) => typeof name !== "string" || !(name in properties));
