@@ -168,23 +168,45 @@ describe("llama engine forced tool calls", () => {
     );
 
     expect(result.finishReason).toBe("stop");
-    const call = /<tool_call>\n(.*)\n<\/tool_call>$/s.exec(content(text));
-    expect(call, text).not.toBeNull();
-    const parsed = JSON.parse(call?.[1] ?? "") as { name: string; arguments: { city: unknown } };
-    expect(parsed.name).toBe("get_weather");
-    expect(typeof parsed.arguments.city).toBe("string");
+    expect(calls(content(text)).map((call) => call.name)).toEqual(["get_weather"]);
   });
 
-  it("forces some call with tool_choice required, and refuses a function that is not among the tools", async () => {
-    const { text } = await run(request("json", { temperature: 1, seed: 9, maxTokens: 120 }, { tools, toolChoice: "required" }));
-    const call = /<tool_call>\n(.*)\n<\/tool_call>$/s.exec(content(text));
+  it("forces calls with tool_choice required: one with parallel_tool_calls false, one or more otherwise", async () => {
+    const seeds = [9, 10, 11, 12];
+    const single = await Promise.all(
+      seeds.map((seed) => run(request("json", { temperature: 1, seed, maxTokens: 200 }, { tools, toolChoice: "required", parallelToolCalls: false }))),
+    );
+    const parallel = await Promise.all(
+      seeds.map((seed) => run(request("json", { temperature: 1, seed, maxTokens: 400 }, { tools, toolChoice: "required" }))),
+    );
 
-    expect(["get_weather", "get_time"]).toContain((JSON.parse(call?.[1] ?? "{}") as { name?: string }).name);
+    for (const { text } of single) expect(calls(content(text))).toHaveLength(1);
+    for (const { text, result } of parallel) {
+      expect(result.finishReason).toBe("stop");
+      expect(calls(content(text)).length).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  it("refuses a named function that is not among the tools, and tool_choice required without tools", async () => {
     await expect(run(request("json", {}, { tools, toolChoice: { type: "function", function: { name: "nope" } } }))).rejects.toThrow(
       /'nope', which is not among the tools/,
     );
+    await expect(run(request("json", {}, { toolChoice: "required" }))).rejects.toThrow(/there are no tools/);
   });
 });
+
+/** The Hermes tool calls a reply is made of (it must be nothing else), each checked against the tools above. */
+function calls(reply: string): Array<{ name: string; arguments: Record<string, unknown> }> {
+  const blocks = reply.split("\n<tool_call>\n");
+  expect(blocks[0]?.startsWith("<tool_call>\n"), reply).toBe(true);
+  return blocks.map((block) => {
+    const json = block.replace(/^<tool_call>\n/, "").replace(/\n<\/tool_call>$/, "");
+    const call = JSON.parse(json) as { name: string; arguments: Record<string, unknown> };
+    if (call.name === "get_weather") expect(typeof call.arguments.city).toBe("string");
+    else expect(call).toEqual({ name: "get_time", arguments: {} });
+    return call;
+  });
+}
 
 describe("llama engine sampling options", () => {
   it("top_k 1 makes sampling at temperature 1 deterministic across seeds", async () => {

@@ -7,10 +7,10 @@ import { EngineRequestError, type GenerationRequest } from "../engine.js";
 import { toGrammarSchema } from "./json-schema.js";
 
 /** Output formats (see chat-template.ts detectFormat) whose tool calls a grammar can force, and how a call is written. */
-const TOOL_CALL_MARKUP: Record<string, { before: string; after: string; argumentsKey: string }> = {
-  // Hermes: `<tool_call>{"name": …, "arguments": {…}}</tool_call>`.
-  think: { before: "<tool_call>\n", after: "\n</tool_call>", argumentsKey: "arguments" },
-  // Llama 3.1+: the whole reply is `{"name": …, "parameters": {…}}`.
+const TOOL_CALL_MARKUP: Record<string, { before: string; after: string; argumentsKey: string; between?: string }> = {
+  // Hermes: `<tool_call>{"name": …, "arguments": {…}}</tool_call>`, parallel calls one after another.
+  think: { before: "<tool_call>\n", after: "\n</tool_call>", argumentsKey: "arguments", between: "\n" },
+  // Llama 3.1+: the whole reply is `{"name": …, "parameters": {…}}` (one call: the grammar writes no parallel ones).
   llama3: { before: "", after: "", argumentsKey: "parameters" },
 };
 
@@ -46,7 +46,9 @@ export interface GrammarContext {
  */
 export function outputGrammar(llama: Llama, request: GenerationRequest, context: GrammarContext): Promise<LlamaGrammar> | undefined {
   const forced = forcedFunctions(request);
-  if (forced) return toolCallGrammar(llama, forced, context);
+  // A named function is called once; "required" allows parallel calls unless the request turned them off.
+  const parallel = request.toolChoice === "required" && request.parallelToolCalls !== false;
+  if (forced) return toolCallGrammar(llama, forced, parallel, context);
   const format = request.responseFormat;
   if (!format) return undefined;
   if (!canForceJson(context.format)) {
@@ -60,7 +62,7 @@ async function jsonGrammar(llama: Llama, format: ResponseFormat, context: Gramma
     format.type === "json_object"
       ? (await llama.getGrammarFor("json")).grammar
       : await schemaGrammar(llama, toGrammarSchema(format.schema, "response_format.json_schema.schema"));
-  return await compose(llama, reasoning(context), withoutTrailingNewlines(payload), "");
+  return await compose(llama, payload, (json) => `${reasoning(context)} ${json}`);
 }
 
 /** The functions a call is forced among, when tool_choice is "required" or names one. */
@@ -84,6 +86,7 @@ function forcedFunctions(request: GenerationRequest): Array<z.infer<typeof Funct
 async function toolCallGrammar(
   llama: Llama,
   functions: Array<z.infer<typeof FunctionTool>["function"]>,
+  parallel: boolean,
   context: GrammarContext,
 ): Promise<LlamaGrammar> {
   const markup = context.format === undefined ? undefined : TOOL_CALL_MARKUP[context.format];
@@ -96,8 +99,12 @@ async function toolCallGrammar(
     },
   }));
   const schema = (calls.length === 1 ? calls[0] : { oneOf: calls }) as GbnfJsonSchema;
-  const payload = withoutTrailingNewlines(await schemaGrammar(llama, schema));
-  return await compose(llama, reasoning(context) + literal(markup.before), payload, literal(markup.after));
+  const payload = await schemaGrammar(llama, schema);
+  return await compose(llama, payload, (json) => {
+    const call = `(${literal(markup.before)} ${json} ${literal(markup.after)})`;
+    const more = parallel && markup.between !== undefined ? ` (${literal(markup.between)} ${call})*` : "";
+    return `${reasoning(context)} ${call}${more}`;
+  });
 }
 
 /** The GBNF text node-llama-cpp writes for a JSON schema; a schema it cannot compile is the client's to fix. */
@@ -120,11 +127,14 @@ function reasoning(context: GrammarContext): string {
 
 const PAYLOAD_RULE = "llama-engine-payload";
 
-/** One grammar: `before`, the payload grammar's root, `after` (GBNF expressions around it). */
-async function compose(llama: Llama, before: string, payload: string, after: string): Promise<LlamaGrammar> {
+/**
+ * One grammar from node-llama-cpp's JSON grammar `payload`: its root rule renamed, and a new root that `wrap` writes
+ * around a reference to it.
+ */
+async function compose(llama: Llama, payload: string, wrap: (json: string) => string): Promise<LlamaGrammar> {
   if (!/^root\s*::=/m.test(payload) || payload.includes(PAYLOAD_RULE)) throw new Error("unexpected grammar from node-llama-cpp");
-  const rules = payload.replace(/^root(\s*)::=/m, `${PAYLOAD_RULE}$1::=`);
-  return await llama.createGrammar({ grammar: `root ::= ${before} ${PAYLOAD_RULE} ${after}\n${rules}` });
+  const rules = withoutTrailingNewlines(payload).replace(/^root(\s*)::=/m, `${PAYLOAD_RULE}$1::=`);
+  return await llama.createGrammar({ grammar: `root ::= ${wrap(PAYLOAD_RULE)}\n${rules}` });
 }
 
 /**
