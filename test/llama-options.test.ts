@@ -40,7 +40,7 @@ afterAll(async () => {
 
 interface Recorded {
   text: string;
-  chunks: Array<{ text: string; logprobs: TokenLogprob[] | undefined }>;
+  chunks: Array<{ text: string; logprobs: readonly TokenLogprob[] | undefined }>;
   result: GenerationResult;
 }
 
