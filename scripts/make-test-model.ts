@@ -1,6 +1,6 @@
 // Writes the tiny scripted GGUF model the tests (and `--demo`) run through real llama.cpp.
 //
-//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless]
+//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless] [--closes-json]
 //
 // The model (~100 KB, llama architecture, F32) answers any chat with SCRIPTED_REPLY,
 // `<think> The user says hello.</think> Hello! How can I help?`, by greedy decoding: a hand-built "bigram"
@@ -8,6 +8,9 @@
 // output, and whose embedding and output matrices make each reply piece's successor the arg-max.
 // The whole construction is explained at the top of src/worker/engines/gguf/scripted-model.ts.
 // `--endless` writes a variant that never stops on its own (it repeats the answer), for cancellation tests.
+// `--closes-json` writes a variant whose second choices close JSON strings and objects: under a JSON grammar it ends
+// its output within a few dozen tokens (the plain model fills a string with its sentence forever), for tests of
+// response_format and forced tool calls; without a grammar it writes the same reply.
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -37,8 +40,9 @@ export async function makeTestModel(path: string, options: ScriptedModelOptions 
 
 async function main(argv: string[]): Promise<void> {
   const endless = argv.includes("--endless");
+  const closesJson = argv.includes("--closes-json");
   const out = argv.find((arg) => !arg.startsWith("--")) ?? "test-artifacts/scripted.gguf";
-  const model = await makeTestModel(out, { endless });
+  const model = await makeTestModel(out, { endless, closesJson });
   process.stdout.write(`wrote ${model.path} (${model.bytes} bytes); it replies: ${model.scriptedReply}\n`);
 }
 

@@ -209,6 +209,17 @@ describe("a llama worker process serving the scripted model", () => {
     }
   });
 
+  it("announces in its Hello what the llama engine honours for each model (docs/llama-options.md)", () => {
+    const hello = solo.tap.messages.find((t) => t.from === "worker" && t.message.type === "Hello")?.message;
+
+    expect(hello?.type === "Hello" && hello.models.map((m) => [m.id, m.capabilities])).toEqual(
+      ["scripted", "endless"].map((id) => [
+        id,
+        ["tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs"],
+      ]),
+    );
+  });
+
   it("reports the model's context length and refuses a max_tokens beyond it", async () => {
     const listed = await client.models.retrieve("scripted");
     const tooLong = client.chat.completions.create({ model: "scripted", messages, max_tokens: 2049 });

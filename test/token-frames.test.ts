@@ -137,6 +137,33 @@ describe("token frames from a worker", () => {
     expect(chunks.reduce((sum, c) => sum + (c.tokens ?? 1), 0)).toBe(tokens);
   });
 
+  it("carries each token's logprobs with its text, concatenated in order when tokens merge", async () => {
+    const tokens = 400;
+    const piece = "z".repeat(32 * 1024);
+    let doneProducing!: () => void;
+    const producing = new Promise<void>((resolve) => (doneProducing = resolve));
+    const coordinator = await master();
+    await join(coordinator, async (sink) => {
+      coordinator.pauseReading();
+      for (let i = 0; i < tokens; i++) {
+        const text = `${i}:${piece}|`;
+        sink.text(text, 1, [{ token: text, logprob: -(i + 1) / 1000, top: [{ token: text, logprob: -(i + 1) / 1000 }] }]);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      doneProducing();
+      return tokens;
+    });
+    await producing;
+    coordinator.resumeReading();
+    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
+    const chunks = coordinator.chunks();
+
+    expect(chunks.length).toBeLessThan(tokens / 2); // merged
+    for (const chunk of chunks) expect((chunk.logprobs ?? []).map((entry) => entry.token).join("")).toBe(chunk.text);
+    const entries = chunks.flatMap((chunk) => chunk.logprobs ?? []);
+    expect(entries.map((entry) => entry.logprob)).toEqual(Array.from({ length: tokens }, (_, i) => -(i + 1) / 1000));
+  });
+
   it("sends no TaskProgress to a master that announces no task window (an older one), and never pauses the engine", async () => {
     const coordinator = await master();
     const rooms: unknown[] = [];

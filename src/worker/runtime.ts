@@ -244,7 +244,7 @@ export class WorkerRuntime {
         // backlog left by earlier turns, tokens merge, one frame a task, until it drains.
         // A merged frame stays far below the master's frame limit (--max-worker-payload, 16 MiB by default).
         const socket = this.socket;
-        if (!socket || batchFramesThisTurn(socket) === 0 || output.held >= MAX_MERGED_CHUNK_BYTES) output.flush();
+        if (!socket || batchFramesThisTurn(socket) === 0 || output.frameBytes >= MAX_MERGED_CHUNK_BYTES) output.flush();
         else this.waiting.add(output);
       },
       progress: (done: number, total?: number) => {

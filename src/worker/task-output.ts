@@ -15,6 +15,8 @@ export class TaskOutput {
   private pieces = 0;
   /** The held pieces' token logprobs, concatenated in order (none when the task did not ask for them). */
   private logprobs: TokenLogprob[] = [];
+  /** Their size on the wire (JSON), which can be many times their text's: a merged frame must stay small. */
+  private logprobBytes = 0;
   /** What the window allows to be sent now: the window, less what was sent, plus what the master granted back. */
   private credit: number;
   /** Bytes held, not sent yet (an upper bound of what they will cost). */
@@ -32,7 +34,12 @@ export class TaskOutput {
 
   add(text: string, tokens: number | undefined, logprobs?: readonly TokenLogprob[]): void {
     this.text += text;
-    if (logprobs) for (const entry of logprobs) this.logprobs.push(entry);
+    if (logprobs) {
+      for (const entry of logprobs) {
+        this.logprobs.push(entry);
+        this.logprobBytes += JSON.stringify(entry).length;
+      }
+    }
     this.heldBytes += chunkCost(text);
     this.tokens += tokens ?? 1;
     if (tokens === undefined) this.counted = false;
@@ -54,6 +61,7 @@ export class TaskOutput {
     this.counted = true;
     this.pieces = 0;
     this.logprobs = [];
+    this.logprobBytes = 0;
     this.heldBytes = 0;
     for (const resolve of this.sentWaiters.splice(0)) resolve();
   }
@@ -68,6 +76,11 @@ export class TaskOutput {
   /** Bytes held, not sent yet. */
   get held(): number {
     return this.heldBytes;
+  }
+
+  /** About how large the next TokenChunk would be: the held text and its logprobs. */
+  get frameBytes(): number {
+    return this.heldBytes + this.logprobBytes;
   }
 
   /** Whether the engine should wait: what it produced uses up the window. */

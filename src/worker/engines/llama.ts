@@ -2,7 +2,7 @@
 // loaded only here (see llama/backend.ts for how it stays offline). Its parts live in llama/.
 import { basename, extname } from "node:path";
 import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
-import type { ModelInfo } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
 import {
   type Engine,
   type EngineDescription,
@@ -15,6 +15,7 @@ import type { GpuChoice } from "./index.js";
 import { describeDevice, loadNodeLlamaCpp, type NodeLlamaCpp, openLlama } from "./llama/backend.js";
 import { detectFormat, renderPrompt } from "./llama/chat-template.js";
 import { decode } from "./llama/decode.js";
+import { canForceJson, canForceToolCall, outputGrammar } from "./llama/output-grammar.js";
 import { SequencePool } from "./llama/sequence-pool.js";
 
 export interface LlamaEngineOptions {
@@ -71,7 +72,7 @@ export class LlamaEngine implements Engine {
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     const loaded = this.models.get(request.model);
-    if (!loaded || !this.lib) throw new Error(`this worker does not serve the model '${request.model}'`);
+    if (!loaded || !this.lib || !this.llama) throw new Error(`this worker does not serve the model '${request.model}'`);
     const prompt = renderPrompt(this.lib, loaded.model, loaded.chatWrapper, request);
     if (prompt.tokens.length >= loaded.context.contextSize) {
       throw new EngineRequestError(
@@ -79,9 +80,15 @@ export class LlamaEngine implements Engine {
         "context_length_exceeded",
       );
     }
+    const reasoningOpened = prompt.openedWith.includes("<think>");
+    // Awaited only when there is one: a task without a grammar reaches its sequence in this turn, as before.
+    const building = outputGrammar(this.llama, request, { format: loaded.info.format, reasoningOpened });
+    const grammar = building && (await building);
     const sequence = await loaded.sequences.acquire(signal);
     try {
-      return await decode({ model: loaded.model, sequence, prompt, params: request.params }, sink, signal);
+      const { model } = loaded;
+      const { params, logprobs } = request;
+      return await decode({ lib: this.lib, model, sequence, prompt, params, grammar, logprobs }, sink, signal);
     } finally {
       await loaded.sequences.release(sequence);
     }
@@ -107,12 +114,21 @@ export class LlamaEngine implements Engine {
       contextSize: this.options.contextLength ?? { max: model.trainContextSize },
       ...(threads === undefined ? {} : { threads }),
     });
-    const info: ModelInfo = {
-      id,
-      contextLength: context.contextSize,
-      format: detectFormat(model),
-    };
+    const format = detectFormat(model);
+    const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format) };
     const chatWrapper = lib.resolveChatWrapper(model);
     return { info, model, context, chatWrapper, sequences: new SequencePool(context, this.options.maxConcurrency) };
   }
+}
+
+/** What the engine honours for a model of this output format (see docs/llama-options.md); never vision. */
+function capabilities(format: string | undefined): string[] {
+  return [
+    CAPABILITIES.tools,
+    ...(canForceToolCall(format) ? [CAPABILITIES.toolChoiceRequired] : []),
+    CAPABILITIES.sampling,
+    CAPABILITIES.logitBias,
+    ...(canForceJson(format) ? [CAPABILITIES.jsonObject, CAPABILITIES.jsonSchema] : []),
+    CAPABILITIES.logprobs,
+  ];
 }

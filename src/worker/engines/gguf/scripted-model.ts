@@ -35,6 +35,12 @@ export interface ScriptedModelOptions {
   contextLength?: number;
   /** `general.name`. */
   name?: string;
+  /**
+   * Second choices that close JSON, for tests of grammar-constrained output: after the last piece `"` (so a string the
+   * reply fills gets closed) and after any other token `}`, each at half the scripted logit. Without a grammar the
+   * scripted successor still wins (by ~45 logits); under one that forbids it, these win over the uniform rest.
+   */
+  closesJson?: boolean;
 }
 
 export interface ScriptedModel {
@@ -104,6 +110,10 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
   setSuccessor(0, FIRST_PIECE_ID);
   for (let i = 0; i + 1 < pieces.length; i++) setSuccessor(i + 1, FIRST_PIECE_ID + i + 1);
   setSuccessor(pieces.length, options.endless ? loopStart(pieces) : EOS_ID);
+  if (options.closesJson) {
+    output[byteToken('"') * width + pieces.length] = scale / 2;
+    output[byteToken("}") * width + 0] = scale / 2;
+  }
 
   const bytes = encodeGguf({
     metadata: [
@@ -151,6 +161,11 @@ function loopStart(pieces: readonly string[]): number {
   const close = pieces.indexOf("</think>");
   const start = close >= 0 && close + 1 < pieces.length ? close + 1 : 0;
   return FIRST_PIECE_ID + start;
+}
+
+/** The byte-fallback token of a one-byte character. */
+function byteToken(char: string): number {
+  return SPECIAL_PIECES.length + char.charCodeAt(0);
 }
 
 function byteTokens(): string[] {

@@ -1,48 +1,64 @@
 // The sampling loop of one task on its own context sequence: prompt in batches, then token by token until done.
-import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
-import type { FinishReason, SamplingParams } from "../../../worker-protocol/index.js";
+import type { LlamaContextSequence, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
+import type { FinishReason, SamplingParams, TaskAssigned } from "../../../worker-protocol/index.js";
 import type { GenerationResult, GenerationSink } from "../engine.js";
+import type { NodeLlamaCpp } from "./backend.js";
 import type { RenderedPrompt } from "./chat-template.js";
+import { LogprobRecorder, PendingLogprobs } from "./logprobs.js";
+import { evaluateOptions } from "./sampling.js";
 import { StopMatcher } from "./stop-matcher.js";
-import { TokenText } from "./token-text.js";
+import { DETOKENIZE_CONTEXT_TOKENS, TokenText } from "./token-text.js";
 
 export interface Generation {
+  lib: NodeLlamaCpp;
   model: LlamaModel;
   sequence: LlamaContextSequence;
   prompt: RenderedPrompt;
   params: SamplingParams;
+  /** Constrains every output token (response_format, a forced tool call). */
+  grammar?: LlamaGrammar;
+  /** Report each token's logprob with this many alternatives. */
+  logprobs?: TaskAssigned["logprobs"];
 }
 
 /** Runs the sampling loop until end of generation, a stop string, the token limit or the signal. */
 export async function decode(generation: Generation, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-  const { model, sequence, prompt, params } = generation;
+  const { lib, model, sequence, prompt, params, grammar, logprobs } = generation;
   const room = sequence.contextSize - prompt.tokens.length;
   const limit = Math.min(params.maxTokens ?? room, room);
   const text = new TokenText(model, prompt.tokens);
   const stops = new StopMatcher(params.stop ?? [], prompt.stops);
   if (prompt.openedWith) sink.text(prompt.openedWith, 0);
 
+  const recorder = logprobs && new LogprobRecorder(model, logprobs.top);
+  const pending = new PendingLogprobs();
+  const completion: Token[] = [];
   let completionTokens = 0;
   let unsentTokens = 0;
+  let sentChars = 0;
   let finishReason: FinishReason = "stop"; // the loop ending by itself means an end-of-generation token
-  const send = (piece: string) => {
+  const send = (piece: string, cut = false) => {
     if (piece === "") return;
-    sink.text(piece, unsentTokens);
+    sentChars += piece.length;
+    if (recorder) sink.text(piece, unsentTokens, pending.take(sentChars, cut));
+    else sink.text(piece, unsentTokens);
     unsentTokens = 0;
   };
   await prefill(sequence, prompt.tokens.slice(0, -1), sink, signal);
   if (signal.aborted) return { finishReason, usage: { promptTokens: prompt.tokens.length, completionTokens } };
-  const tokens = sequence.evaluate(prompt.tokens.slice(-1), {
-    temperature: params.temperature ?? 1, // OpenAI's default
-    ...(params.topP === undefined ? {} : { topP: params.topP }),
-    ...(params.seed === undefined ? {} : { seed: params.seed }),
-  });
-  for await (const token of tokens) {
+  const metadata = { confidence: recorder !== undefined, probabilities: (logprobs?.top ?? 0) > 0 };
+  const options = evaluateOptions(lib, model, params, completion, grammar);
+  for await (const sampled of sequence.evaluateWithMetadata(prompt.tokens.slice(-1), metadata, options)) {
     if (signal.aborted) break; // the token decoded meanwhile is dropped: decoding stops within one step
+    const { token } = sampled;
+    const context = recorder ? [...prompt.tokens.slice(-DETOKENIZE_CONTEXT_TOKENS), ...completion.slice(-DETOKENIZE_CONTEXT_TOKENS)] : [];
+    completion.push(token);
     completionTokens++;
     unsentTokens++;
-    const matched = stops.push(text.push(token));
-    send(matched.text);
+    const piece = text.push(token);
+    if (recorder) pending.add(recorder.entry(sampled, piece, context));
+    const matched = stops.push(piece);
+    send(matched.text, matched.stopped);
     if (matched.stopped) break;
     if (completionTokens >= limit) {
       finishReason = "length";
@@ -52,7 +68,7 @@ export async function decode(generation: Generation, sink: GenerationSink, signa
     const room = sink.ready();
     if (room) await room;
   }
-  if (!signal.aborted && !stops.stopped) send(stops.push(text.flush()).text + stops.flush());
+  if (!signal.aborted && !stops.stopped) send(stops.push(text.flush()).text + stops.flush(), true);
   const usage = { promptTokens: prompt.tokens.length, completionTokens };
   // Only a stop string of the request is named: a template's trigger ends the reply as an end-of-generation token would.
   return finishReason === "stop" && stops.stopSequence !== undefined ? { finishReason, usage, stopSequence: stops.stopSequence } : { finishReason, usage };
