@@ -26,6 +26,8 @@ const STARTUP_MS = 2 * JOIN_MS + 10_000;
 let dir: string;
 let scriptedPath: string;
 let endlessPath: string;
+/** The variant whose second choices close JSON strings and objects: under a grammar it ends within a few tokens. */
+let closesJsonPath: string;
 /** Usage as the model's own tokenizer counts it, computed in this process, apart from the worker. */
 let expectedUsage: {
   prompt_tokens: number;
@@ -52,6 +54,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "llama-e2e-"));
   scriptedPath = (await makeTestModel(join(dir, "scripted.gguf"))).path;
   endlessPath = (await makeTestModel(join(dir, "endless.gguf"), { endless: true })).path;
+  closesJsonPath = (await makeTestModel(join(dir, "closes-json.gguf"), { closesJson: true })).path;
   const llama = await getLlama({ gpu: false, build: "never", skipDownload: true });
   try {
     const model = await llama.loadModel({ modelPath: scriptedPath, vocabOnly: true });
@@ -99,7 +102,7 @@ async function workerProcess(target: RunningCoordinator, args: string[]): Promis
 function llamaWorker(target: RunningCoordinator, name: string, maxConcurrency: number) {
   return workerProcess(target, [
     ...["--engine", "llama", "--gpu", "cpu", "--name", name, "--max-concurrency", String(maxConcurrency)],
-    ...["--model", scriptedPath, "--model", endlessPath],
+    ...["--model", scriptedPath, "--model", endlessPath, "--model", closesJsonPath],
   ]);
 }
 
@@ -191,6 +194,41 @@ describe("a llama worker process serving the scripted model", () => {
     expect(raw.usage).toMatchObject({ ...expectedUsage, completion_tokens_details: { reasoning_tokens: 0 } });
   });
 
+  it("honours structured output, forced tool calls, logprobs and top_k through the coordinator (request options, issue 13)", async () => {
+    const schema = { type: "object", properties: { city: { type: "string" }, days: { type: "integer" } }, required: ["city", "days"], additionalProperties: false };
+    const structured = await client.chat.completions.create({
+      model: "closes-json",
+      messages,
+      max_tokens: 200,
+      seed: 3,
+      response_format: { type: "json_schema", json_schema: { name: "trip", schema, strict: true } },
+    });
+    const parsed = JSON.parse(structured.choices[0]?.message.content ?? "") as Record<string, unknown>;
+    expect(Object.keys(parsed).sort()).toEqual(["city", "days"]);
+    expect(typeof parsed.city === "string" && Number.isInteger(parsed.days)).toBe(true);
+
+    const tools: OpenAI.Chat.ChatCompletionTool[] = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } },
+    ];
+    const forced = await client.chat.completions.create({ model: "closes-json", messages, max_tokens: 200, tools, tool_choice: "required", parallel_tool_calls: false });
+    expect(forced.choices[0]?.finish_reason).toBe("tool_calls");
+    const call = forced.choices[0]?.message.tool_calls?.[0];
+    expect(call?.type === "function" && call.function.name).toBe("get_weather");
+    expect(call?.type === "function" && typeof (JSON.parse(call.function.arguments) as { city?: unknown }).city).toBe("string");
+
+    const withLogprobs = await client.chat.completions.create(
+      withExtensions({ model: "scripted", messages, temperature: 0, logprobs: true, top_logprobs: 2 }, { top_k: 1 }),
+    );
+    const entries = withLogprobs.choices[0]?.logprobs?.content ?? [];
+    expect(withLogprobs.choices[0]?.message.content).toBe(ANSWER);
+    // The logprobs are the model's own tokens: the first keeps the space the parser drops after the reasoning.
+    expect(entries.map((entry) => entry.token).join("").trimStart()).toBe(ANSWER);
+    for (const entry of entries) {
+      expect(entry.logprob).toBeLessThanOrEqual(0);
+      expect(entry.top_logprobs.length).toBeGreaterThan(0);
+    }
+  });
+
   it("answers through the Responses API the same: the reasoning as a reasoning item, the answer as output_text, usage as the model tokenizes", async () => {
     const body = { model: "scripted", input: messages, temperature: 0, reasoning: {} };
     const whole = await client.responses.create(body);
@@ -213,7 +251,7 @@ describe("a llama worker process serving the scripted model", () => {
     const hello = solo.tap.messages.find((t) => t.from === "worker" && t.message.type === "Hello")?.message;
 
     expect(hello?.type === "Hello" && hello.models.map((m) => [m.id, m.capabilities])).toEqual(
-      ["scripted", "endless"].map((id) => [
+      ["scripted", "endless", "closes-json"].map((id) => [
         id,
         ["tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs"],
       ]),
