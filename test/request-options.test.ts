@@ -73,10 +73,10 @@ describe("chat completions options", () => {
     });
   });
 
-  it("takes llama.cpp's repeat_penalty for repetition_penalty, and top_k 0 or -1 as no top-k", async () => {
+  it("takes llama.cpp's repeat_penalty for repetition_penalty, and top_k 0 or -1 as no top-k cut (topK 0)", async () => {
     await client.chat.completions.create(withExtensions({ model: "simulator", messages }, { repeat_penalty: 1.3, top_k: -1 }));
 
-    expect(lastAssigned().params).toEqual({ repetitionPenalty: 1.3 });
+    expect(lastAssigned().params).toEqual({ repetitionPenalty: 1.3, topK: 0 });
   });
 
   it("answers a JSON object for response_format json_object, and a value of the schema for json_schema", async () => {

@@ -101,7 +101,8 @@ export function checkOptionPairs(request: OptionRequest): void {
 export function samplingExtensions(request: OptionRequest): Partial<SamplingParams> {
   const repetition = request.repetition_penalty ?? request.repeat_penalty;
   return {
-    ...(request.top_k != null && request.top_k > 0 && { topK: request.top_k }),
+    // 0 and -1 both ask for no top-k cut, which the protocol says with 0 (an engine's own default may cut).
+    ...(request.top_k != null && { topK: Math.max(0, request.top_k) }),
     ...(request.min_p != null && { minP: request.min_p }),
     ...(repetition != null && { repetitionPenalty: repetition }),
     ...(request.frequency_penalty != null && { frequencyPenalty: request.frequency_penalty }),

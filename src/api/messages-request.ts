@@ -281,7 +281,7 @@ export function toTaskRequest(request: MessagesRequest): TaskRequest {
       ...(request.temperature !== undefined && { temperature: request.temperature }),
       ...(request.top_p !== undefined && { topP: request.top_p }),
       ...(request.stop_sequences !== undefined && request.stop_sequences.length > 0 && { stop: request.stop_sequences }),
-      ...(request.top_k !== undefined && request.top_k > 0 && { topK: request.top_k }),
+      ...(request.top_k !== undefined && { topK: request.top_k }),
     },
   };
   if (request.tools !== undefined && request.tools.length > 0) {

@@ -80,7 +80,7 @@ export const SamplingParams = z.object({
   topP: z.number().min(0).max(1).optional(),
   stop: z.array(z.string()).max(16).optional(),
   seed: z.number().int().optional(),
-  /** The "sampling" capability: */
+  /** The "sampling" capability. topK 0: no top-k cut at all (not the engine's default). */
   topK: z.number().int().nonnegative().optional(),
   minP: z.number().min(0).max(1).optional(),
   /** Multiplicative penalty on repeated tokens (llama.cpp's repeat_penalty, vLLM's repetition_penalty); 1 is none. */
