@@ -6,7 +6,7 @@ import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ResponseStreamEvent } from "../src/api/responses-stream.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import { simulatedReply } from "../src/worker/engines/simulator.js";
+import { SIMULATED_LOGPROB, simulatedReply } from "../src/worker/engines/simulator.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
 import { startWireTap, type WireTap } from "./support/wire-tap.js";
 
@@ -298,6 +298,21 @@ describe("POST /v1/responses", () => {
 
     expect(JSON.parse(object.output_text)).toEqual({ answer: expected.answer });
     expect(JSON.parse(structured.output_text)).toEqual({ city: "text", days: 2 });
+  });
+
+  it("returns the output text's logprobs when included, streamed with each delta and in the whole response", async () => {
+    const body = { model: "simulator", input: question, include: ["message.output_text.logprobs" as const], top_logprobs: 1 };
+    const whole = await client.responses.create(body);
+    const seen = await events(await client.responses.create({ ...body, stream: true }));
+
+    const part = whole.output.find((item) => item.type === "message")?.content[0];
+    const entries = part?.type === "output_text" ? (part.logprobs ?? []) : [];
+    expect(entries.map((e) => e.token).join("")).toBe(whole.output_text);
+    expect(entries.every((e) => e.logprob === SIMULATED_LOGPROB && e.top_logprobs.length === 1)).toBe(true);
+    const streamed = seen.flatMap((e) => (e.type === "response.output_text.delta" ? e.logprobs ?? [] : []));
+    expect(streamed.map((e) => e.token).join("")).toBe(expected.answer);
+    const done = seen.find((e) => e.type === "response.output_text.done");
+    expect(done?.type === "response.output_text.done" && done.logprobs?.length).toBe(streamed.length);
   });
 
   it("answers an unknown model with 404 and a bad body with 400, in OpenAI's error shape", async () => {

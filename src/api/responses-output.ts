@@ -1,17 +1,35 @@
 // The Responses API's reply: its output items (reasoning, message, function call) built from a task's deltas, and
 // the response object around them. Shared by the streamed and the whole reply, so both say the same thing.
 import { nanoid } from "nanoid";
-import type { Usage } from "../worker-protocol/index.js";
+import type { TokenLogprob, Usage } from "../worker-protocol/index.js";
 import type { Delta } from "./chat-response.js";
 import type { FunctionTool, ResponsesRequest } from "./responses-request.js";
 
 export type ItemStatus = "in_progress" | "completed" | "incomplete";
 
+/** One token's logprob in the Responses API's shape (as chat completions' `logprobs.content` entries). */
+export interface OutputLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
 export interface OutputText {
   type: "output_text";
   text: string;
   annotations: never[];
-  logprobs: never[];
+  /** The text's tokens' logprobs, when the request included `message.output_text.logprobs`. */
+  logprobs: OutputLogprob[];
+}
+
+function outputLogprobs(entries: readonly TokenLogprob[]): OutputLogprob[] {
+  return entries.map((entry) => ({
+    token: entry.token,
+    logprob: entry.logprob,
+    bytes: entry.bytes ?? [...Buffer.from(entry.token, "utf8")],
+    top_logprobs: (entry.top ?? []).map((top) => ({ token: top.token, logprob: top.logprob, bytes: top.bytes ?? [...Buffer.from(top.token, "utf8")] })),
+  }));
 }
 
 export interface ReasoningText {
@@ -79,8 +97,8 @@ export type ResponseBody = ReturnType<ResponseObject["with"]>;
 /** Hears an output item open, grow and close, in order (the stream encoder turns each into events). */
 export interface OutputListener {
   added(item: OutputItem, index: number): void;
-  /** More message text, reasoning text or call arguments for the item at `index`. */
-  text(item: OutputItem, index: number, text: string): void;
+  /** More message text (with its tokens' logprobs, when asked for), reasoning text or call arguments for the item at `index`. */
+  text(item: OutputItem, index: number, text: string, logprobs?: readonly OutputLogprob[]): void;
   done(item: OutputItem, index: number): void;
 }
 
@@ -117,18 +135,20 @@ export class ResponseOutput {
       if ("toolCallStart" in delta) this.startCall(delta.toolCallStart);
       else if ("toolCallArgs" in delta) this.callArguments(delta.toolCallArgs.index, delta.toolCallArgs.text);
       else if ("toolCallEnd" in delta) this.endCall(delta.toolCallEnd.index);
-      else if ("logprobs" in delta) continue; // a Responses request does not ask for them (yet)
+      else if ("logprobs" in delta) continue; // placed with the text they follow (below)
       else {
-        // A run of text deltas of one kind becomes one piece of text (one event when streamed).
+        // A run of text deltas of one kind becomes one piece of text (one event when streamed), with its logprobs.
         const kind = "content" in delta ? "message" : "reasoning";
         let text = "content" in delta ? delta.content : delta.reasoning;
+        let logprobs: OutputLogprob[] | undefined;
         for (; i < deltas.length; i++) {
           const next = deltas[i] as Delta;
           if (kind === "message" && "content" in next) text += next.content;
+          else if (kind === "message" && "logprobs" in next) (logprobs ??= []).push(...outputLogprobs(next.logprobs));
           else if (kind === "reasoning" && "reasoning" in next) text += next.reasoning;
           else break;
         }
-        this.appendText(kind, text);
+        this.appendText(kind, text, logprobs);
       }
     }
   }
@@ -140,7 +160,7 @@ export class ResponseOutput {
     this.calls.clear();
   }
 
-  private appendText(kind: "message" | "reasoning", text: string): void {
+  private appendText(kind: "message" | "reasoning", text: string, logprobs?: OutputLogprob[]): void {
     let item = this.open;
     if (item?.type !== kind) {
       this.closeText("completed");
@@ -154,8 +174,10 @@ export class ResponseOutput {
       else item.content.push({ type: "reasoning_text", text: "" });
       this.open = item;
     }
-    (textPartOf(item) as OutputText | ReasoningText | SummaryText).text += text;
-    this.listener?.text(item, this.items.length - 1, text);
+    const part = textPartOf(item) as OutputText | ReasoningText | SummaryText;
+    part.text += text;
+    if (logprobs !== undefined && part.type === "output_text") part.logprobs.push(...logprobs);
+    this.listener?.text(item, this.items.length - 1, text, logprobs);
   }
 
   private closeText(status: "completed" | "incomplete"): void {

@@ -149,6 +149,8 @@ export const ResponsesBody = z.object({
   // Accepted so clients that always send them work; nothing is ever stored, and nothing extra is included.
   store: z.boolean().nullish(),
   include: z.array(z.string()).nullish(),
+  /** With include "message.output_text.logprobs": how many alternatives each token's logprob carries. */
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
   metadata: z.record(z.string(), z.string().max(512)).nullish(),
   user: z.string().nullish(),
   truncation: z.enum(["auto", "disabled"]).nullish(),
@@ -314,6 +316,8 @@ export function toResponsesTask(request: ResponsesRequest): TaskRequest {
   }
   if (body.parallel_tool_calls != null) task.parallelToolCalls = body.parallel_tool_calls;
   if (body.reasoning?.effort != null) task.reasoningEffort = body.reasoning.effort;
+  // Logprobs when included, or when alternatives are asked for (top_logprobs means nothing without them).
+  if (body.include?.includes("message.output_text.logprobs") || body.top_logprobs != null) task.logprobs = { top: body.top_logprobs ?? 0 };
   const format = body.text?.format;
   if (format?.type === "json_object") task.responseFormat = { type: "json_object" };
   if (format?.type === "json_schema") {

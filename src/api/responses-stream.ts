@@ -7,6 +7,7 @@ import { describeError } from "./errors.js";
 import type { StreamEncoder } from "./relay.js";
 import {
   type OutputItem,
+  type OutputLogprob,
   type OutputText,
   type ReasoningText,
   type ReasoningForm,
@@ -35,8 +36,8 @@ export type ResponseEventBody =
   | Each<"response.created" | "response.in_progress" | "response.completed" | "response.incomplete" | "response.failed", { response: ResponseBody }>
   | Each<"response.output_item.added" | "response.output_item.done", { output_index: number; item: OutputItem }>
   | Each<"response.content_part.added" | "response.content_part.done", ItemPosition & { content_index: 0; part: OutputText | ReasoningText }>
-  | Each<"response.output_text.delta", ItemPosition & { content_index: 0; delta: string; logprobs: never[] }>
-  | Each<"response.output_text.done", ItemPosition & { content_index: 0; text: string; logprobs: never[] }>
+  | Each<"response.output_text.delta", ItemPosition & { content_index: 0; delta: string; logprobs: OutputLogprob[] }>
+  | Each<"response.output_text.done", ItemPosition & { content_index: 0; text: string; logprobs: OutputLogprob[] }>
   | Each<"response.reasoning_text.delta", ItemPosition & { content_index: 0; delta: string }>
   | Each<"response.reasoning_text.done", ItemPosition & { content_index: 0; text: string }>
   | Each<"response.reasoning_summary_part.added" | "response.reasoning_summary_part.done", ItemPosition & { summary_index: 0; part: SummaryText }>
@@ -92,7 +93,12 @@ class ResponseEvents implements OutputListener {
     }
   }
 
-  text(item: OutputItem, index: number, text: string): void {
+  text(item: OutputItem, index: number, text: string, logprobs?: readonly OutputLogprob[]): void {
+    if (logprobs !== undefined && item.type === "message") {
+      const at = { item_id: item.id, output_index: index, content_index: 0 as const };
+      this.event({ type: "response.output_text.delta", ...at, delta: text, logprobs: [...logprobs] });
+      return;
+    }
     if (index !== this.deltaIndex) {
       const summary = item.type === "reasoning" && item.summary.length > 0;
       const type = summary ? "response.reasoning_summary_text.delta" : DELTA_EVENTS[item.type];
@@ -114,7 +120,7 @@ class ResponseEvents implements OutputListener {
       this.event({ type: "response.reasoning_summary_part.done", ...at, summary_index: 0, part });
     } else {
       const part = (textPartOf(item) as OutputText | ReasoningText | undefined) ?? { type: "reasoning_text", text: "" };
-      if (part.type === "output_text") this.event({ type: "response.output_text.done", ...at, content_index: 0, text: part.text, logprobs: [] });
+      if (part.type === "output_text") this.event({ type: "response.output_text.done", ...at, content_index: 0, text: part.text, logprobs: part.logprobs });
       else this.event({ type: "response.reasoning_text.done", ...at, content_index: 0, text: part.text });
       this.event({ type: "response.content_part.done", ...at, content_index: 0, part });
     }

@@ -18,7 +18,7 @@ export const responsesDialect: Dialect<ResponsesRequest> = {
   model: (request) => request.body.model,
   streams: (request) => request.body.stream === true,
   check: checkMaxOutputTokens,
-  paramNames: { response_format: "text.format", messages: "input" },
+  paramNames: { response_format: "text.format", messages: "input", logprobs: "include" },
   toTask: toResponsesTask,
   reasoningMode: responsesReasoningMode,
   errorResponse,
