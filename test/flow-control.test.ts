@@ -6,6 +6,7 @@ import type { RunningCoordinator } from "../src/coordinator.js";
 import { CHUNKY_MODEL, type ChunkyWorker, startChunkyWorker } from "./support/chunky-worker.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
 import { type NonReadingClient, openNonReadingStream } from "./support/slow-readers.js";
+import { chunkCost, decodeWorkerMessage } from "../src/worker-protocol/index.js";
 
 const SLOW_CLIENT_BYTES = 64 * 1024;
 
@@ -95,5 +96,17 @@ describe("flow control", () => {
     expect((error as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
     expect((error as InstanceType<typeof OpenAI.APIError>).code).toBe("reply_too_large");
     await worker.log.until(() => worker!.log.aborted.size === 1, "the engine to be stopped");
+  });
+});
+
+describe("chunkCost", () => {
+  it("counts logprobs (which can outweigh the text a hundredfold) the same on both sides, whatever the key order", () => {
+    const entry = { token: " hé", logprob: -0.5, bytes: [32, 104, 195, 169], top: [{ token: " hé", logprob: -0.5 }, { token: " a", logprob: -2 }] };
+    const reordered = JSON.parse(`{"top":[{"logprob":-0.5,"token":" hé"},{"logprob":-2,"token":" a"}],"bytes":[32,104,195,169],"logprob":-0.5,"token":" hé"}`);
+    const decoded = decodeWorkerMessage(JSON.stringify({ type: "TokenChunk", taskId: "t", seq: 0, text: " hé", logprobs: [reordered] }));
+
+    expect(chunkCost(" hé")).toBe(4);
+    expect(chunkCost(" hé", [entry])).toBe(4 + (48 + 4 + 16) + (48 + 4) + (48 + 2));
+    expect(decoded.ok && decoded.message.type === "TokenChunk" && chunkCost(decoded.message.text, decoded.message.logprobs)).toBe(chunkCost(" hé", [entry]));
   });
 });

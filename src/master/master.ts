@@ -200,7 +200,7 @@ export class Master {
             `task ${message.taskId} already has ${task.outstandingBytes} bytes outstanding (window ${this.options.taskWindowBytes}); wait for TaskCredit`,
           );
         }
-        const bytes = chunkCost(message.text);
+        const bytes = chunkCost(message.text, message.logprobs);
         task.outstandingBytes += bytes;
         task.nextSeq += 1;
         const tokens = message.tokens ?? 1;

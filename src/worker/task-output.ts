@@ -16,7 +16,6 @@ export class TaskOutput {
   /** The held pieces' token logprobs, concatenated in order (none when the task did not ask for them). */
   private logprobs: TokenLogprob[] = [];
   /** Their size on the wire (JSON), which can be many times their text's: a merged frame must stay small. */
-  private logprobBytes = 0;
   /** What the window allows to be sent now: the window, less what was sent, plus what the master granted back. */
   private credit: number;
   /** Bytes held, not sent yet (an upper bound of what they will cost). */
@@ -34,13 +33,8 @@ export class TaskOutput {
 
   add(text: string, tokens: number | undefined, logprobs?: readonly TokenLogprob[]): void {
     this.text += text;
-    if (logprobs) {
-      for (const entry of logprobs) {
-        this.logprobs.push(entry);
-        this.logprobBytes += JSON.stringify(entry).length;
-      }
-    }
-    this.heldBytes += chunkCost(text);
+    if (logprobs) for (const entry of logprobs) this.logprobs.push(entry);
+    this.heldBytes += chunkCost(text, logprobs);
     this.tokens += tokens ?? 1;
     if (tokens === undefined) this.counted = false;
     this.pieces += 1;
@@ -54,14 +48,13 @@ export class TaskOutput {
     const chunk: TokenChunk = bare ? { type: "TokenChunk", taskId, seq, text } : { type: "TokenChunk", taskId, seq, text, tokens: this.tokens };
     if (logprobs.length > 0) chunk.logprobs = logprobs;
     this.send(chunk);
-    this.credit -= chunkCost(text);
+    this.credit -= chunkCost(text, logprobs);
     this.seq += 1;
     this.text = "";
     this.tokens = 0;
     this.counted = true;
     this.pieces = 0;
     this.logprobs = [];
-    this.logprobBytes = 0;
     this.heldBytes = 0;
     for (const resolve of this.sentWaiters.splice(0)) resolve();
   }
@@ -78,9 +71,9 @@ export class TaskOutput {
     return this.heldBytes;
   }
 
-  /** About how large the next TokenChunk would be: the held text and its logprobs. */
+  /** About how large the next TokenChunk would be: the held text and its logprobs (as chunkCost counts them). */
   get frameBytes(): number {
-    return this.heldBytes + this.logprobBytes;
+    return this.heldBytes;
   }
 
   /** Whether the engine should wait: what it produced uses up the window. */
