@@ -171,6 +171,16 @@ describe("llama engine forced tool calls", () => {
     expect(calls(content(text)).map((call) => call.name)).toEqual(["get_weather"]);
   });
 
+  it("leaves the tools out of the prompt for tool_choice none, so the model cannot call them", async () => {
+    const params = { temperature: 0, maxTokens: 4 };
+    const without = await run(request("json", params));
+    const none = await run(request("json", params, { tools, toolChoice: "none" }));
+    const auto = await run(request("json", params, { tools, toolChoice: "auto" }));
+
+    expect(none.result.usage.promptTokens).toBe(without.result.usage.promptTokens);
+    expect(auto.result.usage.promptTokens).toBeGreaterThan(without.result.usage.promptTokens);
+  });
+
   it("forces calls with tool_choice required: one with parallel_tool_calls false, one or more otherwise", async () => {
     const seeds = [9, 10, 11, 12];
     const single = await Promise.all(

@@ -16,7 +16,8 @@ export interface RenderedPrompt {
 /** Renders the request's messages and tools with the model's chat wrapper, ready for the model to write its reply. */
 export function renderPrompt(lib: NodeLlamaCpp, model: LlamaModel, chatWrapper: ChatWrapper, request: GenerationRequest): RenderedPrompt {
   const chatHistory = [...toChatHistory(request.messages), { type: "model" as const, response: [] }];
-  const availableFunctions = toFunctions(request.tools ?? []);
+  // tool_choice "none": the model is not shown the tools, so it cannot call them (as vLLM does by default).
+  const availableFunctions = toFunctions(request.toolChoice === "none" ? [] : (request.tools ?? []));
   const state = chatWrapper.generateContextState({ chatHistory, availableFunctions, documentFunctionParams: true });
   const tokens = state.contextText.tokenize(model.tokenizer);
   const tail = model.detokenize(tokens.slice(-DETOKENIZE_CONTEXT_TOKENS), true);
