@@ -350,6 +350,57 @@ describe("POST /v1/messages with simulator workers", () => {
     expect(assignedTo(simTap).at(-1)?.params.topK).toBe(5);
   });
 
+  it("takes a request shaped as Claude Code sends it (system turns mid-conversation, adaptive thinking, effort, context editing)", async () => {
+    // The shape Claude Code 2.1 sends, field for field (its texts shortened), as captured from a real run.
+    const body = {
+      model: "simulator",
+      max_tokens: 32_000,
+      stream: true,
+      system: [
+        { type: "text", text: "x-billing-header: cc_version=2.1;" },
+        { type: "text", text: "You are an agent.", cache_control: { type: "ephemeral" } },
+      ],
+      messages: [
+        { role: "user", content: [{ type: "text", text: "<system-reminder>context</system-reminder>" }, { type: "text", text: question, cache_control: { type: "ephemeral" } }] },
+        { role: "system", content: "Available agent types: claude" },
+      ],
+      tools: [{ name: "Bash", description: "Runs a command", input_schema: { type: "object", properties: { command: { type: "string" } } } }],
+      metadata: { user_id: JSON.stringify({ device_id: "d", session_id: "s" }) },
+      thinking: { type: "adaptive" },
+      output_config: { effort: "high" },
+      context_management: { edits: [{ type: "clear_thinking_20251015", keep: "all" }] },
+    };
+    const response = await fetch(`${coordinator.url}/v1/messages?beta=true`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219,mid-conversation-system-2026-04-07" },
+      body: JSON.stringify(body),
+    });
+    const text = await response.text();
+    const task = assignedTo(simTap).at(-1);
+
+    expect(response.status, text).toBe(200);
+    expect(text).toContain("event: message_stop");
+    expect(task?.messages.map((m) => m.role)).toEqual(["system", "user", "system"]);
+    expect(task?.messages[2]?.content).toBe("Available agent types: claude");
+    expect(task?.reasoningEffort).toBe("high");
+    expect(task?.tools).toHaveLength(1);
+  });
+
+  it("takes structured output (output_config.format) and refuses context edits it does not make", async () => {
+    const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
+    const structured = await client.messages.create(
+      withExtensions({ model: "simulator", max_tokens: 64, messages }, { output_config: { format: { type: "json_schema", schema } } }),
+    );
+    const edits = await postJson(
+      coordinator,
+      JSON.stringify({ model: "simulator", max_tokens: 16, messages, context_management: { edits: [{ type: "clear_tool_uses_20250919" }] } }),
+    );
+
+    expect(assignedTo(simTap).at(-1)?.responseFormat).toEqual({ type: "json_schema", schema });
+    expect(JSON.parse(structured.content.map((block) => (block.type === "text" ? block.text : "")).join(""))).toEqual({ ok: true });
+    expect(edits).toMatchObject({ status: 400, body: { error: { type: "invalid_request_error", message: expect.stringContaining("context_management.edits.0.type") } } });
+  });
+
   it("answers errors in Anthropic's shape, naming the field", async () => {
     const missing = await postJson(coordinator, JSON.stringify({ model: "simulator", messages }));
     const invalid = await postJson(coordinator, "{not json");

@@ -25,7 +25,8 @@ describe("parseResponsesRequest", () => {
     expect(paramOf({ ...ok, input: [{ role: "wizard", content: "x" }] })).toBe("input[0].role");
     expect(paramOf({ ...ok, input: [{ role: "user", content: [{ type: "input_file", file_id: "f" }] }] })).toBe("input[0].content[0].type");
     expect(paramOf({ ...ok, input: [{ type: "item_reference", id: "msg_1" }] })).toBe("input[0].type");
-    expect(paramOf({ ...ok, tools: [{ type: "function", name: "ok" }, { type: "code_interpreter" }] })).toBe("tools[1].type");
+    expect(paramOf({ ...ok, tools: [{ type: "function", name: "ok" }, { type: "custom", name: "apply_patch" }] })).toBe("tools[1].type");
+    expect(paramOf({ ...ok, tools: [{ type: "function", name: "ok" }, { type: "code_interpreter" }] })).toBe("accepted");
     expect(paramOf({ ...ok, tool_choice: { type: "allowed_tools" } })).toBe("tool_choice");
     expect(paramOf({ ...ok, conversation: "conv_1" })).toBe("conversation");
     expect(paramOf({ ...ok, background: true })).toBe("background");

@@ -271,7 +271,7 @@ describe("POST /v1/responses", () => {
   it("refuses what needs stored state, hosted tools, images the model cannot see, and too long a reply, with a 400 naming the parameter", async () => {
     const refusals: Array<[Promise<unknown>, string]> = [
       [client.responses.create({ model: "simulator", input: question, previous_response_id: "resp_123" }), "previous_response_id"],
-      [client.responses.create({ model: "simulator", input: question, tools: [{ type: "web_search" }] }), "tools[0].type"],
+      [client.responses.create({ model: "simulator", input: question, tools: [{ type: "custom", name: "apply_patch" }] }), "tools[0].type"],
       [
         client.responses.create({
           model: "simulator",
@@ -313,6 +313,45 @@ describe("POST /v1/responses", () => {
     expect(streamed.map((e) => e.token).join("")).toBe(expected.answer);
     const done = seen.find((e) => e.type === "response.output_text.done");
     expect(done?.type === "response.output_text.done" && done.logprobs?.length).toBe(streamed.length);
+  });
+
+  it("takes a request shaped as Codex sends it: namespaced tools opened, hosted tools not offered, unknown fields ignored", async () => {
+    // The shape Codex 0.171 sends, field for field (its texts shortened), as captured from a real run.
+    const fn = (name: string) => ({ type: "function", name, description: name, strict: false, parameters: { type: "object", properties: {}, additionalProperties: false } });
+    const body = {
+      model: "qwen-tools",
+      stream: true,
+      instructions: "You are Codex.",
+      input: [
+        { type: "message", role: "developer", content: [{ type: "input_text", text: "<permissions>read-only</permissions>" }] },
+        { type: "message", role: "user", content: [{ type: "input_text", text: "Weather in Paris and Tokyo?" }] },
+      ],
+      tools: [
+        fn("exec_command"),
+        { type: "namespace", name: "multi_agent_v1", description: "Sub-agents", tools: [fn("spawn_agent"), fn("close_agent")] },
+        { type: "web_search", external_web_access: false },
+        { ...fn("get_weather"), parameters: weatherTool.parameters },
+      ],
+      tool_choice: "auto",
+      parallel_tool_calls: true,
+      reasoning: { summary: "auto" },
+      store: false,
+      include: ["reasoning.encrypted_content"],
+      prompt_cache_key: "01a2-session",
+      client_metadata: { turn_id: "t1" },
+    };
+    const response = await fetch(`${coordinator.url}/v1/responses`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const text = await response.text();
+    const assigned = tap.messages.flatMap((t) => (t.message.type === "TaskAssigned" ? [t.message] : []));
+    const task = assigned.at(-1);
+
+    expect(response.status, text).toBe(200);
+    expect(text).toContain("event: response.completed");
+    expect(text).toContain("event: response.function_call_arguments.done");
+    expect(task?.tools?.map((tool) => (tool as { function: { name: string } }).function.name)).toEqual(["exec_command", "spawn_agent", "close_agent", "get_weather"]);
+    const completed = text.split("\n\n").find((frame) => frame.startsWith("event: response.completed"));
+    const echoed = (JSON.parse(completed?.split("\ndata: ")[1] ?? "{}") as { response: { tools: Array<{ name: string }> } }).response.tools;
+    expect(echoed.map((tool) => tool.name)).toEqual(["exec_command", "spawn_agent", "close_agent", "get_weather"]);
   });
 
   it("answers an unknown model with 404 and a bad body with 400, in OpenAI's error shape", async () => {

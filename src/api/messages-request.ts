@@ -68,6 +68,8 @@ const AssistantBlock = blockOf(
 const Message = z.discriminatedUnion("role", [
   z.object({ role: z.literal("user"), content: z.union([z.string(), z.array(UserBlock)]) }),
   z.object({ role: z.literal("assistant"), content: z.union([z.string(), z.array(AssistantBlock)]) }),
+  // System turns in the middle of the conversation (Anthropic's mid-conversation-system beta; Claude Code sends them).
+  z.object({ role: z.literal("system"), content: z.union([z.string(), z.array(blockOf(["text"], TextBlock))]) }),
 ]);
 type Message = z.infer<typeof Message>;
 
@@ -109,6 +111,8 @@ const Thinking = z.discriminatedUnion("type", [
 
 const TextOrBlocks = z.union([z.string(), z.array(blockOf(["text"], TextBlock))]);
 
+const OutputFormat = z.object({ type: z.literal("json_schema"), schema: PassThroughObject });
+
 /** Every field but max_tokens: what count_tokens takes. */
 export const CountTokensRequest = z.object({
   model: z.string().min(1),
@@ -130,6 +134,32 @@ export const MessagesRequest = CountTokensRequest.extend({
   metadata: z.object({ user_id: z.string().nullable().optional() }).nullable().optional(),
   stream: z.boolean().optional(),
   service_tier: z.string().optional(),
+  output_config: z
+    .object({
+      /** How hard the model should think: passed to the chat template as the reasoning effort. */
+      effort: z.enum(["low", "medium", "high", "max"]).nullable().optional(),
+      /** Structured output: JSON that validates against `schema` (the model's json_schema capability). */
+      format: OutputFormat.nullable().optional(),
+    })
+    .nullable()
+    .optional(),
+  /** The older spelling of output_config.format (the structured-outputs beta). */
+  output_format: OutputFormat.nullable().optional(),
+  // Server-side context editing. Clearing old thinking is what always happens here (past reasoning never reaches the
+  // prompt); other edits (clearing tool results) would change the prompt in ways not done here: refused by name.
+  context_management: z
+    .object({
+      edits: z
+        .array(
+          z.object({ type: z.string() }).loose().refine((edit) => edit.type.startsWith("clear_thinking_"), {
+            message: "only clear_thinking edits are supported (past thinking never reaches the prompt here); other context edits are not",
+            path: ["type"],
+          }),
+        )
+        .optional(),
+    })
+    .nullable()
+    .optional(),
 });
 export type MessagesRequest = z.infer<typeof MessagesRequest>;
 
@@ -203,6 +233,7 @@ export function toChatMessages(request: CountTokensRequest): ChatMessage[] {
   const toolNames = new Map<string, string>();
   for (const message of request.messages) {
     if (message.role === "user") userTurn(message.content, toolNames, out);
+    else if (message.role === "system") out.push({ role: "system", content: textOf(message.content) });
     else assistantTurn(message.content, toolNames, out);
   }
   return out;
@@ -301,6 +332,9 @@ export function toTaskRequest(request: MessagesRequest): TaskRequest {
       task.parallelToolCalls = !choice.disable_parallel_tool_use;
     }
   }
+  if (request.output_config?.effort != null) task.reasoningEffort = request.output_config.effort;
+  const format = request.output_config?.format ?? request.output_format;
+  if (format != null) task.responseFormat = { type: "json_schema", schema: format.schema };
   // Qwen-style templates read enable_thinking; others ignore it. Adaptive thinking leaves the template to decide.
   if (request.thinking?.type === "enabled") task.chatTemplateKwargs = { enable_thinking: true };
   if (request.thinking?.type === "disabled") task.chatTemplateKwargs = { enable_thinking: false };

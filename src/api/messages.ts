@@ -23,6 +23,7 @@ export const messagesDialect: Dialect<MessagesRequest> = {
   model: (request) => request.model,
   streams: (request) => request.stream === true,
   check: capMaxTokens,
+  paramNames: { response_format: "output_config.format" },
   toTask: toTaskRequest,
   reasoningMode: reasoningModeOf,
   errorResponse: anthropicErrorResponse,

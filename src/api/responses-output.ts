@@ -3,7 +3,7 @@
 import { nanoid } from "nanoid";
 import type { TokenLogprob, Usage } from "../worker-protocol/index.js";
 import type { Delta } from "./chat-response.js";
-import type { FunctionTool, ResponsesRequest } from "./responses-request.js";
+import { type FunctionTool, offeredTools, type ResponsesRequest } from "./responses-request.js";
 
 export type ItemStatus = "in_progress" | "completed" | "incomplete";
 
@@ -245,6 +245,19 @@ export interface ResponseState {
 }
 
 /** A function tool as the response object lists it (every field present). */
+/** The structured output the request asked for, as OpenAI echoes it (plain text when none). */
+function echoedFormat(format: NonNullable<ResponsesRequest["body"]["text"]>["format"]) {
+  if (format == null || format.type === "text") return { type: "text" as const };
+  if (format.type === "json_object") return { type: "json_object" as const };
+  return {
+    type: "json_schema" as const,
+    name: format.name,
+    schema: format.schema,
+    strict: format.strict ?? null,
+    ...(format.description != null && { description: format.description }),
+  };
+}
+
 function echoedTool(tool: FunctionTool) {
   return {
     type: "function" as const,
@@ -284,9 +297,9 @@ export class ResponseObject {
       // Nothing is kept, whatever the request asked.
       store: false,
       temperature: body.temperature ?? null,
-      text: { format: { type: "text" as const } },
+      text: { format: echoedFormat(body.text?.format) },
       tool_choice: body.tool_choice ?? "auto",
-      tools: (body.tools ?? []).map(echoedTool),
+      tools: offeredTools(body.tools).map(echoedTool),
       top_p: body.top_p ?? null,
       truncation: body.truncation ?? "disabled",
       ...(state.usage !== undefined && { usage: state.usage }),

@@ -98,9 +98,46 @@ const FunctionTool = z.object({
 });
 export type FunctionTool = z.infer<typeof FunctionTool>;
 
-// Hosted tools (web_search, file_search, code_interpreter, computer_use, mcp, …) run on OpenAI's side; custom
-// (free-form grammar) tools need constrained decoding. Only function tools reach a model here.
-const Tool = z.discriminatedUnion("type", [FunctionTool], onlyTypes("tools", "'function' tools"));
+/** A group of function tools under one name (Codex sends its sub-agent tools so): offered as the functions it holds. */
+const NamespaceTool = z.object({
+  type: z.literal("namespace"),
+  name: z.string(),
+  description: z.string().nullish(),
+  tools: z.array(FunctionTool),
+});
+
+/**
+ * Tools that run on OpenAI's side. Nothing here can run them, so the model is not offered them (it can only call what
+ * it is shown), and the response's `tools` lists what it was offered. Clients that always send one (Codex sends
+ * web_search) then work; a request that forces one is refused (see toResponsesTask).
+ */
+const HOSTED_TOOLS = [
+  "web_search",
+  "web_search_preview",
+  "web_search_2025_08_26",
+  "web_search_preview_2025_03_11",
+  "file_search",
+  "code_interpreter",
+  "computer_use_preview",
+  "image_generation",
+  "mcp",
+  "local_shell",
+] as const;
+const HostedTool = z.object({ type: z.enum(HOSTED_TOOLS) }).loose();
+
+// Custom (free-form grammar) tools would need their own call items and constrained decoding: refused.
+const Tool = z.discriminatedUnion("type", [FunctionTool, NamespaceTool, HostedTool], onlyTypes("tools", "'function' tools (or 'namespace' groups of them)"));
+type Tool = z.infer<typeof Tool>;
+
+/** The function tools a model is offered: namespaces opened, hosted tools left out. */
+export function offeredTools(tools: readonly Tool[] | null | undefined): FunctionTool[] {
+  const out: FunctionTool[] = [];
+  for (const tool of tools ?? []) {
+    if (tool.type === "function") out.push(tool);
+    else if (tool.type === "namespace") out.push(...tool.tools);
+  }
+  return out;
+}
 
 const ToolChoice = z.union(
   [z.enum(["none", "auto", "required"]), z.object({ type: z.literal("function"), name: z.string() })],
@@ -179,6 +216,10 @@ export function parseResponsesRequest(json: unknown, limits: RequestLimits = noL
   const parsed = ResponsesBody.safeParse(json);
   if (!parsed.success) throw invalidRequestOf(parsed.error);
   refuseStatefulFeatures(parsed.data);
+  const choice = parsed.data.tool_choice;
+  if (typeof choice === "object" && choice !== null && !offeredTools(parsed.data.tools).some((tool) => tool.name === choice.name)) {
+    throw new InvalidRequestError(`tool_choice names the function '${choice.name}', which is not among the tools.`, "tool_choice");
+  }
   const messages = chatMessages(parsed.data);
   checkLimits(messages, limits);
   return { body: parsed.data, messages };
@@ -309,7 +350,8 @@ export function toResponsesTask(request: ResponsesRequest): TaskRequest {
       ...(body.top_p != null && { topP: body.top_p }),
     },
   };
-  if (body.tools != null && body.tools.length > 0) task.tools = body.tools.map(chatTool);
+  const tools = offeredTools(body.tools);
+  if (tools.length > 0) task.tools = tools.map(chatTool);
   if (body.tool_choice != null) {
     const choice = body.tool_choice;
     task.toolChoice = typeof choice === "string" ? choice : { type: "function", function: { name: choice.name } };
