@@ -18,6 +18,7 @@ import { requireJsonBody } from "./json-body.js";
 import { countTokensHandler, messagesHandler } from "./messages.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
+import { ollamaProbe, ollamaRoutes } from "./ollama.js";
 import { requestContext, requestLogOf } from "./request-context.js";
 import { responsesHandler } from "./responses.js";
 import { routeErrorResponse } from "./route-errors.js";
@@ -34,6 +35,25 @@ export interface ApiOptions extends TaskRouteOptions {
   closing: AbortSignal;
   /** How often the dashboard's live feed sends a view of the cluster. */
   feedIntervalMs: number;
+}
+
+/**
+ * Refuses a request that a web page of another origin made (its Origin is neither this host nor a configured CORS
+ * origin), with 403: what keeps pages from using a route that takes bodies of any Content-Type.
+ */
+function refuseForeignOrigins(corsOrigins: readonly string[]) {
+  return async (c: Context, next: () => Promise<void>) => {
+    const origin = c.req.header("origin");
+    if (origin === undefined || corsOrigins.includes("*") || corsOrigins.includes(origin)) return next();
+    let host: string | undefined;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      host = undefined;
+    }
+    if (host !== undefined && host === c.req.header("host")) return next();
+    return routeErrorResponse(c, new InvalidRequestError(`Requests from the origin '${origin.slice(0, 200)}' are not allowed.`, null, "forbidden_origin", 403));
+  };
 }
 
 function methodNotAllowed(c: Context, allow: string): Response {
@@ -54,7 +74,25 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   }
   const guard = apiKeyGuard(options.apiKeys);
   app.use("/v1/*", guard);
+  app.use("/api/*", guard);
   app.use("/metrics", guard);
+  // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
+  // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
+  app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
+  app.use(
+    "/api/*",
+    limitBodySize({
+      maxBytes: options.maxBodyBytes,
+      onTooLarge: (c) => {
+        const response = routeErrorResponse(
+          c,
+          new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
+        );
+        response.headers.set("Connection", "close");
+        return response;
+      },
+    }),
+  );
   // Every /v1 route with a body takes JSON.
   app.use("/v1/*", requireJsonBody());
   app.use(
@@ -79,6 +117,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/messages", messagesHandler(master, options));
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
   app.post("/v1/responses", responsesHandler(master, options));
+  app.route("/api", ollamaRoutes(master, options));
   app.route("/v1/models", modelsRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));
@@ -94,9 +133,16 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/cluster", "GET, HEAD"],
     ["/v1/cluster/events", "GET, HEAD"],
     ["/metrics", "GET, HEAD"],
+    ["/api/chat", "POST"],
+    ["/api/generate", "POST"],
+    ["/api/show", "POST"],
+    ["/api/tags", "GET, HEAD"],
+    ["/api/ps", "GET, HEAD"],
+    ["/api/version", "GET, HEAD"],
   ] as const) {
     app.all(path, (c) => methodNotAllowed(c, allow));
   }
+  app.get("/", ollamaProbe());
   app.route("/", dashboardRoutes());
   app.notFound((c) =>
     routeErrorResponse(c, new InvalidRequestError(`Unknown route: ${c.req.method} ${c.req.path}`, null, "not_found", 404)),

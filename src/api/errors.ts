@@ -22,7 +22,7 @@ export class InvalidRequestError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
-    readonly status: 400 | 401 | 404 | 405 | 413 | 415 = 400,
+    readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 415 = 400,
   ) {
     super(message);
   }
@@ -63,7 +63,7 @@ export function mapError(error: unknown): MappedError {
 /** What a client is told about `error`, in no dialect's shape. */
 export function describeError(error: unknown): ErrorDescription {
   if (error instanceof InvalidRequestError) {
-    const type = error.status === 401 ? "authentication_error" : "invalid_request_error";
+    const type = error.status === 401 ? "authentication_error" : error.status === 403 ? "permission_error" : "invalid_request_error";
     return { status: error.status, ...described(error.message, type, error.param, error.code) };
   }
   if (error instanceof ModelNotFoundError) {

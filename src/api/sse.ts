@@ -18,6 +18,8 @@ export interface SseOptions {
   keepaliveMs: number;
   /** What to send after `keepaliveMs` of silence (default: an SSE comment); a dialect may name its own event. */
   keepaliveFrame?: string;
+  /** The body's media type, for a stream that is not SSE (Ollama's NDJSON); default text/event-stream. */
+  contentType?: string;
   /**
    * Flow control: past half of `slowClientBytes` unread, the stream is backlogged (its writer should wait for
    * `drained()`); a client that stays backlogged for `slowClientMs` is given up on.
@@ -204,6 +206,7 @@ export class SseStream {
     if (extraHeaders instanceof Headers) extraHeaders.forEach((value, name) => (headers[name] = value));
     else if (extraHeaders) Object.assign(headers, extraHeaders);
     Object.assign(headers, SSE_HEADERS);
+    if (options.contentType !== undefined) headers["Content-Type"] = options.contentType;
     if (outgoing) {
       const sse = new SseStream(options, signal, new NodeResponseSink(outgoing, headers));
       sse.start();

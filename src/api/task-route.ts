@@ -60,8 +60,10 @@ export interface Dialect<Request> {
   reasoningMode(request: Request, fallback: ReasoningMode): ReasoningMode;
   /** An error (ours or the task's) as this dialect's HTTP response. */
   errorResponse(error: unknown): Response;
-  /** What to send during silent periods of a stream; an SSE comment when absent. */
-  keepaliveFrame?: string;
+  /** What to send during silent periods of a stream (fixed, or made for the request); an SSE comment when absent. */
+  keepaliveFrame?: string | ((request: Request) => string);
+  /** The stream's media type when it is not SSE (Ollama's NDJSON). */
+  streamContentType?: string;
   /** The encoder for one streamed reply. */
   streamEncoder(request: Request, options: TaskRouteOptions): StreamEncoder;
   /** The collector for one whole reply. */
@@ -124,7 +126,10 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
     const { sse, response } = SseStream.open(
       {
         keepaliveMs: options.keepaliveMs,
-        ...(dialect.keepaliveFrame !== undefined && { keepaliveFrame: dialect.keepaliveFrame }),
+        ...(dialect.keepaliveFrame !== undefined && {
+          keepaliveFrame: typeof dialect.keepaliveFrame === "string" ? dialect.keepaliveFrame : dialect.keepaliveFrame(request),
+        }),
+        ...(dialect.streamContentType !== undefined && { contentType: dialect.streamContentType }),
         slowClientMs: options.slowClientMs,
         slowClientBytes: options.slowClientBytes,
         observer: options.metrics?.sse,
