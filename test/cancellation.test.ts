@@ -41,7 +41,9 @@ function rawStreamingRequest(coordinator: RunningCoordinator, dialect: DialectCa
   const firstData = new Promise<void>((resolve) => {
     socket.on("data", (data) => {
       received += data.toString();
-      if (received.includes("data: ")) resolve();
+      // The response's head and the first bytes of its body (an SSE frame or an NDJSON line) have arrived.
+      const bodyAt = received.indexOf("\r\n\r\n");
+      if (bodyAt >= 0 && received.length > bodyAt + 4) resolve();
     });
   });
   socket.on("error", () => {});

@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_PASS_THROUGH_DEPTH, parseChatRequest } from "../src/api/chat-request.js";
 import { parseMessagesRequest } from "../src/api/messages-request.js";
+import { parseOllamaChat } from "../src/api/ollama-request.js";
 import { parseResponsesRequest } from "../src/api/responses-request.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
@@ -34,6 +35,8 @@ interface FuzzRoute {
   expectError(status: number, text: string): void;
   expectWhole(text: string): void;
   expectStream(text: string): void;
+  /** Takes a body of any Content-Type (Ollama's routes, as Ollama does); else anything but JSON is a 415. */
+  anyContentType?: boolean;
 }
 
 function expectNoInternals(message: unknown, text: string): void {
@@ -251,7 +254,78 @@ const responsesRoute: FuzzRoute = {
   },
 };
 
-const ROUTES: readonly FuzzRoute[] = [chatRoute, messagesRoute, responsesRoute];
+function expectOllamaError(_status: number, text: string): void {
+  const body = JSON.parse(text) as { error?: unknown };
+  expect(Object.keys(body), text).toEqual(["error"]);
+  expectNoInternals(body.error, text);
+}
+
+const ollamaRoute: FuzzRoute = {
+  name: "ollama chat",
+  path: "/api/chat",
+  anyContentType: true,
+  validBody: fc.record(
+    {
+      model: fc.constant("simulator"),
+      messages: fc.array(fc.record({ role: fc.constantFrom("system", "user", "assistant"), content: shortText }), { minLength: 1, maxLength: 3 }),
+      stream: fc.boolean(),
+      options: fc.record(
+        {
+          num_predict: fc.integer({ min: 1, max: 48 }),
+          temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+          top_p: fc.double({ min: 0, max: 1, noNaN: true }),
+          top_k: fc.integer({ min: 1, max: 100 }),
+          seed: fc.integer(),
+          stop: fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 }),
+          num_gpu: fc.integer({ min: 0, max: 99 }),
+        },
+        { requiredKeys: ["num_predict"] },
+      ),
+      think: fc.boolean(),
+      format: fc.constant("json"),
+      keep_alive: fc.constantFrom("5m", 0, -1),
+      tools: fc.array(fc.record({ type: fc.constant("function"), function: fc.record({ name: toolName, description: fc.string({ maxLength: 20 }), parameters: citySchema }) }), { maxLength: 2 }),
+    },
+    { requiredKeys: ["model", "messages", "options"] },
+  ),
+  parse: (json) => parseOllamaChat(json, LIMITS),
+  template: '{"model":"simulator","messages":[{"role":"user","content":"hello there"}],"stream":false,"options":{"num_predict":8}}',
+  nestings: {
+    parameters: (nested, stream) => ({
+      model: "simulator",
+      messages: [{ role: "user", content: "deep" }],
+      stream,
+      options: { num_predict: 8 },
+      tools: [{ type: "function", function: { name: "f", parameters: { x: nested } } }],
+    }),
+    tool_calls: (nested, stream) => ({
+      model: "simulator",
+      stream,
+      options: { num_predict: 8 },
+      messages: [
+        { role: "user", content: "deep" },
+        { role: "assistant", content: "", tool_calls: [{ function: { name: "f", arguments: { x: nested } } }] },
+        { role: "tool", content: "done", tool_name: "f" },
+      ] as Json[],
+    }),
+  },
+  expectError: expectOllamaError,
+  expectWhole(text) {
+    const body = JSON.parse(text) as { model: string; message: { role: string; content: unknown }; done: boolean; done_reason: string };
+    expect(body.message.role).toBe("assistant");
+    expect(typeof body.message.content).toBe("string");
+    expect(body.done).toBe(true);
+    expect(["stop", "length"]).toContain(body.done_reason);
+  },
+  expectStream(text) {
+    const lines = text.trim().split("\n").map((line) => JSON.parse(line) as { done?: boolean; error?: unknown; done_reason?: string });
+    expect(lines.some((line) => line.error !== undefined), text.slice(-300)).toBe(false);
+    expect(lines.at(-1)?.done, text.slice(-300)).toBe(true);
+    expect(["stop", "length"]).toContain(lines.at(-1)?.done_reason);
+  },
+};
+
+const ROUTES: readonly FuzzRoute[] = [chatRoute, messagesRoute, responsesRoute, ollamaRoute];
 
 describe("fuzzing the HTTP API", () => {
   let coordinator: RunningCoordinator;
@@ -289,7 +363,8 @@ describe("fuzzing the HTTP API", () => {
       expect(status < 500, shown).toBe(true);
       if (status >= 200 && status < 300) {
         expect(body !== null && acceptedByTheRoute(body), `2xx for a body the route refuses: ${shown}`).toBe(true);
-        if (response.headers.get("content-type")?.startsWith("text/event-stream")) route.expectStream(text);
+        const type = response.headers.get("content-type") ?? "";
+        if (type.startsWith("text/event-stream") || type.startsWith("application/x-ndjson")) route.expectStream(text);
         else route.expectWhole(text);
       } else {
         expect(status >= 400 && status < 500, shown).toBe(true);
@@ -357,13 +432,14 @@ describe("fuzzing the HTTP API", () => {
       await fc.assert(
         fc.asyncProperty(fc.constantFrom(...json, ...notJson), body, async (type, text) => {
           const status = await postAndCheck(text, type);
-          if (type === null || !json.includes(type)) expect(status).toBe(415);
-          else if (text === "") expect(status).toBe(400);
+          if (route.anyContentType) expect(status).not.toBe(415);
+          else if (type === null || !json.includes(type)) expect(status).toBe(415);
+          if (text === "" && (route.anyContentType || (type !== null && json.includes(type)))) expect(status).toBe(400);
         }),
         { numRuns: 30 },
       );
       expect(await postAndCheck(null)).toBe(400);
-      expect(await postAndCheck(null, null)).toBe(415);
+      expect(await postAndCheck(null, null)).toBe(route.anyContentType ? 400 : 415);
     });
 
     it("refuses bodies over the limit with 413, whether or not they announce their length (property)", async () => {

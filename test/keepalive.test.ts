@@ -1,11 +1,10 @@
 // Keepalive frames fill silent periods (prefill, hidden thinking, queueing) without disturbing clients, in every
-// dialect: SSE comments for chat completions and Responses, `ping` events for Messages.
+// dialect: SSE comments for chat completions and Responses, `ping` events for Messages, empty lines for Ollama.
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { simulatedReply } from "../src/worker/engines/simulator.js";
 import { startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { EACH_DIALECT } from "./support/dialects.js";
-import { postSse } from "./support/sse.js";
+import { EACH_DIALECT, postFrames } from "./support/dialects.js";
 
 const messages = [{ role: "user" as const, content: "Tell me something." }];
 
@@ -27,7 +26,7 @@ describe.each(EACH_DIALECT)("keepalive (%s)", (_name, dialect) => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { prefillMs: 1_000 });
 
-    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body(messages, true));
+    const raw = await postFrames(coordinator, dialect, dialect.body(messages, true));
 
     expect(raw.status).toBe(200);
     expect(keepalivesBeforeOutput(raw.frames)).toBeGreaterThanOrEqual(3);
@@ -38,7 +37,7 @@ describe.each(EACH_DIALECT)("keepalive (%s)", (_name, dialect) => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { thinkMs: 800 });
 
-    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body(messages, true));
+    const raw = await postFrames(coordinator, dialect, dialect.body(messages, true));
 
     expect(raw.frames.filter(dialect.isKeepalive).length).toBeGreaterThanOrEqual(3);
     expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
@@ -47,9 +46,10 @@ describe.each(EACH_DIALECT)("keepalive (%s)", (_name, dialect) => {
   it("keeps a queued request's stream alive until a worker takes it", async () => {
     coordinator = await startTestCoordinator({ keepaliveMs: 100 });
     worker = await startSimWorker(coordinator, { maxConcurrency: 1, prefillMs: 700 });
-    const url = `${coordinator.url}${dialect.path}`;
-
-    const [first, second] = await Promise.all([postSse(url, dialect.body(messages, true)), postSse(url, dialect.body(messages, true))]);
+    const [first, second] = await Promise.all([
+      postFrames(coordinator, dialect, dialect.body(messages, true)),
+      postFrames(coordinator, dialect, dialect.body(messages, true)),
+    ]);
 
     const queuedOne = [first, second].sort((a, b) => keepalivesBeforeOutput(b.frames) - keepalivesBeforeOutput(a.frames))[0];
     expect(keepalivesBeforeOutput(queuedOne?.frames ?? [])).toBeGreaterThanOrEqual(8);

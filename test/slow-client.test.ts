@@ -4,8 +4,7 @@ import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { EACH_DIALECT } from "./support/dialects.js";
-import { postSse } from "./support/sse.js";
+import { EACH_DIALECT, postFrames } from "./support/dialects.js";
 
 describe.each(EACH_DIALECT)("slow clients (%s)", (_name, dialect) => {
   let coordinator: RunningCoordinator | undefined;
@@ -41,7 +40,7 @@ describe.each(EACH_DIALECT)("slow clients (%s)", (_name, dialect) => {
     coordinator = await startTestCoordinator({ slowClientMs: 500, slowClientBytes: 64 * 1024 });
     worker = await startSimWorker(coordinator, { tokensPerSecond: 200, replyTokens: 100 });
 
-    const raw = await postSse(`${coordinator.url}${dialect.path}`, dialect.body([{ role: "user", content: "hi" }], true));
+    const raw = await postFrames(coordinator, dialect, dialect.body([{ role: "user", content: "hi" }], true));
 
     expect(dialect.isEnd(raw.frames.at(-1) ?? "")).toBe(true);
     expect(worker.log.aborted.size).toBe(0);

@@ -2,6 +2,7 @@
 // end), and a client per dialect built on that dialect's official SDK. Behaviour every dialect shares (keepalive,
 // cancellation, fuzzing) is tested once, over this list.
 import Anthropic from "@anthropic-ai/sdk";
+import { Ollama } from "ollama";
 import type { RunningCoordinator } from "../../src/coordinator.js";
 import { openaiClient } from "./cluster.js";
 
@@ -11,8 +12,10 @@ export interface TestMessage {
 }
 
 export interface DialectCase {
-  name: "chat completions" | "messages" | "responses";
+  name: "chat completions" | "messages" | "responses" | "ollama";
   path: string;
+  /** What separates the stream's frames: a blank line (SSE) or a newline (Ollama's NDJSON). */
+  separator: "\n\n" | "\n";
   /** A minimal valid request for `messages`; `maxTokens` bounds the reply (Messages requires a bound: 4,096 by default). */
   body(messages: readonly TestMessage[], stream: boolean, maxTokens?: number): Record<string, unknown>;
   /** Whether a raw SSE frame (without its blank line) is the dialect's keepalive. */
@@ -36,6 +39,7 @@ const MAX_TOKENS = 4_096;
 const chatCompletions: DialectCase = {
   name: "chat completions",
   path: "/v1/chat/completions",
+  separator: "\n\n",
   body: (messages, stream, maxTokens) => ({ model: "simulator", messages, stream, ...(maxTokens !== undefined && { max_tokens: maxTokens }) }),
   isKeepalive: (frame) => frame === ": keepalive",
   isOutput: (frame) => frame.startsWith("data: {") && /"(content|reasoning_content)":"[^"]/.test(frame),
@@ -59,6 +63,7 @@ const chatCompletions: DialectCase = {
 const messagesDialect: DialectCase = {
   name: "messages",
   path: "/v1/messages",
+  separator: "\n\n",
   body: (messages, stream, maxTokens = MAX_TOKENS) => ({ model: "simulator", max_tokens: maxTokens, messages, stream }),
   isKeepalive: (frame) => frame.startsWith("event: ping\n"),
   isOutput: (frame) => frame.startsWith("event: content_block_delta\n"),
@@ -84,6 +89,7 @@ const messagesDialect: DialectCase = {
 const responsesDialect: DialectCase = {
   name: "responses",
   path: "/v1/responses",
+  separator: "\n\n",
   body: (messages, stream, maxTokens) => ({
     model: "simulator",
     input: messages,
@@ -108,7 +114,60 @@ const responsesDialect: DialectCase = {
   },
 };
 
-export const DIALECTS: readonly DialectCase[] = [chatCompletions, messagesDialect, responsesDialect];
+/** Ollama's line of a stream, parsed (keepalive lines are empty pieces). */
+function ollamaLine(frame: string): { message?: { content?: string; thinking?: string }; done?: boolean } {
+  try {
+    return JSON.parse(frame) as { message?: { content?: string }; done?: boolean };
+  } catch {
+    return {};
+  }
+}
+
+const ollamaDialect: DialectCase = {
+  name: "ollama",
+  path: "/api/chat",
+  separator: "\n",
+  body: (messages, stream, maxTokens) => ({
+    model: "simulator",
+    messages,
+    stream,
+    ...(maxTokens !== undefined && { options: { num_predict: maxTokens } }),
+  }),
+  isKeepalive: (frame) => {
+    const line = ollamaLine(frame);
+    return line.done === false && line.message?.content === "" && line.message.thinking === undefined;
+  },
+  isOutput: (frame) => Boolean(ollamaLine(frame).message?.content),
+  isEnd: (frame) => ollamaLine(frame).done === true,
+  async *streamText(coordinator, messages, signal) {
+    const stream = await new Ollama({ host: coordinator.url }).chat({ model: "simulator", messages: [...messages], stream: true });
+    const abort = () => stream.abort();
+    signal.addEventListener("abort", abort, { once: true });
+    try {
+      for await (const part of stream) if (part.message.content) yield part.message.content;
+    } finally {
+      signal.removeEventListener("abort", abort);
+    }
+  },
+  async complete(coordinator, messages, signal) {
+    // The client aborts only streams itself; a whole reply is abandoned through its fetch.
+    const ollama = new Ollama({ host: coordinator.url, fetch: (input, init) => fetch(input, { ...init, ...(signal && { signal }) }) });
+    return (await ollama.chat({ model: "simulator", messages: [...messages] })).message.content;
+  },
+};
+
+export const DIALECTS: readonly DialectCase[] = [chatCompletions, messagesDialect, responsesDialect, ollamaDialect];
+
+/** POSTs a streaming request in `dialect` and returns the stream's frames as written (SSE frames or NDJSON lines). */
+export async function postFrames(coordinator: RunningCoordinator, dialect: DialectCase, body: unknown): Promise<{ status: number; frames: string[] }> {
+  const response = await fetch(`${coordinator.url}${dialect.path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, frames: text.split(dialect.separator).filter((frame) => frame.length > 0) };
+}
 
 /** Each dialect with its name first, for `describe.each`. */
 export const EACH_DIALECT = DIALECTS.map((dialect) => [dialect.name, dialect] as const);
