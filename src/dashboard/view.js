@@ -96,7 +96,13 @@ function renderRequests(requests, more, recent) {
 }
 
 /** Which API a request came in on, in a word. */
-const ROUTE_NAMES = { "/v1/chat/completions": "chat", "/v1/messages": "messages", "/v1/responses": "responses" };
+const ROUTE_NAMES = {
+  "/v1/chat/completions": "chat",
+  "/v1/messages": "messages",
+  "/v1/responses": "responses",
+  "/api/chat": "ollama",
+  "/api/generate": "ollama",
+};
 
 function requestRow(request, badge, ended) {
   return h(
