@@ -229,6 +229,15 @@ describe("a llama worker process serving the scripted model", () => {
     }
   });
 
+  it("continues a raw prompt through /v1/completions with no chat template (raw_prompt)", async () => {
+    const completion = await client.completions.create({ model: "scripted", prompt: "hi there", max_tokens: 64, temperature: 0 });
+
+    expect(completion.object).toBe("text_completion");
+    expect(completion.choices[0]?.text.length).toBeGreaterThan(0);
+    // The prompt is the text as given (and the beginning-of-sequence token), not the chat template's rendering.
+    expect(completion.usage?.prompt_tokens).toBeLessThan(expectedUsage.prompt_tokens);
+  });
+
   it("answers through the Responses API the same: the reasoning as a reasoning item, the answer as output_text, usage as the model tokenizes", async () => {
     const body = { model: "scripted", input: messages, temperature: 0, reasoning: {} };
     const whole = await client.responses.create(body);
@@ -253,7 +262,7 @@ describe("a llama worker process serving the scripted model", () => {
     expect(hello?.type === "Hello" && hello.models.map((m) => [m.id, m.capabilities])).toEqual(
       ["scripted", "endless", "closes-json"].map((id) => [
         id,
-        ["tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs"],
+        ["tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs", "raw_prompt"],
       ]),
     );
   });

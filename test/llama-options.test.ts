@@ -76,6 +76,7 @@ describe("llama engine capabilities", () => {
         CAPABILITIES.jsonObject,
         CAPABILITIES.jsonSchema,
         CAPABILITIES.logprobs,
+        CAPABILITIES.rawPrompt,
       ]);
       expect(model.capabilities).not.toContain(CAPABILITIES.vision);
     }

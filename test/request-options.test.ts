@@ -195,7 +195,7 @@ describe("chat completions options", () => {
     const { data } = (await (await fetch(`${coordinator.url}/v1/models`)).json()) as { data: Array<{ id: string; capabilities: string[] }> };
 
     expect(Object.fromEntries(data.map((m) => [m.id, m.capabilities]))).toEqual({
-      simulator: ["tools", "tool_choice_required", "sampling", "json_object", "json_schema", "logprobs"],
+      simulator: ["tools", "tool_choice_required", "sampling", "json_object", "json_schema", "logprobs", "raw_prompt"],
       legacy: ["tools"],
     });
   });

@@ -10,6 +10,7 @@ import { limitBodySize } from "./body-limit.js";
 import { chatCompletionsHandler } from "./chat-completions.js";
 import type { TaskRouteOptions } from "./task-route.js";
 import { clusterRoutes } from "./cluster.js";
+import { completionsHandler } from "./completions.js";
 import { clusterEventsHandler } from "./cluster-events.js";
 import { dashboardRoutes } from "./dashboard-route.js";
 import { InvalidRequestError } from "./errors.js";
@@ -117,6 +118,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/messages", messagesHandler(master, options));
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
   app.post("/v1/responses", responsesHandler(master, options));
+  app.post("/v1/completions", completionsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
   app.route("/v1/models", modelsRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
@@ -128,6 +130,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/messages", "POST"],
     ["/v1/messages/count_tokens", "POST"],
     ["/v1/responses", "POST"],
+    ["/v1/completions", "POST"],
     ["/v1/models", "GET, HEAD"],
     ["/v1/models/:id{.+}", "GET, HEAD"],
     ["/v1/cluster", "GET, HEAD"],

@@ -23,6 +23,7 @@ const SAMPLING_PARAMS = [
 /** Every capability `task` needs, with the field that needs it. */
 export function requirementsOf(task: TaskRequest): Requirement[] {
   const needs: Requirement[] = [];
+  if (task.prompt !== undefined) needs.push({ capability: CAPABILITIES.rawPrompt, param: "prompt", what: "raw completions (a prompt without the chat template)" });
   if (task.tools !== undefined && task.tools.length > 0) needs.push({ capability: CAPABILITIES.tools, param: "tools", what: "tools" });
   const choice = task.toolChoice;
   if (choice === "required" || (typeof choice === "object" && choice !== null)) {

@@ -37,6 +37,8 @@ export const CAPABILITIES = {
   logprobs: "logprobs",
   /** Image parts in user messages. */
   vision: "vision",
+  /** TaskAssigned `prompt`: a raw completion of the text as given, with no chat template (legacy completions). */
+  rawPrompt: "raw_prompt",
 } as const;
 
 /** What a worker that announces no capabilities can do: what every worker did before capabilities existed. */
@@ -254,6 +256,10 @@ export const TaskAssigned = z.object({
   parallelToolCalls: z.boolean().optional(),
   reasoningEffort: z.string().optional(),
   chatTemplateKwargs: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * A raw prompt to continue as is, with no chat template (the "raw_prompt" capability); `messages` is then empty.
+   */
+  prompt: z.string().optional(),
   /** Structured output the engine must enforce. */
   responseFormat: ResponseFormat.optional(),
   /** Report each output token's logprob (TokenChunk.logprobs), with this many alternatives (0–20). */

@@ -130,5 +130,6 @@ function capabilities(format: string | undefined): string[] {
     CAPABILITIES.logitBias,
     ...(canForceJson(format) ? [CAPABILITIES.jsonObject, CAPABILITIES.jsonSchema] : []),
     CAPABILITIES.logprobs,
+    CAPABILITIES.rawPrompt,
   ];
 }

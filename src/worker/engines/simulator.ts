@@ -54,6 +54,7 @@ export const SIMULATOR_CAPABILITIES: readonly string[] = [
   CAPABILITIES.jsonObject,
   CAPABILITIES.jsonSchema,
   CAPABILITIES.logprobs,
+  CAPABILITIES.rawPrompt,
 ];
 
 export const defaultSimulatorOptions: SimulatorOptions = {
@@ -114,14 +115,19 @@ export class SimulatorEngine implements Engine {
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     const { hooks } = this.options;
     hooks?.onStart?.(request.taskId);
-    const { reasoning, answer } = simulatedReply(request.messages);
-    const thinking = this.options.script === undefined ? simulatorTokens(`<think>${reasoning}</think>`) : [];
+    // A raw prompt is continued as a user message would be answered, without the reasoning (there is no template to
+    // think within).
+    const raw = request.prompt !== undefined;
+    const { reasoning, answer } = simulatedReply(raw ? [{ role: "user", content: request.prompt ?? "" }] : request.messages);
+    const thinking = this.options.script === undefined && !raw ? simulatorTokens(`<think>${reasoning}</think>`) : [];
     const base = [...thinking, ...simulatorTokens(this.options.script ?? shapedAnswer(request, answer))];
     // Filler tokens are made on demand: a million-token reply must not be built up front (it would stall the process).
     const filler = this.options.script === undefined ? this.options.replyTokens : 0;
     const total = base.length + filler;
     const tokenAt = (i: number): string => base[i] ?? ` ${fillerWords[(i - base.length) % fillerWords.length]}`;
-    const promptTokens = request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
+    const promptTokens = raw
+      ? simulatorTokens(request.prompt ?? "").length
+      : request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
     const limit = Math.min(total, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
     const stops = new StopWatch(request.params.stop ?? []);
     const pauseAt = this.options.thinkMs > 0 ? Math.floor(thinking.length / 2) : -1;

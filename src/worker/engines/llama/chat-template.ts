@@ -15,6 +15,12 @@ export interface RenderedPrompt {
 
 /** Renders the request's messages and tools with the model's chat wrapper, ready for the model to write its reply. */
 export function renderPrompt(lib: NodeLlamaCpp, model: LlamaModel, chatWrapper: ChatWrapper, request: GenerationRequest): RenderedPrompt {
+  // A raw completion: the text as given (after the beginning-of-sequence token, when the model wants one), no
+  // template, no template stops.
+  if (request.prompt !== undefined) {
+    const bos = model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
+    return { tokens: [...(bos === null ? [] : [bos]), ...model.tokenize(request.prompt, false)], openedWith: "", stops: [] };
+  }
   const chatHistory = [...toChatHistory(request.messages), { type: "model" as const, response: [] }];
   // tool_choice "none": the model is not shown the tools, so it cannot call them (as vLLM does by default).
   const availableFunctions = toFunctions(request.toolChoice === "none" ? [] : (request.tools ?? []));

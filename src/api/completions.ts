@@ -1,0 +1,178 @@
+// POST /v1/completions: OpenAI's legacy completions, a raw prompt continued with no chat template (the model's
+// "raw_prompt" capability), as a dialect of the task route: `text_completion` objects, whole or as SSE chunks.
+import { nanoid } from "nanoid";
+import { z } from "zod";
+import type { TaskRequest } from "../master/task.js";
+import type { Master } from "../master/master.js";
+import type { FinishReason, ModelInfo } from "../worker-protocol/index.js";
+import { chatOptionFields, samplingExtensions } from "./chat-options.js";
+import { invalidRequestOf, type RequestLimits } from "./chat-request.js";
+import { type Delta, usageBody } from "./chat-response.js";
+import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
+import type { StreamEncoder } from "./relay.js";
+import { dataFrames } from "./sse.js";
+import { type Dialect, taskRoute, type TaskRouteOptions, type WholeReply } from "./task-route.js";
+
+/** OpenAI's default for completions (and vLLM's): a request without max_tokens gets 16 tokens. */
+const DEFAULT_MAX_TOKENS = 16;
+
+const { top_k, min_p, repetition_penalty, repeat_penalty, frequency_penalty, presence_penalty, logit_bias } = chatOptionFields;
+
+export const CompletionRequest = z.object({
+  model: z.string().min(1),
+  prompt: z.union(
+    [z.string(), z.array(z.string()).length(1, "send one prompt per request (an array of one string is taken)")],
+    { message: "expected a string (token arrays are not supported)" },
+  ),
+  max_tokens: z.number().int().positive().nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().min(0).max(1).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string()).max(4, "at most 4 stop sequences")]).nullable().optional(),
+  seed: z.number().int().nullable().optional(),
+  n: z.literal(1, { message: "only n=1 is supported" }).nullable().optional(),
+  best_of: z.literal(1, { message: "only best_of=1 is supported" }).nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  echo: z.boolean().nullable().optional(),
+  user: z.string().optional(),
+  top_k,
+  min_p,
+  repetition_penalty,
+  repeat_penalty,
+  frequency_penalty,
+  presence_penalty,
+  logit_bias,
+});
+export type CompletionRequest = z.infer<typeof CompletionRequest>;
+
+/** Legacy fields this coordinator cannot honour, refused by name. */
+const refused: Record<string, string> = {
+  suffix: "suffix (fill-in-the-middle) is not supported",
+  logprobs: "logprobs on /v1/completions are not supported; use /v1/chat/completions with logprobs",
+};
+
+function parseCompletion(json: unknown, limits: RequestLimits): CompletionRequest {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidRequestError("The request body must be a JSON object.");
+  for (const [field, why] of Object.entries(refused)) {
+    const value = (json as Record<string, unknown>)[field];
+    if (value !== undefined && value !== null) throw new InvalidRequestError(`Unsupported parameter: ${why}.`, field, "unsupported_parameter");
+  }
+  const parsed = CompletionRequest.safeParse(json);
+  if (!parsed.success) throw invalidRequestOf(parsed.error);
+  const prompt = promptOf(parsed.data);
+  if (prompt.length > limits.maxPromptChars) {
+    throw new InvalidRequestError(`The prompt holds ${prompt.length} characters; this coordinator accepts at most ${limits.maxPromptChars}.`, "prompt", "prompt_too_long");
+  }
+  return parsed.data;
+}
+
+function promptOf(request: CompletionRequest): string {
+  return typeof request.prompt === "string" ? request.prompt : (request.prompt[0] ?? "");
+}
+
+function toTask(request: CompletionRequest): TaskRequest {
+  const stop = typeof request.stop === "string" ? [request.stop] : (request.stop ?? undefined);
+  return {
+    model: request.model,
+    messages: [],
+    prompt: promptOf(request),
+    params: {
+      maxTokens: request.max_tokens ?? DEFAULT_MAX_TOKENS,
+      ...(request.temperature != null && { temperature: request.temperature }),
+      ...(request.top_p != null && { topP: request.top_p }),
+      ...(stop !== undefined && stop.length > 0 && { stop }),
+      ...(request.seed != null && { seed: request.seed }),
+      ...samplingExtensions(request),
+    },
+  };
+}
+
+/** The reply cannot outgrow the model's context. */
+function checkMaxTokens(request: CompletionRequest, model: ModelInfo | undefined): void {
+  if (model === undefined || request.max_tokens == null || request.max_tokens <= model.contextLength) return;
+  throw new InvalidRequestError(
+    `max_tokens is too large: ${request.max_tokens}. The model '${model.id}' holds at most ${model.contextLength} tokens.`,
+    "max_tokens",
+  );
+}
+
+interface Identity {
+  id: string;
+  created: number;
+  model: string;
+}
+
+function identity(request: CompletionRequest): Identity {
+  return { id: `cmpl-${nanoid(24)}`, created: Math.floor(Date.now() / 1000), model: request.model };
+}
+
+function textOf(deltas: readonly Delta[]): string {
+  let text = "";
+  for (const delta of deltas) if ("content" in delta) text += delta.content;
+  return text;
+}
+
+function choice(text: string, finishReason: FinishReason | null) {
+  return { text, index: 0, logprobs: null, finish_reason: finishReason };
+}
+
+function completionStream(request: CompletionRequest): StreamEncoder {
+  const reply = identity(request);
+  const head = { id: reply.id, object: "text_completion", created: reply.created, model: reply.model };
+  const chunk = (text: string, finishReason: FinishReason | null) => JSON.stringify({ ...head, choices: [choice(text, finishReason)] });
+  const encoder: StreamEncoder = {
+    deltas: (deltas) => {
+      const text = textOf(deltas);
+      return text === "" ? "" : dataFrames([chunk(text, null)]);
+    },
+    finished: (deltas, event) => {
+      const text = textOf(deltas);
+      const chunks = text === "" ? [] : [chunk(text, null)];
+      chunks.push(chunk("", event.finishReason === "length" ? "length" : "stop"));
+      if (request.stream_options?.include_usage) chunks.push(JSON.stringify({ ...head, choices: [], usage: usageBody(event.usage) }));
+      return `${dataFrames(chunks)}data: [DONE]\n\n`;
+    },
+    failed: (deltas, error) => {
+      const text = textOf(deltas);
+      return `${dataFrames([...(text === "" ? [] : [chunk(text, null)]), JSON.stringify(mapError(error).body)])}data: [DONE]\n\n`;
+    },
+  };
+  // echo: the prompt comes back first, as the start of the text.
+  if (request.echo) encoder.opening = () => dataFrames([chunk(promptOf(request), null)]);
+  return encoder;
+}
+
+function completionWhole(request: CompletionRequest): WholeReply {
+  const reply = identity(request);
+  let text = request.echo ? promptOf(request) : "";
+  return {
+    add: (deltas) => {
+      text += textOf(deltas);
+    },
+    body: (event) => ({
+      id: reply.id,
+      object: "text_completion",
+      created: reply.created,
+      model: reply.model,
+      choices: [choice(text, event.finishReason === "length" ? "length" : "stop")],
+      usage: usageBody(event.usage),
+    }),
+  };
+}
+
+export const completionsDialect: Dialect<CompletionRequest> = {
+  parse: parseCompletion,
+  model: (request) => request.model,
+  streams: (request) => request.stream === true,
+  check: checkMaxTokens,
+  toTask,
+  // A raw completion is text, with no reasoning or tool-call markup to take apart.
+  reasoningMode: () => "raw",
+  errorResponse,
+  streamEncoder: completionStream,
+  wholeReply: completionWhole,
+};
+
+export function completionsHandler(master: Master, options: TaskRouteOptions) {
+  return taskRoute(master, completionsDialect, options);
+}
