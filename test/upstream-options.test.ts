@@ -56,6 +56,27 @@ async function generate(req: GenerationRequest) {
   return { pieces, result, sent: upstream.requests.at(-1) };
 }
 
+describe("a raw prompt through the upstream engine", () => {
+  it("goes to the upstream's POST /completions with the prompt and the options, no chat fields, and its text comes back", async () => {
+    upstream.reply("raw-model", (res) =>
+      streamChunks(res, [
+        { object: "text_completion", choices: [{ index: 0, text: " there was", finish_reason: null }] },
+        { object: "text_completion", choices: [{ index: 0, text: " a model.", finish_reason: "stop" }] },
+      ]),
+    );
+    const { pieces, result, sent } = await generate(
+      request("raw-model", { messages: [], prompt: "Once upon a time", params: { maxTokens: 16, temperature: 0 }, tools: [{ type: "function" }] }),
+    );
+
+    expect(upstream.paths.at(-1)).toBe("/v1/completions");
+    expect(sent).toMatchObject({ model: "raw-model", prompt: "Once upon a time", stream: true, max_tokens: 16, temperature: 0 });
+    expect(sent).not.toHaveProperty("messages");
+    expect(sent).not.toHaveProperty("tools");
+    expect(pieces.map((piece) => piece.text).join("")).toBe(" there was a model.");
+    expect(result.finishReason).toBe("stop");
+  });
+});
+
 describe("the upstream engine's request body", () => {
   it("carries every option of the task under the upstream's own names, verbatim", async () => {
     const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }];

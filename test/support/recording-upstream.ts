@@ -8,8 +8,10 @@ export type UpstreamReply = (res: ServerResponse, body: Record<string, unknown>)
 export interface RecordingUpstream {
   /** The upstream's OpenAI base URL, with its `/v1`. */
   baseUrl: string;
-  /** The body of every `POST /v1/chat/completions`, in order. */
+  /** The body of every `POST` (`/v1/chat/completions`, or `/v1/completions` for a raw prompt), in order. */
   readonly requests: Array<Record<string, unknown>>;
+  /** The path of each of those requests. */
+  readonly paths: string[];
   /** What the upstream answers for `model` (the default reply is an empty stream). */
   reply(model: string, reply: UpstreamReply): void;
   close(): Promise<void>;
@@ -29,6 +31,7 @@ export function streamChunks(res: ServerResponse, chunks: Array<Record<string, u
 
 export async function startRecordingUpstream(models: string[] = []): Promise<RecordingUpstream> {
   const requests: Array<Record<string, unknown>> = [];
+  const paths: string[] = [];
   const replies = new Map<string, UpstreamReply>();
   const server = createServer(async (req, res) => {
     let raw = "";
@@ -39,6 +42,7 @@ export async function startRecordingUpstream(models: string[] = []): Promise<Rec
     }
     const body = JSON.parse(raw) as Record<string, unknown>;
     requests.push(body);
+    paths.push(req.url ?? "");
     const reply = replies.get(String(body.model)) ?? ((response) => streamChunks(response, []));
     reply(res, body);
   });
@@ -46,6 +50,7 @@ export async function startRecordingUpstream(models: string[] = []): Promise<Rec
   return {
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
     requests,
+    paths,
     reply: (model, reply) => replies.set(model, reply),
     close: async () => {
       server.closeAllConnections();

@@ -14,7 +14,7 @@
 import { z } from "zod";
 import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
 import { type Engine, type EngineDescription, EngineRequestError, type GenerationRequest, type GenerationResult, type GenerationSink } from "./engine.js";
-import { chatCompletionBody } from "./openai-upstream/request-body.js";
+import { chatCompletionBody, completionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
 
@@ -45,6 +45,8 @@ export const UPSTREAM_CAPABILITIES: readonly string[] = [
   CAPABILITIES.jsonObject,
   CAPABILITIES.jsonSchema,
   CAPABILITIES.logprobs,
+  // Sent to the upstream's POST /completions (llama-server, vLLM, SGLang, Ollama and LM Studio serve it).
+  CAPABILITIES.rawPrompt,
 ];
 /** Upstream statuses that mean the request itself was refused (an option or a prompt it does not take), not the worker. */
 const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
@@ -68,10 +70,12 @@ export class OpenAIUpstreamEngine implements Engine {
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-    const response = await this.fetchUpstream("/chat/completions", signal, {
+    // A raw prompt goes to the upstream's legacy completions, which apply no chat template.
+    const raw = request.prompt !== undefined;
+    const response = await this.fetchUpstream(raw ? "/completions" : "/chat/completions", signal, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
-      body: JSON.stringify(chatCompletionBody(request)),
+      body: JSON.stringify(raw ? completionBody(request) : chatCompletionBody(request)),
     });
     if (response.headers.get("content-type")?.includes("application/json")) {
       throw new Error(`the upstream answered with JSON instead of an event stream: ${(await upstreamError(response)).message}`);

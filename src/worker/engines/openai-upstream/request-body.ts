@@ -11,7 +11,7 @@ import type { GenerationRequest } from "../engine.js";
  * Fields of the body that the client's own extra fields (`extraBody`) can never set: the relay depends on them (one
  * streamed choice of this model for these messages, with usage at the end).
  */
-export const RESERVED_FIELDS: readonly string[] = ["model", "messages", "stream", "stream_options", "n"];
+export const RESERVED_FIELDS: readonly string[] = ["model", "messages", "prompt", "stream", "stream_options", "n"];
 
 /** The schema's name when the client gave none: OpenAI and vLLM require one. */
 const DEFAULT_SCHEMA_NAME = "response";
@@ -52,6 +52,17 @@ export function chatCompletionBody(request: GenerationRequest): Record<string, u
   };
   const set = Object.entries(body).filter(([, value]) => value !== undefined);
   return Object.fromEntries([...extra, ...set]);
+}
+
+/**
+ * The body of `POST /completions` for a raw prompt: the same options, the prompt instead of messages, and none of the
+ * chat template's fields (tools, template arguments).
+ */
+export function completionBody(request: GenerationRequest): Record<string, unknown> {
+  const body = chatCompletionBody(request);
+  delete body.messages;
+  for (const field of ["tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "chat_template_kwargs"]) delete body[field];
+  return { ...body, prompt: request.prompt };
 }
 
 function toOpenAIMessage(message: ChatMessage): Record<string, unknown> {

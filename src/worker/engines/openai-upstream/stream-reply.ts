@@ -35,6 +35,8 @@ export const StreamChunk = z.object({
             tool_calls: z.array(ToolCallDelta).nullish(),
           })
           .nullish(),
+        /** A legacy completion's text (POST /completions, for a raw prompt). */
+        text: z.string().nullish(),
         finish_reason: z.string().nullish(),
         // vLLM: the matched stop string, or the stop token's id (a number), or null (end of sequence). Anything
         // unexpected here is ignored rather than failing the chunk.
@@ -88,6 +90,7 @@ export class UpstreamReply {
       this.thinking = true;
     }
     if (delta?.content) text += this.closeThinking() + this.closeToolCall() + delta.content;
+    if (choice.text) text += choice.text;
     for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
     if (text === "") return;
     this.chunks++;
