@@ -85,6 +85,7 @@ describe("cluster events feed", () => {
       leaving.abort();
 
       expect(view?.recent.map((r) => [r.route, r.outcome, r.worker])).toEqual([
+        ["/api/chat", "finished", "feed-sim"],
         ["/v1/responses", "finished", "feed-sim"],
         ["/v1/messages", "finished", "feed-sim"],
         ["/v1/chat/completions", "finished", "feed-sim"],
