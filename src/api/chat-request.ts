@@ -84,14 +84,19 @@ const Message = z.object({
   tool_call_id: z.string().optional(),
 });
 
+/** A function tool's name, as OpenAI (and Ollama and the Responses API) take it. */
+export const ToolName = z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'");
+
+/** A function tool's definition in chat completions' shape (Ollama's too). */
+export const FunctionDefinition = z.object({
+  name: ToolName,
+  description: z.string().optional(),
+  parameters: PassThroughObject.optional(),
+});
+
 const Tool = z.object({
   type: z.literal("function"),
-  function: z.object({
-    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
-    description: z.string().optional(),
-    parameters: PassThroughObject.optional(),
-    strict: z.boolean().nullable().optional(),
-  }),
+  function: FunctionDefinition.extend({ strict: z.boolean().nullable().optional() }),
 });
 
 const ToolChoice = z.union([
@@ -178,21 +183,23 @@ export function invalidRequestOf(error: z.ZodError): InvalidRequestError {
 }
 
 function checkLimits(request: ChatCompletionRequest, limits: RequestLimits): void {
-  if (request.messages.length > limits.maxMessages) {
-    throw new InvalidRequestError(
-      `Too many messages: ${request.messages.length}. This coordinator accepts at most ${limits.maxMessages}.`,
-      "messages",
-      "too_many_messages",
-    );
-  }
   let chars = 0;
   for (const message of request.messages) chars += textOf(message.content).length;
+  checkPromptLimits(request.messages.length, chars, limits, "messages");
+}
+
+/**
+ * Refuses a conversation over the coordinator's limits (`--max-messages`, `--max-prompt-chars`): `messages` many
+ * messages holding `chars` characters, in the request's field `param`.
+ */
+export function checkPromptLimits(messages: number, chars: number, limits: RequestLimits, param: "messages" | "input"): void {
+  if (messages > limits.maxMessages) {
+    const what = param === "input" ? "input messages" : "messages";
+    throw new InvalidRequestError(`Too many ${what}: ${messages}. This coordinator accepts at most ${limits.maxMessages}.`, param, "too_many_messages");
+  }
   if (chars > limits.maxPromptChars) {
-    throw new InvalidRequestError(
-      `The messages hold ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`,
-      "messages",
-      "prompt_too_long",
-    );
+    const holds = param === "input" ? "The input holds" : "The messages hold";
+    throw new InvalidRequestError(`${holds} ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`, param, "prompt_too_long");
   }
 }
 

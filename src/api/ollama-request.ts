@@ -2,7 +2,14 @@
 import { z } from "zod";
 import type { TaskRequest } from "../master/task.js";
 import type { ChatMessage, MessagePart, SamplingParams } from "../worker-protocol/index.js";
-import { invalidRequestOf, PassThroughObject, type ReasoningMode, type RequestLimits } from "./chat-request.js";
+import {
+  checkPromptLimits,
+  FunctionDefinition,
+  invalidRequestOf,
+  PassThroughObject,
+  type ReasoningMode,
+  type RequestLimits,
+} from "./chat-request.js";
 import { InvalidRequestError } from "./errors.js";
 
 /**
@@ -49,14 +56,7 @@ const Message = z.object({
   tool_name: z.string().optional(),
 });
 
-const Tool = z.object({
-  type: z.literal("function"),
-  function: z.object({
-    name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
-    description: z.string().optional(),
-    parameters: PassThroughObject.optional(),
-  }),
-});
+const Tool = z.object({ type: z.literal("function"), function: FunctionDefinition });
 
 const common = {
   model: z.string().min(1),
@@ -103,14 +103,9 @@ function parseWith<T extends z.ZodType>(schema: T, json: unknown): z.infer<T> {
 }
 
 function checkLimits(messages: readonly ChatMessage[], limits: RequestLimits): void {
-  if (messages.length > limits.maxMessages) {
-    throw new InvalidRequestError(`Too many messages: ${messages.length}. This coordinator accepts at most ${limits.maxMessages}.`, "messages");
-  }
   let chars = 0;
   for (const message of messages) chars += message.content.length;
-  if (chars > limits.maxPromptChars) {
-    throw new InvalidRequestError(`The messages hold ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`, "messages");
-  }
+  checkPromptLimits(messages.length, chars, limits, "messages");
 }
 
 /** A valid Ollama request of either kind, with its conversation already as chat messages. */

@@ -3,7 +3,7 @@
 import { z } from "zod";
 import type { TaskRequest } from "../master/task.js";
 import type { ChatMessage, MessagePart, ModelInfo } from "../worker-protocol/index.js";
-import { invalidRequestOf, PassThroughObject, type ReasoningMode, type RequestLimits } from "./chat-request.js";
+import { checkPromptLimits, invalidRequestOf, PassThroughObject, type ReasoningMode, type RequestLimits, ToolName } from "./chat-request.js";
 import { InvalidRequestError } from "./errors.js";
 
 /** The `type` of an object a client sent, when it has a string one. */
@@ -91,7 +91,7 @@ const InputItem = z.preprocess(
 
 const FunctionTool = z.object({
   type: z.literal("function"),
-  name: z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, "must be 1-64 letters, digits, '_', '.' or '-'"),
+  name: ToolName,
   description: z.string().nullish(),
   parameters: PassThroughObject.nullish(),
   strict: z.boolean().nullish(),
@@ -291,22 +291,9 @@ function chatMessages(body: ResponsesBody): ChatMessage[] {
 }
 
 function checkLimits(messages: readonly ChatMessage[], limits: RequestLimits): void {
-  if (messages.length > limits.maxMessages) {
-    throw new InvalidRequestError(
-      `Too many input messages: ${messages.length}. This coordinator accepts at most ${limits.maxMessages}.`,
-      "input",
-      "too_many_messages",
-    );
-  }
   let chars = 0;
   for (const message of messages) chars += message.content.length;
-  if (chars > limits.maxPromptChars) {
-    throw new InvalidRequestError(
-      `The input holds ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`,
-      "input",
-      "prompt_too_long",
-    );
-  }
+  checkPromptLimits(messages.length, chars, limits, "input");
 }
 
 /** A reply cannot outgrow the model's context: refuse such a limit before queueing, in OpenAI's words. */
