@@ -80,39 +80,24 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
   // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
   app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
-  app.use(
-    "/api/*",
-    limitBodySize({
-      maxBytes: options.maxBodyBytes,
-      onTooLarge: (c) => {
-        const response = routeErrorResponse(
-          c,
-          new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
-        );
-        response.headers.set("Connection", "close");
-        return response;
-      },
-    }),
-  );
+  const bodyLimit = limitBodySize({
+    maxBytes: options.maxBodyBytes,
+    onTooLarge: (c) => {
+      const response = routeErrorResponse(
+        c,
+        new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
+      );
+      // The rest of the body is never read, and @hono/node-server drops a kept-alive connection it cannot drain
+      // within 500 ms: a client still sending (fetch, the openai SDK) then sees "other side closed" instead of
+      // this 413. Closing the connection with the answer lets the 413 through.
+      response.headers.set("Connection", "close");
+      return response;
+    },
+  });
+  app.use("/api/*", bodyLimit);
   // Every /v1 route with a body takes JSON.
   app.use("/v1/*", requireJsonBody());
-  app.use(
-    "/v1/*",
-    limitBodySize({
-      maxBytes: options.maxBodyBytes,
-      onTooLarge: (c) => {
-        const response = routeErrorResponse(
-          c,
-          new InvalidRequestError(`The request body is larger than ${options.maxBodyBytes} bytes.`, null, "request_too_large", 413),
-        );
-        // The rest of the body is never read, and @hono/node-server drops a kept-alive connection it cannot drain
-        // within 500 ms: a client still sending (fetch, the openai SDK) then sees "other side closed" instead of
-        // this 413. Closing the connection with the answer lets the 413 through.
-        response.headers.set("Connection", "close");
-        return response;
-      },
-    }),
-  );
+  app.use("/v1/*", bodyLimit);
   app.route("/", healthRoutes(master));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.post("/v1/messages", messagesHandler(master, options));
