@@ -5,7 +5,7 @@ import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { InvalidRequestError } from "../src/api/errors.js";
 import { parseMessagesRequest, toTaskRequest } from "../src/api/messages-request.js";
-import { toolInput } from "../src/api/messages-response.js";
+import { toolInput } from "../src/api/chat-response.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { defaultSimulatorOptions, simulatedReply } from "../src/worker/engines/simulator.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker, withExtensions } from "./support/cluster.js";

@@ -28,6 +28,8 @@ export class ReplyShaper {
   private sawToolCall = false;
   /** Reasoning tokens so far: each chunk's tokens in proportion to the reasoning it held (the parser decides). */
   private reasoningShare = 0;
+  /** Logprobs of tokens the parser holds back, waiting to see whether they became content. */
+  private pendingLogprobs: TokenLogprob[] = [];
   /** The model's output is inside its reasoning section right now. */
   inReasoning = false;
 
@@ -83,8 +85,6 @@ export class ReplyShaper {
     this.placeLogprobs(out, from);
     this.pendingLogprobs = [];
   }
-
-  private pendingLogprobs: TokenLogprob[] = [];
 
   /** Gives the waiting logprobs to the content the last push made, or drops them when it made something else. */
   private placeLogprobs(out: Delta[], from: number): void {
@@ -266,4 +266,20 @@ export class ReplyCollector {
       }
     }
   }
+}
+
+/**
+ * A tool call's arguments as the object that Anthropic's and Ollama's clients expect (OpenAI's keep the text).
+ * Arguments that are not a JSON object (the parser warns of those) are kept as text under `_raw_arguments` rather
+ * than lost, so the client's tool validation fails visibly, showing what the model wrote.
+ */
+export function toolInput(text: string): Record<string, unknown> {
+  if (text.trim() === "") return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // not JSON: kept as text below
+  }
+  return { _raw_arguments: text };
 }

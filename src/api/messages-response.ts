@@ -1,7 +1,7 @@
 // Anthropic's reply shapes from the relay's deltas: the stream of message events, and the whole `message` object.
 import type { FinishReason, Usage } from "../worker-protocol/index.js";
 import type { AnthropicErrorBody } from "./anthropic-errors.js";
-import type { Delta, ReplyShaper } from "./chat-response.js";
+import { type Delta, type ReplyShaper, toolInput } from "./chat-response.js";
 import { eventFrame } from "./sse.js";
 
 export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
@@ -230,20 +230,4 @@ export class MessageCollector implements BlockSink {
     const block = this.content[index];
     if (block?.type === "tool_use") block.input = toolInput(this.args.get(index) ?? "");
   }
-}
-
-/**
- * A tool call's arguments as the `input` object Anthropic's clients expect. Arguments that are not a JSON object
- * (the parser warns of those) are kept as text under `_raw_arguments` rather than lost, so the client's tool
- * validation fails visibly, showing what the model wrote.
- */
-export function toolInput(text: string): Record<string, unknown> {
-  if (text.trim() === "") return {};
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // not JSON: kept as text below
-  }
-  return { _raw_arguments: text };
 }

@@ -3,7 +3,7 @@
 // `response`; reasoning goes in `thinking`, tool calls in `message.tool_calls` with their arguments as objects.
 import type { CoordinatorError } from "../master/errors.js";
 import type { FinishReason, Usage } from "../worker-protocol/index.js";
-import type { Delta } from "./chat-response.js";
+import { type Delta, toolInput } from "./chat-response.js";
 import { describeError } from "./errors.js";
 import type { StreamEncoder } from "./relay.js";
 import type { WholeReply } from "./task-route.js";
@@ -37,18 +37,6 @@ class Timings {
   }
 }
 
-/** Parses a tool call's arguments into the object Ollama's clients expect (text that is not an object is kept). */
-function argumentsOf(text: string): Record<string, unknown> {
-  if (text.trim() === "") return {};
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value !== null && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // not JSON: kept as text below
-  }
-  return { _raw_arguments: text };
-}
-
 /** Splits deltas into text, thinking and whole tool calls (a call is complete at its end). */
 class Pieces {
   private readonly calls = new Map<number, { name: string; args: string }>();
@@ -67,7 +55,7 @@ class Pieces {
       } else if ("toolCallEnd" in delta) {
         const call = this.calls.get(delta.toolCallEnd.index);
         this.calls.delete(delta.toolCallEnd.index);
-        if (call) calls.push({ function: { name: call.name, arguments: argumentsOf(call.args) } });
+        if (call) calls.push({ function: { name: call.name, arguments: toolInput(call.args) } });
       }
     }
     return { text, thinking, calls };
