@@ -1,15 +1,12 @@
 // How a worker puts tokens on the wire: a lone token leaves at once, and tokens produced faster than the network
 // drains merge into few frames that count as the separate ones would have. A bare-bones master (a real ws server)
 // stands in for the coordinator, so the test can stop reading and see exactly what the worker sent.
-import type { AddressInfo } from "node:net";
-import type { Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { silentLogger } from "../src/log.js";
 import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "../src/worker/engines/engine.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
-import { decodeWorkerMessage, encode, PROTOCOL_VERSION, type TokenChunk, type WorkerMessage } from "../src/worker-protocol/index.js";
 import { eventually } from "./support/cluster.js";
+import { startBareMaster } from "./support/bare-master.js";
 
 const description: EngineDescription = {
   device: { kind: "simulator", name: "test", memoryBytes: 0 },
@@ -30,39 +27,6 @@ class ScriptedEngine implements Engine {
   async close(): Promise<void> {}
 }
 
-/** A master that welcomes one worker, assigns it one task, and records what it sends. */
-async function startMaster() {
-  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
-  const received: WorkerMessage[] = [];
-  let socket: WebSocket | undefined;
-  server.on("connection", (ws) => {
-    socket = ws;
-    ws.on("message", (data: RawData) => {
-      const decoded = decodeWorkerMessage(data.toString());
-      if (!decoded.ok) throw new Error(decoded.error);
-      received.push(decoded.message);
-      if (decoded.message.type === "Hello") {
-        ws.send(encode({ type: "Welcome", protocolVersion: PROTOCOL_VERSION, workerId: "w1", heartbeatIntervalMs: 60_000 }));
-        ws.send(encode({ type: "TaskAssigned", taskId: "t1", model: "m", messages: [{ role: "user", content: "hi" }], params: {} }));
-      }
-    });
-  });
-  const transport = () => (socket as unknown as { _socket: Socket })._socket;
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    received,
-    chunks: () => received.filter((m): m is TokenChunk => m.type === "TokenChunk"),
-    /** Stops reading the worker's connection: its kernel buffers fill, then its socket's own buffer. */
-    pauseReading: () => transport().pause(),
-    resumeReading: () => transport().resume(),
-    close: () => new Promise<void>((resolve) => {
-      for (const client of server.clients) client.terminate();
-      server.close(() => resolve());
-    }),
-  };
-}
-
 describe("token frames from a worker", () => {
   const cleanup: Array<() => Promise<void>> = [];
   afterEach(async () => {
@@ -70,7 +34,7 @@ describe("token frames from a worker", () => {
   });
 
   async function master() {
-    const started = await startMaster();
+    const started = await startBareMaster();
     cleanup.push(started.close);
     return started;
   }

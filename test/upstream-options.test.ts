@@ -1,10 +1,7 @@
 // Every request option reaches an OpenAI-compatible upstream under the names it reads, and what it streams back
 // (logprobs included) reaches the master: a recording upstream (real HTTP), the real engine, and a real worker runtime
 // against a bare-bones master (a ws server) that assigns one task and records what the worker sends.
-import type { AddressInfo } from "node:net";
-import type { Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { silentLogger } from "../src/log.js";
 import {
   type Engine,
@@ -17,19 +14,11 @@ import {
 } from "../src/worker/engines/engine.js";
 import { OpenAIUpstreamEngine, UPSTREAM_CAPABILITIES } from "../src/worker/engines/openai-upstream.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
-import {
-  CAPABILITIES,
-  decodeWorkerMessage,
-  encode,
-  PROTOCOL_VERSION,
-  type TaskAssigned,
-  type TokenChunk,
-  type TokenLogprob,
-  type WorkerMessage,
-} from "../src/worker-protocol/index.js";
+import { CAPABILITIES, type TokenLogprob } from "../src/worker-protocol/index.js";
 import OpenAI from "openai";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { completionChunk, type RecordingUpstream, startRecordingUpstream, streamChunks } from "./support/recording-upstream.js";
+import { startBareMaster } from "./support/bare-master.js";
 
 let upstream: RecordingUpstream;
 
@@ -326,39 +315,6 @@ describe("the upstream engine's capabilities", () => {
   });
 });
 
-/** A master that welcomes one worker, assigns it `task`, and records what it sends. */
-async function startMaster(task: Omit<TaskAssigned, "type">) {
-  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  await new Promise<void>((resolve) => server.once("listening", () => resolve()));
-  const received: WorkerMessage[] = [];
-  let socket: WebSocket | undefined;
-  server.on("connection", (ws) => {
-    socket = ws;
-    ws.on("message", (data: RawData) => {
-      const decoded = decodeWorkerMessage(data.toString());
-      if (!decoded.ok) throw new Error(decoded.error);
-      received.push(decoded.message);
-      if (decoded.message.type !== "Hello") return;
-      ws.send(encode({ type: "Welcome", protocolVersion: PROTOCOL_VERSION, workerId: "w1", heartbeatIntervalMs: 60_000 }));
-      ws.send(encode({ type: "TaskAssigned", ...task }));
-    });
-  });
-  const transport = () => (socket as unknown as { _socket: Socket })._socket;
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    received,
-    chunks: () => received.filter((m): m is TokenChunk => m.type === "TokenChunk"),
-    finished: () => received.some((m) => m.type === "TaskFinished"),
-    pauseReading: () => transport().pause(),
-    resumeReading: () => transport().resume(),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const client of server.clients) client.terminate();
-        server.close(() => resolve());
-      }),
-  };
-}
-
 /** An engine the test drives: `produce` runs inside generate, with the sink. */
 class ScriptedEngine implements Engine {
   readonly kind = "scripted";
@@ -400,7 +356,7 @@ describe("logprobs through a worker", () => {
         completionChunk({}, { finish_reason: "stop" }),
       ]),
     );
-    const master = await startMaster({ taskId: "t1", model: "vlm", messages: [{ role: "user", content: "ok?" }], params: {}, logprobs: { top: 1 } });
+    const master = await startBareMaster({ taskId: "t1", model: "vlm", messages: [{ role: "user", content: "ok?" }], params: {}, logprobs: { top: 1 } });
     cleanup.push(master.close);
 
     await join(master, engine());
@@ -418,7 +374,7 @@ describe("logprobs through a worker", () => {
   it("concatenates the logprobs in order when tokens made behind a backed-up connection merge into one chunk", async () => {
     const tokens = 300;
     const piece = "x".repeat(32 * 1024);
-    const master = await startMaster({ taskId: "t1", model: "m", messages: [{ role: "user", content: "hi" }], params: {}, logprobs: { top: 0 } });
+    const master = await startBareMaster({ taskId: "t1", model: "m", messages: [{ role: "user", content: "hi" }], params: {}, logprobs: { top: 0 } });
     cleanup.push(master.close);
 
     await join(
