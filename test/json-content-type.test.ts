@@ -82,4 +82,19 @@ describe("JSON content type", () => {
 
     expect(completion.choices[0]?.finish_reason).toBe("stop");
   });
+
+  it("lets pages of the configured origins call Ollama's routes (CORS), and refuses other origins there", async () => {
+    const preflight = await fetch(`${coordinator.url}/api/chat`, {
+      method: "OPTIONS",
+      headers: { origin: "http://allowed.test", "access-control-request-method": "POST", "access-control-request-headers": "content-type" },
+    });
+    const allowed = await fetch(`${coordinator.url}/api/tags`, { headers: { origin: "http://allowed.test" } });
+    const elsewhere = await fetch(`${coordinator.url}/api/tags`, { headers: { origin: "http://elsewhere.test" } });
+
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("http://allowed.test");
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("http://allowed.test");
+    expect(elsewhere.status).toBe(403);
+    await Promise.all([preflight.body?.cancel(), allowed.body?.cancel(), elsewhere.body?.cancel()]);
+  });
 });

@@ -71,7 +71,10 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("*", requestContext({ log: options.log, metrics: options.metrics }));
   if (options.corsOrigins.length > 0) {
     const origins = [...options.corsOrigins];
-    app.use("/v1/*", cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600, exposeHeaders: ["X-Request-Id", "Retry-After"] }));
+    const allowed = cors({ origin: origins.includes("*") ? "*" : origins, maxAge: 600, exposeHeaders: ["X-Request-Id", "Retry-After"] });
+    app.use("/v1/*", allowed);
+    // Ollama's routes take the configured origins too (and refuse other pages, below).
+    app.use("/api/*", allowed);
   }
   const guard = apiKeyGuard(options.apiKeys);
   app.use("/v1/*", guard);
