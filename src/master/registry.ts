@@ -1,5 +1,5 @@
 // The live registry of connected workers, indexed by the models they serve.
-import { type DeviceInfo, LEGACY_CAPABILITIES, type MasterMessage, type ModelInfo } from "../worker-protocol/index.js";
+import { type DeviceInfo, type MasterMessage, modelCapabilities, type ModelInfo } from "../worker-protocol/index.js";
 import { WorkerHeap } from "./scheduler.js";
 import type { Task } from "./task.js";
 import { type HealthPolicy, WorkerHealth } from "./worker-health.js";
@@ -152,15 +152,16 @@ export class WorkerRegistry {
   }
 
   /**
-   * What every worker serving `model` can do (the intersection of their announced capabilities; a worker that
-   * announces none counts as LEGACY_CAPABILITIES), or undefined when no worker serves it.
+   * What every worker serving `model` can do (the intersection of their capabilities, as modelCapabilities reads
+   * them), or undefined when no worker serves it.
    */
   capabilitiesOf(model: string): string[] | undefined {
     const workers = this.byModel.get(model);
     if (workers === undefined) return undefined;
     let common: string[] | undefined;
     for (const worker of workers.values()) {
-      const own = worker.models.find((m) => m.id === model)?.capabilities ?? LEGACY_CAPABILITIES;
+      const info = worker.models.find((m) => m.id === model);
+      const own = info ? modelCapabilities(info) : [];
       common = common === undefined ? [...own] : common.filter((capability) => own.includes(capability));
     }
     return common;

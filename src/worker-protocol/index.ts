@@ -4,3 +4,4 @@ export * from "./close-codes.js";
 export * from "./codec.js";
 export * from "./turn-batching.js";
 export * from "./flow-control.js";
+export * from "./embedding.js";

@@ -21,6 +21,12 @@ export type DeviceInfo = z.infer<typeof DeviceInfo>;
  * with a 400 before queueing. Unknown names (from newer workers) are kept and ignored.
  */
 export const CAPABILITIES = {
+  /** Text generation: chat, and raw completions with raw_prompt. See modelCapabilities for models that name neither. */
+  chat: "chat",
+  /** Embedding vectors of texts or token arrays (TaskAssigned `embed`, answered by TaskEmbedding). */
+  embeddings: "embeddings",
+  /** `embed.dimensions`: vectors shortened to a requested size (models trained for it, e.g. Matryoshka embeddings). */
+  embeddingDimensions: "embedding_dimensions",
   /** The chat template renders tool definitions and calls (tools, tool_choice auto/none). */
   tools: "tools",
   /** tool_choice "required" or a named function: the call is forced (by a grammar, or by the upstream). */
@@ -42,7 +48,18 @@ export const CAPABILITIES = {
 } as const;
 
 /** What a worker that announces no capabilities can do: what every worker did before capabilities existed. */
-export const LEGACY_CAPABILITIES: readonly string[] = [CAPABILITIES.tools];
+export const LEGACY_CAPABILITIES: readonly string[] = [CAPABILITIES.chat, CAPABILITIES.tools];
+
+/**
+ * What a model can do, from what its worker announced: LEGACY_CAPABILITIES when it announced nothing, and "chat"
+ * added when it names neither "chat" nor "embeddings" (workers from before embeddings existed generate text only).
+ */
+export function modelCapabilities(model: ModelInfo): readonly string[] {
+  const announced = model.capabilities;
+  if (announced === undefined) return LEGACY_CAPABILITIES;
+  if (announced.includes(CAPABILITIES.chat) || announced.includes(CAPABILITIES.embeddings)) return announced;
+  return [CAPABILITIES.chat, ...announced];
+}
 
 export const ModelInfo = z.object({
   id: z.string().min(1).max(256),
@@ -61,6 +78,27 @@ export const MessagePart = z.discriminatedUnion("type", [
   z.object({ type: z.literal("image_url"), url: z.string().min(1) }),
 ]);
 export type MessagePart = z.infer<typeof MessagePart>;
+
+/** Longest embedding vector a worker may return, in values. */
+export const MAX_EMBEDDING_DIMENSIONS = 65_536;
+/** Most inputs one embedding task may hold (OpenAI's limit per request). */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+/** An embedding task: the inputs to embed, each a text or the model's own token ids. */
+export const EmbedSpec = z.object({
+  inputs: z
+    .array(z.union([z.string(), z.array(z.number().int().nonnegative()).min(1)]))
+    .min(1)
+    .max(MAX_EMBEDDING_INPUTS),
+  /** The "embedding_dimensions" capability: the length every vector must have. */
+  dimensions: z.number().int().positive().max(MAX_EMBEDDING_DIMENSIONS).optional(),
+  /**
+   * An input longer than the model's context: true cuts it to fit (its end is dropped, as Ollama does); absent or
+   * false fails the task with the code context_length_exceeded (as OpenAI does).
+   */
+  truncate: z.boolean().optional(),
+});
+export type EmbedSpec = z.infer<typeof EmbedSpec>;
 
 export const ChatMessage = z.object({
   role: z.enum(["system", "developer", "user", "assistant", "tool"]),
@@ -169,6 +207,22 @@ export const TaskFinished = z.object({
 });
 export type TaskFinished = z.infer<typeof TaskFinished>;
 
+/**
+ * One input's embedding (worker → master), sent in input order: `index` 0, 1, 2, … of the task's `embed.inputs`,
+ * before the TaskFinished whose usage counts their prompt tokens. Not subject to the flow-control window: a task's
+ * vectors are bounded by its inputs. Every vector of a task has the same length, `embed.dimensions` when set.
+ */
+export const TaskEmbedding = z.object({
+  type: z.literal("TaskEmbedding"),
+  taskId: TaskId,
+  index: z.number().int().nonnegative(),
+  /** The vector, L2-normalised, as base64 of its float32 values, little-endian (see embedding.ts). */
+  embedding: z.string().min(1).max(Math.ceil((MAX_EMBEDDING_DIMENSIONS * 4) / 3) + 4),
+  /** The input's length in model tokens (after truncation). */
+  tokens: z.number().int().nonnegative(),
+});
+export type TaskEmbedding = z.infer<typeof TaskEmbedding>;
+
 export const TaskFailed = z.object({
   type: z.literal("TaskFailed"),
   taskId: TaskId,
@@ -220,6 +274,7 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   Hello,
   TokenChunk,
   TaskFinished,
+  TaskEmbedding,
   TaskFailed,
   TaskCancelAck,
   TaskProgress,
@@ -260,6 +315,11 @@ export const TaskAssigned = z.object({
    * A raw prompt to continue as is, with no chat template (the "raw_prompt" capability); `messages` is then empty.
    */
   prompt: z.string().optional(),
+  /**
+   * An embedding task (the "embeddings" capability) instead of a generation: `messages` is empty, `params` unused.
+   * The worker answers with one TaskEmbedding per input, then TaskFinished (usage.promptTokens: all inputs' tokens).
+   */
+  embed: EmbedSpec.optional(),
   /** Structured output the engine must enforce. */
   responseFormat: ResponseFormat.optional(),
   /** Report each output token's logprob (TokenChunk.logprobs), with this many alternatives (0–20). */

@@ -6,13 +6,14 @@ import {
   CloseCode,
   decodeMasterMessage,
   encode,
+  encodeEmbedding,
   type TaskAssigned,
   type TokenLogprob,
   PROTOCOL_VERSION,
   WORKER_PATH,
   type WorkerMessage,
 } from "../worker-protocol/index.js";
-import type { Engine, EngineDescription } from "./engines/engine.js";
+import type { Engine, EngineDescription, GenerationResult, GenerationSink } from "./engines/engine.js";
 import { TaskOutput } from "./task-output.js";
 
 export interface WorkerOptions {
@@ -259,7 +260,7 @@ export class WorkerRuntime {
     if (this.masterTakesProgress) this.send({ type: "TaskProgress", taskId, promptTokensDone: 0 });
     progressAt = Date.now();
     try {
-      const result = await this.engine.generate(task, sink, signal);
+      const result = task.embed ? await this.embed(task, sink, signal) : await this.engine.generate(task, sink, signal);
       if (!signal.aborted) {
         await this.sendRest(output, signal);
         if (!signal.aborted) this.send({ type: "TaskFinished", taskId, ...result });
@@ -287,6 +288,24 @@ export class WorkerRuntime {
         this.send({ type: "TaskCancelAck", taskId, completionTokens: produced });
       }
     }
+  }
+
+  /** Runs an embedding task: each vector goes out as its own TaskEmbedding, in input order. */
+  private async embed(task: TaskAssigned, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
+    const { taskId, model, embed } = task;
+    if (!embed) throw new Error("not an embedding task");
+    if (!this.engine.embed) throw new Error(`the ${this.engine.kind} engine does not compute embeddings`);
+    let index = 0;
+    const vectors = {
+      vector: (values: Float32Array | readonly number[], tokens: number) => {
+        if (signal.aborted) return;
+        this.send({ type: "TaskEmbedding", taskId, index, embedding: encodeEmbedding(values), tokens });
+        index += 1;
+      },
+      progress: sink.progress,
+    };
+    const { promptTokens } = await this.engine.embed({ taskId, model, embed }, vectors, signal);
+    return { finishReason: "stop", usage: { promptTokens, completionTokens: 0 } };
   }
 
   /** Sends the task's last held text, waiting for window room if it must (the end goes after all of its text). */

@@ -1,5 +1,5 @@
 // The contract every inference engine of a worker fulfils (simulator, llama.cpp, OpenAI-compatible upstream).
-import type { DeviceInfo, FinishReason, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
+import type { DeviceInfo, EmbedSpec, FinishReason, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
 
 /** What the engine is asked to generate: the task as the master assigned it. */
 export type GenerationRequest = Omit<TaskAssigned, "type">;
@@ -36,6 +36,29 @@ export interface GenerationResult {
   stopSequence?: string;
 }
 
+/** What the engine is asked to embed: an embedding task as the master assigned it. */
+export interface EmbeddingRequest {
+  taskId: string;
+  model: string;
+  embed: EmbedSpec;
+}
+
+/** Receives each input's vector as soon as the engine has it. */
+export interface EmbeddingSink {
+  /**
+   * The next input's vector, in input order, L2-normalised (normalizeEmbedding), of `embed.dimensions` values when
+   * set; `tokens` is the input's length in model tokens (after truncation).
+   */
+  vector(values: Float32Array | readonly number[], tokens: number): void;
+  /** As GenerationSink.progress: shows a long batch is alive. */
+  progress(done: number, total?: number): void;
+}
+
+export interface EmbeddingResult {
+  /** Tokens of all inputs together. */
+  promptTokens: number;
+}
+
 export interface EngineDescription {
   device: DeviceInfo;
   models: ModelInfo[];
@@ -53,6 +76,13 @@ export interface Engine {
    * to show a client.
    */
   generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult>;
+  /**
+   * Embeds every input of `request.embed`, in order, calling `sink.vector` for each (engines whose models announce
+   * the "embeddings" capability). Aborting `signal` stops it between inputs at the latest, as for generate. An input
+   * the model cannot take (too long without `truncate`, a token id outside its vocabulary) rejects with an
+   * EngineRequestError.
+   */
+  embed?(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult>;
   /** Frees models, contexts and sockets. */
   close(): Promise<void>;
 }
