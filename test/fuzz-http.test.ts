@@ -3,7 +3,10 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_PASS_THROUGH_DEPTH, parseChatRequest } from "../src/api/chat-request.js";
+import { parseCompletion } from "../src/api/completions.js";
+import { embeddingsDialect } from "../src/api/embeddings.js";
 import { parseMessagesRequest } from "../src/api/messages-request.js";
+import { ollamaEmbedDialect } from "../src/api/ollama-embed.js";
 import { parseOllamaChat } from "../src/api/ollama-request.js";
 import { parseResponsesRequest } from "../src/api/responses-request.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
@@ -30,7 +33,7 @@ interface FuzzRoute {
   parse(json: unknown): unknown;
   /** A small valid body, as text, for byte-level splicing. */
   template: string;
-  /** Bodies holding `nested` in a free-form JSON field forwarded to the worker, by field. */
+  /** Bodies holding `nested` in a free-form JSON field forwarded to the worker, by field (none: the route has none). */
   nestings: Record<string, (nested: Raw, stream: boolean) => { [key: string]: Json }>;
   expectError(status: number, text: string): void;
   expectWhole(text: string): void;
@@ -325,7 +328,120 @@ const ollamaRoute: FuzzRoute = {
   },
 };
 
-const ROUTES: readonly FuzzRoute[] = [chatRoute, messagesRoute, responsesRoute, ollamaRoute];
+const completionsRoute: FuzzRoute = {
+  name: "legacy completions",
+  path: "/v1/completions",
+  validBody: fc.record(
+    {
+      model: fc.constant("simulator"),
+      prompt: fc.oneof(shortText, fc.array(shortText, { minLength: 1, maxLength: 1 })),
+      max_tokens: fc.integer({ min: 1, max: 48 }),
+      temperature: fc.double({ min: 0, max: 2, noNaN: true }),
+      top_p: fc.double({ min: 0, max: 1, noNaN: true }),
+      stop: fc.oneof(fc.string({ maxLength: 6 }), fc.array(fc.string({ maxLength: 6 }), { maxLength: 3 })),
+      seed: fc.integer(),
+      echo: fc.boolean(),
+      stream: fc.boolean(),
+      stream_options: fc.record({ include_usage: fc.boolean() }),
+      top_k: fc.integer({ min: 1, max: 100 }),
+    },
+    { requiredKeys: ["model", "prompt"] },
+  ),
+  parse: (json) => parseCompletion(json, LIMITS),
+  template: '{"model":"simulator","prompt":"hello there","max_tokens":8}',
+  nestings: {},
+  expectError: expectOpenAIError,
+  expectWhole(text) {
+    const body = JSON.parse(text) as { object: string; choices: Array<{ text: unknown; finish_reason: string }> };
+    expect(body.object).toBe("text_completion");
+    expect(typeof body.choices[0]?.text).toBe("string");
+    expect(["stop", "length"]).toContain(body.choices[0]?.finish_reason);
+  },
+  expectStream(text) {
+    const data = text
+      .split("\n\n")
+      .filter((frame) => frame.startsWith("data: "))
+      .map((frame) => frame.slice("data: ".length));
+    expect(data.at(-1), text.slice(-300)).toBe("[DONE]");
+    const chunks = data.slice(0, -1).map((json) => JSON.parse(json) as { object?: string; error?: unknown });
+    for (const chunk of chunks) expect(chunk.object, JSON.stringify(chunk)).toBe("text_completion");
+  },
+};
+
+const embeddingInput = fc.oneof(
+  fc.string({ minLength: 1, maxLength: 40 }),
+  fc.array(fc.string({ minLength: 1, maxLength: 20 }), { minLength: 1, maxLength: 4 }),
+  fc.array(fc.nat({ max: 50_000 }), { minLength: 1, maxLength: 8 }),
+  fc.array(fc.array(fc.nat({ max: 50_000 }), { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 3 }),
+);
+
+/** A whole embeddings answer: vectors of one length, unit length when given as floats. */
+function expectVectors(vectors: unknown[]): void {
+  const lengths = new Set(vectors.map((vector) => (typeof vector === "string" ? Buffer.from(vector, "base64").length / 4 : (vector as number[]).length)));
+  expect(lengths.size).toBeLessThanOrEqual(1);
+  for (const vector of vectors) if (Array.isArray(vector)) expect(Math.hypot(...(vector as number[]))).toBeCloseTo(1, 4);
+}
+
+const embeddingsRoute: FuzzRoute = {
+  name: "embeddings",
+  path: "/v1/embeddings",
+  validBody: fc.record(
+    {
+      model: fc.constant("simulator"),
+      input: embeddingInput,
+      encoding_format: fc.constantFrom("float", "base64"),
+      dimensions: fc.integer({ min: 1, max: 256 }),
+      user: fc.string({ maxLength: 10 }),
+    },
+    { requiredKeys: ["model", "input"] },
+  ),
+  parse: (json) => embeddingsDialect.parse(json, LIMITS),
+  template: '{"model":"simulator","input":["hello there","general kenobi"]}',
+  nestings: {},
+  expectError: expectOpenAIError,
+  expectWhole(text) {
+    const body = JSON.parse(text) as { object: string; data: Array<{ object: string; embedding: unknown }>; usage: { prompt_tokens: number } };
+    expect(body.object).toBe("list");
+    expect(body.data.every((item) => item.object === "embedding")).toBe(true);
+    expectVectors(body.data.map((item) => item.embedding));
+    expect(body.usage.prompt_tokens).toBeGreaterThanOrEqual(0);
+  },
+  expectStream(text) {
+    throw new Error(`the embeddings route does not stream: ${text.slice(0, 100)}`);
+  },
+};
+
+const ollamaEmbedRoute: FuzzRoute = {
+  name: "ollama embed",
+  path: "/api/embed",
+  anyContentType: true,
+  validBody: fc.record(
+    {
+      model: fc.constant("simulator"),
+      input: fc.oneof(shortText, fc.array(shortText, { maxLength: 4 })),
+      truncate: fc.boolean(),
+      dimensions: fc.integer({ min: 1, max: 256 }),
+      keep_alive: fc.constantFrom("5m", 0, -1),
+      options: fc.record({ num_ctx: fc.integer({ min: 1, max: 4096 }) }),
+    },
+    { requiredKeys: ["model", "input"] },
+  ),
+  parse: (json) => ollamaEmbedDialect.parse(json, LIMITS),
+  template: '{"model":"simulator","input":["hello there","general kenobi"]}',
+  nestings: {},
+  expectError: expectOllamaError,
+  expectWhole(text) {
+    const body = JSON.parse(text) as { model: string; embeddings: unknown[]; prompt_eval_count: number };
+    expect(body.model).toBe("simulator");
+    expectVectors(body.embeddings);
+    expect(typeof body.prompt_eval_count).toBe("number");
+  },
+  expectStream(text) {
+    throw new Error(`/api/embed does not stream: ${text.slice(0, 100)}`);
+  },
+};
+
+const ROUTES: readonly FuzzRoute[] = [chatRoute, messagesRoute, responsesRoute, ollamaRoute, completionsRoute, embeddingsRoute, ollamaEmbedRoute];
 
 describe("fuzzing the HTTP API", () => {
   let coordinator: RunningCoordinator;
@@ -468,6 +584,8 @@ describe("fuzzing the HTTP API", () => {
       );
     });
 
+    // Only routes with free-form JSON fields (chat's tools and template arguments, …) forward nesting to a worker.
+    if (Object.keys(route.nestings).length === 0) return;
     it("passes free-form JSON through to the worker, and refuses nesting too deep to forward (property)", async () => {
       const depth = fc.oneof(fc.integer({ min: 1, max: 2 * MAX_PASS_THROUGH_DEPTH }), fc.integer({ min: 1, max: 12_000 }));
       const fields = Object.keys(route.nestings);

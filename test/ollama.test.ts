@@ -104,7 +104,7 @@ describe("Ollama's API", () => {
     const { version } = await ollama.version();
 
     expect(tags.models.map((m) => m.name).sort()).toEqual(["qwen-tools", "simulator", "slow"]);
-    expect(shown.capabilities).toEqual(["completion", "tools"]);
+    expect(shown.capabilities).toEqual(["completion", "embedding", "tools"]);
     expect(shown.model_info).toMatchObject({ "general.context_length": 32_768 });
     expect(running.models.map((m) => m.name).sort()).toEqual(["qwen-tools", "simulator", "slow"]);
     expect(version).toMatch(/^\d+\.\d+\.\d+$/);

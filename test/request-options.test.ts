@@ -195,8 +195,8 @@ describe("chat completions options", () => {
     const { data } = (await (await fetch(`${coordinator.url}/v1/models`)).json()) as { data: Array<{ id: string; capabilities: string[] }> };
 
     expect(Object.fromEntries(data.map((m) => [m.id, m.capabilities]))).toEqual({
-      simulator: ["tools", "tool_choice_required", "sampling", "json_object", "json_schema", "logprobs", "raw_prompt"],
-      legacy: ["tools"],
+      simulator: ["chat", "embeddings", "embedding_dimensions", "tools", "tool_choice_required", "sampling", "json_object", "json_schema", "logprobs", "raw_prompt"],
+      legacy: ["chat", "tools"],
     });
   });
 

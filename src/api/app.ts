@@ -11,6 +11,7 @@ import { chatCompletionsHandler } from "./chat-completions.js";
 import type { TaskRouteOptions } from "./task-route.js";
 import { clusterRoutes } from "./cluster.js";
 import { completionsHandler } from "./completions.js";
+import { embeddingsHandler } from "./embeddings.js";
 import { clusterEventsHandler } from "./cluster-events.js";
 import { dashboardRoutes } from "./dashboard-route.js";
 import { InvalidRequestError } from "./errors.js";
@@ -107,6 +108,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
   app.post("/v1/responses", responsesHandler(master, options));
   app.post("/v1/completions", completionsHandler(master, options));
+  app.post("/v1/embeddings", embeddingsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
   app.route("/v1/models", modelsRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
@@ -119,6 +121,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/messages/count_tokens", "POST"],
     ["/v1/responses", "POST"],
     ["/v1/completions", "POST"],
+    ["/v1/embeddings", "POST"],
     ["/v1/models", "GET, HEAD"],
     ["/v1/models/:id{.+}", "GET, HEAD"],
     ["/v1/cluster", "GET, HEAD"],
@@ -126,6 +129,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/metrics", "GET, HEAD"],
     ["/api/chat", "POST"],
     ["/api/generate", "POST"],
+    ["/api/embed", "POST"],
+    ["/api/embeddings", "POST"],
     ["/api/show", "POST"],
     ["/api/tags", "GET, HEAD"],
     ["/api/ps", "GET, HEAD"],

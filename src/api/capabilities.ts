@@ -23,6 +23,14 @@ const SAMPLING_PARAMS = [
 /** Every capability `task` needs, with the field that needs it. */
 export function requirementsOf(task: TaskRequest): Requirement[] {
   const needs: Requirement[] = [];
+  if (task.embed !== undefined) {
+    needs.push({ capability: CAPABILITIES.embeddings, param: "model", what: "embeddings" });
+    if (task.embed.dimensions !== undefined) {
+      needs.push({ capability: CAPABILITIES.embeddingDimensions, param: "dimensions", what: "shortened embeddings (dimensions)" });
+    }
+    return needs;
+  }
+  needs.push({ capability: CAPABILITIES.chat, param: "model", what: "text generation (it only computes embeddings)" });
   if (task.prompt !== undefined) needs.push({ capability: CAPABILITIES.rawPrompt, param: "prompt", what: "raw completions (a prompt without the chat template)" });
   if (task.tools !== undefined && task.tools.length > 0) needs.push({ capability: CAPABILITIES.tools, param: "tools", what: "tools" });
   const choice = task.toolChoice;
@@ -58,9 +66,10 @@ export function checkCapabilities(
   for (const need of requirementsOf(task)) {
     if (capabilities.includes(need.capability)) continue;
     const param = paramNames[need.param] ?? need.param;
+    const remedy = param === "model" ? "Use a model" : `Remove '${param}', or use a model`;
     throw new InvalidRequestError(
       `The model '${task.model}' does not support ${need.what}: its workers do not announce the '${need.capability}' capability. ` +
-        `Remove '${param}', or use a model whose workers do (see GET /v1/models).`,
+        `${remedy} whose workers do (see GET /v1/models).`,
       param,
       "unsupported_parameter",
     );

@@ -175,6 +175,10 @@ export function parseChatRequest(json: unknown, limits: RequestLimits = noLimits
 /** A schema's first complaint about a body, in OpenAI's words: the missing or invalid parameter, named. */
 export function invalidRequestOf(error: z.ZodError): InvalidRequestError {
   const issue = error.issues[0];
+  if (issue?.code === "unrecognized_keys") {
+    const param = paramName([...issue.path, issue.keys[0] ?? ""]);
+    return new InvalidRequestError(`Unrecognized request argument supplied: '${param}'; this route does not take it.`, param, "unsupported_parameter");
+  }
   const param = issue ? paramName(issue.path) : null;
   if (issue && issue.code === "invalid_type" && issue.message.includes("received undefined")) {
     return new InvalidRequestError(`Missing required parameter: '${param}'.`, param);

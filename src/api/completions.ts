@@ -51,7 +51,7 @@ const refused: Record<string, string> = {
   logprobs: "logprobs on /v1/completions are not supported; use /v1/chat/completions with logprobs",
 };
 
-function parseCompletion(json: unknown, limits: RequestLimits): CompletionRequest {
+export function parseCompletion(json: unknown, limits: RequestLimits): CompletionRequest {
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InvalidRequestError("The request body must be a JSON object.");
   for (const [field, why] of Object.entries(refused)) {
     const value = (json as Record<string, unknown>)[field];

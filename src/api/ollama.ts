@@ -1,11 +1,14 @@
 // Ollama's API on the main port (so OLLAMA_HOST=http://head:52415 works): /api/chat and /api/generate as dialects of
-// the task route (NDJSON streams), and the model listings clients probe (/api/tags, /api/show, /api/ps, /api/version).
+// the task route (NDJSON streams), /api/embed and /api/embeddings on the embedding route, and the model listings
+// clients probe (/api/tags, /api/show, /api/ps, /api/version).
 import { type Context, Hono } from "hono";
 import { ModelNotFoundError } from "../master/errors.js";
 import type { Master } from "../master/master.js";
 import type { WorkerEntry } from "../master/registry.js";
 import { CAPABILITIES, type ModelInfo } from "../worker-protocol/index.js";
+import { embeddingRoute } from "./embedding-route.js";
 import { InvalidRequestError } from "./errors.js";
+import { ollamaEmbeddingsDialect, ollamaEmbedDialect } from "./ollama-embed.js";
 import { keepaliveLine, ollamaStream, ollamaWhole } from "./ollama-response.js";
 import { ollamaReasoningMode, type OllamaRequest, parseOllamaChat, parseOllamaGenerate, toOllamaTask } from "./ollama-request.js";
 import { ollamaErrorResponse } from "./route-errors.js";
@@ -64,7 +67,9 @@ function tagOf(info: ModelInfo, workers: readonly WorkerEntry[]) {
 
 /** Ollama's capability names for what the model's workers announce. */
 function ollamaCapabilities(capabilities: readonly string[]): string[] {
-  const out = ["completion"];
+  const out: string[] = [];
+  if (capabilities.includes(CAPABILITIES.chat)) out.push("completion");
+  if (capabilities.includes(CAPABILITIES.embeddings)) out.push("embedding");
   if (capabilities.includes(CAPABILITIES.tools)) out.push("tools");
   if (capabilities.includes(CAPABILITIES.vision)) out.push("vision");
   return out;
@@ -74,6 +79,8 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
   const app = new Hono();
   app.post("/chat", taskRoute(master, ollamaChatDialect, options));
   app.post("/generate", taskRoute(master, ollamaGenerateDialect, options));
+  app.post("/embed", embeddingRoute(master, ollamaEmbedDialect, options));
+  app.post("/embeddings", embeddingRoute(master, ollamaEmbeddingsDialect, options));
   app.get("/version", (c) => c.json({ version: OLLAMA_API_VERSION }));
   app.get("/tags", (c) => c.json({ models: master.registry.models().map(({ info, workers }) => tagOf(info, workers)) }));
   app.get("/ps", (c) =>

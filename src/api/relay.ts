@@ -37,6 +37,7 @@ export function relayStream(master: Master, task: Task, shaper: ReplyShaper, sse
           task.thinking = shaper.inReasoning;
           continue;
         }
+        if (event.type === "embedding") continue; // only embedding tasks have them (the master sees to it)
         report.ended(event, 200);
         if (event.type === "finished") {
           shaper.finish(deltas);

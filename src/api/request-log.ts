@@ -9,7 +9,7 @@ import { mapError } from "./errors.js";
 import { requestIdOf, requestLogOf } from "./request-context.js";
 
 /** How a task's output ended, as the route read it from the task's events. */
-export type FinalEvent = Exclude<TaskEvent, { type: "chunk" }>;
+export type FinalEvent = Exclude<TaskEvent, { type: "chunk" } | { type: "embedding" }>;
 
 export class ChatRequestReport {
   readonly requestId: string;

@@ -178,6 +178,7 @@ async function wholeReply<Request>(
       deltas.length = 0;
       continue;
     }
+    if (event.type === "embedding") continue; // only embedding tasks have them (the master sees to it)
     if (event.type !== "finished") {
       const response = event.type === "failed" ? dialect.errorResponse(event.error) : new Response(null, { status: 499 });
       report.ended(event, response.status);
@@ -190,7 +191,7 @@ async function wholeReply<Request>(
   }
 }
 
-async function nextEvent(task: Task): Promise<TaskEvent> {
+export async function nextEvent(task: Task): Promise<TaskEvent> {
   for (;;) {
     const event = task.events.pull();
     if (event) return event;

@@ -74,8 +74,8 @@ export class WorkerStalledError extends CoordinatorError {
 /** A non-streamed reply grew past the coordinator's limit (`--max-reply-bytes`). */
 export class ReplyTooLargeError extends CoordinatorError {
   readonly kind = "reply_too_large";
-  constructor(limit: number) {
-    super(`The reply grew past ${limit} bytes, the most the coordinator holds for a non-streamed reply. Ask for a streamed reply (stream: true) or a lower max_tokens.`);
+  constructor(limit: number, advice = "Ask for a streamed reply (stream: true) or a lower max_tokens.") {
+    super(`The reply grew past ${limit} bytes, the most the coordinator holds for a non-streamed reply. ${advice}`);
   }
 }
 

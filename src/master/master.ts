@@ -2,7 +2,7 @@
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
 import type { FinishReason, Hello, TaskFinished, Usage, WorkerMessage } from "../worker-protocol/index.js";
-import { chunkCost, CloseCode, PROTOCOL_VERSION } from "../worker-protocol/index.js";
+import { chunkCost, CloseCode, decodeEmbedding, PROTOCOL_VERSION, type TaskEmbedding } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
   EngineError,
@@ -190,6 +190,7 @@ export class Master {
       case "TokenChunk": {
         const task = this.taskOf(worker, message.taskId);
         if (!task) return this.observers.staleMessage(message.type);
+        if (task.request.embed) throw new ProtocolViolation("unexpected_chunk", `task ${message.taskId} is an embedding task: send TaskEmbedding`);
         if (message.seq < task.nextSeq) return this.observers.staleMessage(message.type); // a duplicate: already relayed
         if (message.seq > task.nextSeq) {
           throw new ProtocolViolation("bad_sequence", `chunk ${message.seq} of ${message.taskId} skips ahead of ${task.nextSeq}`);
@@ -218,6 +219,11 @@ export class Master {
         } else task.events.push({ type: "chunk", text: message.text, tokens, bytes });
         return;
       }
+      case "TaskEmbedding": {
+        const task = this.taskOf(worker, message.taskId);
+        if (!task) return this.observers.staleMessage(message.type);
+        return this.embedded(task, worker, message);
+      }
       case "TaskProgress": {
         const task = this.taskOf(worker, message.taskId);
         if (!task) return this.observers.staleMessage(message.type);
@@ -229,6 +235,10 @@ export class Master {
       case "TaskFinished": {
         const task = this.taskOf(worker, message.taskId);
         if (!task) return this.lateEnd(worker, message.taskId, message.type);
+        const inputs = task.request.embed?.inputs.length;
+        if (inputs !== undefined && task.nextSeq !== inputs) {
+          throw new ProtocolViolation("missing_embeddings", `task ${message.taskId} finished with ${task.nextSeq} of its ${inputs} embeddings`);
+        }
         this.release(worker, task);
         if (worker.health.success()) this.healthChanged(worker);
         const stopSequence = this.requestedStop(worker, task, message);
@@ -318,6 +328,8 @@ export class Master {
     if (!this.transition(task, "assigned")) return;
     this.clearQueueTimer(task.id);
     task.workerId = worker.id;
+    task.nextSeq = 0;
+    task.embeddingDimensions = undefined;
     task.assignedAt = Date.now();
     task.progressAt = task.assignedAt;
     task.started = false;
@@ -486,6 +498,32 @@ export class Master {
     worker.unstarted -= 1;
     this.registry.changed(worker);
     this.pumpWorker(worker);
+  }
+
+  /**
+   * One vector of an embedding task, checked before it reaches the task's reader: in input order, a well-formed
+   * float32 vector of the task's one length. The task stays "assigned" (nothing reaches its client before the
+   * last vector), so a worker lost half way through hands the whole batch to another.
+   */
+  private embedded(task: Task, worker: WorkerEntry, message: TaskEmbedding): void {
+    const { embed } = task.request;
+    if (!embed) throw new ProtocolViolation("unexpected_embedding", `task ${message.taskId} is not an embedding task`);
+    if (message.index < task.nextSeq) return this.observers.staleMessage(message.type);
+    if (message.index !== task.nextSeq || message.index >= embed.inputs.length) {
+      throw new ProtocolViolation("bad_sequence", `embedding ${message.index} of ${message.taskId} is not the next one (${task.nextSeq} of ${embed.inputs.length})`);
+    }
+    const values = decodeEmbedding(message.embedding);
+    const expected = embed.dimensions ?? task.embeddingDimensions;
+    if (!values || (expected !== undefined && values.length !== expected)) {
+      throw new ProtocolViolation(
+        "bad_embedding",
+        `embedding ${message.index} of ${message.taskId} is not ${expected === undefined ? "a" : `a ${expected}-value`} base64 float32 vector of finite values`,
+      );
+    }
+    task.embeddingDimensions = values.length;
+    task.nextSeq += 1;
+    this.progressed(task, worker);
+    task.events.push({ type: "embedding", index: message.index, values, tokens: message.tokens });
   }
 
   /** The reader consumed `bytes` of a task's output: grant them back to its worker, in batches. */

@@ -13,6 +13,8 @@ export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
 export type TaskEvent =
   /** `bytes`: what the chunk counts against the task's flow-control window (see worker-protocol/flow-control.ts). */
   | { type: "chunk"; text: string; tokens: number; bytes: number; logprobs?: TokenLogprob[] }
+  /** An embedding task's vector for input `index` (in order; after a failover, from 0 again). */
+  | { type: "embedding"; index: number; values: Float32Array; tokens: number }
   /** `stopSequence`: which of the request's `params.stop` strings ended the reply, when the worker said so. */
   | { type: "finished"; finishReason: FinishReason; usage: Usage; stopSequence?: string }
   | { type: "failed"; error: CoordinatorError }
@@ -102,8 +104,10 @@ export class Task {
   assignedAt: number | undefined;
   firstTokenAt: number | undefined;
   endedAt: number | undefined;
-  /** The next chunk sequence number expected from the worker. */
+  /** The next chunk sequence number (or embedding index) expected from the worker, from 0 on each assignment. */
   nextSeq = 0;
+  /** An embedding task: the length of the vectors its worker sent so far (all must have the same). */
+  embeddingDimensions: number | undefined;
   completionTokens = 0;
   /** Workers this task has been assigned to so far. */
   attempts = 0;

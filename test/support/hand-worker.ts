@@ -12,6 +12,8 @@ export interface HelloOptions {
   maxConcurrency?: number;
   name?: string;
   model?: string;
+  /** The model's capabilities (none announced when absent, as an old worker). */
+  capabilities?: string[];
 }
 
 export class HandWorker {
@@ -76,7 +78,14 @@ export class HandWorker {
         maxConcurrency: options.maxConcurrency ?? 2,
         device: { kind: "cpu", name: "test", memoryBytes: 0 },
       },
-      models: [{ id: options.model ?? this.model, contextLength: 32_768, format: "think" }],
+      models: [
+        {
+          id: options.model ?? this.model,
+          contextLength: 32_768,
+          format: "think",
+          ...(options.capabilities !== undefined && { capabilities: options.capabilities }),
+        },
+      ],
     };
   }
 

@@ -1,8 +1,19 @@
 // The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
 import { setTimeout as sleep } from "node:timers/promises";
 import { CAPABILITIES, type ChatMessage, type TokenLogprob } from "../../worker-protocol/index.js";
-import type { Engine, EngineDescription, GenerationRequest, GenerationResult, GenerationSink } from "./engine.js";
+import {
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type EmbeddingSink,
+  type Engine,
+  type EngineDescription,
+  EngineRequestError,
+  type GenerationRequest,
+  type GenerationResult,
+  type GenerationSink,
+} from "./engine.js";
 import { jsonInstance } from "./json-instance.js";
+import { SIMULATED_EMBEDDING_DIMENSIONS, simulatedEmbedding } from "./simulated-embedding.js";
 
 export interface SimulatorOptions {
   /** Generation rate; 0 means as fast as the machine can. */
@@ -44,10 +55,13 @@ export const SIMULATOR_MODEL = "simulator";
 /**
  * What the simulator honours: tools, forced tool calls (written in Hermes markup), JSON mode and structured output (a
  * small value that validates against the schema), and the sampling options, which change nothing in a reply that
- * has no randomness to begin with; logprobs with fixed values (SIMULATED_LOGPROB). Not logit_bias (it has no vocabulary)
- * nor images.
+ * has no randomness to begin with; logprobs with fixed values (SIMULATED_LOGPROB); embeddings of any length
+ * (simulated-embedding.ts). Not logit_bias (it has no vocabulary) nor images.
  */
 export const SIMULATOR_CAPABILITIES: readonly string[] = [
+  CAPABILITIES.chat,
+  CAPABILITIES.embeddings,
+  CAPABILITIES.embeddingDimensions,
   CAPABILITIES.tools,
   CAPABILITIES.toolChoiceRequired,
   CAPABILITIES.sampling,
@@ -203,10 +217,48 @@ export class SimulatorEngine implements Engine {
     }
   }
 
+  /**
+   * simulatedEmbedding of each input, after the prefill's silence; an input of more tokens than the context is cut
+   * (truncate) or refused, as a real engine does.
+   */
+  async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
+    const { hooks, contextLength } = this.options;
+    hooks?.onStart?.(request.taskId);
+    const { inputs, dimensions = SIMULATED_EMBEDDING_DIMENSIONS, truncate } = request.embed;
+    const tokenized = inputs.map((input) => (typeof input === "string" ? simulatorTokens(input) : input));
+    const promptTokens = tokenized.reduce((sum, tokens) => sum + Math.min(tokens.length, contextLength), 0);
+    tokenized.forEach((tokens, index) => {
+      if (tokens.length > contextLength && !truncate) {
+        throw new EngineRequestError(`input ${index} is ${tokens.length} tokens, but the model holds at most ${contextLength}`, "context_length_exceeded");
+      }
+    });
+    let done = 0;
+    try {
+      await this.prefill(promptTokens, sink, signal);
+      for (const [index, input] of inputs.entries()) {
+        signal.throwIfAborted();
+        const tokens = tokenized[index] ?? [];
+        const cut = tokens.length > contextLength ? tokens.slice(0, contextLength) : undefined;
+        const embedded = cut === undefined ? input : typeof input === "string" ? (cut as string[]).join("") : (cut as number[]);
+        sink.vector(simulatedEmbedding(embedded, dimensions), Math.min(tokens.length, contextLength));
+        done += 1;
+        hooks?.onTokens?.(request.taskId, done);
+        // A big batch takes turns with the event loop, as a real engine's would between inputs.
+        if (done % 64 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      const result = { promptTokens };
+      hooks?.onEnd?.(request.taskId, { finishReason: "stop", usage: { promptTokens, completionTokens: 0 } });
+      return result;
+    } catch (error) {
+      if (signal.aborted) hooks?.onAbort?.(request.taskId, done);
+      throw error;
+    }
+  }
+
   async close(): Promise<void> {}
 
   /** The silence before the first token, reported as prompt progress every so often (as a real engine's prefill). */
-  private prefill(promptTokens: number, sink: GenerationSink, signal: AbortSignal): Promise<void> {
+  private prefill(promptTokens: number, sink: Pick<GenerationSink, "progress">, signal: AbortSignal): Promise<void> {
     const total = this.options.prefillMs;
     return this.silence(total, (elapsed) => sink.progress(Math.floor((promptTokens * elapsed) / total), promptTokens), signal);
   }

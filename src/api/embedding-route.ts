@@ -1,0 +1,133 @@
+// The one path from an HTTP request to embedding vectors, for every dialect (OpenAI's /v1/embeddings, Ollama's
+// /api/embed and /api/embeddings): parse, admit one task for the whole batch (scheduled as any chat task: same
+// queues, limits, cancellation and metrics), collect its vectors, and write the dialect's JSON piece by piece.
+import type { Context } from "hono";
+import { flatLineLogger } from "../log.js";
+import { EngineError, ModelNotFoundError, ReplyTooLargeError } from "../master/errors.js";
+import type { Master } from "../master/master.js";
+import type { Task, TaskRequest } from "../master/task.js";
+import type { EmbedSpec } from "../worker-protocol/index.js";
+import type { RequestLimits } from "./chat-request.js";
+import { checkCapabilities } from "./capabilities.js";
+import { InvalidRequestError } from "./errors.js";
+import { ChatRequestReport } from "./request-log.js";
+import { nextEvent, readJson, type TaskRouteOptions } from "./task-route.js";
+
+/** What a finished embedding task gives its dialect to shape. */
+export interface Embeddings {
+  /** One vector per input, in input order. */
+  vectors: Float32Array[];
+  promptTokens: number;
+  task: Task;
+}
+
+/** One embeddings dialect: its request, and its answer as JSON text in pieces (a big batch is never one string). */
+export interface EmbeddingDialect<Request> {
+  /** Validates a parsed JSON body; throws InvalidRequestError naming the first bad field. */
+  parse(json: unknown, limits: RequestLimits): Request;
+  model(request: Request): string;
+  /** The inputs and options; undefined when there is nothing to embed (the answer is then made without a task). */
+  toEmbed(request: Request): EmbedSpec | undefined;
+  /** The field holding the inputs, in this dialect's words (for errors about an input). */
+  inputParam: string;
+  /** Capability refusals' field names, renamed into this dialect's. */
+  paramNames?: Readonly<Record<string, string>>;
+  errorResponse(error: unknown): Response;
+  body(request: Request, embeddings: Embeddings | undefined): Iterable<string>;
+}
+
+/** A vector as a JSON array, each value with the 9 significant digits that identify a float32 (and no more). */
+export function floatsJson(values: Float32Array): string {
+  let out = "[";
+  for (let i = 0; i < values.length; i++) {
+    if (i > 0) out += ",";
+    out += String(Number((values[i] as number).toPrecision(9)));
+  }
+  return `${out}]`;
+}
+
+/** A JSON body written as it is pulled (with the client's backpressure), in pieces of about 64 KiB. */
+function piecewiseJson(pieces: Iterable<string>): Response {
+  const iterator = pieces[Symbol.iterator]();
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      let chunk = "";
+      while (chunk.length < 65_536) {
+        const next = iterator.next();
+        if (next.done) {
+          if (chunk) controller.enqueue(encoder.encode(chunk));
+          controller.close();
+          return;
+        }
+        chunk += next.value;
+      }
+      controller.enqueue(encoder.encode(chunk));
+    },
+    cancel() {
+      iterator.return?.();
+    },
+  });
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+/** The Hono handler of an embeddings route in `dialect`. */
+export function embeddingRoute<Request>(master: Master, dialect: EmbeddingDialect<Request>, options: TaskRouteOptions) {
+  const lineLog = flatLineLogger(options.log);
+  /** An engine's refusal of an input names the dialect's input field, not chat's messages. */
+  const errorResponse = (error: unknown): Response =>
+    dialect.errorResponse(error instanceof EngineError && error.isClientError ? new InvalidRequestError(error.message, dialect.inputParam, error.code ?? null) : error);
+  return async (c: Context): Promise<Response> => {
+    const report = new ChatRequestReport(c, master, options.log, lineLog, options.metrics);
+    let request: Request;
+    try {
+      request = dialect.parse(await readJson(c), options.limits);
+    } catch (error) {
+      return report.rejected(errorResponse(error));
+    }
+    const model = dialect.model(request);
+    report.parsed(model, false);
+    const embed = dialect.toEmbed(request);
+    let task: Task;
+    try {
+      if (embed === undefined) {
+        // Nothing to embed: an answer at once, for a model that exists.
+        if (!master.registry.isServed(model)) throw new ModelNotFoundError(model);
+        return piecewiseJson(dialect.body(request, undefined));
+      }
+      const taskRequest: TaskRequest = { model, messages: [], params: {}, embed };
+      checkCapabilities(taskRequest, master.registry.capabilitiesOf(model), dialect.paramNames);
+      task = master.submit(taskRequest, c.req.raw.signal);
+    } catch (error) {
+      return report.rejected(errorResponse(error));
+    }
+    report.admitted(task);
+    const vectors: Float32Array[] = new Array(embed.inputs.length);
+    let held = 0;
+    for (;;) {
+      const event = await nextEvent(task);
+      if (event.type === "embedding") {
+        // After a failover the new worker starts from input 0 again: its vectors replace the lost one's.
+        held += event.values.byteLength - (vectors[event.index]?.byteLength ?? 0);
+        vectors[event.index] = event.values;
+        if (held > options.maxReplyBytes) {
+          report.log.warn({ task: task.id, limit: options.maxReplyBytes }, "embeddings too large; giving up on them");
+          const error = new ReplyTooLargeError(options.maxReplyBytes, "Send fewer inputs per request.");
+          master.fail(task, error); // a no-op when the task has finished meanwhile: the answer is refused all the same
+          const response = errorResponse(error);
+          report.ended({ type: "failed", error }, response.status);
+          return response;
+        }
+        continue;
+      }
+      if (event.type === "chunk") continue; // generation output: never for an embedding task (the master sees to it)
+      if (event.type !== "finished") {
+        const response = event.type === "failed" ? errorResponse(event.error) : new Response(null, { status: 499 });
+        report.ended(event, response.status);
+        return response;
+      }
+      report.ended(event, 200);
+      return piecewiseJson(dialect.body(request, { vectors, promptTokens: event.usage.promptTokens, task }));
+    }
+  };
+}
