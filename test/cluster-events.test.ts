@@ -78,6 +78,9 @@ describe("cluster events feed", () => {
     const worker = await startSimWorker(coordinator, { name: "feed-sim" });
     try {
       for (const dialect of DIALECTS) await dialect.complete(coordinator, [{ role: "user", content: "hi" }]);
+      const client = openaiClient(coordinator);
+      await client.completions.create({ model: "simulator", prompt: "hi" });
+      await client.embeddings.create({ model: "simulator", input: ["hi", "there"] });
 
       const leaving = new AbortController();
       const response = await fetch(`${coordinator.url}/v1/cluster/events`, { signal: leaving.signal });
@@ -85,6 +88,8 @@ describe("cluster events feed", () => {
       leaving.abort();
 
       expect(view?.recent.map((r) => [r.route, r.outcome, r.worker])).toEqual([
+        ["/v1/embeddings", "finished", "feed-sim"],
+        ["/v1/completions", "finished", "feed-sim"],
         ["/api/chat", "finished", "feed-sim"],
         ["/v1/responses", "finished", "feed-sim"],
         ["/v1/messages", "finished", "feed-sim"],
