@@ -1,10 +1,11 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
-// cancellation, parsers, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// cancellation, parsers, embeddings, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
 // while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
+import { embeddingsScenario } from "./embeddings.js";
 import { benchParsers } from "./parsers.js";
 import type { PathName } from "./paths.js";
 import { nonReadingScenario } from "./nonreading.js";
@@ -75,6 +76,7 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   ["scheduling", () => schedulingScenario({ ratePerSecond: quick ? 300 : 1_000, warmupSeconds: quick ? 1 : 3, seconds: quick ? 2 : 5, paths })],
   ["scheduler", () => schedulerMicroScenario(quick)],
   ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
+  ["embeddings", () => embeddingsScenario({ inputs: quick ? 256 : 1024, dimensions: 768, repeats: quick ? 3 : 7, parallel: 32 })],
   [
     "parsers",
     () =>
