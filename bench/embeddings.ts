@@ -74,6 +74,6 @@ export async function embeddingsScenario(options: EmbeddingsOptions): Promise<Ro
   let chars = 0;
   for (const vector of dense) chars += floatsJson(vector).length;
   const microseconds = ((performance.now() - at) * 1000) / (dense.length * dimensions);
-  rows.push({ scenario: "embeddings JSON", metric: `dense float32 values as JSON (${chars / (dense.length * dimensions)} chars each)`, unit: "µs/value", coordinator: microseconds });
+  rows.push({ scenario: "embeddings JSON", metric: `dense float32 values as JSON (${(chars / (dense.length * dimensions)).toFixed(1)} chars each)`, unit: "µs/value", coordinator: microseconds });
   return rows;
 }
