@@ -14,6 +14,7 @@
 import { z } from "zod";
 import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
 import { type Engine, type EngineDescription, EngineRequestError, type GenerationRequest, type GenerationResult, type GenerationSink } from "./engine.js";
+import { readBounded } from "./openai-upstream/bounded-body.js";
 import { chatCompletionBody, completionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
@@ -48,6 +49,8 @@ export const UPSTREAM_CAPABILITIES: readonly string[] = [
   // Sent to the upstream's POST /completions (llama-server, vLLM, SGLang, Ollama and LM Studio serve it).
   CAPABILITIES.rawPrompt,
 ];
+/** The most of an upstream error body read for its message (an error page can be any size). */
+const MAX_ERROR_BODY_BYTES = 1024 * 1024;
 /** Upstream statuses that mean the request itself was refused (an option or a prompt it does not take), not the worker. */
 const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
 
@@ -157,7 +160,7 @@ export class OpenAIUpstreamEngine implements Engine {
  * it says the prompt did not fit (OpenAI's and vLLM's code, llama-server's type).
  */
 async function upstreamError(response: Response): Promise<{ message: string; contextExceeded: boolean }> {
-  const body = await response.text().catch(() => "");
+  const { text: body } = await readBounded(response, MAX_ERROR_BODY_BYTES).catch(() => ({ text: "" }));
   const parsed = ErrorBody.safeParse(safeJson(body));
   if (parsed.success) {
     const { error, message } = parsed.data;
