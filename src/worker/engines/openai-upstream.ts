@@ -12,9 +12,20 @@
 // honours an option is its own business: an option it refuses comes back as its 400, which the client sees as its
 // own 400 (EngineRequestError), with the upstream's message.
 import { z } from "zod";
-import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
-import { type Engine, type EngineDescription, EngineRequestError, type GenerationRequest, type GenerationResult, type GenerationSink } from "./engine.js";
+import { CAPABILITIES, type ModelInfo, normalizeEmbedding } from "../../worker-protocol/index.js";
+import {
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type EmbeddingSink,
+  type Engine,
+  type EngineDescription,
+  EngineRequestError,
+  type GenerationRequest,
+  type GenerationResult,
+  type GenerationSink,
+} from "./engine.js";
 import { readBounded } from "./openai-upstream/bounded-body.js";
+import { embeddingsBody, maxAnswerBytes, parseEmbeddings } from "./openai-upstream/embeddings.js";
 import { chatCompletionBody, completionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
@@ -100,6 +111,21 @@ export class OpenAIUpstreamEngine implements Engine {
     }
     for (const data of lines.push(text.decode())) if (data !== "[DONE]") reply.apply(parseChunk(data));
     return reply.finish();
+  }
+
+  /** One `POST /embeddings` for the whole batch; the vectors go to the sink normalised, in input order. */
+  async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
+    const response = await this.fetchUpstream("/embeddings", signal, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(embeddingsBody(request)),
+    });
+    const limit = maxAnswerBytes(request.embed);
+    const { text, complete } = await readBounded(response, limit);
+    if (!complete) throw new Error(`the upstream's embeddings answer is larger than ${limit} bytes`);
+    const { vectors, tokens, promptTokens } = parseEmbeddings(text, request.embed);
+    for (const [i, vector] of vectors.entries()) sink.vector(normalizeEmbedding(vector), tokens[i] ?? 0);
+    return { promptTokens };
   }
 
   async close(): Promise<void> {
