@@ -29,7 +29,8 @@ afterAll(async () => {
   await upstream.close();
 });
 
-const engine = () => new OpenAIUpstreamEngine({ baseUrl: upstream.baseUrl, apiKey: "sk-upstream", models: [], maxConcurrency: 4 });
+const engine = (options: { embeddingModels?: string[]; visionModels?: string[]; models?: string[] } = {}) =>
+  new OpenAIUpstreamEngine({ baseUrl: upstream.baseUrl, apiKey: "sk-upstream", models: options.models ?? [], maxConcurrency: 4, ...options });
 
 function request(embed: EmbedSpec, model = "embedder"): EmbeddingRequest {
   return { taskId: "t1", model, embed };
@@ -195,11 +196,33 @@ describe("the prompt tokens of a batch", () => {
   });
 });
 
+describe("the upstream engine's embedding capabilities", () => {
+  it("announces embeddings, besides chat, only for the models named with --upstream-embeddings", async () => {
+    const capabilities = async (options: Parameters<typeof engine>[0]) =>
+      Object.fromEntries((await engine(options).start()).models.map((model) => [model.id, model.capabilities ?? []]));
+
+    const none = await capabilities({});
+    const named = await capabilities({ embeddingModels: ["embedder"], visionModels: ["*"] });
+    const all = await capabilities({ embeddingModels: ["*"] });
+
+    for (const model of ["embedder", "chatter"]) {
+      expect(none[model]).toContain("chat");
+      expect(none[model]).not.toContain("embeddings");
+      expect(none[model]).not.toContain("embedding_dimensions");
+    }
+    expect(named.embedder).toEqual(expect.arrayContaining(["chat", "tools", "vision", "embeddings", "embedding_dimensions"]));
+    expect(named.chatter).toContain("vision");
+    expect(named.chatter).not.toContain("embeddings");
+    expect(all.embedder).toEqual(expect.arrayContaining(["chat", "embeddings", "embedding_dimensions"]));
+    expect(all.chatter).toEqual(expect.arrayContaining(["chat", "embeddings", "embedding_dimensions"]));
+  });
+});
+
 describe("an embedding task through a worker", () => {
   it("sends one TaskEmbedding per input, in order, with the upstream's vectors normalised, then TaskFinished with the tokens", async () => {
     const inputs: EmbedSpec["inputs"] = ["hello", [7, 8, 9, 10], "world wide"];
     const master = await startBareMaster({ taskId: "t1", model: "embedder", messages: [], params: {}, embed: { inputs } });
-    const workerEngine = engine();
+    const workerEngine = engine({ embeddingModels: ["embedder"] });
     const runtime = new WorkerRuntime(workerEngine, await workerEngine.start(), {
       join: master.url,
       token: "t",
