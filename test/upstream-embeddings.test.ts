@@ -44,7 +44,7 @@ async function embed(req: EmbeddingRequest, signal = new AbortController().signa
   return { vectors, result, sent: upstream.requests.at(-1) };
 }
 
-const close = (actual: readonly number[], expected: readonly number[]) => {
+const expectNear = (actual: readonly number[], expected: readonly number[]) => {
   expect(actual).toHaveLength(expected.length);
   actual.forEach((value, i) => expect(value).toBeCloseTo(expected[i] ?? Number.NaN, 6));
 };
@@ -74,7 +74,7 @@ describe("an embedding task on the upstream engine", () => {
     const { vectors, result } = await embed(request({ inputs }));
 
     expect(vectors).toHaveLength(3);
-    inputs.forEach((input, i) => close(vectors[i]?.values ?? [], [...normalizeEmbedding(embeddingOf(input))]));
+    inputs.forEach((input, i) => expectNear(vectors[i]?.values ?? [], [...normalizeEmbedding(embeddingOf(input))]));
     for (const { values } of vectors) expect(Math.hypot(...values)).toBeCloseTo(1, 6);
     expect(result).toEqual({ promptTokens: total });
     expect(vectors.reduce((sum, vector) => sum + vector.tokens, 0)).toBe(total);
@@ -89,7 +89,7 @@ describe("an embedding task on the upstream engine", () => {
 
     const { vectors } = await embed(request({ inputs }, "shuffler"));
 
-    inputs.forEach((input, i) => close(vectors[i]?.values ?? [], [...normalizeEmbedding(embeddingOf(input))]));
+    inputs.forEach((input, i) => expectNear(vectors[i]?.values ?? [], [...normalizeEmbedding(embeddingOf(input))]));
   });
 });
 
@@ -237,7 +237,7 @@ describe("an embedding task through a worker", () => {
 
       const embeddings = master.received.filter((m): m is TaskEmbedding => m.type === "TaskEmbedding");
       expect(embeddings.map((m) => m.index)).toEqual([0, 1, 2]);
-      inputs.forEach((input, i) => close([...(decodeEmbedding(embeddings[i]?.embedding ?? "") ?? [])], [...normalizeEmbedding(embeddingOf(input))]));
+      inputs.forEach((input, i) => expectNear([...(decodeEmbedding(embeddings[i]?.embedding ?? "") ?? [])], [...normalizeEmbedding(embeddingOf(input))]));
       const total = inputs.reduce((sum, input) => sum + tokensOf(input), 0);
       expect(embeddings.reduce((sum, m) => sum + m.tokens, 0)).toBe(total);
       const finished = master.received.find((m): m is TaskFinished => m.type === "TaskFinished");
