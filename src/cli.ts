@@ -131,6 +131,7 @@ async function workerCommand(args: string[]): Promise<void> {
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,
     upstreamVision: config.upstreamVision,
+    upstreamEmbeddings: config.upstreamEmbeddings,
     sim: {
       tokensPerSecond: config.simTokensPerSecond,
       prefillMs: config.simPrefillMs,

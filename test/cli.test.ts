@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import OpenAI from "openai";
 import { eventually } from "./support/cluster.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
+import { startRecordingUpstream } from "./support/recording-upstream.js";
 
 const messages = [{ role: "user" as const, content: "Are you there?" }];
 const processes: CliProcess[] = [];
@@ -123,6 +124,29 @@ describe("the coordinator command", () => {
       }
     } finally {
       await rm(keysDir, { recursive: true, force: true });
+    }
+  });
+
+  it("announces embeddings for the upstream models named with --upstream-embeddings or COORDINATOR_UPSTREAM_EMBEDDINGS", async () => {
+    const upstream = await startRecordingUpstream(["flag-embed", "flag-chat", "env-embed-1", "env-embed-2", "env-chat"]);
+    try {
+      const coordinator = start(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]);
+      const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+      const [, join, token] = await coordinator.waitFor(/--join (ws:\/\/\S+) --token (\S+)/);
+      const worker = (name: string, models: string[], extra: string[], env: Record<string, string> = {}) =>
+        start(["worker", "--join", join as string, "--token", token as string, "--name", name, "--engine", "openai", "--upstream", upstream.baseUrl, ...models.flatMap((m) => ["--model", m]), ...extra], env);
+
+      const flagged = worker("flagged", ["flag-embed", "flag-chat"], ["--upstream-embeddings", "flag-embed", "--upstream-embeddings", "not-served"]);
+      const fromEnv = worker("from-env", ["env-embed-1", "env-embed-2", "env-chat"], [], { COORDINATOR_UPSTREAM_EMBEDDINGS: "env-embed-1, env-embed-2" });
+      await flagged.waitFor(/joined the coordinator/);
+      await fromEnv.waitFor(/joined the coordinator/);
+
+      const list = (await (await fetch(`${api}/models`)).json()) as { data: Array<{ id: string; capabilities: string[] }> };
+      const embeds = Object.fromEntries(list.data.map((model) => [model.id, model.capabilities.includes("embeddings")]));
+      expect(embeds).toEqual({ "flag-embed": true, "flag-chat": false, "env-embed-1": true, "env-embed-2": true, "env-chat": false });
+      for (const model of list.data) expect(model.capabilities, model.id).toContain("chat");
+    } finally {
+      await upstream.close();
     }
   });
 

@@ -289,6 +289,23 @@ describe("the upstream engine's replies", () => {
     await expect(broken).rejects.toThrow("the upstream answered 500: CUDA out of memory");
     await expect(broken).rejects.not.toBeInstanceOf(EngineRequestError);
   });
+
+  it("reads an error answer only as far as its message needs, and lets the connection go (an error body that never ends)", async () => {
+    upstream.reply("endless-error", (res) => {
+      res.writeHead(400, { "content-type": "text/plain" });
+      const more = () => {
+        while (!res.destroyed && res.write("no. ".repeat(16 * 1024)));
+        if (!res.destroyed) res.once("drain", more);
+      };
+      more();
+    });
+
+    const refused = generate(request("endless-error"));
+
+    await expect(refused).rejects.toBeInstanceOf(EngineRequestError);
+    await expect(refused).rejects.toThrow(/^the upstream answered 400: no\. no\. /);
+    await eventually(() => upstream.cutOff.some((body) => body.model === "endless-error"), "the upstream to see the connection close");
+  });
 });
 
 describe("the upstream engine's capabilities", () => {

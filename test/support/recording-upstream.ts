@@ -1,6 +1,6 @@
 // A fake OpenAI-compatible upstream (a real node:http server on port 0) that records every request body and streams
-// the chat completion chunks a test scripts for each model.
-import { createServer, type ServerResponse } from "node:http";
+// the chat completion chunks a test scripts for each model; `POST /embeddings` answers deterministic vectors.
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export type UpstreamReply = (res: ServerResponse, body: Record<string, unknown>) => void;
@@ -8,11 +8,18 @@ export type UpstreamReply = (res: ServerResponse, body: Record<string, unknown>)
 export interface RecordingUpstream {
   /** The upstream's OpenAI base URL, with its `/v1`. */
   baseUrl: string;
-  /** The body of every `POST` (`/v1/chat/completions`, or `/v1/completions` for a raw prompt), in order. */
+  /** The body of every `POST` (`/v1/chat/completions`, `/v1/completions` for a raw prompt, `/v1/embeddings`), in order. */
   readonly requests: Array<Record<string, unknown>>;
   /** The path of each of those requests. */
   readonly paths: string[];
-  /** What the upstream answers for `model` (the default reply is an empty stream). */
+  /** The headers of each of those requests. */
+  readonly headers: IncomingHttpHeaders[];
+  /** The bodies of the requests whose connection closed before their answer was complete (the client let go). */
+  readonly cutOff: Array<Record<string, unknown>>;
+  /**
+   * What the upstream answers for `model` (by default an empty stream, or for `POST /embeddings` the vectors of
+   * embeddingList).
+   */
   reply(model: string, reply: UpstreamReply): void;
   close(): Promise<void>;
 }
@@ -29,21 +36,64 @@ export function streamChunks(res: ServerResponse, chunks: Array<Record<string, u
   res.end("data: [DONE]\n\n");
 }
 
+/** Answers `status` with `value` as JSON. */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
+}
+
+/** Values of a vector the upstream computes for a model, by default: not unit length. */
+export const EMBEDDING_LENGTH = 8;
+
+/**
+ * The fake's vector of one input (a text or token ids): `dimensions` values (EMBEDDING_LENGTH by default), none zero,
+ * that differ with the input, and not of unit length (so a test sees the engine normalise them).
+ */
+export function embeddingOf(input: unknown, dimensions = EMBEDDING_LENGTH): number[] {
+  const codes = typeof input === "string" ? [...input].map((char) => char.codePointAt(0) ?? 0) : (input as number[]);
+  const seed = codes.reduce((sum, code, i) => sum + code * (i + 1), codes.length);
+  return Array.from({ length: dimensions }, (_, k) => ((seed + k * 7) % 11) - 5.5);
+}
+
+/** The tokens the fake counts for an input: a token array's length, a text's characters / 4 rounded up. */
+export function tokensOf(input: unknown): number {
+  return typeof input === "string" ? Math.ceil(input.length / 4) : (input as unknown[]).length;
+}
+
+/** OpenAI's embedding list for an embeddings request body: one vector per input, in input order, and the usage. */
+export function embeddingList(body: Record<string, unknown>) {
+  const inputs = Array.isArray(body.input) && body.input.some((item) => typeof item !== "number") ? body.input : [body.input];
+  const dimensions = typeof body.dimensions === "number" ? body.dimensions : undefined;
+  const promptTokens = inputs.reduce((sum: number, input) => sum + tokensOf(input), 0);
+  return {
+    object: "list",
+    data: inputs.map((input, index) => ({ object: "embedding", index, embedding: embeddingOf(input, dimensions) })),
+    model: body.model,
+    usage: { prompt_tokens: promptTokens, total_tokens: promptTokens },
+  };
+}
+
 export async function startRecordingUpstream(models: string[] = []): Promise<RecordingUpstream> {
   const requests: Array<Record<string, unknown>> = [];
   const paths: string[] = [];
+  const headers: IncomingHttpHeaders[] = [];
+  const cutOff: Array<Record<string, unknown>> = [];
   const replies = new Map<string, UpstreamReply>();
   const server = createServer(async (req, res) => {
     let raw = "";
     for await (const piece of req) raw += String(piece);
     if (req.url === "/v1/models") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: models.map((id) => ({ id, object: "model" })) }));
+      sendJson(res, 200, { object: "list", data: models.map((id) => ({ id, object: "model" })) });
       return;
     }
     const body = JSON.parse(raw) as Record<string, unknown>;
     requests.push(body);
     paths.push(req.url ?? "");
-    const reply = replies.get(String(body.model)) ?? ((response) => streamChunks(response, []));
+    headers.push(req.headers);
+    res.once("close", () => {
+      if (!res.writableFinished) cutOff.push(body);
+    });
+    const fallback: UpstreamReply = req.url === "/v1/embeddings" ? (response) => sendJson(response, 200, embeddingList(body)) : (response) => streamChunks(response, []);
+    const reply = replies.get(String(body.model)) ?? fallback;
     reply(res, body);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -51,6 +101,8 @@ export async function startRecordingUpstream(models: string[] = []): Promise<Rec
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
     requests,
     paths,
+    headers,
+    cutOff,
     reply: (model, reply) => replies.set(model, reply),
     close: async () => {
       server.closeAllConnections();

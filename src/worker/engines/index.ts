@@ -21,6 +21,8 @@ export interface EngineOptions {
   upstreamKey?: string;
   /** openai: models that take images; `*` for every model. */
   upstreamVision?: string[];
+  /** openai: models the upstream computes embeddings with; `*` for every model. */
+  upstreamEmbeddings?: string[];
   sim: SimulatorOptions;
 }
 
@@ -49,6 +51,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         models: options.models,
         maxConcurrency: options.maxConcurrency,
         visionModels: options.upstreamVision,
+        embeddingModels: options.upstreamEmbeddings,
       });
     }
   }

@@ -8,12 +8,25 @@
 // (vLLM) and it is one of the task's; llama-server's chat endpoint names none, so its stops end unnamed.
 //
 // Every request option is forwarded (see openai-upstream/request-body.ts and docs/upstream-options.md), so each model
-// announces every capability but vision, which only the operator knows (--upstream-vision). Whether the upstream
+// announces every capability but vision and embeddings, which only the operator knows (--upstream-vision,
+// --upstream-embeddings; embeddings are computed by the upstream's POST /embeddings). Whether the upstream
 // honours an option is its own business: an option it refuses comes back as its 400, which the client sees as its
 // own 400 (EngineRequestError), with the upstream's message.
 import { z } from "zod";
-import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
-import { type Engine, type EngineDescription, EngineRequestError, type GenerationRequest, type GenerationResult, type GenerationSink } from "./engine.js";
+import { CAPABILITIES, type ModelInfo, normalizeEmbedding } from "../../worker-protocol/index.js";
+import {
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type EmbeddingSink,
+  type Engine,
+  type EngineDescription,
+  EngineRequestError,
+  type GenerationRequest,
+  type GenerationResult,
+  type GenerationSink,
+} from "./engine.js";
+import { readBounded } from "./openai-upstream/bounded-body.js";
+import { embeddingsBody, maxAnswerBytes, parseEmbeddings } from "./openai-upstream/embeddings.js";
 import { chatCompletionBody, completionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
@@ -29,6 +42,8 @@ export interface OpenAIUpstreamOptions {
   maxConcurrency: number;
   /** Models that take images (the vision capability); `*` stands for every model. */
   visionModels?: string[];
+  /** Models the upstream computes embeddings with (the embeddings capabilities); `*` stands for every model. */
+  embeddingModels?: string[];
 }
 
 /** Context length reported for a model when the upstream does not say. */
@@ -38,6 +53,7 @@ export const UPSTREAM_TEXT_FORMAT = "hermes";
 const DISCOVERY_TIMEOUT_MS = 15_000;
 /** What the engine forwards for every model: the upstream decides whether it can do it. */
 export const UPSTREAM_CAPABILITIES: readonly string[] = [
+  CAPABILITIES.chat,
   CAPABILITIES.tools,
   CAPABILITIES.toolChoiceRequired,
   CAPABILITIES.sampling,
@@ -48,6 +64,13 @@ export const UPSTREAM_CAPABILITIES: readonly string[] = [
   // Sent to the upstream's POST /completions (llama-server, vLLM, SGLang, Ollama and LM Studio serve it).
   CAPABILITIES.rawPrompt,
 ];
+/**
+ * What the engine adds for the models named with --upstream-embeddings: each task's inputs go to the upstream's
+ * POST /embeddings, `dimensions` included (the upstream decides whether the model can shorten its vectors).
+ */
+export const UPSTREAM_EMBEDDING_CAPABILITIES: readonly string[] = [CAPABILITIES.embeddings, CAPABILITIES.embeddingDimensions];
+/** The most of an upstream error body read for its message (an error page can be any size). */
+const MAX_ERROR_BODY_BYTES = 1024 * 1024;
 /** Upstream statuses that mean the request itself was refused (an option or a prompt it does not take), not the worker. */
 const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
 
@@ -99,13 +122,32 @@ export class OpenAIUpstreamEngine implements Engine {
     return reply.finish();
   }
 
+  /** One `POST /embeddings` for the whole batch; the vectors go to the sink normalised, in input order. */
+  async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
+    const response = await this.fetchUpstream("/embeddings", signal, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(embeddingsBody(request)),
+    });
+    const limit = maxAnswerBytes(request.embed);
+    const { text, complete } = await readBounded(response, limit);
+    if (!complete) throw new Error(`the upstream's embeddings answer is larger than ${limit} bytes`);
+    const { vectors, tokens, promptTokens } = parseEmbeddings(text, request.embed);
+    for (const [i, vector] of vectors.entries()) sink.vector(normalizeEmbedding(vector), tokens[i] ?? 0);
+    return { promptTokens };
+  }
+
   async close(): Promise<void> {
     // Nothing is held between requests: each reply's connection closes with its stream.
   }
 
   private capabilities(model: string): string[] {
-    const vision = this.options.visionModels ?? [];
-    return vision.includes("*") || vision.includes(model) ? [...UPSTREAM_CAPABILITIES, CAPABILITIES.vision] : [...UPSTREAM_CAPABILITIES];
+    const named = (models: readonly string[] = []) => models.includes("*") || models.includes(model);
+    return [
+      ...UPSTREAM_CAPABILITIES,
+      ...(named(this.options.visionModels) ? [CAPABILITIES.vision] : []),
+      ...(named(this.options.embeddingModels) ? UPSTREAM_EMBEDDING_CAPABILITIES : []),
+    ];
   }
 
   /** The configured models, or all the upstream lists; context lengths from whatever fields the upstream fills. */
@@ -157,7 +199,7 @@ export class OpenAIUpstreamEngine implements Engine {
  * it says the prompt did not fit (OpenAI's and vLLM's code, llama-server's type).
  */
 async function upstreamError(response: Response): Promise<{ message: string; contextExceeded: boolean }> {
-  const body = await response.text().catch(() => "");
+  const { text: body } = await readBounded(response, MAX_ERROR_BODY_BYTES).catch(() => ({ text: "" }));
   const parsed = ErrorBody.safeParse(safeJson(body));
   if (parsed.success) {
     const { error, message } = parsed.data;
