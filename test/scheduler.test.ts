@@ -2,7 +2,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
-import { ModelQueues, pickWorker, WorkerHeap } from "../src/master/scheduler.js";
+import { ModelQueues } from "../src/master/scheduler.js";
+import { pickWorker, WorkerHeap } from "../src/master/worker-heap.js";
 import { canTransition, isTerminal, Task, type TaskState } from "../src/master/task.js";
 
 const link: WorkerLink = { send: () => {}, close: () => {}, isAlive: async () => true };
@@ -130,7 +131,7 @@ describe("WorkerHeap", () => {
     );
     fc.assert(
       fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
-        const heap = new WorkerHeap();
+        const heap = new WorkerHeap<WorkerEntry>();
         const live: WorkerEntry[] = [];
         let n = 0;
         for (const step of ops) {

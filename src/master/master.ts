@@ -18,6 +18,8 @@ import {
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
+import type { PolicyName, RoutingPolicy } from "./routing/policy.js";
+import { Router } from "./routing/router.js";
 import { ModelQueues } from "./scheduler.js";
 import { canTransition, isTerminal, Task, type TaskRequest, type TaskState } from "./task.js";
 import type { HealthPolicy } from "./worker-health.js";
@@ -40,6 +42,8 @@ export interface MasterOptions {
   taskStallMs: number;
   /** When a worker whose tasks keep failing or stalling is taken out of rotation, and for how long. */
   healthPolicy?: HealthPolicy;
+  /** Which routing policy each model uses (default: least-loaded for all), and how policies are made. */
+  routing?: { policyOf(model: string): PolicyName; create(name: PolicyName): RoutingPolicy };
   log: Logger;
 }
 
@@ -51,6 +55,8 @@ type Ending =
 
 export class Master {
   readonly registry = new WorkerRegistry();
+  /** Which worker takes a task: each model's routing policy. */
+  readonly router: Router;
   /** Subscribers to what happens (metrics, logs, dashboard). */
   readonly observers = new Observers();
   private readonly queues: ModelQueues;
@@ -69,6 +75,10 @@ export class Master {
 
   constructor(readonly options: MasterOptions) {
     this.queues = new ModelQueues(options.queueMaxLength);
+    this.router = new Router({
+      ...(options.routing ?? { policyOf: () => "least-loaded", create: leastLoadedOnly }),
+      onDecision: (model, policy, reason) => this.observers.routed(model, policy, reason),
+    });
     this.grantBatchBytes = Math.max(1, Math.floor(options.taskWindowBytes / 4));
     const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
@@ -82,17 +92,17 @@ export class Master {
    * or UnavailableError synchronously, so the API can answer with a status before it starts a stream.
    * Aborting `signal` cancels the task at whatever stage it is.
    */
-  submit(request: TaskRequest, signal: AbortSignal): Task {
+  submit(request: TaskRequest, signal: AbortSignal, hints: { sessionKey?: string | undefined } = {}): Task {
     if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
     if (!this.registry.isServed(request.model) && !this.registry.servedWithin(request.model, this.options.modelMemoryMs)) {
       throw new ModelNotFoundError(request.model);
     }
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
-    const worker = this.queues.depth(request.model) === 0 ? this.registry.pick(request.model) : undefined;
+    const task = new Task(`task-${nanoid(12)}`, request, hints.sessionKey);
+    const worker = this.queues.depth(request.model) === 0 ? this.router.pick(task, this.registry.candidates(request.model)) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
     }
-    const task = new Task(`task-${nanoid(12)}`, request);
     task.events.onConsumed = (bytes) => this.consumed(task, bytes);
     this.live.set(task.id, task);
     this.watchAbort(task, signal);
@@ -278,6 +288,7 @@ export class Master {
   workerLeft(worker: WorkerEntry, error: CoordinatorError = new WorkerLostError()): void {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
+    this.router.workerRemoved(worker, (model) => this.registry.isServed(model));
     this.observers.workerLeft(worker);
     this.forgetCancelling(worker);
     const retried = new Set<string>();
@@ -337,6 +348,7 @@ export class Master {
     worker.slots.set(task.id, task);
     worker.unstarted += 1;
     this.registry.changed(worker);
+    this.router.assigned(task, worker);
     this.observers.taskAssigned(task, worker);
     try {
       worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
@@ -483,6 +495,7 @@ export class Master {
     if (!task.started) worker.unstarted -= 1;
     worker.rememberEnded(task.id);
     this.registry.changed(worker);
+    this.router.released(task, worker);
     if (pump && this.registry.get(worker.id) === worker) this.pumpWorker(worker);
   }
 
@@ -601,7 +614,7 @@ export class Master {
     for (;;) {
       const task = this.queues.peek(model);
       if (!task) return;
-      const worker = this.registry.pick(model);
+      const worker = this.router.pick(task, this.registry.candidates(model));
       if (!worker) return;
       // A task given up on by this worker (a stall) goes back to it only once it acknowledged stopping the old run:
       // the two runs share the task id, and a late chunk of the old one must not pass for the new one's.
@@ -640,4 +653,19 @@ export class Master {
     if (list) list.push(dispose);
     else this.disposers.set(task.id, [dispose]);
   }
+}
+
+/** The default routing, until configured: today's least-loaded choice for every model. */
+function leastLoadedOnly(): RoutingPolicy {
+  return {
+    name: "least-loaded",
+    pick: (_task, candidates) => {
+      const worker = candidates.leastLoaded();
+      return worker && { worker, reason: "least_loaded" };
+    },
+    assigned() {},
+    released() {},
+    workerRemoved() {},
+    stats: () => ({ entries: 0, bytes: 0 }),
+  };
 }

@@ -30,6 +30,8 @@ export interface MasterObserver {
   protocolError?(code: string): void;
   /** A late or duplicate worker message was ignored (a chunk after the end, a second finish, …). */
   staleMessage?(type: string): void;
+  /** A routing policy chose a worker for a task of `model`, for `reason`. */
+  routed?(model: string, policy: string, reason: string): void;
 }
 
 /** Fans one event out to every registered observer. */
@@ -79,5 +81,9 @@ export class Observers implements Required<MasterObserver> {
   }
   staleMessage(type: string): void {
     for (const o of this.list) o.staleMessage?.(type);
+  }
+
+  routed(model: string, policy: string, reason: string): void {
+    for (const o of this.list) o.routed?.(model, policy, reason);
   }
 }

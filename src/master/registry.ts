@@ -1,8 +1,8 @@
 // The live registry of connected workers, indexed by the models they serve.
 import { type DeviceInfo, type MasterMessage, modelCapabilities, type ModelInfo } from "../worker-protocol/index.js";
-import { WorkerHeap } from "./scheduler.js";
 import type { Task } from "./task.js";
 import { type HealthPolicy, WorkerHealth } from "./worker-health.js";
+import { ModelWorkers } from "./worker-heap.js";
 
 export type WorkerState = "ready" | "draining";
 
@@ -83,19 +83,19 @@ export class WorkerEntry {
 
 export class WorkerRegistry {
   private readonly byId = new Map<string, WorkerEntry>();
-  private readonly byModel = new Map<string, WorkerHeap>();
+  private readonly byModel = new Map<string, ModelWorkers<WorkerEntry>>();
   /** When each model lost its last worker: requests for it may wait for one to come back instead of a 404. */
   private readonly lastServed = new Map<string, number>();
 
   add(worker: WorkerEntry): void {
     this.byId.set(worker.id, worker);
     for (const model of worker.models) {
-      let heap = this.byModel.get(model.id);
-      if (!heap) {
-        heap = new WorkerHeap();
-        this.byModel.set(model.id, heap);
+      let workers = this.byModel.get(model.id);
+      if (!workers) {
+        workers = new ModelWorkers();
+        this.byModel.set(model.id, workers);
       }
-      heap.add(worker);
+      workers.add(worker);
       this.lastServed.delete(model.id);
     }
   }
@@ -104,9 +104,9 @@ export class WorkerRegistry {
     if (this.byId.get(worker.id) !== worker) return;
     this.byId.delete(worker.id);
     for (const model of worker.models) {
-      const heap = this.byModel.get(model.id);
-      heap?.remove(worker);
-      if (heap && heap.size === 0) {
+      const workers = this.byModel.get(model.id);
+      workers?.remove(worker);
+      if (workers && workers.size === 0) {
         this.byModel.delete(model.id);
         this.lastServed.set(model.id, Date.now());
       }
@@ -132,12 +132,12 @@ export class WorkerRegistry {
 
   /** Workers that serve `model`, in any state. */
   serving(model: string): Iterable<WorkerEntry> | undefined {
-    return this.byModel.get(model)?.values();
+    return this.byModel.get(model)?.all();
   }
 
-  /** The least-loaded worker with a free slot serving `model` (ties: most free slots), in O(1). */
-  pick(model: string): WorkerEntry | undefined {
-    return this.byModel.get(model)?.best();
+  /** The workers serving `model`, as a routing policy chooses among them; undefined when none does. */
+  candidates(model: string): ModelWorkers<WorkerEntry> | undefined {
+    return this.byModel.get(model);
   }
 
   /** Call after a worker's slots or state changed, to keep the per-model order (O(models × log workers)). */
@@ -147,7 +147,7 @@ export class WorkerRegistry {
 
   /** The model's metadata as its first worker announced it. */
   modelInfo(model: string): ModelInfo | undefined {
-    const first: WorkerEntry | undefined = this.byModel.get(model)?.values().next().value;
+    const first: WorkerEntry | undefined = this.byModel.get(model)?.all().next().value;
     return first?.models.find((m) => m.id === model);
   }
 
@@ -159,7 +159,7 @@ export class WorkerRegistry {
     const workers = this.byModel.get(model);
     if (workers === undefined) return undefined;
     let common: string[] | undefined;
-    for (const worker of workers.values()) {
+    for (const worker of workers.all()) {
       const info = worker.models.find((m) => m.id === model);
       const own = info ? modelCapabilities(info) : [];
       common = common === undefined ? [...own] : common.filter((capability) => own.includes(capability));
@@ -183,8 +183,8 @@ export class WorkerRegistry {
   /** Every served model with the workers serving it; a model's info comes from its first worker. */
   models(): Array<{ info: ModelInfo; workers: WorkerEntry[] }> {
     const out: Array<{ info: ModelInfo; workers: WorkerEntry[] }> = [];
-    for (const [id, heap] of this.byModel) {
-      const workers = [...heap.values()];
+    for (const [id, serving] of this.byModel) {
+      const workers = [...serving.all()];
       const info = workers[0]?.models.find((m) => m.id === id);
       if (info) out.push({ info, workers });
     }

@@ -1,6 +1,8 @@
 // A task: one chat request on its way through the cluster, its state machine and the events its client reads.
 import type { FinishReason, TaskAssigned, TokenLogprob, Usage } from "../worker-protocol/index.js";
 import type { CoordinatorError } from "./errors.js";
+import type { RoutedTask } from "./routing/policy.js";
+import { routingText } from "./routing/routing-text.js";
 
 /** What the API asks the master to run. */
 export type TaskRequest = Omit<TaskAssigned, "type" | "taskId">;
@@ -97,7 +99,7 @@ export class TaskEventChannel {
   }
 }
 
-export class Task {
+export class Task implements RoutedTask {
   state: TaskState = "queued";
   workerId: string | undefined;
   readonly createdAt = Date.now();
@@ -129,11 +131,20 @@ export class Task {
   /** The API route that made the task (`/v1/messages`, …), for the dashboard; never sent to workers. */
   route: string | undefined;
   readonly events = new TaskEventChannel();
+  private routed: string | undefined;
 
   constructor(
     readonly id: string,
     readonly request: TaskRequest,
+    /** A client-supplied session key, for routing by session; never sent to workers. */
+    readonly sessionKey: string | undefined = undefined,
   ) {}
+
+  /** The prompt as routing compares prompts (made on first use: the least-loaded policy never asks). */
+  get text(): string {
+    this.routed ??= routingText(this.request);
+    return this.routed;
+  }
 
   get model(): string {
     return this.request.model;
