@@ -18,6 +18,7 @@ export const chatCompletionsDialect: Dialect<ChatCompletionRequest> = {
   check: checkMaxTokens,
   toTask: toTaskRequest,
   reasoningMode: reasoningModeOf,
+  sessionKey: (request) => request.prompt_cache_key ?? request.user,
   errorResponse,
   streamEncoder: (request, options) => {
     const reply = replyIdentity(request);

@@ -26,6 +26,8 @@ export const messagesDialect: Dialect<MessagesRequest> = {
   paramNames: { response_format: "output_config.format" },
   toTask: toTaskRequest,
   reasoningMode: reasoningModeOf,
+  // Claude Code puts its session in the user id.
+  sessionKey: (request) => request.metadata?.user_id ?? undefined,
   errorResponse: anthropicErrorResponse,
   keepaliveFrame: PING_FRAME,
   streamEncoder: (request) => {

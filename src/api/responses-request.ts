@@ -190,6 +190,8 @@ export const ResponsesBody = z.object({
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   metadata: z.record(z.string(), z.string().max(512)).nullish(),
   user: z.string().nullish(),
+  /** Codex sends one per conversation: the session key routing may keep a conversation on one worker by. */
+  prompt_cache_key: z.string().max(1024).nullish(),
   truncation: z.enum(["auto", "disabled"]).nullish(),
   service_tier: z.string().nullish(),
   // Features that need responses kept on the server: refused by name in `refuseStatefulFeatures`.

@@ -21,6 +21,7 @@ export const responsesDialect: Dialect<ResponsesRequest> = {
   paramNames: { response_format: "text.format", messages: "input", logprobs: "include" },
   toTask: toResponsesTask,
   reasoningMode: responsesReasoningMode,
+  sessionKey: (request) => request.body.prompt_cache_key ?? request.body.user ?? undefined,
   errorResponse,
   streamEncoder: (request) => responseEvents(new ResponseObject(request), reasoningFormOf(request)),
   wholeReply: (request) => wholeResponse(new ResponseObject(request), reasoningFormOf(request)),

@@ -58,6 +58,8 @@ export interface Dialect<Request> {
   paramNames?: Readonly<Record<string, string>>;
   toTask(request: Request): TaskRequest;
   reasoningMode(request: Request, fallback: ReasoningMode): ReasoningMode;
+  /** The request's own session key (for the session routing policy), when the dialect has one; X-Session-Id wins. */
+  sessionKey?(request: Request): string | undefined;
   /** An error (ours or the task's) as this dialect's HTTP response. */
   errorResponse(error: unknown): Response;
   /** What to send during silent periods of a stream (fixed, or made for the request); an SSE comment when absent. */
@@ -68,6 +70,15 @@ export interface Dialect<Request> {
   streamEncoder(request: Request, options: TaskRouteOptions): StreamEncoder;
   /** The collector for one whole reply. */
   wholeReply(request: Request, options: TaskRouteOptions): WholeReply;
+}
+
+/** The header a client may name its session by, for every route (the session routing policy keys on it). */
+export const SESSION_HEADER = "X-Session-Id";
+
+/** The request's X-Session-Id, if it has a usable one (at most 1024 characters). */
+export function sessionKeyOf(c: Context): string | undefined {
+  const key = c.req.header(SESSION_HEADER);
+  return key !== undefined && key.length > 0 && key.length <= 1024 ? key : undefined;
 }
 
 /** The request's body as JSON; an empty or unparseable body is an InvalidRequestError. */
@@ -100,7 +111,7 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
       dialect.check(request, master.registry.modelInfo(model));
       const taskRequest = dialect.toTask(request);
       checkCapabilities(taskRequest, master.registry.capabilitiesOf(model), dialect.paramNames);
-      task = master.submit(taskRequest, signal);
+      task = master.submit(taskRequest, signal, { sessionKey: sessionKeyOf(c) ?? dialect.sessionKey?.(request) ?? undefined });
     } catch (error) {
       return report.rejected(dialect.errorResponse(error));
     }
