@@ -157,7 +157,7 @@ describe("POST /v1/messages with simulator workers", () => {
     expect(raw.events.at(-2)?.data).toEqual({
       type: "message_delta",
       delta: { stop_reason: "end_turn", stop_sequence: null },
-      usage: { input_tokens: whole.usage.input_tokens, output_tokens: whole.usage.output_tokens },
+      usage: { input_tokens: whole.usage.input_tokens, output_tokens: whole.usage.output_tokens, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
     });
   });
 

@@ -1,7 +1,7 @@
 // Anthropic's reply shapes from the relay's deltas: the stream of message events, and the whole `message` object.
 import type { FinishReason, Usage } from "../worker-protocol/index.js";
 import type { AnthropicErrorBody } from "./anthropic-errors.js";
-import { type Delta, type ReplyShaper, toolInput } from "./chat-response.js";
+import { cachedTokensOf, type Delta, type ReplyShaper, toolInput } from "./chat-response.js";
 import { eventFrame } from "./sse.js";
 
 export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
@@ -139,7 +139,7 @@ export class MessageEventWriter implements BlockSink {
     this.blocks.push(deltas);
     this.blocks.closeOpen();
     const delta = { stop_reason: stop.reason, stop_sequence: stop.sequence };
-    const counts = { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens };
+    const counts = anthropicUsage(usage);
     this.out += eventFrame("message_delta", JSON.stringify({ type: "message_delta", delta, usage: counts }));
     this.out += MESSAGE_STOP;
     return this.take();
@@ -209,7 +209,7 @@ export class MessageCollector implements BlockSink {
       content: this.content,
       stop_reason: stop.reason,
       stop_sequence: stop.sequence,
-      usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
+      usage: anthropicUsage(usage),
     };
   }
 
@@ -230,4 +230,13 @@ export class MessageCollector implements BlockSink {
     const block = this.content[index];
     if (block?.type === "tool_use") block.input = toolInput(this.args.get(index) ?? "");
   }
+}
+
+/**
+ * Anthropic's usage: `input_tokens` are those evaluated anew, `cache_read_input_tokens` those read from the engine's
+ * cache (the prompt is their sum, as Anthropic counts it); nothing is written to a cache on request.
+ */
+export function anthropicUsage(usage: Usage) {
+  const cached = cachedTokensOf(usage);
+  return { input_tokens: usage.promptTokens - cached, output_tokens: usage.completionTokens, cache_read_input_tokens: cached, cache_creation_input_tokens: 0 };
 }

@@ -159,6 +159,11 @@ export type TokenLogprob = z.infer<typeof TokenLogprob>;
 export const Usage = z.object({
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),
+  /**
+   * Of promptTokens, how many the engine found in its cache and did not evaluate again (prefix reuse); absent: none
+   * or unknown. The master passes on at most promptTokens.
+   */
+  cachedTokens: z.number().int().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof Usage>;
 
@@ -256,12 +261,22 @@ export const TaskCancelAck = z.object({
 });
 export type TaskCancelAck = z.infer<typeof TaskCancelAck>;
 
+/** What an engine keeps cached for one model: its context sequences holding a prompt, and their tokens. */
+export const ModelCache = z.object({
+  model: z.string().min(1).max(256),
+  sequences: z.number().int().nonnegative(),
+  tokens: z.number().int().nonnegative(),
+});
+export type ModelCache = z.infer<typeof ModelCache>;
+
 export const Heartbeat = z.object({
   type: z.literal("Heartbeat"),
   /** Sender's clock, ms since the epoch (informational). */
   at: z.number(),
   /** Worker → master: how many generations its engine is running right now (the master checks for orphans). */
   running: z.number().int().nonnegative().optional(),
+  /** Worker → master: what its engine holds in its prompt caches, per model (for /v1/cluster and the dashboard). */
+  cache: z.array(ModelCache).max(256).optional(),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
