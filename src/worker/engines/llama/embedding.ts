@@ -129,22 +129,22 @@ export class Embedder {
    * text), or token ids checked against the vocabulary. The context adds the beginning/end tokens the model wants.
    */
   private tokensOf(input: string | readonly number[], index: number): Token[] {
-    if (typeof input === "string") {
-      const tokens = this.model.tokenize(input, false);
-      // llama.cpp cannot evaluate nothing; a vector for no text would mean nothing (OpenAI refuses it too).
-      if (tokens.length === 0) throw new EngineRequestError(`input ${index} has no tokens: embed a text that is not empty`, "invalid_request");
-      return tokens;
-    }
+    const tokens = typeof input === "string" ? this.model.tokenize(input, false) : this.checkedIds(input, index);
+    // llama.cpp cannot evaluate nothing, and a vector of no text would mean nothing (OpenAI refuses an empty input too).
+    if (tokens.length === 0) throw new EngineRequestError(`input ${index} has no tokens: embed a text that is not empty`, "invalid_request");
+    return tokens;
+  }
+
+  private checkedIds(ids: readonly number[], index: number): Token[] {
     const vocabulary = vocabularySize(this.model);
     if (vocabulary === undefined) {
       throw new EngineRequestError(`token inputs are not supported for '${this.options.id}': its vocabulary size is unknown`, "invalid_request");
     }
-    const outside = input.find((id) => !Number.isInteger(id) || id < 0 || id >= vocabulary);
+    const outside = ids.find((id) => id >= vocabulary);
     if (outside !== undefined) {
       throw new EngineRequestError(`input ${index} holds token ${outside}, but the vocabulary of '${this.options.id}' has ${vocabulary} tokens`, "invalid_request");
     }
-    if (input.length === 0) throw new EngineRequestError(`input ${index} has no tokens`, "invalid_request");
-    return input as Token[];
+    return ids as Token[];
   }
 
   /** The tokens to evaluate and their count with the added ones: cut at the end to fit when `truncate`, else refused. */
