@@ -1,6 +1,6 @@
 // Writes the tiny scripted GGUF model the tests (and `--demo`) run through real llama.cpp.
 //
-//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless] [--closes-json]
+//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless] [--closes-json] [--encoder]
 //
 // The model (~100 KB, llama architecture, F32) answers any chat with SCRIPTED_REPLY,
 // `<think> The user says hello.</think> Hello! How can I help?`, by greedy decoding: a hand-built "bigram"
@@ -11,6 +11,8 @@
 // `--closes-json` writes a variant whose second choices close JSON strings and objects: under a JSON grammar it ends
 // its output within a few dozen tokens (the plain model fills a string with its sentence forever), for tests of
 // response_format and forced tool calls; without a grammar it writes the same reply.
+// `--encoder` writes an embedding-only variant (non-causal attention, mean pooling, as BERT-like models declare), for
+// tests of embeddings: it embeds an input as the mean of its tokens' one-hot embeddings.
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -41,8 +43,9 @@ export async function makeTestModel(path: string, options: ScriptedModelOptions 
 async function main(argv: string[]): Promise<void> {
   const endless = argv.includes("--endless");
   const closesJson = argv.includes("--closes-json");
+  const encoder = argv.includes("--encoder");
   const out = argv.find((arg) => !arg.startsWith("--")) ?? "test-artifacts/scripted.gguf";
-  const model = await makeTestModel(out, { endless, closesJson });
+  const model = await makeTestModel(out, { endless, closesJson, encoder });
   process.stdout.write(`wrote ${model.path} (${model.bytes} bytes); it replies: ${model.scriptedReply}\n`);
 }
 

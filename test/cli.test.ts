@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import OpenAI from "openai";
+import { makeTestModel } from "../scripts/make-test-model.js";
 import { eventually } from "./support/cluster.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
 import { startRecordingUpstream } from "./support/recording-upstream.js";
@@ -77,6 +78,24 @@ describe("the coordinator command", () => {
 
     expect((await worker.exited).code).toBe(1);
     expect(worker.output()).toContain("wrong or missing worker token");
+  });
+
+  it("announces embeddings for the models of a llama worker started with --embeddings", { timeout: 90_000 }, async () => {
+    const modelsDir = await mkdtemp(join(tmpdir(), "coordinator-models-"));
+    try {
+      const model = await makeTestModel(join(modelsDir, "scripted.gguf"));
+      const coordinator = start(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]);
+      const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+      const [, joinUrl, token] = await coordinator.waitFor(/--join (ws:\/\/\S+) --token (\S+)/);
+
+      const worker = start(["worker", "--join", joinUrl as string, "--token", token as string, "--engine", "llama", "--gpu", "cpu", "--model", model.path, "--embeddings"]);
+      await worker.waitFor(/joined the coordinator/, 60_000); // loading llama.cpp takes ~10 s on a small box
+
+      const models = (await (await fetch(`${api}/models`)).json()) as { data: Array<{ id: string; capabilities: string[] }> };
+      expect(models.data.find((m) => m.id === "scripted")?.capabilities).toEqual(expect.arrayContaining(["chat", "tools", "embeddings"]));
+    } finally {
+      await rm(modelsDir, { recursive: true, force: true });
+    }
   });
 
   it("prints help for each command, with every flag's environment variable", async () => {

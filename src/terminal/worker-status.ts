@@ -9,18 +9,21 @@ export class MeteredEngine implements Engine {
   running = 0;
   tokens = 0;
   private readonly rate = new RateWindow(6);
+  /** The inner engine's embed, counted; absent when it has none, as the runtime must see. */
+  readonly embed?: Engine["embed"];
 
   constructor(private readonly inner: Engine) {
     this.kind = inner.kind;
+    const embed = inner.embed?.bind(inner);
+    if (embed) this.embed = (request, sink, signal) => this.counted(() => embed(request, sink, signal));
   }
 
   start() {
     return this.inner.start();
   }
 
-  async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-    this.running += 1;
-    const counted: GenerationSink = {
+  generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
+    const counting: GenerationSink = {
       text: (text, tokens, logprobs) => {
         const n = tokens ?? 1;
         this.tokens += n;
@@ -30,11 +33,7 @@ export class MeteredEngine implements Engine {
       progress: (done, total) => sink.progress(done, total),
       ready: () => sink.ready(),
     };
-    try {
-      return await this.inner.generate(request, counted, signal);
-    } finally {
-      this.running -= 1;
-    }
+    return this.counted(() => this.inner.generate(request, counting, signal));
   }
 
   close() {
@@ -43,6 +42,16 @@ export class MeteredEngine implements Engine {
 
   get tokensPerSecond(): number {
     return this.rate.rate(3);
+  }
+
+  /** Counts a task as running while it runs. */
+  private async counted<T>(run: () => Promise<T>): Promise<T> {
+    this.running += 1;
+    try {
+      return await run();
+    } finally {
+      this.running -= 1;
+    }
   }
 }
 

@@ -13,6 +13,8 @@ export interface EngineOptions {
   contextLength?: number;
   /** llama: CPU threads per model context. */
   threads?: number;
+  /** llama: every model also computes embeddings. */
+  embeddings?: boolean;
   /** llama: where llama.cpp's own log lines go. */
   onLog?: (level: string, message: string) => void;
   /** llama: loading progress of each model file, 0 to 1. */
@@ -38,6 +40,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         maxConcurrency: options.maxConcurrency,
         contextLength: options.contextLength,
         threads: options.threads,
+        embeddings: options.embeddings,
         onLog: options.onLog,
         onLoadProgress: options.onLoadProgress,
       });

@@ -4,6 +4,9 @@ import { basename, extname } from "node:path";
 import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
 import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
 import {
+  type EmbeddingRequest,
+  type EmbeddingResult,
+  type EmbeddingSink,
   type Engine,
   type EngineDescription,
   EngineRequestError,
@@ -15,6 +18,7 @@ import type { GpuChoice } from "./index.js";
 import { describeDevice, loadNodeLlamaCpp, type NodeLlamaCpp, openLlama } from "./llama/backend.js";
 import { detectFormat, renderPrompt } from "./llama/chat-template.js";
 import { decode } from "./llama/decode.js";
+import { Embedder, isEmbeddingOnly } from "./llama/embedding.js";
 import { canForceJson, canForceToolCall, outputGrammar } from "./llama/output-grammar.js";
 import { SequencePool } from "./llama/sequence-pool.js";
 
@@ -28,6 +32,8 @@ export interface LlamaEngineOptions {
   contextLength?: number;
   /** CPU threads per context; defaults to node-llama-cpp's choice, or 1 for tiny models (< 32 MB) where more only adds overhead. */
   threads?: number;
+  /** Every model also computes embeddings (embedding-only models always do); see docs/llama-options.md. */
+  embeddings?: boolean;
   /** Receives llama.cpp's log lines (warnings and errors); without it node-llama-cpp prints them itself. */
   onLog?: (level: string, message: string) => void;
   /** Reports each model file's loading, from 0 to 1 (the CLI draws a progress bar from it). */
@@ -37,6 +43,12 @@ export interface LlamaEngineOptions {
 interface LoadedModel {
   info: ModelInfo;
   model: LlamaModel;
+  /** Text generation; an embedding-only model has none. */
+  chat?: ChatModel;
+  embedder?: Embedder;
+}
+
+interface ChatModel {
   context: LlamaContext;
   chatWrapper: ChatWrapper;
   sequences: SequencePool;
@@ -73,10 +85,12 @@ export class LlamaEngine implements Engine {
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     const loaded = this.models.get(request.model);
     if (!loaded || !this.lib || !this.llama) throw new Error(`this worker does not serve the model '${request.model}'`);
-    const prompt = renderPrompt(this.lib, loaded.model, loaded.chatWrapper, request);
-    if (prompt.tokens.length >= loaded.context.contextSize) {
+    const { chat } = loaded;
+    if (!chat) throw new EngineRequestError(`'${loaded.info.id}' is an embedding model: it does not generate text`, "invalid_request");
+    const prompt = renderPrompt(this.lib, loaded.model, chat.chatWrapper, request);
+    if (prompt.tokens.length >= chat.context.contextSize) {
       throw new EngineRequestError(
-        `the prompt is ${prompt.tokens.length} tokens, but '${loaded.info.id}' holds at most ${loaded.context.contextSize} tokens`,
+        `the prompt is ${prompt.tokens.length} tokens, but '${loaded.info.id}' holds at most ${chat.context.contextSize} tokens`,
         "context_length_exceeded",
       );
     }
@@ -84,20 +98,31 @@ export class LlamaEngine implements Engine {
     // Awaited only when there is one: a task without a grammar reaches its sequence in this turn, as before.
     const building = outputGrammar(this.llama, request, { format: loaded.info.format, reasoningOpened });
     const grammar = building && (await building);
-    const sequence = await loaded.sequences.acquire(signal);
+    const sequence = await chat.sequences.acquire(signal);
     try {
       const { model } = loaded;
       const { params, logprobs } = request;
       return await decode({ lib: this.lib, model, sequence, prompt, params, grammar, logprobs }, sink, signal);
     } finally {
-      await loaded.sequences.release(sequence);
+      await chat.sequences.release(sequence);
     }
+  }
+
+  async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
+    const loaded = this.models.get(request.model);
+    if (!loaded) throw new Error(`this worker does not serve the model '${request.model}'`);
+    if (!loaded.embedder) {
+      throw new EngineRequestError(`'${loaded.info.id}' computes no embeddings on this worker (it was started without --embeddings)`, "invalid_request");
+    }
+    return loaded.embedder.embed(request, sink, signal);
   }
 
   async close(): Promise<void> {
     const llama = this.llama;
     this.llama = undefined;
+    const models = [...this.models.values()];
     this.models.clear();
+    await Promise.all(models.map((loaded) => loaded.embedder?.close()));
     await llama?.dispose(); // disposes every model, context and sequence it made
   }
 
@@ -109,21 +134,29 @@ export class LlamaEngine implements Engine {
       ...(onLoadProgress && { onLoadProgress: (fraction: number) => onLoadProgress(id, fraction) }),
     });
     const threads = this.options.threads ?? (model.size < TINY_MODEL_BYTES ? 1 : undefined);
+    if (isEmbeddingOnly(model)) {
+      // No chat context: its one context is the embedding context, of the model's own length unless told.
+      const contextSize = this.options.contextLength ?? model.trainContextSize;
+      const info: ModelInfo = { id, contextLength: contextSize, capabilities: [CAPABILITIES.embeddings] };
+      return { info, model, embedder: new Embedder(model, { id, contextSize, threads }) };
+    }
     const context = await model.createContext({
       sequences: this.options.maxConcurrency,
       contextSize: this.options.contextLength ?? { max: model.trainContextSize },
       ...(threads === undefined ? {} : { threads }),
     });
     const format = detectFormat(model);
-    const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format) };
-    const chatWrapper = lib.resolveChatWrapper(model);
-    return { info, model, context, chatWrapper, sequences: new SequencePool(context, this.options.maxConcurrency) };
+    const chat = { context, chatWrapper: lib.resolveChatWrapper(model), sequences: new SequencePool(context, this.options.maxConcurrency) };
+    // The embedding context, made on the first embedding task, holds as many tokens as a chat sequence.
+    const embedder = this.options.embeddings ? new Embedder(model, { id, contextSize: context.contextSize, threads }) : undefined;
+    const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format, embedder !== undefined) };
+    return { info, model, chat, embedder };
   }
 }
 
 /** What the engine honours for a model of this output format (see docs/llama-options.md); never vision. */
-function capabilities(format: string | undefined): string[] {
-  return [
+function capabilities(format: string | undefined, embeddings: boolean): string[] {
+  const chat = [
     CAPABILITIES.tools,
     ...(canForceToolCall(format) ? [CAPABILITIES.toolChoiceRequired] : []),
     CAPABILITIES.sampling,
@@ -132,4 +165,6 @@ function capabilities(format: string | undefined): string[] {
     CAPABILITIES.logprobs,
     CAPABILITIES.rawPrompt,
   ];
+  // A model that announces "embeddings" names "chat" too, or it would be taken for an embedding-only one.
+  return embeddings ? [CAPABILITIES.chat, ...chat, CAPABILITIES.embeddings] : chat;
 }

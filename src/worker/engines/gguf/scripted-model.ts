@@ -20,7 +20,7 @@
 // - A small Jinja chat template (`tokenizer.chat_template`) renders system/user/assistant turns; it strips
 //   earlier replies' reasoning before `</think>`, as reasoning models' templates do.
 // - `llama.context_length` is 2048: enough room for a chat session's history.
-import { encodeGguf, gguf, type GgufTensor } from "./writer.js";
+import { encodeGguf, gguf, type GgufTensor, type GgufValue } from "./writer.js";
 
 export const SCRIPTED_REPLY = "<think> The user says hello.</think> Hello! How can I help?";
 
@@ -41,6 +41,12 @@ export interface ScriptedModelOptions {
    * scripted successor still wins (by ~45 logits); under one that forbids it, these win over the uniform rest.
    */
   closesJson?: boolean;
+  /**
+   * An embedding-only variant: declares its attention non-causal and mean pooling (`llama.attention.causal`,
+   * `llama.pooling_type`), as BERT-like encoders do, so llama.cpp embeds an input as the mean of its tokens'
+   * (normalized, one-hot) embeddings and the llama engine serves it for embeddings only.
+   */
+  encoder?: boolean;
 }
 
 export interface ScriptedModel {
@@ -57,6 +63,12 @@ const EOS_ID = 2;
 /** SentencePiece's escaped space: a normal piece of its own, so that spaces in prompts detokenize back to spaces. */
 const SPACE_PIECE = "\u2581";
 const FIRST_PIECE_ID = SPECIAL_PIECES.length + 256 + 1;
+
+/** What makes the model an encoder (see ScriptedModelOptions.encoder); llama.cpp reads both keys for any architecture. */
+const ENCODER_METADATA: ReadonlyArray<readonly [string, GgufValue]> = [
+  ["llama.attention.causal", gguf.bool(false)],
+  ["llama.pooling_type", gguf.u32(1)], // llama.cpp's LLAMA_POOLING_TYPE_MEAN
+];
 
 /** GGUF token types (llama.cpp's `llama_token_type`). */
 const TokenType = { normal: 1, unknown: 2, control: 3, userDefined: 4, byte: 6 } as const;
@@ -129,6 +141,7 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
       ["llama.attention.layer_norm_rms_epsilon", gguf.f32(1e-5)],
       ["llama.rope.dimension_count", gguf.u32(width / 4)],
       ["llama.vocab_size", gguf.u32(vocab)],
+      ...(options.encoder ? ENCODER_METADATA : []),
       ["tokenizer.ggml.model", gguf.string("llama")],
       ["tokenizer.ggml.tokens", gguf.strings(tokens)],
       ["tokenizer.ggml.scores", gguf.f32s(new Array<number>(vocab).fill(0))],

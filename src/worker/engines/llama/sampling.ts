@@ -3,6 +3,7 @@ import type { LlamaGrammar, LlamaModel, SequenceEvaluateOptions, Token } from "n
 import type { SamplingParams } from "../../../worker-protocol/index.js";
 import { EngineRequestError } from "../engine.js";
 import type { NodeLlamaCpp } from "./backend.js";
+import { vocabularySize } from "./vocabulary.js";
 
 /** Repetition penalties look at most this many of the latest completion tokens (llama.cpp's penalty window). */
 const PENALTY_WINDOW = 1024;
@@ -42,6 +43,9 @@ export function evaluateOptions(
 /** OpenAI's logit_bias (token id → added logit; -100 bans the token) as node-llama-cpp's TokenBias. */
 function tokenBias(lib: NodeLlamaCpp, model: LlamaModel, logitBias: Record<string, number>) {
   const vocabulary = vocabularySize(model);
+  if (vocabulary === undefined) {
+    throw new EngineRequestError("logit_bias is not supported for this model: its vocabulary size is unknown", "invalid_request");
+  }
   const bias = new lib.TokenBias(model.tokenizer);
   for (const [id, value] of Object.entries(logitBias)) {
     const token = Number(id) as Token;
@@ -53,10 +57,4 @@ function tokenBias(lib: NodeLlamaCpp, model: LlamaModel, logitBias: Record<strin
     bias.set(token, value <= -100 ? "never" : { logit: value });
   }
   return bias;
-}
-
-function vocabularySize(model: LlamaModel): number {
-  const tokens: unknown = model.fileInfo.metadata.tokenizer?.ggml?.tokens;
-  if (Array.isArray(tokens)) return tokens.length;
-  throw new EngineRequestError("logit_bias is not supported for this model: its vocabulary size is unknown", "invalid_request");
 }
