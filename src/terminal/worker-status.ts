@@ -11,11 +11,14 @@ export class MeteredEngine implements Engine {
   private readonly rate = new RateWindow(6);
   /** The inner engine's embed, counted; absent when it has none, as the runtime must see. */
   readonly embed?: Engine["embed"];
+  /** The inner engine's cache report, as is. */
+  readonly cacheStats?: Engine["cacheStats"];
 
   constructor(private readonly inner: Engine) {
     this.kind = inner.kind;
     const embed = inner.embed?.bind(inner);
     if (embed) this.embed = (request, sink, signal) => this.counted(() => embed(request, sink, signal));
+    this.cacheStats = inner.cacheStats?.bind(inner);
   }
 
   start() {

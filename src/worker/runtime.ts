@@ -177,7 +177,8 @@ export class WorkerRuntime {
         this.socket?.terminate();
         return;
       }
-      this.send({ type: "Heartbeat", at: Date.now(), running: this.tasks.size });
+      const cache = this.engine.cacheStats?.();
+      this.send({ type: "Heartbeat", at: Date.now(), running: this.tasks.size, ...(cache && cache.length > 0 && { cache }) });
     }, intervalMs);
   }
 

@@ -1,5 +1,5 @@
 // The contract every inference engine of a worker fulfils (simulator, llama.cpp, OpenAI-compatible upstream).
-import type { DeviceInfo, EmbedSpec, FinishReason, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
+import type { DeviceInfo, EmbedSpec, FinishReason, ModelCache, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
 
 /** What the engine is asked to generate: the task as the master assigned it. */
 export type GenerationRequest = Omit<TaskAssigned, "type">;
@@ -83,6 +83,11 @@ export interface Engine {
    * EngineRequestError.
    */
   embed?(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult>;
+  /**
+   * What the engine keeps in its prompt caches now, per model (engines that reuse prompt prefixes): sent with every
+   * heartbeat, so it must be cheap.
+   */
+  cacheStats?(): ModelCache[];
   /** Frees models, contexts and sockets. */
   close(): Promise<void>;
 }
