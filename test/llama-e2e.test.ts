@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Anthropic from "@anthropic-ai/sdk";
 import { getLlama } from "node-llama-cpp";
+import { Ollama } from "ollama";
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestModel, SCRIPTED_REPLY } from "../scripts/make-test-model.js";
@@ -99,9 +100,9 @@ async function workerProcess(target: RunningCoordinator, args: string[]): Promis
   return { process, tap };
 }
 
-function llamaWorker(target: RunningCoordinator, name: string, maxConcurrency: number) {
+function llamaWorker(target: RunningCoordinator, name: string, maxConcurrency: number, extra: string[] = []) {
   return workerProcess(target, [
-    ...["--engine", "llama", "--gpu", "cpu", "--name", name, "--max-concurrency", String(maxConcurrency)],
+    ...["--engine", "llama", "--gpu", "cpu", "--name", name, "--max-concurrency", String(maxConcurrency), ...extra],
     ...["--model", scriptedPath, "--model", endlessPath, "--model", closesJsonPath],
   ]);
 }
@@ -177,7 +178,7 @@ describe("a llama worker process serving the scripted model", () => {
   beforeAll(async () => {
     head = await coordinator();
     client = openaiClient(head);
-    solo = await llamaWorker(head, "solo", 1);
+    solo = await llamaWorker(head, "solo", 1, ["--embeddings"]);
   }, STARTUP_MS);
 
   afterAll(stopAll);
@@ -262,9 +263,40 @@ describe("a llama worker process serving the scripted model", () => {
     expect(hello?.type === "Hello" && hello.models.map((m) => [m.id, m.capabilities])).toEqual(
       ["scripted", "endless", "closes-json"].map((id) => [
         id,
-        ["tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs", "raw_prompt"],
+        ["chat", "tools", "tool_choice_required", "sampling", "logit_bias", "json_object", "json_schema", "logprobs", "raw_prompt", "embeddings"],
       ]),
     );
+  });
+
+  it("embeds through /v1/embeddings (--embeddings): unit vectors, the same in both encodings and every time", async () => {
+    const input = ["hi there", "hello"];
+    const floats = await client.embeddings.create({ model: "scripted", input, encoding_format: "float" });
+    const base64 = await client.embeddings.create({ model: "scripted", input });
+
+    expect(floats.data).toHaveLength(2);
+    const [first, second] = floats.data.map((item) => item.embedding);
+    expect(first?.length).toBeGreaterThan(0);
+    expect(second).toHaveLength(first?.length ?? -1);
+    expect(Math.hypot(...(first ?? []))).toBeCloseTo(1, 4);
+    expect(base64.data.map((item) => item.embedding.map((v) => Math.fround(v)))).toEqual(floats.data.map((item) => item.embedding.map((v) => Math.fround(v))));
+    expect(floats.usage.prompt_tokens).toBeGreaterThan(0);
+  });
+
+  it("answers the official ollama client: chat whole and streamed, with the reasoning in thinking", async () => {
+    const ollama = new Ollama({ host: head.url });
+    const whole = await ollama.chat({ model: "scripted", messages, think: true, options: { temperature: 0 } });
+    let streamed = "";
+    let thinking = "";
+    for await (const part of await ollama.chat({ model: "scripted", messages, think: true, stream: true, options: { temperature: 0 } })) {
+      streamed += part.message.content;
+      thinking += part.message.thinking ?? "";
+    }
+
+    expect(whole.message.content).toBe(ANSWER);
+    expect(whole.message.thinking).toBe(REASONING);
+    expect(whole.prompt_eval_count).toBe(expectedUsage.prompt_tokens);
+    expect(streamed).toBe(ANSWER);
+    expect(thinking).toBe(REASONING);
   });
 
   it("reports the model's context length and refuses a max_tokens beyond it", async () => {
