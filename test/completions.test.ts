@@ -3,7 +3,7 @@
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import { simulatedReply } from "../src/worker/engines/simulator.js";
+import { SIMULATED_LOGPROB, simulatedReply } from "../src/worker/engines/simulator.js";
 import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
 import { startWireTap, type WireTap } from "./support/wire-tap.js";
 
@@ -74,10 +74,32 @@ describe("POST /v1/completions", () => {
     expect(echoedStream).toBe(prompt + answer);
   });
 
+  it("gives the legacy logprobs, whole and streamed: each token, its logprob, its alternatives and its offset", async () => {
+    const whole = await client.completions.create({ model: "simulator", prompt, max_tokens: 200, logprobs: 2 });
+    const streamed = { tokens: [] as string[], offsets: [] as number[], text: "" };
+    for await (const chunk of await client.completions.create({ model: "simulator", prompt, max_tokens: 200, logprobs: 2, stream: true })) {
+      streamed.text += chunk.choices[0]?.text ?? "";
+      streamed.tokens.push(...(chunk.choices[0]?.logprobs?.tokens ?? []));
+      streamed.offsets.push(...(chunk.choices[0]?.logprobs?.text_offset ?? []));
+    }
+
+    const logprobs = whole.choices[0]?.logprobs;
+    expect(lastAssigned()?.logprobs).toEqual({ top: 2 });
+    expect(logprobs?.tokens?.join("")).toBe(answer);
+    expect(logprobs?.token_logprobs?.every((value) => value === SIMULATED_LOGPROB)).toBe(true);
+    expect(logprobs?.top_logprobs?.every((top) => Object.keys(top).length === 2)).toBe(true);
+    const offsets = (logprobs?.tokens ?? []).map((_, i, tokens) => tokens.slice(0, i).join("").length);
+    expect(logprobs?.text_offset).toEqual(offsets);
+    expect(streamed).toEqual({ tokens: logprobs?.tokens, offsets, text: answer });
+    const plain = await client.completions.create({ model: "simulator", prompt, max_tokens: 200 });
+    expect(plain.choices[0]?.logprobs).toBeNull();
+  });
+
   it("refuses, naming the parameter, what it cannot honour", async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ suffix: "end" }, "suffix"],
-      [{ logprobs: 2 }, "logprobs"],
+      [{ logprobs: 2, echo: true }, "echo"],
+      [{ logprobs: 6 }, "logprobs"],
       [{ n: 2 }, "n"],
       [{ best_of: 3 }, "best_of"],
       [{ prompt: ["one", "two"] }, "prompt"],

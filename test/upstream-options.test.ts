@@ -66,6 +66,35 @@ describe("a raw prompt through the upstream engine", () => {
   });
 });
 
+describe("a raw prompt's logprobs through the upstream engine", () => {
+  it("asks in the legacy form (logprobs: the number of alternatives) and reads the legacy lists back", async () => {
+    upstream.reply("raw-logprobs", (res) =>
+      streamChunks(res, [
+        {
+          object: "text_completion",
+          choices: [
+            {
+              index: 0,
+              text: " there was",
+              finish_reason: null,
+              logprobs: { tokens: [" there", " was"], token_logprobs: [-0.5, null], top_logprobs: [{ " there": -0.5, " then": -1.5 }, null], text_offset: [0, 6] },
+            },
+          ],
+        },
+        { object: "text_completion", choices: [{ index: 0, text: "", finish_reason: "stop" }] },
+      ]),
+    );
+    const { pieces, sent } = await generate(request("raw-logprobs", { messages: [], prompt: "Once upon a time", params: {}, logprobs: { top: 2 } }));
+
+    expect(sent).toMatchObject({ prompt: "Once upon a time", logprobs: 2 });
+    expect(sent).not.toHaveProperty("top_logprobs");
+    expect(pieces.flatMap((piece) => piece.logprobs ?? [])).toEqual([
+      { token: " there", logprob: -0.5, top: [{ token: " there", logprob: -0.5 }, { token: " then", logprob: -1.5 }] },
+      { token: " was", logprob: -9999, top: [] },
+    ]);
+  });
+});
+
 describe("the upstream engine's request body", () => {
   it("carries every option of the task under the upstream's own names, verbatim", async () => {
     const tools = [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }];

@@ -98,7 +98,9 @@ export function checkOptionPairs(request: OptionRequest): void {
 }
 
 /** The sampling extensions as task parameters. */
-export function samplingExtensions(request: OptionRequest): Partial<SamplingParams> {
+export function samplingExtensions(
+  request: Pick<OptionRequest, "top_k" | "min_p" | "repetition_penalty" | "repeat_penalty" | "frequency_penalty" | "presence_penalty" | "logit_bias">,
+): Partial<SamplingParams> {
   const repetition = request.repetition_penalty ?? request.repeat_penalty;
   return {
     // 0 and -1 both ask for no top-k cut, which the protocol says with 0 (an engine's own default may cut).

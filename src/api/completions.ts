@@ -34,6 +34,8 @@ export const CompletionRequest = z.object({
   stream: z.boolean().nullable().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
   echo: z.boolean().nullable().optional(),
+  /** The legacy form: how many alternatives per token (0–5), with each token's own logprob. */
+  logprobs: z.number().int().min(0).max(5).nullable().optional(),
   user: z.string().optional(),
   top_k,
   min_p,
@@ -48,7 +50,6 @@ export type CompletionRequest = z.infer<typeof CompletionRequest>;
 /** Legacy fields this coordinator cannot honour, refused by name. */
 const refused: Record<string, string> = {
   suffix: "suffix (fill-in-the-middle) is not supported",
-  logprobs: "logprobs on /v1/completions are not supported; use /v1/chat/completions with logprobs",
 };
 
 export function parseCompletion(json: unknown, limits: RequestLimits): CompletionRequest {
@@ -59,6 +60,9 @@ export function parseCompletion(json: unknown, limits: RequestLimits): Completio
   }
   const parsed = CompletionRequest.safeParse(json);
   if (!parsed.success) throw invalidRequestOf(parsed.error);
+  if (parsed.data.echo && parsed.data.logprobs != null) {
+    throw new InvalidRequestError("echo with logprobs needs the prompt's logprobs, which workers do not report; drop one of them.", "echo", "unsupported_parameter");
+  }
   const prompt = promptOf(parsed.data);
   if (prompt.length > limits.maxPromptChars) {
     throw new InvalidRequestError(`The prompt holds ${prompt.length} characters; this coordinator accepts at most ${limits.maxPromptChars}.`, "prompt", "prompt_too_long");
@@ -84,6 +88,7 @@ function toTask(request: CompletionRequest): TaskRequest {
       ...(request.seed != null && { seed: request.seed }),
       ...samplingExtensions(request),
     },
+    ...(request.logprobs != null && { logprobs: { top: request.logprobs } }),
   };
 }
 
@@ -112,22 +117,59 @@ function textOf(deltas: readonly Delta[]): string {
   return text;
 }
 
-function choice(text: string, finishReason: FinishReason | null) {
-  return { text, index: 0, logprobs: null, finish_reason: finishReason };
+/** The legacy logprobs object: parallel lists of the tokens, their logprobs, their alternatives and offsets. */
+interface LegacyLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
+/**
+ * Collects the legacy logprobs of the text's tokens (null when the request did not ask), each token's offset counted
+ * in characters from the start of the whole text, across chunks.
+ */
+class LegacyLogprobsWriter {
+  private offset = 0;
+
+  constructor(private readonly wanted: boolean) {}
+
+  /** The logprobs of `deltas`' tokens, advancing the offset. */
+  take(deltas: readonly Delta[]): LegacyLogprobs | null {
+    if (!this.wanted) return null;
+    const out: LegacyLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+    for (const delta of deltas) {
+      if (!("logprobs" in delta)) continue;
+      for (const entry of delta.logprobs) {
+        out.tokens.push(entry.token);
+        out.token_logprobs.push(entry.logprob);
+        out.top_logprobs.push(Object.fromEntries((entry.top ?? [entry]).map((alternative) => [alternative.token, alternative.logprob])));
+        out.text_offset.push(this.offset);
+        this.offset += entry.token.length;
+      }
+    }
+    return out;
+  }
+}
+
+function choice(text: string, finishReason: FinishReason | null, logprobs: LegacyLogprobs | null = null) {
+  return { text, index: 0, logprobs, finish_reason: finishReason };
 }
 
 function completionStream(request: CompletionRequest): StreamEncoder {
   const reply = identity(request);
   const head = { id: reply.id, object: "text_completion", created: reply.created, model: reply.model };
-  const chunk = (text: string, finishReason: FinishReason | null) => JSON.stringify({ ...head, choices: [choice(text, finishReason)] });
+  const logprobs = new LegacyLogprobsWriter(request.logprobs != null);
+  const chunk = (text: string, finishReason: FinishReason | null, deltas: readonly Delta[] = []) =>
+    JSON.stringify({ ...head, choices: [choice(text, finishReason, finishReason === null ? logprobs.take(deltas) : null)] });
   const encoder: StreamEncoder = {
     deltas: (deltas) => {
       const text = textOf(deltas);
-      return text === "" ? "" : dataFrames([chunk(text, null)]);
+      return text === "" ? "" : dataFrames([chunk(text, null, deltas)]);
     },
     finished: (deltas, event) => {
       const text = textOf(deltas);
-      const chunks = text === "" ? [] : [chunk(text, null)];
+      const chunks = text === "" ? [] : [chunk(text, null, deltas)];
       chunks.push(chunk("", event.finishReason === "length" ? "length" : "stop"));
       if (request.stream_options?.include_usage) chunks.push(JSON.stringify({ ...head, choices: [], usage: usageBody(event.usage) }));
       return `${dataFrames(chunks)}data: [DONE]\n\n`;
@@ -145,16 +187,20 @@ function completionStream(request: CompletionRequest): StreamEncoder {
 function completionWhole(request: CompletionRequest): WholeReply {
   const reply = identity(request);
   let text = request.echo ? promptOf(request) : "";
+  const writer = new LegacyLogprobsWriter(request.logprobs != null);
+  const logprobs: LegacyLogprobs | null = writer.take([]);
   return {
     add: (deltas) => {
       text += textOf(deltas);
+      const more = writer.take(deltas);
+      if (logprobs && more) for (const key of ["tokens", "token_logprobs", "top_logprobs", "text_offset"] as const) (logprobs[key] as unknown[]).push(...more[key]);
     },
     body: (event) => ({
       id: reply.id,
       object: "text_completion",
       created: reply.created,
       model: reply.model,
-      choices: [choice(text, event.finishReason === "length" ? "length" : "stop")],
+      choices: [choice(text, event.finishReason === "length" ? "length" : "stop", logprobs)],
       usage: usageBody(event.usage),
     }),
   };

@@ -61,7 +61,9 @@ export function chatCompletionBody(request: GenerationRequest): Record<string, u
 export function completionBody(request: GenerationRequest): Record<string, unknown> {
   const body = chatCompletionBody(request);
   delete body.messages;
-  for (const field of ["tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "chat_template_kwargs"]) delete body[field];
+  for (const field of ["tools", "tool_choice", "parallel_tool_calls", "reasoning_effort", "chat_template_kwargs", "top_logprobs"]) delete body[field];
+  // The legacy form: logprobs is the number of alternatives.
+  if (request.logprobs) body.logprobs = request.logprobs.top;
   return { ...body, prompt: request.prompt };
 }
 

@@ -42,8 +42,14 @@ export const StreamChunk = z.object({
         // unexpected here is ignored rather than failing the chunk.
         stop_reason: z.union([z.string(), z.number()]).nullish().catch(undefined),
         // The tokens of this delta; unusable logprobs are dropped rather than failing the reply's text.
+        // Chat's `content` entries, or a legacy completion's parallel lists.
         logprobs: z
-          .object({ content: z.array(UpstreamLogprob).nullish() })
+          .object({
+            content: z.array(UpstreamLogprob).nullish(),
+            tokens: z.array(z.string()).nullish(),
+            token_logprobs: z.array(Logprob).nullish(),
+            top_logprobs: z.array(z.record(z.string(), Logprob).nullable()).nullish(),
+          })
           .nullish()
           .catch(undefined),
       }),
@@ -94,7 +100,7 @@ export class UpstreamReply {
     for (const call of delta?.tool_calls ?? []) text += this.closeThinking() + this.toolCallText(call);
     if (text === "") return;
     this.chunks++;
-    const logprobs = this.logprobsTop === undefined ? undefined : choice.logprobs?.content;
+    const logprobs = this.logprobsTop === undefined ? undefined : (choice.logprobs?.content ?? legacyEntries(choice.logprobs));
     if (logprobs?.length) this.sink.text(text, undefined, logprobs.map((entry) => toTokenLogprob(entry, this.logprobsTop ?? 0)));
     else this.sink.text(text);
   }
@@ -132,6 +138,19 @@ export class UpstreamReply {
     this.toolCall = undefined;
     return text;
   }
+}
+
+type ChoiceLogprobs = NonNullable<NonNullable<StreamChunk["choices"]>[number]["logprobs"]>;
+
+/** A legacy completion's logprobs (parallel lists of tokens, logprobs and alternatives) as chat's entries. */
+function legacyEntries(logprobs: ChoiceLogprobs | null | undefined): UpstreamLogprob[] | undefined {
+  const tokens = logprobs?.tokens;
+  if (!tokens) return undefined;
+  return tokens.map((token, i) => ({
+    token,
+    logprob: logprobs.token_logprobs?.[i] ?? -9999,
+    top_logprobs: Object.entries(logprobs.top_logprobs?.[i] ?? {}).map(([alternative, logprob]) => ({ token: alternative, logprob })),
+  }));
 }
 
 /**
