@@ -87,7 +87,7 @@ describe("metrics", () => {
     // Five tasks reached the worker; one of them waited in the queue for at least as long as the keepalive took.
     expect(sampleValue(metrics, "coordinator_queue_wait_seconds_count", { model })).toBe(5);
     expect(sampleValue(metrics, "coordinator_queue_wait_seconds_sum", { model })).toBeGreaterThan(0.02);
-    expect(sampleValue(metrics, "coordinator_queue_wait_seconds_bucket", { model, le: "0.01" })).toBeGreaterThanOrEqual(4);
+    expect(sampleValue(metrics, "coordinator_queue_wait_seconds_bucket", { model, le: "0.05" })).toBeGreaterThanOrEqual(4);
     expect(sampleValue(metrics, "coordinator_time_to_first_token_seconds_count", { model })).toBe(5);
     // (how many gaps depends on how the worker batches tokens into chunks under load; that there are, and short ones, does not)
     const gaps = sampleValue(metrics, "coordinator_inter_token_latency_seconds_count", { model }) ?? 0;

@@ -63,8 +63,9 @@ export class ChatRequestReport {
   ended(event: FinalEvent, status: number): void {
     if (event.type === "finished") {
       const worker = this.workerName();
-      if (worker && this.model) this.metrics?.promptTokens(this.model, worker, event.usage.promptTokens);
-      this.write({ status, outcome: "finished", finishReason: event.finishReason, promptTokens: event.usage.promptTokens });
+      if (worker && this.model) this.metrics?.promptTokens(this.model, worker, event.usage.promptTokens, event.usage.cachedTokens);
+      const cachedTokens = event.usage.cachedTokens ?? 0;
+      this.write({ status, outcome: "finished", finishReason: event.finishReason, promptTokens: event.usage.promptTokens, ...(cachedTokens > 0 && { cachedTokens }) });
     } else if (event.type === "failed") {
       this.write({ status, outcome: "failed", error: mapError(event.error).body.error.code ?? "error" });
     } else {

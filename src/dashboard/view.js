@@ -77,8 +77,14 @@ function workerCard(worker, now) {
       stat("Memory", formatBytes(worker.device.memoryBytes)),
     ),
     h("div", { class: "chips" }, worker.models.map((model) => h("span", { class: "chip" }, model))),
-    h("div", { class: "hint" }, `up ${formatDuration(now - worker.connectedAt)} · ${formatCount(worker.completionTokens)} tokens served`),
+    h("div", { class: "hint" }, `up ${formatDuration(now - worker.connectedAt)} · ${formatCount(worker.completionTokens)} tokens served${cacheNote(worker)}`),
   );
+}
+
+/** The worker's prompt cache, when it has one: tokens held and the share of prompt tokens it reused. */
+function cacheNote(worker) {
+  if (!worker.cachedTokensHeld && !worker.cacheHitRatio) return "";
+  return ` · cache ${formatCount(worker.cachedTokensHeld ?? 0)} tokens, ${Math.round((worker.cacheHitRatio ?? 0) * 100)}% of prompt tokens reused`;
 }
 
 function stat(label, value) {

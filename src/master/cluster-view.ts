@@ -1,7 +1,8 @@
 // The cluster as JSON: workers, their slots and models, queue depths (read by /v1/cluster, metrics and the dashboard).
 import type { WorkerRegistry } from "./registry.js";
+import type { Router } from "./routing/router.js";
 
-export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<string, number>, liveTasks: number) {
+export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<string, number>, liveTasks: number, routing: ReturnType<Router["stats"]> = []) {
   const workers = [...registry.all()].map((w) => ({
     id: w.id,
     name: w.name,
@@ -24,6 +25,13 @@ export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<s
     },
     completionTokens: w.completionTokens,
     reportedRunning: w.reportedRunning,
+    /** Prompt caching: what its engine holds per model, and how much of the prompts it finished came from cache. */
+    cache: {
+      models: w.cache,
+      promptTokens: w.promptTokens,
+      cachedTokens: w.cachedTokens,
+      hitRatio: w.promptTokens > 0 ? w.cachedTokens / w.promptTokens : 0,
+    },
     connectedAt: new Date(w.connectedAt).toISOString(),
   }));
   const models = registry.models().map(({ info, workers: serving }) => ({
@@ -32,6 +40,8 @@ export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<s
     format: info.format,
     workers: serving.map((w) => w.id),
     queueDepth: queueDepths.get(info.id) ?? 0,
+    /** The model's routing policy (once a task of it was routed), and what that policy remembers. */
+    routing: routing.find((r) => r.model === info.id) ?? null,
   }));
   return { workers, models, tasks: { live: liveTasks } };
 }

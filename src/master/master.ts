@@ -190,6 +190,7 @@ export class Master {
     switch (message.type) {
       case "Heartbeat":
         if (message.running !== undefined) worker.reportedRunning = message.running;
+        if (message.cache !== undefined) worker.cache = message.cache;
         return;
       case "Hello":
         throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");
@@ -251,6 +252,8 @@ export class Master {
         }
         this.release(worker, task);
         if (worker.health.success()) this.healthChanged(worker);
+        worker.promptTokens += message.usage.promptTokens;
+        worker.cachedTokens += Math.min(message.usage.cachedTokens ?? 0, message.usage.promptTokens);
         const stopSequence = this.requestedStop(worker, task, message);
         this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage, stopSequence });
         return;
@@ -305,7 +308,7 @@ export class Master {
 
   /** The live state of workers, models and queues (for /v1/cluster, metrics and the dashboard). */
   snapshot(): ClusterView {
-    return clusterView(this.registry, this.queues.depths(), this.live.size);
+    return clusterView(this.registry, this.queues.depths(), this.live.size, this.router.stats());
   }
 
   /** A task not yet ended, by id (for tests and diagnostics; read only). */

@@ -1,5 +1,5 @@
 // The live registry of connected workers, indexed by the models they serve.
-import { type DeviceInfo, type MasterMessage, modelCapabilities, type ModelInfo } from "../worker-protocol/index.js";
+import { type DeviceInfo, type MasterMessage, type ModelCache, modelCapabilities, type ModelInfo } from "../worker-protocol/index.js";
 import type { Task } from "./task.js";
 import { type HealthPolicy, WorkerHealth } from "./worker-health.js";
 import { ModelWorkers } from "./worker-heap.js";
@@ -36,6 +36,11 @@ export class WorkerEntry {
   completionTokens = 0;
   /** Generations the worker said (in its last heartbeat) its engine was running. */
   reportedRunning = 0;
+  /** What its engine holds in its prompt caches, per model, as its last heartbeat said. */
+  cache: readonly ModelCache[] = [];
+  /** Prompt tokens of the tasks it finished, and of those how many its engine reused from its cache. */
+  promptTokens = 0;
+  cachedTokens = 0;
 
   constructor(
     readonly id: string,

@@ -48,6 +48,9 @@ export interface WorkerView {
   tokensPerSecond: number;
   completionTokens: number;
   connectedAt: number;
+  /** Prompt caching: tokens held in the engine's caches (all models), and the share of prompt tokens reused. */
+  cachedTokensHeld: number;
+  cacheHitRatio: number;
 }
 
 /** The dashboard's picture of the cluster at one moment. */
@@ -116,6 +119,8 @@ export class ClusterActivity implements MasterObserver {
       tokensPerSecond: round(this.perWorker.get(w.id)?.rate(WORKER_RATE_SECONDS) ?? 0),
       completionTokens: w.completionTokens,
       connectedAt: Date.parse(w.connectedAt),
+      cachedTokensHeld: w.cache.models.reduce((sum, m) => sum + m.tokens, 0),
+      cacheHitRatio: round(w.cache.hitRatio),
     }));
     const models = snapshot.models.map((m) => ({ id: m.id, queueDepth: m.queueDepth, workers: m.workers.length }));
     const live = [...this.live.values()];

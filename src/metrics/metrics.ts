@@ -43,6 +43,12 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
   private readonly stalls = this.counter("coordinator_task_stalls_total", "Running tasks given up on because their worker showed no progress for --task-stall-ms", ["model", "worker"]);
   private readonly ejections = this.counter("coordinator_worker_ejections_total", "Times a worker was taken out of rotation because its tasks kept failing or stalling", ["worker"]);
+  private readonly cachedTokensIn = this.counter(
+    "coordinator_cached_prompt_tokens_total",
+    "Prompt tokens of finished tasks that their worker's engine reused from its cache (divide by coordinator_prompt_tokens_total for the hit ratio)",
+    ["model", "worker"],
+  );
+  private readonly routingDecisions = this.counter("coordinator_routing_decisions_total", "Workers chosen for tasks, by model, routing policy and reason", ["model", "policy", "reason"]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
   private readonly pendingDropped = this.counter("coordinator_pending_connections_dropped_total", "Connections dropped for the cap on pending ones: http (no request yet) or worker (no Hello yet)", ["kind"]);
   private readonly tokenFailures = this.counter("coordinator_worker_auth_failures_total", "Worker Hellos refused for a wrong token");
@@ -157,8 +163,15 @@ export class CoordinatorMetrics implements MasterObserver {
     this.bannedTurnedAway.inc();
   }
 
-  promptTokens(model: string, worker: string, tokens: number): void {
-    if (tokens > 0) this.promptTokensIn.inc({ model: this.modelLabel(model), worker }, tokens);
+  /** A finished task's prompt tokens, and how many of them its worker's engine reused from its cache. */
+  promptTokens(model: string, worker: string, tokens: number, cached = 0): void {
+    const labels = { model: this.modelLabel(model), worker };
+    if (tokens > 0) this.promptTokensIn.inc(labels, tokens);
+    if (cached > 0) this.cachedTokensIn.inc(labels, Math.min(cached, tokens));
+  }
+
+  routed(model: string, policy: string, reason: string): void {
+    this.routingDecisions.inc({ model: this.modelLabel(model), policy, reason });
   }
 
   // ---------- the master's events ----------
