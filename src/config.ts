@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { type PolicyName, POLICY_NAMES } from "./master/routing/policy.js";
 
 export interface OptionSpec {
   name: string;
@@ -23,6 +24,8 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "demo", type: "boolean", env: "COORDINATOR_DEMO", description: "Also run an in-process simulator worker, so a first request works at once" },
   { name: "reasoning", type: "string", env: "COORDINATOR_REASONING", default: "hidden", description: "Thinking in replies: hidden, separate (reasoning_content) or raw" },
   { name: "reasoning-field", type: "string", env: "COORDINATOR_REASONING_FIELD", default: "reasoning_content", description: "Field for thinking in separate mode: reasoning_content (DeepSeek, vLLM), reasoning (OpenRouter, Ollama) or both" },
+  { name: "routing", type: "string", env: "COORDINATOR_ROUTING", default: "least-loaded", description: "How a worker is chosen for a task: least-loaded, power-of-two, session or cache-aware (docs/routing.md)" },
+  { name: "model-routing", type: "string", multiple: true, env: "COORDINATOR_MODEL_ROUTING", description: "MODEL=POLICY: the routing policy of one model, over --routing; repeatable (env: comma-separated)" },
   { name: "model-format", type: "string", multiple: true, env: "COORDINATOR_MODEL_FORMAT", description: "MODEL=FORMAT: output format (parser) of a model, over what its worker says; repeatable (env: comma-separated)" },
   { name: "keepalive-ms", type: "string", env: "COORDINATOR_KEEPALIVE_MS", default: "15000", description: "SSE keepalive comment after this much silence" },
   { name: "queue-max", type: "string", env: "COORDINATOR_QUEUE_MAX", default: "128", description: "Requests that may wait per model when all its workers are busy (then 429)" },
@@ -89,6 +92,11 @@ const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=F
   (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
 );
 
+const RoutingPolicyName = z.enum(POLICY_NAMES);
+const modelRoutings = z
+  .array(z.string().regex(new RegExp(`^[^=]+=(${POLICY_NAMES.join("|")})$`), `expected MODEL=POLICY, POLICY one of ${POLICY_NAMES.join(", ")}`))
+  .transform((pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, PolicyName])));
+
 /** A client API key, from a flag, the environment or a line of the keys file. */
 export const ApiKey = z.string().min(MIN_SECRET_LENGTH, `an API key must have at least ${MIN_SECRET_LENGTH} characters`);
 
@@ -100,6 +108,8 @@ const serveFields = z.object({
   reasoning: z.enum(["hidden", "separate", "raw"]),
   reasoningField: z.enum(["reasoning_content", "reasoning", "both"]),
   modelFormat: modelFormats.default(() => new Map<string, string>()),
+  routing: RoutingPolicyName,
+  modelRouting: modelRoutings.default(() => new Map<string, PolicyName>()),
   keepaliveMs: int(10),
   queueMax: int(0),
   queueTimeoutMs: int(1),
