@@ -1,6 +1,6 @@
 // The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
 import { setTimeout as sleep } from "node:timers/promises";
-import { CAPABILITIES, type ChatMessage, type TokenLogprob } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ChatMessage, type ModelCache, type TokenLogprob } from "../../worker-protocol/index.js";
 import {
   type EmbeddingRequest,
   type EmbeddingResult,
@@ -13,6 +13,7 @@ import {
   type GenerationSink,
 } from "./engine.js";
 import { jsonInstance } from "./json-instance.js";
+import { messageTokens, promptTokenList, SimulatedPromptCache, simulatorTokens } from "./simulated-cache.js";
 import { SIMULATED_EMBEDDING_DIMENSIONS, simulatedEmbedding } from "./simulated-embedding.js";
 
 export interface SimulatorOptions {
@@ -20,6 +21,13 @@ export interface SimulatorOptions {
   tokensPerSecond: number;
   /** Silence before the first token (emulates prompt processing). */
   prefillMs: number;
+  /** More silence before the first token per prompt token not found in the prompt cache (emulates prefill cost). */
+  prefillMsPerToken?: number;
+  /**
+   * Tokens of recent conversations each model keeps as its prompt cache (0 or absent: none); a prompt's longest
+   * common prefix with one of them is reported as cached and costs no prefill time (see simulated-cache.ts).
+   */
+  promptCacheTokens?: number;
   /** Silence in the middle of the reasoning section (emulates long hidden thinking). */
   thinkMs: number;
   /** Extra answer tokens appended to the natural reply (for long-stream benchmarks). */
@@ -81,10 +89,7 @@ export const defaultSimulatorOptions: SimulatorOptions = {
 
 const fillerWords = ["Tokens", "keep", "flowing", "through", "the", "coordinator", "from", "worker", "to", "client."];
 
-/** Splits text into the simulator's tokens: tags alone, words with their leading space. */
-export function simulatorTokens(text: string): string[] {
-  return text.match(/<\/?think>|\s*[^\s<]+|\s*</g) ?? [];
-}
+export { simulatorTokens } from "./simulated-cache.js";
 
 function lastUserText(messages: readonly ChatMessage[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
@@ -106,6 +111,8 @@ export function simulatedReply(messages: readonly ChatMessage[], replyTokens = 0
 
 export class SimulatorEngine implements Engine {
   readonly kind = "simulator";
+  /** Each model's prompt cache, when the options give one. */
+  private readonly caches = new Map<string, SimulatedPromptCache>();
 
   constructor(
     private readonly models: readonly string[],
@@ -139,21 +146,24 @@ export class SimulatorEngine implements Engine {
     const filler = this.options.script === undefined ? this.options.replyTokens : 0;
     const total = base.length + filler;
     const tokenAt = (i: number): string => base[i] ?? ` ${fillerWords[(i - base.length) % fillerWords.length]}`;
-    const promptTokens = raw
-      ? simulatorTokens(request.prompt ?? "").length
-      : request.messages.reduce((sum, m) => sum + simulatorTokens(m.content).length + 3, 0);
+    const prompt = promptTokenList(request.messages, request.prompt);
+    const promptTokens = prompt.length;
+    const cache = this.cacheOf(request.model);
+    const cachedTokens = Math.min(cache?.lookup(prompt) ?? 0, promptTokens);
     const limit = Math.min(total, request.params.maxTokens ?? Number.POSITIVE_INFINITY);
     const stops = new StopWatch(request.params.stop ?? []);
     const pauseAt = this.options.thinkMs > 0 ? Math.floor(thinking.length / 2) : -1;
     let produced = 0;
     const finish = (finishReason: GenerationResult["finishReason"], stopSequence?: string): GenerationResult => {
-      const result: GenerationResult = { finishReason, usage: { promptTokens, completionTokens: produced } };
+      const result: GenerationResult = { finishReason, usage: { promptTokens, completionTokens: produced, ...(cache && { cachedTokens }) } };
       if (stopSequence !== undefined) result.stopSequence = stopSequence;
+      // What the next turn's prompt starts with: this one's, then the answer as the client sends it back.
+      cache?.store([...prompt, ...messageTokens({ role: "assistant", content: answer })]);
       hooks?.onEnd?.(request.taskId, result);
       return result;
     };
     try {
-      await this.prefill(promptTokens, sink, signal);
+      await this.prefill(promptTokens, sink, signal, promptTokens - cachedTokens);
       const started = performance.now();
       const interval = this.options.tokensPerSecond > 0 ? 1000 / this.options.tokensPerSecond : 0;
       let pausedMs = 0;
@@ -255,11 +265,31 @@ export class SimulatorEngine implements Engine {
     }
   }
 
+  cacheStats(): ModelCache[] {
+    return [...this.caches].map(([model, cache]) => ({ model, ...cache.stats() }));
+  }
+
+  /** How many leading tokens of this conversation the model's prompt cache holds (for an oracle in benchmarks). */
+  cachedPrefix(model: string, messages: readonly ChatMessage[]): number {
+    return this.caches.get(model)?.lookup(promptTokenList(messages, undefined), false) ?? 0;
+  }
+
   async close(): Promise<void> {}
 
+  private cacheOf(model: string): SimulatedPromptCache | undefined {
+    const capacity = this.options.promptCacheTokens ?? 0;
+    if (capacity <= 0) return undefined;
+    let cache = this.caches.get(model);
+    if (!cache) {
+      cache = new SimulatedPromptCache(capacity);
+      this.caches.set(model, cache);
+    }
+    return cache;
+  }
+
   /** The silence before the first token, reported as prompt progress every so often (as a real engine's prefill). */
-  private prefill(promptTokens: number, sink: Pick<GenerationSink, "progress">, signal: AbortSignal): Promise<void> {
-    const total = this.options.prefillMs;
+  private prefill(promptTokens: number, sink: Pick<GenerationSink, "progress">, signal: AbortSignal, uncachedTokens = promptTokens): Promise<void> {
+    const total = this.options.prefillMs + uncachedTokens * (this.options.prefillMsPerToken ?? 0);
     return this.silence(total, (elapsed) => sink.progress(Math.floor((promptTokens * elapsed) / total), promptTokens), signal);
   }
 
