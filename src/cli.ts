@@ -136,6 +136,8 @@ async function workerCommand(args: string[]): Promise<void> {
     sim: {
       tokensPerSecond: config.simTokensPerSecond,
       prefillMs: config.simPrefillMs,
+      prefillMsPerToken: config.simPrefillMsPerToken,
+      promptCacheTokens: config.simPromptCacheTokens,
       thinkMs: config.simThinkMs,
       replyTokens: config.simReplyTokens,
       failAfterTokens: config.simFailAfter,
