@@ -84,6 +84,16 @@ function namedEvents(text: string): Array<{ event: string; data: Record<string, 
   return events;
 }
 
+/** An OpenAI SSE stream's `data:` payloads, parsed, after checking it ends with `data: [DONE]`. */
+function dataChunks(text: string): unknown[] {
+  const data = text
+    .split("\n\n")
+    .filter((frame) => frame.startsWith("data: "))
+    .map((frame) => frame.slice("data: ".length));
+  expect(data.at(-1), text.slice(-300)).toBe("[DONE]");
+  return data.slice(0, -1).map((json) => JSON.parse(json) as unknown);
+}
+
 const chatRoute: FuzzRoute = {
   name: "chat completions",
   path: "/v1/chat/completions",
@@ -128,12 +138,7 @@ const chatRoute: FuzzRoute = {
     expect(["stop", "length"]).toContain(body.choices[0]?.finish_reason);
   },
   expectStream(text) {
-    const data = text
-      .split("\n\n")
-      .filter((frame) => frame.startsWith("data: "))
-      .map((frame) => frame.slice("data: ".length));
-    expect(data.at(-1), text.slice(-300)).toBe("[DONE]");
-    const chunks = data.slice(0, -1).map((json) => JSON.parse(json) as { object?: string; error?: unknown; choices: Array<{ finish_reason: string | null }> });
+    const chunks = dataChunks(text) as Array<{ object?: string; error?: unknown; choices: Array<{ finish_reason: string | null }> }>;
     for (const chunk of chunks) {
       expect(chunk.error, JSON.stringify(chunk)).toBeUndefined();
       expect(chunk.object).toBe("chat.completion.chunk");
@@ -358,13 +363,7 @@ const completionsRoute: FuzzRoute = {
     expect(["stop", "length"]).toContain(body.choices[0]?.finish_reason);
   },
   expectStream(text) {
-    const data = text
-      .split("\n\n")
-      .filter((frame) => frame.startsWith("data: "))
-      .map((frame) => frame.slice("data: ".length));
-    expect(data.at(-1), text.slice(-300)).toBe("[DONE]");
-    const chunks = data.slice(0, -1).map((json) => JSON.parse(json) as { object?: string; error?: unknown });
-    for (const chunk of chunks) expect(chunk.object, JSON.stringify(chunk)).toBe("text_completion");
+    for (const chunk of dataChunks(text) as Array<{ object?: string }>) expect(chunk.object, JSON.stringify(chunk)).toBe("text_completion");
   },
 };
 
