@@ -276,6 +276,26 @@ describe("prefix tree", () => {
     );
   });
 
+  it("extends a conversation only its worker holds in place, and splits it when another worker or a branch shares part", () => {
+    // given a conversation of ten turns on one worker
+    const tree = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY });
+    const turns: string[] = [];
+    let text = "system: be brief\n";
+    for (let i = 0; i < 10; i++) turns.push((text += `user: question ${i}\nassistant: answer ${i}\n`));
+    for (const t of turns) tree.insert(t, "w0");
+    // then it is one node, holding every turn
+    expect(tree.stats()).toMatchObject({ prompts: 10, nodes: 1, holds: 1, chars: (turns[9] as string).length });
+    tree.insert(turns[9] as string, "w0");
+    expect(tree.stats().prompts).toBe(10);
+    // when another worker takes turn 5 and the first worker answers turn 3 anew
+    tree.insert(turns[4] as string, "w1");
+    tree.insert(`${turns[2]}user: something else\n`, "w0");
+    // then each holds exactly its own prefixes
+    expect(tree.matchLengths(turns[9] as string)).toEqual(new Map([["w0", (turns[9] as string).length], ["w1", (turns[4] as string).length]]));
+    expect(tree.matchLengths(`${turns[2]}user: something else\n`).get("w0")).toBe((turns[2] as string).length + "user: something else\n".length);
+    expect(tree.stats().prompts).toBe(12);
+  });
+
   it("evicts a worker's least recently used prompts beyond its own bound", () => {
     const tree = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY, maxCharsPerWorker: 250 });
     const [p1, p2, p3] = ["a", "b", "c"].map((c) => c.repeat(100)) as [string, string, string];

@@ -6,8 +6,8 @@ type Link = "older" | "newer" | "olderOwn" | "newerOwn";
 
 /** A worker's belief that it holds a node's whole prefix. */
 export class Hold<N> {
-  /** Whether a prompt inserted for this worker ended exactly here. */
-  endsPrompt = false;
+  /** Prompts inserted for this worker that ended in this node (a conversation's turns, when it was extended). */
+  prompts = 0;
   older: Hold<N> | undefined;
   newer: Hold<N> | undefined;
   olderOwn: Hold<N> | undefined;
