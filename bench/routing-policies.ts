@@ -2,6 +2,7 @@
 // prefix tree of 100,000 cached prompts shaped like chat traffic, and the tree's memory per cached prompt.
 import v8 from "node:v8";
 import vm from "node:vm";
+import { HashRing } from "../src/master/routing/hash-ring.js";
 import { createPolicy, type Candidates, type PolicyName, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { percentile } from "./client.js";
 import type { Row } from "./report.js";
@@ -168,6 +169,29 @@ function simplePolicyRows(decisions: number): Row[] {
   return rows;
 }
 
+/** The session policy's hash ring: built for 1,000 workers on its first decision, then kept in step as workers come and go. */
+function ringRows(): Row[] {
+  const ids = Array.from({ length: 1_000 }, (_, i) => `worker-${i}`);
+  const builds: number[] = [];
+  const changes: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    const ring = new HashRing(128);
+    let started = performance.now();
+    ring.add(ids);
+    builds.push(performance.now() - started);
+    for (let i = 0; i < 20; i++) {
+      started = performance.now();
+      ring.remove([`worker-${i}`]);
+      ring.add([`worker-${i}`]);
+      changes.push(performance.now() - started);
+    }
+  }
+  return [
+    { scenario: SCENARIO, metric: "session: building the ring, 1,000 workers × 128 points, median", unit: "ms", coordinator: percentile(builds, 50) },
+    { scenario: SCENARIO, metric: "session: a worker leaving and one joining a ring of 1,000, median", unit: "ms", coordinator: percentile(changes, 50) },
+  ];
+}
+
 /**
  * Cache-aware with 1,000 workers and a tree of `conversations` × 10 cached prompts, each conversation's on one
  * worker; then decisions for chat traffic: 70% a conversation's next turn, 20% a new conversation, 10% an earlier
@@ -218,5 +242,5 @@ function cacheAwareRows(conversations: number, decisions: number): Row[] {
 
 export function routingPolicyRows(quick: boolean): Row[] {
   const decisions = quick ? 5_000 : 20_000;
-  return [...simplePolicyRows(decisions), ...cacheAwareRows(10_000, decisions)];
+  return [...simplePolicyRows(decisions), ...ringRows(), ...cacheAwareRows(10_000, decisions)];
 }
