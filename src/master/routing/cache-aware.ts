@@ -2,14 +2,19 @@
 // (from a prefix tree of the prompts assigned to each worker), unless that worker is much busier than the least-loaded
 // one or holds too little of the prompt to matter. See docs/routing.md for the rule and its thresholds.
 import type { Candidates, Decision, PolicyStats, RoutableWorker, RoutedTask, RoutingPolicy } from "./policy.js";
-import { PrefixTree } from "./prefix-tree.js";
+import { type Holders, PrefixTree } from "./prefix-tree.js";
 
+/**
+ * A worker holding the prompt is "much busier" than the least-loaded worker when both its load exceeds the
+ * least-loaded one's by more than `balanceAbsThreshold` and is more than `balanceRelThreshold` times it (loads are
+ * slots taken over slots).
+ */
 export interface CacheAwareOptions {
   /** Least share of the prompt a worker must hold for the cache to decide (default 0.5); below it, least-loaded. */
   cacheThreshold?: number;
-  /** The cache's worker is much busier when its load exceeds the least-loaded worker's by more than this (default 0.25, in load: slots taken over slots)... */
+  /** Default 0.25: a quarter of a worker's slots. */
   balanceAbsThreshold?: number;
-  /** ...and is more than this many times the least-loaded worker's load (default 1.5). */
+  /** Default 1.5. */
   balanceRelThreshold?: number;
   /** Bound on the prefix tree's approximate bytes (default 256 MiB); least recently used entries go first. */
   maxBytes?: number;
@@ -55,10 +60,10 @@ export class CacheAwarePolicy implements RoutingPolicy {
     let budget = SCAN_BUDGET;
     let busier = false;
     for (let step = path.length - 1; step >= 0 && (path.depths[step] as number) >= enough; step--) {
-      const holders = path.holders[step] as ReadonlyMap<string, unknown>;
-      if (holders.has(least.id)) return { worker: least, reason: "cache_hit" };
+      const holders = path.holders[step] as Holders;
+      if (holders.holds(least.id)) return { worker: least, reason: "cache_hit" };
       let best: W | undefined;
-      for (const id of holders.keys()) {
+      for (const id of holders.holderIds()) {
         if (budget-- <= 0) break;
         const worker = candidates.get(id);
         if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) best = worker;

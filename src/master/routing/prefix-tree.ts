@@ -4,11 +4,12 @@
 import { type Hold, HoldList, Tenant } from "./holds.js";
 
 /**
- * Approximate bytes of a node (with its tenant map and label header), a hold and a tenant, besides the labels'
- * characters (measured on Node 20, 64-bit, no pointer compression).
+ * Approximate bytes of a node (with its label's header), a hold, the map of a node held by several workers, and a
+ * tenant, besides the labels' characters (measured on Node 20, 64-bit, no pointer compression).
  */
-export const NODE_BYTES = 300;
+export const NODE_BYTES = 130;
 export const HOLD_BYTES = 100;
+export const SHARED_NODE_BYTES = 180;
 export const TENANT_BYTES = 200;
 
 // Labels holding a character outside Latin-1 take two bytes per character in V8.
@@ -16,9 +17,18 @@ const WIDE = /[^\u0000-\u00ff]/;
 // Runs this short are compared character by character once a longer one differs.
 const SHORT_RUN = 16;
 
-class TreeNode {
-  /** The workers believed to hold this node's whole prefix, by id. */
-  readonly tenants = new Map<string, Hold<TreeNode>>();
+/** The workers believed to hold one step of a path's prefix. */
+export interface Holders {
+  holds(workerId: string): boolean;
+  holderIds(): Iterable<string>;
+}
+
+class TreeNode implements Holders {
+  /**
+   * The holds of the workers believed to hold this node's whole prefix: a lone one inline (as most are: the end of
+   * a conversation), several in a map by worker id.
+   */
+  private tenancy: Hold<TreeNode> | Map<string, Hold<TreeNode>> | undefined;
   /**
    * Its children by their label's first character: a lone child inline (as most are along a conversation, which
    * saves a map and its memory reads at each step of a walk), several in a map.
@@ -34,6 +44,57 @@ class TreeNode {
 
   get isLeaf(): boolean {
     return this.kids === undefined;
+  }
+
+  get holdCount(): number {
+    const tenancy = this.tenancy;
+    return tenancy instanceof Map ? tenancy.size : tenancy === undefined ? 0 : 1;
+  }
+
+  holdOf(workerId: string): Hold<TreeNode> | undefined {
+    const tenancy = this.tenancy;
+    if (tenancy instanceof Map) return tenancy.get(workerId);
+    return tenancy !== undefined && tenancy.tenant.id === workerId ? tenancy : undefined;
+  }
+
+  holds(workerId: string): boolean {
+    return this.holdOf(workerId) !== undefined;
+  }
+
+  holderIds(): Iterable<string> {
+    const tenancy = this.tenancy;
+    if (tenancy instanceof Map) return tenancy.keys();
+    return tenancy === undefined ? [] : [tenancy.tenant.id];
+  }
+
+  allHolds(): Iterable<Hold<TreeNode>> {
+    const tenancy = this.tenancy;
+    if (tenancy instanceof Map) return [...tenancy.values()];
+    return tenancy === undefined ? [] : [tenancy];
+  }
+
+  /** Adds a hold; whether the node took a map for its holds. */
+  addHold(hold: Hold<TreeNode>): boolean {
+    const tenancy = this.tenancy;
+    if (tenancy instanceof Map) tenancy.set(hold.tenant.id, hold);
+    else if (tenancy === undefined) this.tenancy = hold;
+    else this.tenancy = new Map([[tenancy.tenant.id, tenancy], [hold.tenant.id, hold]]);
+    return tenancy !== undefined && !(tenancy instanceof Map);
+  }
+
+  /** Removes a hold; whether the node gave up its map. */
+  removeHold(hold: Hold<TreeNode>): boolean {
+    const tenancy = this.tenancy;
+    if (tenancy === hold) {
+      this.tenancy = undefined;
+    } else if (tenancy instanceof Map) {
+      tenancy.delete(hold.tenant.id);
+      if (tenancy.size === 1) {
+        this.tenancy = tenancy.values().next().value;
+        return true;
+      }
+    }
+    return false;
   }
 
   child(code: number): TreeNode | undefined {
@@ -87,7 +148,7 @@ export interface PrefixTreeStats {
 export class MatchPath {
   length = 0;
   readonly depths: number[] = [];
-  readonly holders: Array<ReadonlyMap<string, unknown>> = [];
+  readonly holders: Holders[] = [];
 }
 
 export class PrefixTree {
@@ -100,6 +161,8 @@ export class PrefixTree {
   private prompts = 0;
   private nodes = 0;
   private holds = 0;
+  /** Nodes held by several workers (each has a map of its holds). */
+  private sharedNodes = 0;
   private chars = 0;
   private labelBytes = 0;
 
@@ -117,7 +180,7 @@ export class PrefixTree {
       const whole = holdsAt(text, child.label, pos);
       pos += whole ? child.label.length : sharedLength(child.label, text, pos);
       path.depths[path.length] = pos;
-      path.holders[path.length] = child.tenants;
+      path.holders[path.length] = child;
       path.length++;
       if (!whole) break;
       node = child;
@@ -130,7 +193,7 @@ export class PrefixTree {
     const path = this.walk(text);
     const lengths = new Map<string, number>();
     for (let i = path.length - 1; i >= 0; i--) {
-      for (const id of (path.holders[i] as ReadonlyMap<string, unknown>).keys()) {
+      for (const id of (path.holders[i] as Holders).holderIds()) {
         if (!lengths.has(id)) lengths.set(id, path.depths[i] as number);
       }
     }
@@ -189,7 +252,8 @@ export class PrefixTree {
   }
 
   private get bytes(): number {
-    return this.labelBytes + this.nodes * NODE_BYTES + this.holds * HOLD_BYTES + this.tenants.size * TENANT_BYTES;
+    const overheads = this.nodes * NODE_BYTES + this.holds * HOLD_BYTES + this.sharedNodes * SHARED_NODE_BYTES;
+    return this.labelBytes + overheads + this.tenants.size * TENANT_BYTES;
   }
 
   private addLeaf(parent: TreeNode, suffix: string): TreeNode {
@@ -208,7 +272,7 @@ export class PrefixTree {
    * reads are most of a decision's cost), and the worker holds the conversation as one unit, as its KV cache does.
    */
   private ownsTail(node: TreeNode, tenant: Tenant<TreeNode>): boolean {
-    return node !== this.root && node.isLeaf && node.tenants.size === 1 && node.tenants.has(tenant.id);
+    return node !== this.root && node.isLeaf && node.holdCount === 1 && node.holds(tenant.id);
   }
 
   private extend(leaf: TreeNode, suffix: string, tenant: Tenant<TreeNode>): void {
@@ -228,10 +292,10 @@ export class PrefixTree {
     child.parent = mid;
     mid.setChild(child);
     this.nodes++;
-    for (const below of child.tenants.values()) {
+    for (const below of child.allHolds()) {
       // Just after the hold below it: newer than that one, older than the holds above it, as `insert` keeps them.
       const hold = below.tenant.add(mid, below);
-      mid.tenants.set(below.tenant.id, hold);
+      if (mid.addHold(hold)) this.sharedNodes++;
       this.recency.insertAfter(hold, below);
       this.holds++;
     }
@@ -240,7 +304,7 @@ export class PrefixTree {
 
   /** Makes `tenant`'s hold on `node` its newest, creating it if need be; whether it was created. */
   private touch(node: TreeNode, tenant: Tenant<TreeNode>): boolean {
-    const hold = node.tenants.get(tenant.id);
+    const hold = node.holdOf(tenant.id);
     if (hold) {
       tenant.own.remove(hold);
       this.recency.remove(hold);
@@ -250,14 +314,14 @@ export class PrefixTree {
     }
     const created = tenant.add(node, undefined);
     tenant.chars += node.label.length;
-    node.tenants.set(tenant.id, created);
+    if (node.addHold(created)) this.sharedNodes++;
     this.recency.append(created);
     this.holds++;
     return true;
   }
 
   private countPrompt(node: TreeNode, tenant: Tenant<TreeNode>): void {
-    (node.tenants.get(tenant.id) as Hold<TreeNode>).prompts++;
+    (node.holdOf(tenant.id) as Hold<TreeNode>).prompts++;
     this.prompts++;
   }
 
@@ -272,12 +336,12 @@ export class PrefixTree {
     const { node, tenant } = hold;
     tenant.own.remove(hold);
     this.recency.remove(hold);
-    node.tenants.delete(tenant.id);
+    if (node.removeHold(hold)) this.sharedNodes--;
     tenant.chars -= node.label.length;
     this.holds--;
     this.prompts -= hold.prompts;
     if (tenant.own.oldest === undefined) this.tenants.delete(tenant.id);
-    if (node.tenants.size > 0) return;
+    if (node.holdCount > 0) return;
     // Nobody holds it, so nobody holds anything below it: it is a leaf.
     const parent = node.parent as TreeNode;
     parent.removeChild(node);
