@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { CacheAwarePolicy } from "../src/master/routing/cache-aware.js";
 import { createPolicy, POLICY_NAMES, type Candidates, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { PowerOfTwoPolicy } from "../src/master/routing/power-of-two.js";
+import { sharedLength } from "../src/master/routing/labels.js";
 import { PrefixTree } from "../src/master/routing/prefix-tree.js";
 import { SessionPolicy } from "../src/master/routing/session.js";
 
@@ -272,6 +273,16 @@ describe("prefix tree", () => {
             for (const [id, n] of claimed) expect(n).toBeLessThanOrEqual(reference.get(id) ?? 0);
           }
         }
+      }),
+    );
+  });
+
+  it("finds where a long label and a text part, at any offset (property, against brute force)", () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 3_000 }), fc.string({ maxLength: 300 }), fc.string({ maxLength: 300 }), fc.string({ maxLength: 50 }), (common, a, b, lead) => {
+        const label = common + a;
+        const text = lead + common + b;
+        expect(sharedLength(label, text, lead.length)).toBe(sharedPrefix(label, text.slice(lead.length)));
       }),
     );
   });

@@ -2,6 +2,10 @@
 // prompts' characters, whose nodes record which workers ("tenants") hold the prefix ending there, bounded in memory
 // by evicting least recently used holds.
 import { type Hold, HoldList, Tenant } from "./holds.js";
+import { flatCopy, holdsAt, sharedLength } from "./labels.js";
+import { type Holders, TreeNode } from "./tree-node.js";
+
+export type { Holders } from "./tree-node.js";
 
 /**
  * Approximate bytes of a node (with its label's header), a hold, the map of a node held by several workers, and a
@@ -14,114 +18,6 @@ export const TENANT_BYTES = 200;
 
 // Labels holding a character outside Latin-1 take two bytes per character in V8.
 const WIDE = /[^\u0000-\u00ff]/;
-// Runs this short are compared character by character once a longer one differs.
-const SHORT_RUN = 16;
-
-/** The workers believed to hold one step of a path's prefix. */
-export interface Holders {
-  holds(workerId: string): boolean;
-  holderIds(): Iterable<string>;
-}
-
-class TreeNode implements Holders {
-  /**
-   * The holds of the workers believed to hold this node's whole prefix: a lone one inline (as most are: the end of
-   * a conversation), several in a map by worker id.
-   */
-  private tenancy: Hold<TreeNode> | Map<string, Hold<TreeNode>> | undefined;
-  /**
-   * Its children by their label's first character: a lone child inline (as most are along a conversation, which
-   * saves a map and its memory reads at each step of a walk), several in a map.
-   */
-  private kids: TreeNode | Map<number, TreeNode> | undefined;
-
-  constructor(
-    /** The edge from the parent; a flat copy, never a slice of a prompt (a slice would keep the whole prompt alive). */
-    public label: string,
-    public parent: TreeNode | undefined,
-    public wide: boolean,
-  ) {}
-
-  get isLeaf(): boolean {
-    return this.kids === undefined;
-  }
-
-  get holdCount(): number {
-    const tenancy = this.tenancy;
-    return tenancy instanceof Map ? tenancy.size : tenancy === undefined ? 0 : 1;
-  }
-
-  holdOf(workerId: string): Hold<TreeNode> | undefined {
-    const tenancy = this.tenancy;
-    if (tenancy instanceof Map) return tenancy.get(workerId);
-    return tenancy !== undefined && tenancy.tenant.id === workerId ? tenancy : undefined;
-  }
-
-  holds(workerId: string): boolean {
-    return this.holdOf(workerId) !== undefined;
-  }
-
-  holderIds(): Iterable<string> {
-    const tenancy = this.tenancy;
-    if (tenancy instanceof Map) return tenancy.keys();
-    return tenancy === undefined ? [] : [tenancy.tenant.id];
-  }
-
-  allHolds(): Iterable<Hold<TreeNode>> {
-    const tenancy = this.tenancy;
-    if (tenancy instanceof Map) return [...tenancy.values()];
-    return tenancy === undefined ? [] : [tenancy];
-  }
-
-  /** Adds a hold; whether the node took a map for its holds. */
-  addHold(hold: Hold<TreeNode>): boolean {
-    const tenancy = this.tenancy;
-    if (tenancy instanceof Map) tenancy.set(hold.tenant.id, hold);
-    else if (tenancy === undefined) this.tenancy = hold;
-    else this.tenancy = new Map([[tenancy.tenant.id, tenancy], [hold.tenant.id, hold]]);
-    return tenancy !== undefined && !(tenancy instanceof Map);
-  }
-
-  /** Removes a hold; whether the node gave up its map. */
-  removeHold(hold: Hold<TreeNode>): boolean {
-    const tenancy = this.tenancy;
-    if (tenancy === hold) {
-      this.tenancy = undefined;
-    } else if (tenancy instanceof Map) {
-      tenancy.delete(hold.tenant.id);
-      if (tenancy.size === 1) {
-        this.tenancy = tenancy.values().next().value;
-        return true;
-      }
-    }
-    return false;
-  }
-
-  child(code: number): TreeNode | undefined {
-    const kids = this.kids;
-    if (kids instanceof Map) return kids.get(code);
-    return kids !== undefined && kids.label.charCodeAt(0) === code ? kids : undefined;
-  }
-
-  /** Adds `node`, or puts it in place of the child starting with the same character. */
-  setChild(node: TreeNode): void {
-    const kids = this.kids;
-    const code = node.label.charCodeAt(0);
-    if (kids instanceof Map) kids.set(code, node);
-    else if (kids === undefined || kids.label.charCodeAt(0) === code) this.kids = node;
-    else this.kids = new Map([[kids.label.charCodeAt(0), kids], [code, node]]);
-  }
-
-  removeChild(node: TreeNode): void {
-    const kids = this.kids;
-    if (kids === node) {
-      this.kids = undefined;
-    } else if (kids instanceof Map) {
-      kids.delete(node.label.charCodeAt(0));
-      if (kids.size === 1) this.kids = kids.values().next().value;
-    }
-  }
-}
 
 export interface PrefixTreeOptions {
   /** Bound on the tree's approximate bytes (labels, nodes, holds, tenants). */
@@ -354,40 +250,4 @@ export class PrefixTree {
     this.chars += sign * node.label.length;
     this.labelBytes += sign * node.label.length * (node.wide ? 2 : 1);
   }
-}
-
-/**
- * Whether `text` has `label` at `pos`. A substring compared with `===` is compared natively (a memcmp, measured 20x
- * faster here than `startsWith(label, pos)`, which V8 compares one character at a time); the substring itself is a
- * short-lived slice, not a copy.
- */
-function holdsAt(text: string, label: string, pos: number): boolean {
-  return text.length - pos >= label.length && text.substring(pos, pos + label.length) === label;
-}
-
-/** How many characters of `label` match `text` from `from` on. */
-export function sharedLength(label: string, text: string, from: number): number {
-  const end = Math.min(label.length, text.length - from);
-  let n = 0;
-  let run = SHORT_RUN;
-  // Equal runs of doubling length, compared natively; a run that differs is halved until it is short.
-  while (n < end) {
-    const size = Math.min(run, end - n);
-    if (text.substring(from + n, from + n + size) === label.substring(n, n + size)) {
-      n += size;
-      run *= 2;
-    } else if (size > SHORT_RUN) {
-      run = size >> 1;
-    } else {
-      break;
-    }
-  }
-  while (n < end && label.charCodeAt(n) === text.charCodeAt(from + n)) n++;
-  return n;
-}
-
-/** A copy of `text` in a string of its own: V8's slices keep their whole parent string alive. */
-function flatCopy(text: string): string {
-  // structuredClone serialises the characters and builds a new flat string (measured: faster than concat tricks).
-  return structuredClone(text);
 }
