@@ -307,6 +307,14 @@ describe("prefix tree", () => {
     expect(tree.stats().prompts).toBe(12);
   });
 
+  it("counts two bytes per character for labels outside Latin-1, one otherwise", () => {
+    const latin = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY });
+    const wide = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY });
+    latin.insert("é".repeat(100), "w0");
+    wide.insert("€".repeat(100), "w0");
+    expect(wide.stats().bytes - latin.stats().bytes).toBe(100);
+  });
+
   it("evicts a worker's least recently used prompts beyond its own bound", () => {
     const tree = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY, maxCharsPerWorker: 250 });
     const [p1, p2, p3] = ["a", "b", "c"].map((c) => c.repeat(100)) as [string, string, string];
