@@ -5,6 +5,7 @@ import type { WorkerEntry } from "../src/master/registry.js";
 import { silentLogger } from "../src/log.js";
 import { PROTOCOL_VERSION } from "../src/worker-protocol/index.js";
 import { percentile, sleep, streamChat } from "./client.js";
+import { routingPolicyRows } from "./routing-policies.js";
 import { firstStamp, nowMicros } from "./stamped-engine.js";
 import { type PathName, startPath } from "./paths.js";
 import type { Row } from "./report.js";
@@ -161,5 +162,6 @@ export function schedulerMicroScenario(quick: boolean): Row[] {
   for (const queued of quick ? [10_000] : [1_000, 10_000]) {
     rows.push({ scenario: "scheduler (in-process)", metric: `µs per decision, 100 workers, ${queued} queued`, unit: "µs", coordinator: schedulerDecisionCost(100, queued, cycles) });
   }
+  rows.push(...routingPolicyRows(quick));
   return rows;
 }

@@ -1,0 +1,103 @@
+// The cache-aware policy: a task goes to the worker believed to hold the longest prefix of its prompt in its KV cache
+// (from a prefix tree of the prompts assigned to each worker), unless that worker is much busier than the least-loaded
+// one or holds too little of the prompt to matter. See docs/routing.md for the rule and its thresholds.
+import type { Candidates, Decision, PolicyStats, RoutableWorker, RoutedTask, RoutingPolicy } from "./policy.js";
+import { type Holders, PrefixTree } from "./prefix-tree.js";
+
+/**
+ * A worker holding the prompt is "much busier" than the least-loaded worker when both its load exceeds the
+ * least-loaded one's by more than `balanceAbsThreshold` and is more than `balanceRelThreshold` times it (loads are
+ * slots taken over slots).
+ */
+export interface CacheAwareOptions {
+  /** Least share of the prompt a worker must hold for the cache to decide (default 0.5); below it, least-loaded. */
+  cacheThreshold?: number;
+  /** Default 0.25: a quarter of a worker's slots. */
+  balanceAbsThreshold?: number;
+  /** Default 1.5. */
+  balanceRelThreshold?: number;
+  /** Bound on the prefix tree's approximate bytes (default 256 MiB); least recently used entries go first. */
+  maxBytes?: number;
+  /** Bound on the characters any one worker is believed to hold, if any (e.g. its KV cache's size in characters). */
+  maxCharsPerWorker?: number;
+}
+
+export const CACHE_AWARE_DEFAULTS = {
+  cacheThreshold: 0.5,
+  balanceAbsThreshold: 0.25,
+  balanceRelThreshold: 1.5,
+  maxBytes: 256 * 1024 * 1024,
+} as const;
+
+/** Holders looked at per decision, at most, beyond the least-loaded worker (which is checked in O(1) at each step). */
+const SCAN_BUDGET = 64;
+
+export class CacheAwarePolicy implements RoutingPolicy {
+  readonly name = "cache-aware";
+  private readonly tree: PrefixTree;
+  private readonly cacheThreshold: number;
+  private readonly balanceAbsThreshold: number;
+  private readonly balanceRelThreshold: number;
+
+  constructor(options: CacheAwareOptions = {}) {
+    this.cacheThreshold = options.cacheThreshold ?? CACHE_AWARE_DEFAULTS.cacheThreshold;
+    this.balanceAbsThreshold = options.balanceAbsThreshold ?? CACHE_AWARE_DEFAULTS.balanceAbsThreshold;
+    this.balanceRelThreshold = options.balanceRelThreshold ?? CACHE_AWARE_DEFAULTS.balanceRelThreshold;
+    this.tree = new PrefixTree({ maxBytes: options.maxBytes ?? CACHE_AWARE_DEFAULTS.maxBytes, maxCharsPerWorker: options.maxCharsPerWorker });
+  }
+
+  /**
+   * Walks the prompt's path once and looks at its steps from the deepest up (each step's holders include the deeper
+   * ones'): the first step holding at least `cacheThreshold` of the prompt where the least-loaded holder with a free
+   * slot is not much busier than the least-loaded worker wins ("cache_hit"). Otherwise the least-loaded worker:
+   * "balance" when some holder of enough of the prompt was free but much busier, "cache_miss" when none was.
+   */
+  pick<W extends RoutableWorker>(task: RoutedTask, candidates: Candidates<W>): Decision<W> | undefined {
+    const least = candidates.leastLoaded();
+    if (least === undefined) return undefined;
+    const path = this.tree.walk(task.text);
+    const enough = this.cacheThreshold * task.text.length;
+    let budget = SCAN_BUDGET;
+    let busier = false;
+    for (let step = path.length - 1; step >= 0 && (path.depths[step] as number) >= enough; step--) {
+      const holders = path.holders[step] as Holders;
+      if (holders.holds(least.id)) return { worker: least, reason: "cache_hit" };
+      let best: W | undefined;
+      for (const id of holders.holderIds()) {
+        if (budget-- <= 0) break;
+        const worker = candidates.get(id);
+        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) best = worker;
+      }
+      if (best === undefined) continue;
+      if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit" };
+      busier = true;
+    }
+    return { worker: least, reason: busier ? "balance" : "cache_miss" };
+  }
+
+  /** The worker now holds the task's prompt (it will have evaluated it by the time another task could reuse it). */
+  assigned(task: RoutedTask, workerId: string): void {
+    this.tree.insert(task.text, workerId);
+  }
+
+  released(): void {}
+
+  workerRemoved(workerId: string): void {
+    this.tree.removeWorker(workerId);
+  }
+
+  /** For each worker holding some prefix of `text`, the length of the longest one. */
+  matchLengths(text: string): Map<string, number> {
+    return this.tree.matchLengths(text);
+  }
+
+  /** Entries: (prompt, worker) pairs remembered whole. */
+  stats(): PolicyStats {
+    const { prompts, bytes } = this.tree.stats();
+    return { entries: prompts, bytes };
+  }
+
+  private muchBusier(worker: RoutableWorker, least: RoutableWorker): boolean {
+    return worker.load - least.load > this.balanceAbsThreshold && worker.load > this.balanceRelThreshold * least.load;
+  }
+}

@@ -1,0 +1,253 @@
+// An approximate prefix tree of the prompts each worker is believed to hold in its KV cache: a radix tree over the
+// prompts' characters, whose nodes record which workers ("tenants") hold the prefix ending there, bounded in memory
+// by evicting least recently used holds.
+import { type Hold, HoldList, Tenant } from "./holds.js";
+import { flatCopy, holdsAt, sharedLength } from "./labels.js";
+import { type Holders, TreeNode } from "./tree-node.js";
+
+export type { Holders } from "./tree-node.js";
+
+/**
+ * Approximate bytes of a node (with its label's header), a hold, the map of a node held by several workers, and a
+ * tenant, besides the labels' characters (measured on Node 20, 64-bit, no pointer compression).
+ */
+export const NODE_BYTES = 130;
+export const HOLD_BYTES = 100;
+export const SHARED_NODE_BYTES = 180;
+export const TENANT_BYTES = 200;
+
+// Labels holding a character outside Latin-1 take two bytes per character in V8.
+const WIDE = /[^\u0000-\u00ff]/;
+
+export interface PrefixTreeOptions {
+  /** Bound on the tree's approximate bytes (labels, nodes, holds, tenants). */
+  maxBytes: number;
+  /** Bound on the characters any one worker is believed to hold (its KV cache's size, in characters), if any. */
+  maxCharsPerWorker?: number;
+}
+
+export interface PrefixTreeStats {
+  /** Prompts inserted for a worker that it still holds (each turn of a conversation counts; repeats do not). */
+  prompts: number;
+  nodes: number;
+  holds: number;
+  /** Characters of the labels, each stored once however many workers hold it. */
+  chars: number;
+  bytes: number;
+}
+
+/**
+ * The path of a text through the tree, from the root down: at step i the text's first `depths[i]` characters are held
+ * by every worker in `holders[i]`, and a deeper step has no holder a shallower one lacks (a worker holding a
+ * prefix holds its prefixes). Valid until the tree next changes or walks.
+ */
+export class MatchPath {
+  length = 0;
+  readonly depths: number[] = [];
+  readonly holders: Holders[] = [];
+}
+
+export class PrefixTree {
+  private readonly root = new TreeNode("", undefined, false);
+  private readonly tenants = new Map<string, Tenant<TreeNode>>();
+  /** Every hold, least recently used first. */
+  private readonly recency = new HoldList<TreeNode>(false);
+  private readonly path = new MatchPath();
+  private readonly inserted: TreeNode[] = [];
+  private prompts = 0;
+  private nodes = 0;
+  private holds = 0;
+  /** Nodes held by several workers (each has a map of its holds). */
+  private sharedNodes = 0;
+  private chars = 0;
+  private labelBytes = 0;
+
+  constructor(private readonly options: PrefixTreeOptions) {}
+
+  /** Walks `text` down the tree once (see MatchPath). */
+  walk(text: string): MatchPath {
+    const path = this.path;
+    path.length = 0;
+    let node = this.root;
+    let pos = 0;
+    while (pos < text.length) {
+      const child = node.child(text.charCodeAt(pos));
+      if (!child) break;
+      const whole = holdsAt(text, child.label, pos);
+      pos += whole ? child.label.length : sharedLength(child.label, text, pos);
+      path.depths[path.length] = pos;
+      path.holders[path.length] = child;
+      path.length++;
+      if (!whole) break;
+      node = child;
+    }
+    return path;
+  }
+
+  /** For each worker holding some prefix of `text`, the length of the longest one. */
+  matchLengths(text: string): Map<string, number> {
+    const path = this.walk(text);
+    const lengths = new Map<string, number>();
+    for (let i = path.length - 1; i >= 0; i--) {
+      for (const id of (path.holders[i] as Holders).holderIds()) {
+        if (!lengths.has(id)) lengths.set(id, path.depths[i] as number);
+      }
+    }
+    return lengths;
+  }
+
+  /** Records that `workerId` now holds `text` (and so all its prefixes), then evicts down to the bounds. */
+  insert(text: string, workerId: string): void {
+    if (text.length === 0) return;
+    let tenant = this.tenants.get(workerId);
+    if (!tenant) {
+      tenant = new Tenant<TreeNode>(workerId);
+      this.tenants.set(workerId, tenant);
+    }
+    const path = this.inserted;
+    path.length = 0;
+    let node = this.root;
+    let pos = 0;
+    let grew = false;
+    while (pos < text.length) {
+      const child = node.child(text.charCodeAt(pos));
+      if (!child) {
+        if (this.ownsTail(node, tenant)) this.extend(node, text.slice(pos), tenant);
+        else path.push(this.addLeaf(node, text.slice(pos)));
+        grew = true;
+        break;
+      }
+      if (holdsAt(text, child.label, pos)) {
+        pos += child.label.length;
+        node = child;
+      } else {
+        const shared = sharedLength(child.label, text, pos);
+        node = this.split(child, shared);
+        pos += shared;
+      }
+      path.push(node);
+    }
+    // Deepest first: a worker's hold on a node is then always more recent than its holds below it, so the least
+    // recently used hold (of anyone, or of one worker) is on a leaf of that worker's and can go alone.
+    for (let i = path.length - 1; i >= 0; i--) {
+      const fresh = this.touch(path[i] as TreeNode, tenant);
+      if (i === path.length - 1 && (fresh || grew)) this.countPrompt(path[i] as TreeNode, tenant);
+    }
+    path.length = 0;
+    this.evict(tenant);
+  }
+
+  /** Forgets every prefix `workerId` held, in the time of its own holds (no walk of the tree). */
+  removeWorker(workerId: string): void {
+    const tenant = this.tenants.get(workerId);
+    while (tenant?.own.oldest) this.drop(tenant.own.oldest);
+  }
+
+  stats(): PrefixTreeStats {
+    return { prompts: this.prompts, nodes: this.nodes, holds: this.holds, chars: this.chars, bytes: this.bytes };
+  }
+
+  private get bytes(): number {
+    const overheads = this.nodes * NODE_BYTES + this.holds * HOLD_BYTES + this.sharedNodes * SHARED_NODE_BYTES;
+    return this.labelBytes + overheads + this.tenants.size * TENANT_BYTES;
+  }
+
+  private addLeaf(parent: TreeNode, suffix: string): TreeNode {
+    const label = flatCopy(suffix);
+    const leaf = new TreeNode(label, parent, WIDE.test(label));
+    parent.setChild(leaf);
+    this.nodes++;
+    this.countLabel(leaf, 1);
+    return leaf;
+  }
+
+  /**
+   * Whether `node` is a leaf held by `tenant` alone: the end of a conversation only it holds, which its next turn
+   * extends in place rather than hanging a node below it. A conversation is then one node from where it parts from
+   * the others to its end, whatever its turns: a walk reads a few nodes instead of one per turn (the cold memory
+   * reads are most of a decision's cost), and the worker holds the conversation as one unit, as its KV cache does.
+   */
+  private ownsTail(node: TreeNode, tenant: Tenant<TreeNode>): boolean {
+    return node !== this.root && node.isLeaf && node.holdCount === 1 && node.holds(tenant.id);
+  }
+
+  private extend(leaf: TreeNode, suffix: string, tenant: Tenant<TreeNode>): void {
+    this.countLabel(leaf, -1);
+    leaf.label = flatCopy(leaf.label + suffix);
+    leaf.wide ||= WIDE.test(suffix);
+    this.countLabel(leaf, 1);
+    tenant.chars += suffix.length;
+  }
+
+  /** Cuts `child`'s edge after `at` characters; the new node in between holds what `child` held. */
+  private split(child: TreeNode, at: number): TreeNode {
+    const parent = child.parent as TreeNode;
+    const mid = new TreeNode(flatCopy(child.label.slice(0, at)), parent, child.wide);
+    parent.setChild(mid);
+    child.label = flatCopy(child.label.slice(at));
+    child.parent = mid;
+    mid.setChild(child);
+    this.nodes++;
+    for (const below of child.allHolds()) {
+      // Just after the hold below it: newer than that one, older than the holds above it, as `insert` keeps them.
+      const hold = below.tenant.add(mid, below);
+      if (mid.addHold(hold)) this.sharedNodes++;
+      this.recency.insertAfter(hold, below);
+      this.holds++;
+    }
+    return mid;
+  }
+
+  /** Makes `tenant`'s hold on `node` its newest, creating it if need be; whether it was created. */
+  private touch(node: TreeNode, tenant: Tenant<TreeNode>): boolean {
+    const hold = node.holdOf(tenant.id);
+    if (hold) {
+      tenant.own.remove(hold);
+      this.recency.remove(hold);
+      tenant.own.append(hold);
+      this.recency.append(hold);
+      return false;
+    }
+    const created = tenant.add(node, undefined);
+    tenant.chars += node.label.length;
+    if (node.addHold(created)) this.sharedNodes++;
+    this.recency.append(created);
+    this.holds++;
+    return true;
+  }
+
+  private countPrompt(node: TreeNode, tenant: Tenant<TreeNode>): void {
+    (node.holdOf(tenant.id) as Hold<TreeNode>).prompts++;
+    this.prompts++;
+  }
+
+  private evict(tenant: Tenant<TreeNode>): void {
+    const perWorker = this.options.maxCharsPerWorker;
+    if (perWorker !== undefined) while (tenant.chars > perWorker && tenant.own.oldest) this.drop(tenant.own.oldest);
+    while (this.bytes > this.options.maxBytes && this.recency.oldest) this.drop(this.recency.oldest);
+  }
+
+  /** Removes one hold, which must be on a leaf of its worker's; a node nobody holds any more goes with it. */
+  private drop(hold: Hold<TreeNode>): void {
+    const { node, tenant } = hold;
+    tenant.own.remove(hold);
+    this.recency.remove(hold);
+    if (node.removeHold(hold)) this.sharedNodes--;
+    tenant.chars -= node.label.length;
+    this.holds--;
+    this.prompts -= hold.prompts;
+    if (tenant.own.oldest === undefined) this.tenants.delete(tenant.id);
+    if (node.holdCount > 0) return;
+    // Nobody holds it, so nobody holds anything below it: it is a leaf.
+    const parent = node.parent as TreeNode;
+    parent.removeChild(node);
+    node.parent = undefined;
+    this.nodes--;
+    this.countLabel(node, -1);
+  }
+
+  private countLabel(node: TreeNode, sign: 1 | -1): void {
+    this.chars += sign * node.label.length;
+    this.labelBytes += sign * node.label.length * (node.wide ? 2 : 1);
+  }
+}
