@@ -8,6 +8,7 @@ import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
+import { createPolicy } from "./master/routing/index.js";
 import { ClusterActivity } from "./metrics/activity.js";
 import { CoordinatorMetrics } from "./metrics/metrics.js";
 import { WorkerAdmission } from "./master/worker-admission.js";
@@ -76,6 +77,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
+    routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => createPolicy(name) },
     log,
   });
   const metrics = new CoordinatorMetrics(master);

@@ -18,6 +18,7 @@ import {
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
+import { createPolicy } from "./routing/index.js";
 import type { PolicyName, RoutingPolicy } from "./routing/policy.js";
 import { Router } from "./routing/router.js";
 import { ModelQueues } from "./scheduler.js";
@@ -76,7 +77,7 @@ export class Master {
   constructor(readonly options: MasterOptions) {
     this.queues = new ModelQueues(options.queueMaxLength);
     this.router = new Router({
-      ...(options.routing ?? { policyOf: () => "least-loaded", create: leastLoadedOnly }),
+      ...(options.routing ?? { policyOf: () => "least-loaded", create: (name) => createPolicy(name) }),
       onDecision: (model, policy, reason) => this.observers.routed(model, policy, reason),
     });
     this.grantBatchBytes = Math.max(1, Math.floor(options.taskWindowBytes / 4));
@@ -658,17 +659,3 @@ export class Master {
   }
 }
 
-/** The default routing, until configured: today's least-loaded choice for every model. */
-function leastLoadedOnly(): RoutingPolicy {
-  return {
-    name: "least-loaded",
-    pick: (_task, candidates) => {
-      const worker = candidates.leastLoaded();
-      return worker && { worker, reason: "least_loaded" };
-    },
-    assigned() {},
-    released() {},
-    workerRemoved() {},
-    stats: () => ({ entries: 0, bytes: 0 }),
-  };
-}
