@@ -36,6 +36,11 @@ let expectedUsage: {
   prompt_tokens_details: { cached_tokens: number };
   completion_tokens_details: { reasoning_tokens: unknown };
 };
+/**
+ * The same, for the same chat served again by a worker whose sequence holds it: all of the prompt but its last token
+ * is read from the prompt cache (the last is evaluated anew for the reply's first token).
+ */
+let warmUsage: typeof expectedUsage;
 
 /** Everything a describe block started; `stopAll` stops the processes, then the taps, then the coordinators. */
 const running: { processes: CliProcess[]; taps: WireTap[]; coordinators: RunningCoordinator[] } = {
@@ -69,6 +74,7 @@ beforeAll(async () => {
       // upstream that does not say how many tokens a chunk holds. Some, and fewer than the whole reply.
       completion_tokens_details: { reasoning_tokens: expect.toSatisfy((n: number) => n > 0 && n < completion) },
     };
+    warmUsage = { ...expectedUsage, prompt_tokens_details: { cached_tokens: prompt - 1 } };
   } finally {
     await llama.dispose();
   }
@@ -186,12 +192,13 @@ describe("a llama worker process serving the scripted model", () => {
     const runs = [await streamChat(client, "scripted"), await streamChat(client, "scripted"), await streamChat(client, "scripted")];
     const raw = await client.chat.completions.create(withExtensions({ model: "scripted", messages, temperature: 0 }, { reasoning_format: "raw" }));
 
-    for (const run of runs) {
-      expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
-    }
+    // The first run evaluates the whole prompt; the next ones find it in the worker's prompt cache.
+    runs.forEach((run, i) => {
+      expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: i === 0 ? expectedUsage : warmUsage });
+    });
     expect(raw.choices[0]?.message.content).toBe(SCRIPTED_REPLY);
     // Raw mode parses no reasoning out of the reply, so it counts none.
-    expect(raw.usage).toMatchObject({ ...expectedUsage, completion_tokens_details: { reasoning_tokens: 0 } });
+    expect(raw.usage).toMatchObject({ ...warmUsage, completion_tokens_details: { reasoning_tokens: 0 } });
   });
 
   it("honours structured output, forced tool calls, logprobs and top_k through the coordinator (request options, issue 13)", async () => {
@@ -288,7 +295,7 @@ describe("a llama worker process serving the scripted model", () => {
     expect(streamedTokens(solo.tap, taskId, ackIndex)).toBe(0);
     // One slot: the next task was assigned only once the worker acknowledged, and ran to the scripted end.
     expect(solo.tap.messages.findLastIndex(isAssigned("scripted"))).toBeGreaterThan(ackIndex);
-    expect(next).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
+    expect(next).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: warmUsage });
     await eventually(() => head.master.liveTasks === 0, "no task left on the coordinator");
   });
 
@@ -308,7 +315,12 @@ describe("a llama worker process serving the scripted model", () => {
           { type: "text", text: ANSWER },
         ],
         stop_reason: "end_turn",
-        usage: { input_tokens: expectedUsage.prompt_tokens, output_tokens: expectedUsage.completion_tokens },
+        // Anthropic's count: input_tokens are those evaluated anew, the rest were read from the prompt cache.
+        usage: {
+          input_tokens: 1,
+          cache_read_input_tokens: warmUsage.prompt_tokens_details.cached_tokens,
+          output_tokens: expectedUsage.completion_tokens,
+        },
       });
     }
   });
