@@ -181,7 +181,8 @@ describe("a llama worker process serving the scripted model", () => {
   let solo: { process: CliProcess; tap: WireTap };
 
   beforeAll(async () => {
-    head = await coordinator();
+    // Frequent heartbeats: they carry the worker's prompt cache.
+    head = await coordinator({ heartbeatMs: 200 });
     client = openaiClient(head);
     solo = await llamaWorker(head, "solo", 1);
   }, STARTUP_MS);
@@ -299,6 +300,22 @@ describe("a llama worker process serving the scripted model", () => {
     await eventually(() => head.master.liveTasks === 0, "no task left on the coordinator");
   });
 
+  it("reports its prompt cache in heartbeats: per model, the sequences holding tokens and their tokens", async () => {
+    await streamChat(client, "scripted");
+    const from = solo.tap.messages.length;
+    const beat = await solo.tap.waitFor(
+      (t) => t.from === "worker" && t.message.type === "Heartbeat" && solo.tap.messages.indexOf(t) >= from,
+      "a heartbeat after the task",
+    );
+
+    // One sequence each (--max-concurrency 1); scripted's holds the chat and the whole reply (it ended by itself).
+    expect(beat.message.type === "Heartbeat" && beat.message.cache?.find((cache) => cache.model === "scripted")).toEqual({
+      model: "scripted",
+      sequences: 1,
+      tokens: expectedUsage.total_tokens,
+    });
+  });
+
   it("answers the Anthropic Messages API with a thinking block and a text block, and usage as the model tokenizes", async () => {
     const anthropic = new Anthropic({ baseURL: head.url, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
     const request = withExtensions(
@@ -398,5 +415,30 @@ describe("an openai worker in front of a second coordinator with a llama worker"
 
     expect(cancelled.message).toMatchObject({ reason: "client disconnected" });
     await eventually(() => upstream.master.liveTasks === 0 && outer.master.liveTasks === 0, "no task left on either coordinator");
+  });
+});
+
+describe("a llama worker started with --no-prompt-cache", () => {
+  let head: RunningCoordinator;
+  let plain: { process: CliProcess; tap: WireTap };
+
+  beforeAll(async () => {
+    head = await coordinator({ heartbeatMs: 200 });
+    plain = await workerProcess(head, ["--engine", "llama", "--gpu", "cpu", "--name", "plain", "--model", scriptedPath, "--no-prompt-cache"]);
+  }, STARTUP_MS);
+
+  afterAll(stopAll);
+
+  it("evaluates every prompt whole, and its heartbeats report no cache", async () => {
+    const client = openaiClient(head);
+    const runs = [await streamChat(client, "scripted"), await streamChat(client, "scripted")];
+    const from = plain.tap.messages.length;
+    const beat = await plain.tap.waitFor(
+      (t) => t.from === "worker" && t.message.type === "Heartbeat" && plain.tap.messages.indexOf(t) >= from,
+      "a heartbeat from the worker",
+    );
+
+    for (const run of runs) expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
+    expect(beat.message).not.toHaveProperty("cache");
   });
 });
