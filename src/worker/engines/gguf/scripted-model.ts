@@ -56,7 +56,7 @@ export interface ScriptedModelOptions {
   /**
    * Amplitude of seeded pseudo-random attention weights and of offsets added to the embeddings of the tokens outside
    * the reply (0, the default: none). Each output's probabilities then depend a little on every earlier token and its
-   * position, so a KV cache holding the wrong tokens shows in the logprobs; at ~0.05 greedy decoding still writes the
+   * position, so a KV cache holding the wrong tokens shows in the logprobs; at 0.1 greedy decoding still writes the
    * script. The same options always give the same file.
    */
   mixing?: number;
