@@ -1,6 +1,6 @@
 // Writes the tiny scripted GGUF model the tests (and `--demo`) run through real llama.cpp.
 //
-//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless] [--closes-json] [--encoder]
+//   npx tsx scripts/make-test-model.ts [out.gguf] [--endless] [--closes-json] [--encoder] [--layers N] [--width N] [--mixing A]
 //
 // The model (~100 KB, llama architecture, F32) answers any chat with SCRIPTED_REPLY,
 // `<think> The user says hello.</think> Hello! How can I help?`, by greedy decoding: a hand-built "bigram"
@@ -13,9 +13,13 @@
 // response_format and forced tool calls; without a grammar it writes the same reply.
 // `--encoder` writes an embedding-only variant (non-causal attention, mean pooling, as BERT-like models declare), for
 // tests of embeddings: it embeds an input as the mean of its tokens' one-hot embeddings.
+// `--layers N --width N` write a larger model that says the same but costs more per token (`--layers 8 --width 256`:
+// 15 MiB, ~0.4 ms per prompt token on one CPU thread), for measurements of prefill and prompt caching (bench/llama-prefix.ts).
+// `--mixing A` gives it small seeded attention weights (A ~0.1), so that its probabilities depend on the whole context.
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
 import { buildScriptedModel, type ScriptedModelOptions } from "../src/worker/engines/gguf/scripted-model.js";
 
 export { SCRIPTED_REPLY, splitIntoPieces, type ScriptedModelOptions } from "../src/worker/engines/gguf/scripted-model.js";
@@ -41,11 +45,28 @@ export async function makeTestModel(path: string, options: ScriptedModelOptions 
 }
 
 async function main(argv: string[]): Promise<void> {
-  const endless = argv.includes("--endless");
-  const closesJson = argv.includes("--closes-json");
-  const encoder = argv.includes("--encoder");
-  const out = argv.find((arg) => !arg.startsWith("--")) ?? "test-artifacts/scripted.gguf";
-  const model = await makeTestModel(out, { endless, closesJson, encoder });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      endless: { type: "boolean" },
+      "closes-json": { type: "boolean" },
+      encoder: { type: "boolean" },
+      layers: { type: "string" },
+      width: { type: "string" },
+      mixing: { type: "string" },
+    },
+  });
+  const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
+  const out = positionals[0] ?? "test-artifacts/scripted.gguf";
+  const model = await makeTestModel(out, {
+    endless: values.endless,
+    closesJson: values["closes-json"],
+    encoder: values.encoder,
+    layers: number(values.layers),
+    width: number(values.width),
+    mixing: number(values.mixing),
+  });
   process.stdout.write(`wrote ${model.path} (${model.bytes} bytes); it replies: ${model.scriptedReply}\n`);
 }
 

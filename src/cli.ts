@@ -127,6 +127,7 @@ async function workerCommand(args: string[]): Promise<void> {
     contextLength: config.contextLength,
     threads: config.threads,
     embeddings: config.embeddings,
+    promptCache: !config.noPromptCache,
     onLoadProgress: status ? (model, fraction) => status.set(loadingBar(model, fraction)) : undefined,
     onLog: (level, message) => (level === "error" ? log.error({ source: "llama.cpp" }, message) : log.debug({ source: "llama.cpp", level }, message)),
     upstream: config.upstream,

@@ -37,6 +37,11 @@ let expectedUsage: {
   prompt_tokens_details: { cached_tokens: number };
   completion_tokens_details: { reasoning_tokens: unknown };
 };
+/**
+ * The same, for the same chat served again by a worker whose sequence holds it: all of the prompt but its last token
+ * is read from the prompt cache (the last is evaluated anew for the reply's first token).
+ */
+let warmUsage: typeof expectedUsage;
 
 /** Everything a describe block started; `stopAll` stops the processes, then the taps, then the coordinators. */
 const running: { processes: CliProcess[]; taps: WireTap[]; coordinators: RunningCoordinator[] } = {
@@ -70,6 +75,7 @@ beforeAll(async () => {
       // upstream that does not say how many tokens a chunk holds. Some, and fewer than the whole reply.
       completion_tokens_details: { reasoning_tokens: expect.toSatisfy((n: number) => n > 0 && n < completion) },
     };
+    warmUsage = { ...expectedUsage, prompt_tokens_details: { cached_tokens: prompt - 1 } };
   } finally {
     await llama.dispose();
   }
@@ -176,7 +182,8 @@ describe("a llama worker process serving the scripted model", () => {
   let solo: { process: CliProcess; tap: WireTap };
 
   beforeAll(async () => {
-    head = await coordinator();
+    // Frequent heartbeats: they carry the worker's prompt cache.
+    head = await coordinator({ heartbeatMs: 200 });
     client = openaiClient(head);
     solo = await llamaWorker(head, "solo", 1, ["--embeddings"]);
   }, STARTUP_MS);
@@ -187,12 +194,13 @@ describe("a llama worker process serving the scripted model", () => {
     const runs = [await streamChat(client, "scripted"), await streamChat(client, "scripted"), await streamChat(client, "scripted")];
     const raw = await client.chat.completions.create(withExtensions({ model: "scripted", messages, temperature: 0 }, { reasoning_format: "raw" }));
 
-    for (const run of runs) {
-      expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
-    }
+    // The first run evaluates the whole prompt; the next ones find it in the worker's prompt cache.
+    runs.forEach((run, i) => {
+      expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: i === 0 ? expectedUsage : warmUsage });
+    });
     expect(raw.choices[0]?.message.content).toBe(SCRIPTED_REPLY);
     // Raw mode parses no reasoning out of the reply, so it counts none.
-    expect(raw.usage).toMatchObject({ ...expectedUsage, completion_tokens_details: { reasoning_tokens: 0 } });
+    expect(raw.usage).toMatchObject({ ...warmUsage, completion_tokens_details: { reasoning_tokens: 0 } });
   });
 
   it("honours structured output, forced tool calls, logprobs and top_k through the coordinator (request options, issue 13)", async () => {
@@ -320,8 +328,24 @@ describe("a llama worker process serving the scripted model", () => {
     expect(streamedTokens(solo.tap, taskId, ackIndex)).toBe(0);
     // One slot: the next task was assigned only once the worker acknowledged, and ran to the scripted end.
     expect(solo.tap.messages.findLastIndex(isAssigned("scripted"))).toBeGreaterThan(ackIndex);
-    expect(next).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
+    expect(next).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: warmUsage });
     await eventually(() => head.master.liveTasks === 0, "no task left on the coordinator");
+  });
+
+  it("reports its prompt cache in heartbeats: per model, the sequences holding tokens and their tokens", async () => {
+    await streamChat(client, "scripted");
+    const from = solo.tap.messages.length;
+    const beat = await solo.tap.waitFor(
+      (t) => t.from === "worker" && t.message.type === "Heartbeat" && solo.tap.messages.indexOf(t) >= from,
+      "a heartbeat after the task",
+    );
+
+    // One sequence each (--max-concurrency 1); scripted's holds the chat and the whole reply (it ended by itself).
+    expect(beat.message.type === "Heartbeat" && beat.message.cache?.find((cache) => cache.model === "scripted")).toEqual({
+      model: "scripted",
+      sequences: 1,
+      tokens: expectedUsage.total_tokens,
+    });
   });
 
   it("answers the Anthropic Messages API with a thinking block and a text block, and usage as the model tokenizes", async () => {
@@ -340,7 +364,12 @@ describe("a llama worker process serving the scripted model", () => {
           { type: "text", text: ANSWER },
         ],
         stop_reason: "end_turn",
-        usage: { input_tokens: expectedUsage.prompt_tokens, output_tokens: expectedUsage.completion_tokens },
+        // Anthropic's count: input_tokens are those evaluated anew, the rest were read from the prompt cache.
+        usage: {
+          input_tokens: 1,
+          cache_read_input_tokens: warmUsage.prompt_tokens_details.cached_tokens,
+          output_tokens: expectedUsage.completion_tokens,
+        },
       });
     }
   });
@@ -418,5 +447,30 @@ describe("an openai worker in front of a second coordinator with a llama worker"
 
     expect(cancelled.message).toMatchObject({ reason: "client disconnected" });
     await eventually(() => upstream.master.liveTasks === 0 && outer.master.liveTasks === 0, "no task left on either coordinator");
+  });
+});
+
+describe("a llama worker started with --no-prompt-cache", () => {
+  let head: RunningCoordinator;
+  let plain: { process: CliProcess; tap: WireTap };
+
+  beforeAll(async () => {
+    head = await coordinator({ heartbeatMs: 200 });
+    plain = await workerProcess(head, ["--engine", "llama", "--gpu", "cpu", "--name", "plain", "--model", scriptedPath, "--no-prompt-cache"]);
+  }, STARTUP_MS);
+
+  afterAll(stopAll);
+
+  it("evaluates every prompt whole, and its heartbeats report no cache", async () => {
+    const client = openaiClient(head);
+    const runs = [await streamChat(client, "scripted"), await streamChat(client, "scripted")];
+    const from = plain.tap.messages.length;
+    const beat = await plain.tap.waitFor(
+      (t) => t.from === "worker" && t.message.type === "Heartbeat" && plain.tap.messages.indexOf(t) >= from,
+      "a heartbeat from the worker",
+    );
+
+    for (const run of runs) expect(run).toEqual({ content: ANSWER, reasoning: REASONING, finishReason: "stop", usage: expectedUsage });
+    expect(beat.message).not.toHaveProperty("cache");
   });
 });

@@ -99,7 +99,7 @@ describe("LlamaEngine", () => {
     const { text, result } = await run(request("scripted", { temperature: 0, maxTokens: 3 }));
 
     expect(text).toBe("<think> The user");
-    expect(result).toEqual({ finishReason: "length", usage: { promptTokens: expect.any(Number), completionTokens: 3 } });
+    expect(result).toEqual({ finishReason: "length", usage: { promptTokens: expect.any(Number), completionTokens: 3, cachedTokens: expect.any(Number) } });
   });
 
   it("stops at a stop string, sending none of it, and names it", async () => {

@@ -1,5 +1,5 @@
 // The hand-built scripted GGUF: small, and real llama.cpp (through node-llama-cpp) decodes exactly its scripted reply.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getLlama, readGgufFileInfo, resolveChatWrapper, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
@@ -79,6 +79,25 @@ describe("the scripted test model", () => {
     } finally {
       await model.dispose();
     }
+  });
+
+  it("has larger variants (--layers, --width, --mixing) that say the same, each the same file every time", async () => {
+    const options = { layers: 3, width: 64, mixing: 0.1 };
+    const larger = await makeTestModel(join(dir, "larger.gguf"), options);
+    const again = await makeTestModel(join(dir, "larger-again.gguf"), options);
+    const model = await llama.loadModel({ modelPath: larger.path });
+    try {
+      const info = await readGgufFileInfo(larger.path);
+      const tokens = await greedyReply(model, "a prompt of some length, to mix in", 64);
+
+      expect(info.architectureMetadata).toMatchObject({ block_count: 3, embedding_length: 64 });
+      expect(larger.bytes).toBeGreaterThan(scripted.bytes * 3);
+      expect(await readFile(again.path)).toEqual(await readFile(larger.path));
+      expect(model.detokenize(tokens, true)).toBe(SCRIPTED_REPLY);
+    } finally {
+      await model.dispose();
+    }
+    await expect(makeTestModel(join(dir, "narrow.gguf"), { width: 12 })).rejects.toThrow(/width must be a multiple of 8/);
   });
 
   it("cuts a reply into think tags and words with their leading space, each unique", () => {

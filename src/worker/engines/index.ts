@@ -15,6 +15,8 @@ export interface EngineOptions {
   threads?: number;
   /** llama: every model also computes embeddings. */
   embeddings?: boolean;
+  /** llama: keep sequences' tokens between tasks and reuse prompt prefixes (default true). */
+  promptCache?: boolean;
   /** llama: where llama.cpp's own log lines go. */
   onLog?: (level: string, message: string) => void;
   /** llama: loading progress of each model file, 0 to 1. */
@@ -41,6 +43,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         contextLength: options.contextLength,
         threads: options.threads,
         embeddings: options.embeddings,
+        promptCache: options.promptCache,
         onLog: options.onLog,
         onLoadProgress: options.onLoadProgress,
       });

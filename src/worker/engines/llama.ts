@@ -2,7 +2,7 @@
 // loaded only here (see llama/backend.ts for how it stays offline). Its parts live in llama/.
 import { basename, extname } from "node:path";
 import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
-import { CAPABILITIES, type ModelInfo } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ModelCache, type ModelInfo } from "../../worker-protocol/index.js";
 import {
   type EmbeddingRequest,
   type EmbeddingResult,
@@ -34,6 +34,11 @@ export interface LlamaEngineOptions {
   threads?: number;
   /** Every model also computes embeddings (embedding-only models always do); see docs/llama-options.md. */
   embeddings?: boolean;
+  /**
+   * Keep each sequence's tokens after its task and evaluate only what a new prompt adds to the longest prefix cached
+   * (default true; see docs/llama-options.md, "Prompt cache"). Off: every task evaluates its whole prompt.
+   */
+  promptCache?: boolean;
   /** Receives llama.cpp's log lines (warnings and errors); without it node-llama-cpp prints them itself. */
   onLog?: (level: string, message: string) => void;
   /** Reports each model file's loading, from 0 to 1 (the CLI draws a progress bar from it). */
@@ -98,14 +103,27 @@ export class LlamaEngine implements Engine {
     // Awaited only when there is one: a task without a grammar reaches its sequence in this turn, as before.
     const building = outputGrammar(this.llama, request, { format: loaded.info.format, reasoningOpened });
     const grammar = building && (await building);
-    const sequence = await chat.sequences.acquire(signal);
+    const sequence = await chat.sequences.acquire(prompt.tokens, signal);
+    // A task that ends, however (cancelled included), leaves its sequence holding exactly what node-llama-cpp says;
+    // one that throws may have stopped inside an evaluation, so its sequence is not reused.
+    let intact = false;
     try {
       const { model } = loaded;
       const { params, logprobs } = request;
-      return await decode({ lib: this.lib, model, sequence, prompt, params, grammar, logprobs }, sink, signal);
+      const result = await decode({ lib: this.lib, model, sequence, prompt, params, grammar, logprobs }, sink, signal);
+      intact = true;
+      return result;
     } finally {
-      await chat.sequences.release(sequence);
+      await chat.sequences.release(sequence, intact);
     }
+  }
+
+  /** Per text-generating model: its sequences holding tokens (free or busy) and their tokens; none without the cache. */
+  cacheStats(): ModelCache[] {
+    if (this.options.promptCache === false) return [];
+    const caches: ModelCache[] = [];
+    for (const [model, { chat }] of this.models) if (chat) caches.push({ model, ...chat.sequences.stats() });
+    return caches;
   }
 
   async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
@@ -146,7 +164,11 @@ export class LlamaEngine implements Engine {
       ...(threads === undefined ? {} : { threads }),
     });
     const format = detectFormat(model);
-    const chat = { context, chatWrapper: lib.resolveChatWrapper(model), sequences: new SequencePool(context, this.options.maxConcurrency) };
+    const chat = {
+      context,
+      chatWrapper: lib.resolveChatWrapper(model),
+      sequences: new SequencePool(context, this.options.maxConcurrency, { promptCache: this.options.promptCache ?? true }),
+    };
     // The embedding context, made on the first embedding task, holds as many tokens as a chat sequence.
     const embedder = this.options.embeddings ? new Embedder(model, { id, contextSize: context.contextSize, threads }) : undefined;
     const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format, embedder !== undefined) };

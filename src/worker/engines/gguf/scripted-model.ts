@@ -20,6 +20,8 @@
 // - A small Jinja chat template (`tokenizer.chat_template`) renders system/user/assistant turns; it strips
 //   earlier replies' reasoning before `</think>`, as reasoning models' templates do.
 // - `llama.context_length` is 2048: enough room for a chat session's history.
+// - Larger variants (`layers`, `width`) cost more to evaluate, as a real model does, and say the same; `mixing` makes
+//   each output depend slightly on every earlier token and its position (see ScriptedModelOptions.mixing).
 import { encodeGguf, gguf, type GgufTensor, type GgufValue } from "./writer.js";
 
 export const SCRIPTED_REPLY = "<think> The user says hello.</think> Hello! How can I help?";
@@ -47,6 +49,17 @@ export interface ScriptedModelOptions {
    * (normalized, one-hot) embeddings and the llama engine serves it for embeddings only.
    */
   encoder?: boolean;
+  /** Transformer blocks (1 by default): more cost more per token evaluated, for measurements of prefill. */
+  layers?: number;
+  /** Embedding width, at least what the reply's pieces need (32 or more by default): wider costs more per token. */
+  width?: number;
+  /**
+   * Amplitude of seeded pseudo-random attention weights and of offsets added to the embeddings of the tokens outside
+   * the reply (0, the default: none). Each output's probabilities then depend a little on every earlier token and its
+   * position, so a KV cache holding the wrong tokens shows in the logprobs; at 0.1 greedy decoding still writes the
+   * script. The same options always give the same file.
+   */
+  mixing?: number;
 }
 
 export interface ScriptedModel {
@@ -100,8 +113,16 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
   const reply = options.reply ?? SCRIPTED_REPLY;
   const pieces = splitIntoPieces(reply);
   if (pieces.length === 0) throw new Error("the reply is empty");
-  const width = Math.max(32, Math.ceil((pieces.length + 1) / 8) * 8);
+  const width = modelWidth(pieces.length, options.width);
+  const layers = options.layers ?? 1;
+  if (!Number.isInteger(layers) || layers < 1) throw new Error("layers must be a positive integer");
   const scale = options.logitScale ?? 16;
+  const mixing = options.mixing ?? 0;
+  if (!(mixing >= 0)) throw new Error("mixing must be a number, 0 or more");
+  const random = seededRandom(0x5eed);
+  // Scaled so that the model's total mixing does not grow with its width or depth: the width-32, 1-layer model is the unit.
+  const offset = mixing * Math.sqrt(32 / width);
+  const attention = mixing * Math.sqrt(32 / (width * layers));
 
   const tokens = [...SPECIAL_PIECES, ...byteTokens(), SPACE_PIECE, ...pieces];
   const types = [
@@ -115,7 +136,10 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
   const vocab = tokens.length;
 
   const embeddings = new Float32Array(vocab * width);
-  for (let token = 0; token < vocab; token++) embeddings[token * width + dimensionOf(token)] = 1;
+  for (let token = 0; token < vocab; token++) {
+    embeddings[token * width + dimensionOf(token)] = 1;
+    if (mixing > 0 && dimensionOf(token) === 0) for (let d = 1; d < width; d++) embeddings[token * width + d] = offset * random();
+  }
 
   const output = new Float32Array(vocab * width);
   const setSuccessor = (fromDimension: number, token: number) => (output[token * width + fromDimension] = scale);
@@ -134,7 +158,7 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
       ["general.file_type", gguf.u32(0)],
       ["llama.context_length", gguf.u32(options.contextLength ?? 2048)],
       ["llama.embedding_length", gguf.u32(width)],
-      ["llama.block_count", gguf.u32(1)],
+      ["llama.block_count", gguf.u32(layers)],
       ["llama.feed_forward_length", gguf.u32(width)],
       ["llama.attention.head_count", gguf.u32(4)],
       ["llama.attention.head_count_kv", gguf.u32(4)],
@@ -158,7 +182,7 @@ export function buildScriptedModel(options: ScriptedModelOptions = {}): Scripted
       { name: "token_embd.weight", shape: [width, vocab], data: embeddings },
       { name: "output_norm.weight", shape: [width], data: ones(width) },
       { name: "output.weight", shape: [width, vocab], data: output },
-      ...zeroLayer(0, width),
+      ...Array.from({ length: layers }, (_, index) => layer(index, width, mixing > 0 ? () => attention * random() : undefined)).flat(),
     ],
   });
   return { bytes, reply, pieces };
@@ -189,19 +213,47 @@ function ones(n: number): Float32Array {
   return new Float32Array(n).fill(1);
 }
 
-/** A transformer block that adds nothing: norms of one, every projection zero. */
-function zeroLayer(index: number, width: number): GgufTensor[] {
+/** The width asked for (a multiple of 8, for 4 attention heads with even RoPE dimensions), or the smallest that fits. */
+function modelWidth(pieces: number, asked: number | undefined): number {
+  const least = Math.max(32, Math.ceil((pieces + 1) / 8) * 8);
+  if (asked === undefined) return least;
+  if (!Number.isInteger(asked) || asked < least || asked % 8 !== 0) throw new Error(`width must be a multiple of 8, at least ${least}`);
+  return asked;
+}
+
+/**
+ * A transformer block: norms of one and every projection zero, so that it adds nothing; with `attention`, the
+ * attention projections take its values instead (small ones: the block then mixes in a little of earlier tokens).
+ */
+function layer(index: number, width: number, attention?: () => number): GgufTensor[] {
   const square = (name: string): GgufTensor => ({ name, shape: [width, width], data: new Float32Array(width * width) });
+  const mixed = (name: string): GgufTensor => {
+    const tensor = square(name);
+    if (attention) for (let i = 0; i < tensor.data.length; i++) tensor.data[i] = attention();
+    return tensor;
+  };
   const prefix = `blk.${index}`;
   return [
     { name: `${prefix}.attn_norm.weight`, shape: [width], data: ones(width) },
-    square(`${prefix}.attn_q.weight`),
-    square(`${prefix}.attn_k.weight`),
-    square(`${prefix}.attn_v.weight`),
-    square(`${prefix}.attn_output.weight`),
+    mixed(`${prefix}.attn_q.weight`),
+    mixed(`${prefix}.attn_k.weight`),
+    mixed(`${prefix}.attn_v.weight`),
+    mixed(`${prefix}.attn_output.weight`),
     { name: `${prefix}.ffn_norm.weight`, shape: [width], data: ones(width) },
     square(`${prefix}.ffn_gate.weight`),
     square(`${prefix}.ffn_down.weight`),
     square(`${prefix}.ffn_up.weight`),
   ];
+}
+
+/** A small seeded generator of numbers in [-1, 1) (mulberry32), so that a model's bytes depend only on its options. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  };
 }
