@@ -66,6 +66,26 @@ describe("a raw prompt through the upstream engine", () => {
   });
 });
 
+describe("the upstream's prompt cache", () => {
+  it("passes on the prompt tokens its server served from cache (prompt_tokens_details.cached_tokens)", async () => {
+    upstream.reply("cached", (res) =>
+      streamChunks(res, [
+        completionChunk({ content: "Hi" }),
+        { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], usage: { prompt_tokens: 50, completion_tokens: 1, prompt_tokens_details: { cached_tokens: 48 } } },
+      ]),
+    );
+    upstream.reply("cached-wrong", (res) =>
+      streamChunks(res, [
+        completionChunk({ content: "Hi" }),
+        { choices: [{ index: 0, delta: {}, finish_reason: "stop" }], usage: { prompt_tokens: 5, completion_tokens: 1, prompt_tokens_details: { cached_tokens: "many" } } },
+      ]),
+    );
+
+    expect((await generate(request("cached"))).result.usage).toEqual({ promptTokens: 50, completionTokens: 1, cachedTokens: 48 });
+    expect((await generate(request("cached-wrong"))).result.usage).toEqual({ promptTokens: 5, completionTokens: 1 });
+  });
+});
+
 describe("a raw prompt's logprobs through the upstream engine", () => {
   it("asks in the legacy form (logprobs: the number of alternatives) and reads the legacy lists back", async () => {
     upstream.reply("raw-logprobs", (res) =>

@@ -224,7 +224,7 @@ export class ResponseOutput {
   }
 }
 
-/** Token counts in the Responses API's words; `reasoningTokens` as the parser counted them. Nothing is cached yet. */
+/** Token counts in the Responses API's words; `reasoningTokens` as the parser counted them. */
 export function responseUsage(usage: Usage, reasoningTokens = 0): ResponseUsage {
   return {
     input_tokens: usage.promptTokens,

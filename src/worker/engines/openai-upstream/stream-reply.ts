@@ -55,7 +55,14 @@ export const StreamChunk = z.object({
       }),
     )
     .nullish(),
-  usage: z.object({ prompt_tokens: z.number().int().nonnegative(), completion_tokens: z.number().int().nonnegative() }).nullish(),
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().nonnegative(),
+      completion_tokens: z.number().int().nonnegative(),
+      // OpenAI's, vLLM's (with prefix caching) and llama-server's count of prompt tokens served from their cache.
+      prompt_tokens_details: z.object({ cached_tokens: z.number().int().nonnegative().nullish() }).nullish().catch(undefined),
+    })
+    .nullish(),
   error: z.union([z.string(), z.object({ message: z.string() })]).nullish(),
 });
 export type StreamChunk = z.infer<typeof StreamChunk>;
@@ -81,7 +88,12 @@ export class UpstreamReply {
 
   apply(chunk: StreamChunk): void {
     if (chunk.usage) {
-      this.usage = { promptTokens: chunk.usage.prompt_tokens, completionTokens: chunk.usage.completion_tokens };
+      const cached = chunk.usage.prompt_tokens_details?.cached_tokens;
+      this.usage = {
+        promptTokens: chunk.usage.prompt_tokens,
+        completionTokens: chunk.usage.completion_tokens,
+        ...(cached != null && cached > 0 && { cachedTokens: Math.min(cached, chunk.usage.prompt_tokens) }),
+      };
     }
     const choice = chunk.choices?.[0];
     if (!choice) return;
