@@ -11,7 +11,7 @@ import type { RequestLimits } from "./chat-request.js";
 import { checkCapabilities } from "./capabilities.js";
 import { InvalidRequestError } from "./errors.js";
 import { ChatRequestReport } from "./request-log.js";
-import { nextEvent, readJson, type TaskRouteOptions } from "./task-route.js";
+import { nextEvent, parseBody, type TaskRouteOptions } from "./task-route.js";
 
 /** What a finished embedding task gives its dialect to shape. */
 export interface Embeddings {
@@ -88,12 +88,9 @@ export function embeddingRoute<Request>(master: Master, dialect: EmbeddingDialec
     dialect.errorResponse(error instanceof EngineError && error.isClientError ? new InvalidRequestError(error.message, dialect.inputParam, error.code ?? null) : error);
   return async (c: Context): Promise<Response> => {
     const report = new ChatRequestReport(c, master, options.log, lineLog, options.metrics);
-    let request: Request;
-    try {
-      request = dialect.parse(await readJson(c), options.limits);
-    } catch (error) {
-      return report.rejected(errorResponse(error));
-    }
+    const parsed = await parseBody(c, dialect.parse, options.limits);
+    if (!parsed.ok) return report.rejected(errorResponse(parsed.error));
+    const request = parsed.request;
     const model = dialect.model(request);
     report.parsed(model, false);
     const embed = dialect.toEmbed(request);

@@ -92,17 +92,27 @@ export async function readJson(c: Context): Promise<unknown> {
   }
 }
 
+/** The request's JSON body as `parse` validates it, or why it is refused. */
+export async function parseBody<Request>(
+  c: Context,
+  parse: (json: unknown, limits: RequestLimits) => Request,
+  limits: RequestLimits,
+): Promise<{ ok: true; request: Request } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, request: parse(await readJson(c), limits) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
 /** The Hono handler of a route that runs one task per request in `dialect`. */
 export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, options: TaskRouteOptions) {
   const lineLog = flatLineLogger(options.log);
   return async (c: Context): Promise<Response> => {
     const report = new ChatRequestReport(c, master, options.log, lineLog, options.metrics);
-    let request: Request;
-    try {
-      request = dialect.parse(await readJson(c), options.limits);
-    } catch (error) {
-      return report.rejected(dialect.errorResponse(error));
-    }
+    const parsed = await parseBody(c, dialect.parse, options.limits);
+    if (!parsed.ok) return report.rejected(dialect.errorResponse(parsed.error));
+    const request = parsed.request;
     const model = dialect.model(request);
     report.parsed(model, dialect.streams(request));
     const signal = c.req.raw.signal;
