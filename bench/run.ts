@@ -1,11 +1,12 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
-// cancellation, parsers, embeddings, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// cancellation, parsers, embeddings, multiturn, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
 // while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
 import { embeddingsScenario } from "./embeddings.js";
+import { MULTITURN, multiturnScenario } from "./multiturn.js";
 import { benchParsers } from "./parsers.js";
 import type { PathName } from "./paths.js";
 import { nonReadingScenario } from "./nonreading.js";
@@ -77,6 +78,7 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   ["scheduler", () => schedulerMicroScenario(quick)],
   ["cancellation", () => cancellationScenario(quick ? 10 : 40, paths)],
   ["embeddings", () => embeddingsScenario({ inputs: quick ? 256 : 1024, dimensions: 768, repeats: quick ? 3 : 7, parallel: 32 })],
+  ["multiturn", () => multiturnScenario(quick ? MULTITURN.quick : MULTITURN.full)],
   [
     "parsers",
     () =>
