@@ -56,7 +56,10 @@ const full: MultiturnOptions = {
   engine: { prefillMs: 5, prefillMsPerToken: 0.1, tokensPerSecond: 400, promptCacheTokens: 96_000 },
 };
 
-export const MULTITURN = { full, quick: { ...full, sessions: 32, turns: 6 } satisfies MultiturnOptions };
+/** A smoke pass (~8 s per policy): half the sessions, half the turns, half the pauses (about the same load). */
+const quick: MultiturnOptions = { ...full, sessions: 32, turns: 6, pauseMs: [500, 1_500] };
+
+export const MULTITURN = { full, quick };
 
 export const MULTITURN_POLICIES = ["least-loaded", "power-of-two", "session", "cache-aware", "oracle"] as const;
 type Contender = (typeof MULTITURN_POLICIES)[number];
