@@ -36,9 +36,10 @@ export interface MultiturnOptions {
 }
 
 /**
- * About 30 s per policy. Prompts grow from ~1.3 k tokens to ~5.5 k over a session's 12 turns; a miss costs 0.1 ms
- * per token (a whole prompt: 100–550 ms), a reply is ~55 tokens at 400 tokens/s. A worker's cache (96 k tokens) holds
- * about a quarter of the conversations at their longest: its share, if routing keeps them apart, not all of them.
+ * About 30 s per policy. Prompts grow from 0.5–2.1 k tokens at a session's first turn to 3.9–6.5 k at its twelfth
+ * (mean 3.3 k); a miss costs 0.1 ms per token (a whole prompt: 50–650 ms), a reply is ~55 tokens at 400 tokens/s. A
+ * worker's cache (96 k tokens) holds 29% of the conversations at their longest: its share if routing keeps them apart,
+ * not all of them.
  * The pauses keep the cluster at a third to a half of its slots (a cluster sized for its load); near saturation no
  * policy keeps a conversation on its worker (docs/benchmarks.md).
  */
