@@ -5,42 +5,11 @@ import vm from "node:vm";
 import { HashRing } from "../src/master/routing/hash-ring.js";
 import { createPolicy, type Candidates, type PolicyName, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { percentile } from "./client.js";
+import { seeded, words } from "./made-up-text.js";
 import type { Row } from "./report.js";
 
 const SCENARIO = "routing policies (in-process)";
 const SLOTS = 8;
-
-/** A seeded uniform source in [0, 1). */
-function seeded(seed: number): () => number {
-  let state = (seed * 2654435761) >>> 0 || 1;
-  return () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 32;
-  };
-}
-
-const vocabulary = (() => {
-  const random = seeded(7);
-  const letters = "etaoinshrdlucmfwypvbgkjqxz";
-  return Array.from({ length: 4_000 }, () => {
-    let word = "";
-    const length = 2 + Math.floor(random() * 8);
-    for (let i = 0; i < length; i++) word += letters[Math.floor(random() ** 1.5 * letters.length)];
-    return word;
-  });
-})();
-
-function words(random: () => number, min: number, max: number): string {
-  const length = min + Math.floor(random() * (max - min));
-  const out: string[] = [];
-  let size = 0;
-  while (size < length) {
-    const word = vocabulary[Math.floor(random() * vocabulary.length)] as string;
-    out.push(word);
-    size += word.length + 1;
-  }
-  return out.join(" ");
-}
 
 /**
  * Chat traffic: 64 system prompts of 1.5–4 k characters (a few popular, most rare), and conversations that each

@@ -1,12 +1,13 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
-// cancellation, parsers, embeddings, llama-prefix, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// cancellation, parsers, embeddings, llama-prefix, multiturn, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
 // while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
 import { embeddingsScenario } from "./embeddings.js";
 import { llamaPrefixScenario } from "./llama-prefix.js";
+import { MULTITURN, multiturnScenario } from "./multiturn.js";
 import { benchParsers } from "./parsers.js";
 import type { PathName } from "./paths.js";
 import { nonReadingScenario } from "./nonreading.js";
@@ -80,6 +81,7 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   ["embeddings", () => embeddingsScenario({ inputs: quick ? 256 : 1024, dimensions: 768, repeats: quick ? 3 : 7, parallel: 32 })],
   // The llama engine's prompt cache (node-llama-cpp on the CPU, in this process): a ~3,000-token system prompt.
   ["llama-prefix", () => llamaPrefixScenario({ conversations: quick ? 2 : 5, turns: quick ? 2 : 4, systemChars: 3_000, layers: 8, width: 256 })],
+  ["multiturn", () => multiturnScenario(quick ? MULTITURN.quick : MULTITURN.full)],
   [
     "parsers",
     () =>

@@ -8,7 +8,7 @@ import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
-import { createPolicy } from "./master/routing/index.js";
+import { createPolicy, type PolicyName, type RoutingPolicy } from "./master/routing/index.js";
 import { ClusterActivity } from "./metrics/activity.js";
 import { CoordinatorMetrics } from "./metrics/metrics.js";
 import { WorkerAdmission } from "./master/worker-admission.js";
@@ -64,7 +64,13 @@ function listen(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
-export async function startCoordinator(config: ServeConfig, log: Logger = silentLogger): Promise<RunningCoordinator> {
+/** What an embedder (a benchmark, a test) may put in place of the coordinator's own parts. */
+export interface CoordinatorSeams {
+  /** Makes each model's routing policy from its configured name (default: createPolicy). */
+  createPolicy?(name: PolicyName): RoutingPolicy;
+}
+
+export async function startCoordinator(config: ServeConfig, log: Logger = silentLogger, seams: CoordinatorSeams = {}): Promise<RunningCoordinator> {
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -77,7 +83,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
-    routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => createPolicy(name) },
+    routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
     log,
   });
   const metrics = new CoordinatorMetrics(master);
