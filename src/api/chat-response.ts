@@ -131,10 +131,6 @@ export function finishReasonOf(reason: FinishReason, shaper: ReplyShaper): Finis
   return reason === "stop" && shaper.calledTools ? "tool_calls" : reason;
 }
 
-/** Prompt tokens the engine reused from its cache, as it reported them (never more than the prompt). */
-export function cachedTokensOf(usage: Usage): number {
-  return Math.min(usage.cachedTokens ?? 0, usage.promptTokens);
-}
 
 /** OpenAI's usage object; `reasoningTokens` as the parser counted them (at most the completion's tokens). */
 export function usageBody(usage: Usage, reasoningTokens = 0) {
@@ -142,7 +138,7 @@ export function usageBody(usage: Usage, reasoningTokens = 0) {
     prompt_tokens: usage.promptTokens,
     completion_tokens: usage.completionTokens,
     total_tokens: usage.promptTokens + usage.completionTokens,
-    prompt_tokens_details: { cached_tokens: cachedTokensOf(usage) },
+    prompt_tokens_details: { cached_tokens: usage.cachedTokens ?? 0 },
     completion_tokens_details: { reasoning_tokens: Math.min(reasoningTokens, usage.completionTokens) },
   };
 }

@@ -1,7 +1,7 @@
 // Anthropic's reply shapes from the relay's deltas: the stream of message events, and the whole `message` object.
 import type { FinishReason, Usage } from "../worker-protocol/index.js";
 import type { AnthropicErrorBody } from "./anthropic-errors.js";
-import { cachedTokensOf, type Delta, type ReplyShaper, toolInput } from "./chat-response.js";
+import { type Delta, type ReplyShaper, toolInput } from "./chat-response.js";
 import { eventFrame } from "./sse.js";
 
 export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
@@ -237,6 +237,6 @@ export class MessageCollector implements BlockSink {
  * cache (the prompt is their sum, as Anthropic counts it); nothing is written to a cache on request.
  */
 export function anthropicUsage(usage: Usage) {
-  const cached = cachedTokensOf(usage);
+  const cached = usage.cachedTokens ?? 0;
   return { input_tokens: usage.promptTokens - cached, output_tokens: usage.completionTokens, cache_read_input_tokens: cached, cache_creation_input_tokens: 0 };
 }

@@ -2,7 +2,7 @@
 // the response object around them. Shared by the streamed and the whole reply, so both say the same thing.
 import { nanoid } from "nanoid";
 import type { TokenLogprob, Usage } from "../worker-protocol/index.js";
-import { cachedTokensOf, type Delta } from "./chat-response.js";
+import type { Delta } from "./chat-response.js";
 import { type FunctionTool, offeredTools, type ResponsesRequest } from "./responses-request.js";
 
 export type ItemStatus = "in_progress" | "completed" | "incomplete";
@@ -228,7 +228,7 @@ export class ResponseOutput {
 export function responseUsage(usage: Usage, reasoningTokens = 0): ResponseUsage {
   return {
     input_tokens: usage.promptTokens,
-    input_tokens_details: { cached_tokens: cachedTokensOf(usage), cache_write_tokens: 0 },
+    input_tokens_details: { cached_tokens: usage.cachedTokens ?? 0, cache_write_tokens: 0 },
     output_tokens: usage.completionTokens,
     output_tokens_details: { reasoning_tokens: Math.min(reasoningTokens, usage.completionTokens) },
     total_tokens: usage.promptTokens + usage.completionTokens,

@@ -253,10 +253,11 @@ export class Master {
         }
         this.release(worker, task);
         if (worker.health.success()) this.healthChanged(worker);
-        worker.promptTokens += message.usage.promptTokens;
-        worker.cachedTokens += Math.min(message.usage.cachedTokens ?? 0, message.usage.promptTokens);
+        const usage = cappedUsage(message.usage);
+        worker.promptTokens += usage.promptTokens;
+        worker.cachedTokens += usage.cachedTokens ?? 0;
         const stopSequence = this.requestedStop(worker, task, message);
-        this.end(task, { to: "finished", finishReason: message.finishReason, usage: message.usage, stopSequence });
+        this.end(task, { to: "finished", finishReason: message.finishReason, usage, stopSequence });
         return;
       }
       case "TaskFailed": {
@@ -659,3 +660,9 @@ export class Master {
   }
 }
 
+/** A worker's usage as the master passes it on: cached tokens are at most the prompt (absent when none). */
+function cappedUsage(usage: Usage): Usage {
+  const { cachedTokens, ...counts } = usage;
+  const cached = Math.min(cachedTokens ?? 0, usage.promptTokens);
+  return cached > 0 ? { ...counts, cachedTokens: cached } : counts;
+}

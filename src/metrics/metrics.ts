@@ -163,11 +163,11 @@ export class CoordinatorMetrics implements MasterObserver {
     this.bannedTurnedAway.inc();
   }
 
-  /** A finished task's prompt tokens, and how many of them its worker's engine reused from its cache. */
+  /** A finished task's prompt tokens, and how many of them its worker's engine reused from its cache (at most those). */
   promptTokens(model: string, worker: string, tokens: number, cached = 0): void {
     const labels = { model: this.modelLabel(model), worker };
     if (tokens > 0) this.promptTokensIn.inc(labels, tokens);
-    if (cached > 0) this.cachedTokensIn.inc(labels, Math.min(cached, tokens));
+    if (cached > 0) this.cachedTokensIn.inc(labels, cached);
   }
 
   routed(model: string, policy: string, reason: string): void {
