@@ -35,18 +35,21 @@ export function inputsOf(input: EmbeddingRequest["input"]): Array<string | numbe
 }
 
 /** Refuses inputs whose characters (a token counting as one) pass the prompt limit. */
-export function checkInputLimits(inputs: ReadonlyArray<string | readonly number[]>, limits: RequestLimits, param: string): void {
+function checkInputLimits(inputs: ReadonlyArray<string | readonly number[]>, limits: RequestLimits, param: string): void {
   const chars = inputs.reduce((sum, input) => sum + input.length, 0);
   if (chars > limits.maxPromptChars) {
     throw new InvalidRequestError(`The inputs hold ${chars} characters; this coordinator accepts at most ${limits.maxPromptChars}.`, param, "prompt_too_long");
   }
 }
 
-function parse(json: unknown, limits: RequestLimits): EmbeddingRequest {
-  const parsed = EmbeddingRequest.safeParse(json);
-  if (!parsed.success) throw invalidRequestOf(parsed.error);
-  checkInputLimits(inputsOf(parsed.data.input), limits, "input");
-  return parsed.data;
+/** An embeddings dialect's parser: the body by `schema`, then its inputs (`inputs` of it) against the prompt limit. */
+export function embeddingParser<T extends z.ZodType>(schema: T, inputs: (request: z.infer<T>) => ReadonlyArray<string | readonly number[]>) {
+  return (json: unknown, limits: RequestLimits): z.infer<T> => {
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw invalidRequestOf(parsed.error);
+    checkInputLimits(inputs(parsed.data), limits, "input");
+    return parsed.data;
+  };
 }
 
 function toEmbed(request: EmbeddingRequest): EmbedSpec {
@@ -66,7 +69,7 @@ function* body(request: EmbeddingRequest, embeddings: Embeddings | undefined): G
 }
 
 export const embeddingsDialect: EmbeddingDialect<EmbeddingRequest> = {
-  parse,
+  parse: embeddingParser(EmbeddingRequest, (request) => inputsOf(request.input)),
   model: (request) => request.model,
   toEmbed,
   inputParam: "input",

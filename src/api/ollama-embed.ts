@@ -2,9 +2,8 @@
 // not to) and the older POST /api/embeddings (one prompt, one vector).
 import { z } from "zod";
 import { MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS, type EmbedSpec } from "../worker-protocol/index.js";
-import { invalidRequestOf, type RequestLimits } from "./chat-request.js";
 import { type EmbeddingDialect, type Embeddings, floatsJson } from "./embedding-route.js";
-import { checkInputLimits } from "./embeddings.js";
+import { embeddingParser } from "./embeddings.js";
 import { ollamaErrorResponse } from "./route-errors.js";
 
 const common = {
@@ -28,15 +27,6 @@ export type OllamaEmbedRequest = z.infer<typeof OllamaEmbedRequest>;
 export const OllamaEmbeddingsRequest = z.object({ ...common, prompt: z.string() }).strict();
 export type OllamaEmbeddingsRequest = z.infer<typeof OllamaEmbeddingsRequest>;
 
-function parser<T extends z.ZodType>(schema: T, inputs: (request: z.infer<T>) => string[]) {
-  return (json: unknown, limits: RequestLimits): z.infer<T> => {
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) throw invalidRequestOf(parsed.error);
-    checkInputLimits(inputs(parsed.data), limits, "input");
-    return parsed.data;
-  };
-}
-
 /** Ollama's inputs, without the empty ones it skips ("" and [] embed nothing). */
 function embedInputs(request: OllamaEmbedRequest): string[] {
   return (typeof request.input === "string" ? [request.input] : request.input).filter((input) => input !== "");
@@ -50,7 +40,7 @@ function timings(embeddings: Embeddings | undefined): string {
 }
 
 export const ollamaEmbedDialect: EmbeddingDialect<OllamaEmbedRequest> = {
-  parse: parser(OllamaEmbedRequest, embedInputs),
+  parse: embeddingParser(OllamaEmbedRequest, embedInputs),
   model: (request) => request.model,
   toEmbed(request): EmbedSpec | undefined {
     const inputs = embedInputs(request);
@@ -68,7 +58,7 @@ export const ollamaEmbedDialect: EmbeddingDialect<OllamaEmbedRequest> = {
 };
 
 export const ollamaEmbeddingsDialect: EmbeddingDialect<OllamaEmbeddingsRequest> = {
-  parse: parser(OllamaEmbeddingsRequest, (request) => [request.prompt]),
+  parse: embeddingParser(OllamaEmbeddingsRequest, (request) => [request.prompt]),
   model: (request) => request.model,
   // An empty prompt gets an empty embedding, as from Ollama.
   toEmbed: (request) => (request.prompt === "" ? undefined : { inputs: [request.prompt], truncate: true }),
