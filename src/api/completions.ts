@@ -187,20 +187,19 @@ function completionStream(request: CompletionRequest): StreamEncoder {
 function completionWhole(request: CompletionRequest): WholeReply {
   const reply = identity(request);
   let text = request.echo ? promptOf(request) : "";
-  const writer = new LegacyLogprobsWriter(request.logprobs != null);
-  const logprobs: LegacyLogprobs | null = writer.take([]);
+  /** The reply's logprob deltas, written out as one legacy object at the end. */
+  const logprobs: Delta[] = [];
   return {
     add: (deltas) => {
       text += textOf(deltas);
-      const more = writer.take(deltas);
-      if (logprobs && more) for (const key of ["tokens", "token_logprobs", "top_logprobs", "text_offset"] as const) (logprobs[key] as unknown[]).push(...more[key]);
+      for (const delta of deltas) if ("logprobs" in delta) logprobs.push(delta);
     },
     body: (event) => ({
       id: reply.id,
       object: "text_completion",
       created: reply.created,
       model: reply.model,
-      choices: [choice(text, event.finishReason === "length" ? "length" : "stop", logprobs)],
+      choices: [choice(text, event.finishReason === "length" ? "length" : "stop", new LegacyLogprobsWriter(request.logprobs != null).take(logprobs))],
       usage: usageBody(event.usage),
     }),
   };
