@@ -53,6 +53,29 @@ describe("token frames from a worker", () => {
     await runtime.start();
   }
 
+  /**
+   * Runs a task of `tokens` tokens, `emit` making each, one a turn (as a real engine yields between decode steps),
+   * while the master reads nothing; then lets it read, and returns the chunks it received.
+   */
+  async function backedUp(tokens: number, emit: (sink: GenerationSink, i: number) => void) {
+    let doneProducing!: () => void;
+    const producing = new Promise<void>((resolve) => (doneProducing = resolve));
+    const coordinator = await master();
+    await join(coordinator, async (sink) => {
+      coordinator.pauseReading();
+      for (let i = 0; i < tokens; i++) {
+        emit(sink, i);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      doneProducing();
+      return tokens;
+    });
+    await producing;
+    coordinator.resumeReading();
+    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
+    return coordinator.chunks();
+  }
+
   it("sends a lone token at once, without waiting for the next one", async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -75,25 +98,11 @@ describe("token frames from a worker", () => {
     const tokens = 400;
     const piece = "x".repeat(32 * 1024);
     let produced = "";
-    let doneProducing!: () => void;
-    const producing = new Promise<void>((resolve) => (doneProducing = resolve));
-    const coordinator = await master();
-    await join(coordinator, async (sink) => {
-      coordinator.pauseReading();
-      for (let i = 0; i < tokens; i++) {
-        const text = `${i}:${piece}|`;
-        produced += text;
-        sink.text(text, 1);
-        // One token a turn, as a real engine yields between decode steps.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      doneProducing();
-      return tokens;
+    const chunks = await backedUp(tokens, (sink, i) => {
+      const text = `${i}:${piece}|`;
+      produced += text;
+      sink.text(text, 1);
     });
-    await producing;
-    coordinator.resumeReading();
-    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
-    const chunks = coordinator.chunks();
     // 12.8 MB cannot sit in loopback's kernel buffers: most tokens waited in the worker and left merged.
     expect(chunks.length).toBeLessThan(tokens / 2);
     expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i));
@@ -104,23 +113,10 @@ describe("token frames from a worker", () => {
   it("carries each token's logprobs with its text, concatenated in order when tokens merge", async () => {
     const tokens = 400;
     const piece = "z".repeat(32 * 1024);
-    let doneProducing!: () => void;
-    const producing = new Promise<void>((resolve) => (doneProducing = resolve));
-    const coordinator = await master();
-    await join(coordinator, async (sink) => {
-      coordinator.pauseReading();
-      for (let i = 0; i < tokens; i++) {
-        const text = `${i}:${piece}|`;
-        sink.text(text, 1, [{ token: text, logprob: -(i + 1) / 1000, top: [{ token: text, logprob: -(i + 1) / 1000 }] }]);
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      doneProducing();
-      return tokens;
+    const chunks = await backedUp(tokens, (sink, i) => {
+      const text = `${i}:${piece}|`;
+      sink.text(text, 1, [{ token: text, logprob: -(i + 1) / 1000, top: [{ token: text, logprob: -(i + 1) / 1000 }] }]);
     });
-    await producing;
-    coordinator.resumeReading();
-    await eventually(() => coordinator.received.some((m) => m.type === "TaskFinished"), "TaskFinished", 20_000);
-    const chunks = coordinator.chunks();
 
     expect(chunks.length).toBeLessThan(tokens / 2); // merged
     for (const chunk of chunks) expect((chunk.logprobs ?? []).map((entry) => entry.token).join("")).toBe(chunk.text);
