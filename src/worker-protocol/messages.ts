@@ -72,6 +72,39 @@ export const ModelInfo = z.object({
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
+/**
+ * Features a side may announce (Hello `features` from the worker, Welcome `features` from the master): each is used
+ * only when both sides announce it, so older workers and masters keep working. See docs/worker-protocol.md.
+ */
+export const FEATURES = {
+  /**
+   * Models loaded and unloaded on the master's command: the worker offers a library (Hello `library`, Library), the
+   * master sends LoadModel and UnloadModel, the worker answers with ModelStatus.
+   */
+  models: "models",
+} as const;
+
+/** A model a worker can load on command (a GGUF file in its models dir, a model of its upstream, a simulated one). */
+export const LibraryModel = z.object({
+  id: z.string().min(1).max(256),
+  /** Bytes on disk (0 when unknown: an upstream's model). */
+  sizeBytes: z.number().int().nonnegative(),
+  /** Memory it needs once loaded, at `contextLength` and one sequence, as the worker estimates it. */
+  memoryBytes: z.number().int().nonnegative(),
+  /** The context length it would be loaded with by default (the most it was trained on, or the worker's cap). */
+  contextLength: z.number().int().positive(),
+  format: z.string().max(64).optional(),
+  capabilities: z.array(z.string().max(64)).max(64).optional(),
+});
+export type LibraryModel = z.infer<typeof LibraryModel>;
+
+/** A worker's memory for models: the device's total, and what is free for another model (within --memory-limit). */
+export const WorkerMemory = z.object({
+  totalBytes: z.number().int().nonnegative(),
+  freeBytes: z.number().int().nonnegative(),
+});
+export type WorkerMemory = z.infer<typeof WorkerMemory>;
+
 /** A piece of a multimodal message: text, or an image by URL (an http(s) URL or a data URL). */
 export const MessagePart = z.discriminatedUnion("type", [
   z.object({ type: z.literal("text"), text: z.string() }),
@@ -182,7 +215,14 @@ export const Hello = z.object({
     maxConcurrency: z.number().int().positive().max(4096),
     engine: z.string().max(64),
   }),
-  models: z.array(ModelInfo).min(1).max(256),
+  /** Models loaded now. May be empty only for a worker that offers a library. */
+  models: z.array(ModelInfo).max(256),
+  /** See FEATURES; unknown names are ignored. */
+  features: z.array(z.string().max(64)).max(64).optional(),
+  /** The "models" feature: what the worker could load on command (loaded models included). */
+  library: z.array(LibraryModel).max(4096).optional(),
+  /** The "models" feature: its memory. */
+  memory: WorkerMemory.optional(),
 });
 export type Hello = z.infer<typeof Hello>;
 
@@ -280,6 +320,37 @@ export const Heartbeat = z.object({
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
+/** The "models" feature: the worker's library or memory changed (a file added or removed, another process's use). */
+export const Library = z.object({
+  type: z.literal("Library"),
+  library: z.array(LibraryModel).max(4096),
+  memory: WorkerMemory,
+});
+export type Library = z.infer<typeof Library>;
+
+export const ModelState = z.enum(["loading", "loaded", "unloading", "unloaded", "failed"]);
+export type ModelState = z.infer<typeof ModelState>;
+
+/**
+ * The "models" feature: where a model the master told the worker to load or unload stands. "loading" may repeat
+ * with a rising `progress`; "loaded" carries the model's `info` (it is served from then on); "unloading" says it
+ * takes no more tasks; "unloaded" that its memory is free; "failed" that a load failed (`error`, e.g. code
+ * out_of_memory), after which it is not loaded.
+ */
+export const ModelStatus = z.object({
+  type: z.literal("ModelStatus"),
+  model: z.string().min(1).max(256),
+  state: ModelState,
+  /** "loading": how far, 0 to 1. */
+  progress: z.number().min(0).max(1).optional(),
+  /** "loaded": the model as it is served. */
+  info: ModelInfo.optional(),
+  error: z.object({ message: z.string().max(4096), code: z.string().max(64).optional() }).optional(),
+  /** The worker's memory after the change. */
+  memory: WorkerMemory.optional(),
+});
+export type ModelStatus = z.infer<typeof ModelStatus>;
+
 export const Draining = z.object({
   type: z.literal("Draining"),
 });
@@ -295,6 +366,8 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   TaskProgress,
   Heartbeat,
   Draining,
+  Library,
+  ModelStatus,
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessage>;
 
@@ -311,6 +384,8 @@ export const Welcome = z.object({
    * bytes are below the window (one chunk may overshoot it), and otherwise waits for TaskCredit. Absent: no window.
    */
   taskWindowBytes: z.number().int().positive().optional(),
+  /** See FEATURES: those the master takes up of the ones the worker announced. */
+  features: z.array(z.string().max(64)).max(64).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
 
@@ -362,6 +437,29 @@ export const TaskCredit = z.object({
 });
 export type TaskCredit = z.infer<typeof TaskCredit>;
 
+/**
+ * The "models" feature: load a model of the worker's library. `concurrency`: tasks it should be able to run at once
+ * (context sequences); both absent: the worker's defaults. Answered with ModelStatus.
+ */
+export const LoadModel = z.object({
+  type: z.literal("LoadModel"),
+  model: z.string().min(1).max(256),
+  contextLength: z.number().int().positive().optional(),
+  concurrency: z.number().int().positive().max(4096).optional(),
+});
+export type LoadModel = z.infer<typeof LoadModel>;
+
+/**
+ * The "models" feature: unload a model (or give up loading it). The master sends it only once no task of the model
+ * runs on the worker. Answered with ModelStatus "unloading", then "unloaded".
+ */
+export const UnloadModel = z.object({
+  type: z.literal("UnloadModel"),
+  model: z.string().min(1).max(256),
+  reason: z.string().max(256).optional(),
+});
+export type UnloadModel = z.infer<typeof UnloadModel>;
+
 export const ProtocolErrorMessage = z.object({
   type: z.literal("ProtocolError"),
   code: z.string(),
@@ -375,6 +473,8 @@ export const MasterMessage = z.discriminatedUnion("type", [
   TaskCancelled,
   TaskCredit,
   Heartbeat,
+  LoadModel,
+  UnloadModel,
   ProtocolErrorMessage,
 ]);
 export type MasterMessage = z.infer<typeof MasterMessage>;

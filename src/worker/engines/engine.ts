@@ -1,5 +1,16 @@
 // The contract every inference engine of a worker fulfils (simulator, llama.cpp, OpenAI-compatible upstream).
-import type { DeviceInfo, EmbedSpec, FinishReason, ModelCache, ModelInfo, TaskAssigned, TokenLogprob, Usage } from "../../worker-protocol/index.js";
+import type {
+  DeviceInfo,
+  EmbedSpec,
+  FinishReason,
+  LibraryModel,
+  ModelCache,
+  ModelInfo,
+  TaskAssigned,
+  TokenLogprob,
+  Usage,
+  WorkerMemory,
+} from "../../worker-protocol/index.js";
 
 /** What the engine is asked to generate: the task as the master assigned it. */
 export type GenerationRequest = Omit<TaskAssigned, "type">;
@@ -61,7 +72,45 @@ export interface EmbeddingResult {
 
 export interface EngineDescription {
   device: DeviceInfo;
+  /** Models loaded at start (may be empty for an engine with a library). */
   models: ModelInfo[];
+}
+
+/** How the master asks for a model to be loaded (LoadModel); absent fields: the engine's defaults. */
+export interface LoadOptions {
+  contextLength?: number;
+  /** Tasks it should run at once (context sequences). */
+  concurrency?: number;
+}
+
+/** A load the engine refuses or fails; `code` reaches the master (e.g. out_of_memory, unknown_model). */
+export class ModelLoadError extends Error {
+  constructor(
+    message: string,
+    readonly code: "out_of_memory" | "unknown_model" | "load_failed" | "busy",
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Loading and unloading models on the master's command (the "models" protocol feature). An engine that has it
+ * offers a library; `memory().freeBytes` is what another model may use, within the worker's --memory-limit.
+ */
+export interface ModelLibrary {
+  /** What the engine could load now, loaded models included. Cheap: the last scan. */
+  list(): LibraryModel[];
+  /** Scans again (a models dir, an upstream's model list); resolves with the new list. */
+  refresh(): Promise<LibraryModel[]>;
+  memory(): WorkerMemory;
+  /**
+   * Loads a model of the library and resolves with it as served. `progress` gets fractions 0–1. Aborting `signal`
+   * gives up the load (the promise rejects, and nothing of the model stays in memory). Rejects with a
+   * ModelLoadError (out_of_memory when it would not fit in memory().freeBytes).
+   */
+  load(model: string, options: LoadOptions, progress: (fraction: number) => void, signal: AbortSignal): Promise<ModelInfo>;
+  /** Frees everything the model holds (the worker calls it only once none of its tasks runs). */
+  unload(model: string): Promise<void>;
 }
 
 export interface Engine {
@@ -88,6 +137,8 @@ export interface Engine {
    * heartbeat, so it must be cheap.
    */
   cacheStats?(): ModelCache[];
+  /** Models loaded and unloaded at run time, for engines that can (see ModelLibrary). */
+  readonly library?: ModelLibrary;
   /** Frees models, contexts and sockets. */
   close(): Promise<void>;
 }
