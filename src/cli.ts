@@ -10,6 +10,7 @@ import { StatusLine } from "./terminal/status-line.js";
 import { MeteredEngine, showWorkerStatus } from "./terminal/worker-status.js";
 import { CloseCode } from "./worker-protocol/index.js";
 import { createEngine } from "./worker/engines/index.js";
+import { parseSimulatedModel } from "./worker/engines/simulated-library.js";
 import { WorkerRuntime } from "./worker/runtime.js";
 
 class UsageError extends Error {}
@@ -143,6 +144,7 @@ async function workerCommand(args: string[]): Promise<void> {
       replyTokens: config.simReplyTokens,
       failAfterTokens: config.simFailAfter,
       contextLength: 32_768,
+      ...(config.simLibrary.length > 0 && { library: config.simLibrary.map(parseSimulatedModel), memoryBytes: config.simMemory }),
     },
   });
   const metered = status ? new MeteredEngine(created) : undefined;
@@ -154,6 +156,7 @@ async function workerCommand(args: string[]): Promise<void> {
     name: config.name,
     maxConcurrency: config.maxConcurrency,
     reconnect: true,
+    libraryScanMs: config.libraryScanMs,
     log,
   });
   // SIGTERM/SIGINT: stop taking tasks, finish the running ones, leave (a second signal leaves at once).

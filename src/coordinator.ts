@@ -36,16 +36,16 @@ export interface RunningCoordinator {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Keys from --api-key plus the lines of --api-keys-file (blank lines and # comments skipped), each validated. */
-async function readApiKeys(config: ServeConfig): Promise<string[]> {
-  const keys = [...config.apiKey];
-  if (config.apiKeysFile) {
-    const text = await readFile(config.apiKeysFile, "utf8");
+/** Keys given by flag plus the lines of a keys file (blank lines and # comments skipped), each validated. */
+async function readKeys(given: readonly string[], file: string | undefined, flag: string): Promise<string[]> {
+  const keys = [...given];
+  if (file) {
+    const text = await readFile(file, "utf8");
     for (const [index, line] of text.split(/\r?\n/).entries()) {
       const key = line.trim();
       if (!key || key.startsWith("#")) continue;
       const parsed = ApiKey.safeParse(key);
-      if (!parsed.success) throw new Error(`--api-keys-file ${config.apiKeysFile}, line ${index + 1}: ${parsed.error.issues[0]?.message}`);
+      if (!parsed.success) throw new Error(`${flag} ${file}, line ${index + 1}: ${parsed.error.issues[0]?.message}`);
       keys.push(parsed.data);
     }
   }
@@ -83,6 +83,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
+    placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs },
     routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
     log,
   });
@@ -99,7 +100,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     slowClientMs: config.slowClientMs,
     slowClientBytes: config.slowClientBytes,
     maxReplyBytes: config.maxReplyBytes,
-    apiKeys: await readApiKeys(config),
+    apiKeys: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
+    adminKeys: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,
     metrics,

@@ -5,7 +5,8 @@ import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
 import type { CoordinatorMetrics } from "../metrics/metrics.js";
-import { apiKeyGuard } from "./auth.js";
+import { adminKeyGuard, apiKeyGuard } from "./auth.js";
+import { placementRoutes } from "./placements.js";
 import { limitBodySize } from "./body-limit.js";
 import { chatCompletionsHandler } from "./chat-completions.js";
 import type { TaskRouteOptions } from "./task-route.js";
@@ -29,6 +30,8 @@ export interface ApiOptions extends TaskRouteOptions {
   log: Logger;
   /** Client API keys; empty: the API is open. */
   apiKeys: readonly string[];
+  /** Keys for admin routes (placements, pulls); also valid on every client route. See adminKeyGuard. */
+  adminKeys?: readonly string[];
   maxBodyBytes: number;
   metrics: CoordinatorMetrics;
   /** Live tasks and token rates for the dashboard's feed. */
@@ -77,10 +80,14 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     // Ollama's routes take the configured origins too (and refuse other pages, below).
     app.use("/api/*", allowed);
   }
-  const guard = apiKeyGuard(options.apiKeys);
+  const adminKeys = options.adminKeys ?? [];
+  const guard = apiKeyGuard([...options.apiKeys, ...adminKeys]);
+  const adminGuard = adminKeyGuard(adminKeys, options.apiKeys.length > 0);
   app.use("/v1/*", guard);
   app.use("/api/*", guard);
   app.use("/metrics", guard);
+  app.use("/v1/placements", adminGuard);
+  app.use("/v1/placements/*", adminGuard);
   // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
   // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
   app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
@@ -111,6 +118,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/embeddings", embeddingsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
   app.route("/v1/models", modelsRoutes(master));
+  app.route("/v1/placements", placementRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master));
   app.get("/metrics", metricsHandler(options.metrics));
@@ -125,6 +133,9 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/models", "GET, HEAD"],
     ["/v1/models/:id{.+}", "GET, HEAD"],
     ["/v1/cluster", "GET, HEAD"],
+    ["/v1/placements", "GET, HEAD, POST"],
+    ["/v1/placements/previews", "GET, HEAD"],
+    ["/v1/placements/:id", "DELETE"],
     ["/v1/cluster/events", "GET, HEAD"],
     ["/metrics", "GET, HEAD"],
     ["/api/chat", "POST"],

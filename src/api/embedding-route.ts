@@ -98,11 +98,11 @@ export function embeddingRoute<Request>(master: Master, dialect: EmbeddingDialec
     try {
       if (embed === undefined) {
         // Nothing to embed: an answer at once, for a model that exists.
-        if (!master.registry.isServed(model)) throw new ModelNotFoundError(model);
+        if (!master.knowsModel(model)) throw new ModelNotFoundError(model);
         return piecewiseJson(dialect.body(request, undefined));
       }
       const taskRequest: TaskRequest = { model, messages: [], params: {}, embed };
-      checkCapabilities(taskRequest, master.registry.capabilitiesOf(model), dialect.paramNames);
+      checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
       task = master.submit(taskRequest, c.req.raw.signal);
     } catch (error) {
       return report.rejected(errorResponse(error));

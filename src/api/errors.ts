@@ -2,8 +2,10 @@
 import {
   CoordinatorError,
   EngineError,
+  ModelLoadFailedError,
   ModelNotFoundError,
   OverloadedError,
+  PlacementError,
   QueueFullError,
   QueueTimeoutError,
   ReplyTooLargeError,
@@ -104,6 +106,13 @@ export function describeError(error: unknown): ErrorDescription {
       return { status: 400, ...described(error.message, "invalid_request_error", "messages", error.code ?? null) };
     }
     return { status: 502, ...described(error.message, "server_error", null, error.code ?? "engine_error") };
+  }
+  if (error instanceof ModelLoadFailedError) {
+    return { status: 503, ...described(error.message, "server_error", "model", "model_load_failed") };
+  }
+  if (error instanceof PlacementError) {
+    const type = error.status === 404 ? "not_found_error" : "invalid_request_error";
+    return { status: error.status, ...described(error.message, type, null, error.status === 409 ? "placement_conflict" : "invalid_placement") };
   }
   if (error instanceof CoordinatorError) {
     return { status: 500, ...described(error.message, "server_error", null, error.kind) };

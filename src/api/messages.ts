@@ -96,7 +96,7 @@ export function countTokensHandler(master: Master, limits: RequestLimits) {
     try {
       const request = parseCountTokensRequest(await readJson(c), limits);
       c.set("model", request.model);
-      if (!master.registry.isServed(request.model)) throw new ModelNotFoundError(request.model);
+      if (!master.knowsModel(request.model)) throw new ModelNotFoundError(request.model);
       return c.json({ input_tokens: estimateInputTokens(request) });
     } catch (error) {
       return anthropicErrorResponse(error);

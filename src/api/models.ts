@@ -22,13 +22,13 @@ function modelObject(info: ModelInfo, workers: readonly WorkerEntry[], capabilit
 export function modelsRoutes(master: Master): Hono {
   const app = new Hono();
   app.get("/", (c) =>
-    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers, master.registry.capabilitiesOf(info.id))) }),
+    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers, master.capabilitiesOf(info.id))) }),
   );
   app.get("/:id{.+}", (c) => {
     const id = c.req.param("id");
     const served = master.registry.models().find(({ info }) => info.id === id);
     if (!served) return errorResponse(new ModelNotFoundError(id));
-    return c.json(modelObject(served.info, served.workers, master.registry.capabilitiesOf(id)));
+    return c.json(modelObject(served.info, served.workers, master.capabilitiesOf(id)));
   });
   return app;
 }

@@ -108,7 +108,7 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
         template: "",
         details: details(info),
         model_info: { "general.architecture": info.format ?? "unknown", "general.context_length": info.contextLength },
-        capabilities: ollamaCapabilities(master.registry.capabilitiesOf(id) ?? []),
+        capabilities: ollamaCapabilities(master.capabilitiesOf(id) ?? []),
         modified_at: tagOf(info, served.workers).modified_at,
       });
     } catch (error) {

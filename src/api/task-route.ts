@@ -118,16 +118,16 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
     const signal = c.req.raw.signal;
     let task: Task;
     try {
-      dialect.check(request, master.registry.modelInfo(model));
+      dialect.check(request, master.modelInfo(model));
       const taskRequest = dialect.toTask(request);
-      checkCapabilities(taskRequest, master.registry.capabilitiesOf(model), dialect.paramNames);
+      checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
       task = master.submit(taskRequest, signal, { sessionKey: sessionKeyOf(c) ?? dialect.sessionKey?.(request) ?? undefined });
     } catch (error) {
       return report.rejected(dialect.errorResponse(error));
     }
     report.admitted(task);
     const mode = dialect.reasoningMode(request, options.reasoning);
-    const format = options.modelFormats.get(model) ?? master.registry.modelInfo(model)?.format;
+    const format = options.modelFormats.get(model) ?? master.modelInfo(model)?.format;
     // Raw mode still goes through the "raw" parser, which keeps surrogate pairs whole across deltas.
     const parser = createParser(mode === "raw" ? "raw" : format, {
       onWarning: (warning) => report.log.warn({ task: task.id, code: warning.code }, warning.message),

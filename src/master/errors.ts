@@ -102,3 +102,26 @@ export class ProtocolViolation extends Error {
     super(message);
   }
 }
+
+/** A model the request needs could not be loaded: no worker has the memory, or the worker's load failed. */
+export class ModelLoadFailedError extends CoordinatorError {
+  readonly kind = "model_load_failed";
+  constructor(
+    readonly model: string,
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An admin action cannot be carried out as asked (no such placement, not enough memory, an unknown worker). */
+export class PlacementError extends CoordinatorError {
+  readonly kind = "placement_error";
+  constructor(
+    message: string,
+    readonly status: 400 | 404 | 409,
+  ) {
+    super(message);
+  }
+}

@@ -1,8 +1,8 @@
 // The master: admits tasks, assigns them to workers, and applies every task state change in one place.
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
-import type { FinishReason, Hello, TaskFinished, Usage, WorkerMessage } from "../worker-protocol/index.js";
-import { chunkCost, CloseCode, decodeEmbedding, PROTOCOL_VERSION, type TaskEmbedding } from "../worker-protocol/index.js";
+import type { FinishReason, Hello, LoadModel, ModelInfo, TaskFinished, UnloadModel, Usage, WorkerMessage } from "../worker-protocol/index.js";
+import { chunkCost, CloseCode, decodeEmbedding, FEATURES, modelCapabilities, PROTOCOL_VERSION, type TaskEmbedding } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
   EngineError,
@@ -17,6 +17,7 @@ import {
 } from "./errors.js";
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
+import { ModelPlacer, type PlacerHost, type PlacerOptions } from "./placement/placer.js";
 import { WorkerEntry, type WorkerLink, WorkerRegistry } from "./registry.js";
 import { createPolicy } from "./routing/index.js";
 import type { PolicyName, RoutingPolicy } from "./routing/policy.js";
@@ -43,9 +44,19 @@ export interface MasterOptions {
   taskStallMs: number;
   /** When a worker whose tasks keep failing or stalling is taken out of rotation, and for how long. */
   healthPolicy?: HealthPolicy;
+  /** Loading models on demand and unloading idle ones (default: on demand, after 5 minutes of idleness). */
+  placement?: PlacerOptions;
   /** Which routing policy each model uses (default: least-loaded for all), and how policies are made. */
   routing?: { policyOf(model: string): PolicyName; create(name: PolicyName): RoutingPolicy };
   log: Logger;
+}
+
+/** What the API knows of a request beyond the task itself, for routing and placement. */
+export interface TaskHints {
+  /** A client-supplied session key (routing by session). */
+  sessionKey?: string | undefined;
+  /** How long the model may stay loaded once idle after this request (Ollama's keep_alive); Infinity: for ever. */
+  keepAliveMs?: number | undefined;
 }
 
 /** How a task reached a terminal state; carries what the task's client is told. */
@@ -60,6 +71,8 @@ export class Master {
   readonly router: Router;
   /** Subscribers to what happens (metrics, logs, dashboard). */
   readonly observers = new Observers();
+  /** What is loaded where, on workers that load models on command. */
+  readonly placer: ModelPlacer;
   private readonly queues: ModelQueues;
   /** Queued tasks' wait deadlines. */
   private readonly queueTimers = new Map<string, NodeJS.Timeout>();
@@ -80,6 +93,7 @@ export class Master {
       ...(options.routing ?? { policyOf: () => "least-loaded", create: (name) => createPolicy(name) }),
       onDecision: (model, policy, reason) => this.observers.routed(model, policy, reason),
     });
+    this.placer = new ModelPlacer(this.placerHost(), options.placement ?? { autoLoad: true, idleMs: 5 * 60_000 });
     this.grantBatchBytes = Math.max(1, Math.floor(options.taskWindowBytes / 4));
     const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
@@ -93,13 +107,15 @@ export class Master {
    * or UnavailableError synchronously, so the API can answer with a status before it starts a stream.
    * Aborting `signal` cancels the task at whatever stage it is.
    */
-  submit(request: TaskRequest, signal: AbortSignal, hints: { sessionKey?: string | undefined } = {}): Task {
+  submit(request: TaskRequest, signal: AbortSignal, hints: TaskHints = {}): Task {
     if (!this.accepting) throw new UnavailableError("The coordinator is shutting down.");
-    if (!this.registry.isServed(request.model) && !this.registry.servedWithin(request.model, this.options.modelMemoryMs)) {
+    const served = this.registry.isServed(request.model);
+    if (!served && !this.registry.servedWithin(request.model, this.options.modelMemoryMs) && !this.placer.canLoad(request.model)) {
       throw new ModelNotFoundError(request.model);
     }
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
     const task = new Task(`task-${nanoid(12)}`, request, hints.sessionKey);
+    task.keepAliveMs = hints.keepAliveMs;
     const worker = this.queues.depth(request.model) === 0 ? this.router.pick(task, this.registry.candidates(request.model)) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
@@ -109,6 +125,7 @@ export class Master {
     this.watchAbort(task, signal);
     if (worker) this.assign(task, worker);
     else this.enqueue(task, false);
+    if (!served && task.state === "queued") this.placer.demand(request.model);
     return task;
   }
 
@@ -171,13 +188,19 @@ export class Master {
     );
     this.registry.add(worker);
     this.observers.workerJoined(worker);
+    const models = hello.features?.includes(FEATURES.models) === true && hello.library !== undefined;
     link.send({
       type: "Welcome",
       protocolVersion: PROTOCOL_VERSION,
       workerId: worker.id,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       taskWindowBytes: this.options.taskWindowBytes,
+      ...(models && { features: [FEATURES.models] }),
     });
+    if (models) {
+      worker.loadsModels = true;
+      this.placer.workerJoined(worker.id, hello);
+    }
     this.options.log.info(
       { worker: worker.id, workerName: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
       "worker joined",
@@ -198,6 +221,11 @@ export class Master {
       case "Draining":
         worker.state = "draining";
         this.registry.changed(worker);
+        return;
+      case "Library":
+      case "ModelStatus":
+        if (!worker.loadsModels) throw new ProtocolViolation("feature_not_negotiated", `${message.type} needs the "models" feature, which this connection did not take up`);
+        this.placer.report(worker.id, message);
         return;
       case "TokenChunk": {
         const task = this.taskOf(worker, message.taskId);
@@ -294,6 +322,7 @@ export class Master {
     if (this.registry.get(worker.id) !== worker) return;
     this.registry.remove(worker);
     this.router.workerRemoved(worker, (model) => this.registry.isServed(model));
+    this.placer.workerLeft(worker.id);
     this.observers.workerLeft(worker);
     this.forgetCancelling(worker);
     const retried = new Set<string>();
@@ -311,6 +340,24 @@ export class Master {
   /** The live state of workers, models and queues (for /v1/cluster, metrics and the dashboard). */
   snapshot(): ClusterView {
     return clusterView(this.registry, this.queues.depths(), this.live.size, this.router.stats());
+  }
+
+  /** A model as it is served, or as a worker's library offers it when none has it loaded. */
+  modelInfo(model: string): ModelInfo | undefined {
+    return this.registry.modelInfo(model) ?? this.placer.offeredInfo(model);
+  }
+
+  /** What every worker serving `model` can do, or what its library entry says when none has it loaded. */
+  capabilitiesOf(model: string): string[] | undefined {
+    const served = this.registry.capabilitiesOf(model);
+    if (served !== undefined) return served;
+    const offered = this.placer.offeredInfo(model);
+    return offered ? [...modelCapabilities(offered)] : undefined;
+  }
+
+  /** Whether a request for `model` can be served: some worker serves it, or can load it. */
+  knowsModel(model: string): boolean {
+    return this.registry.isServed(model) || this.placer.canLoad(model);
   }
 
   /** A task not yet ended, by id (for tests and diagnostics; read only). */
@@ -354,6 +401,7 @@ export class Master {
     worker.unstarted += 1;
     this.registry.changed(worker);
     this.router.assigned(task, worker);
+    this.placer.used(worker.id, task.model, task.keepAliveMs);
     this.observers.taskAssigned(task, worker);
     try {
       worker.link.send({ type: "TaskAssigned", taskId: task.id, ...task.request });
@@ -398,7 +446,7 @@ export class Master {
   }
 
   private end(task: Task, ending: Ending): void {
-    const stage = task.stage;
+    const stage = task.state === "queued" && !this.registry.isServed(task.model) && this.placer.isLoading(task.model) ? "loading" : task.stage;
     // Still on its worker only when the coordinator ends it (a cancel, a limit, shutdown): the worker must stop. A
     // worker that ended the task itself, left or stalled has already been let go of it.
     const worker = this.workerOf(task);
@@ -409,7 +457,10 @@ export class Master {
     this.clearQueueTimer(task.id);
     for (const dispose of this.disposers.get(task.id) ?? []) dispose();
     this.disposers.delete(task.id);
-    if (wasQueued) this.queues.remove(task);
+    if (wasQueued) {
+      this.queues.remove(task);
+      if (this.queues.depth(task.model) === 0 && !this.registry.isServed(task.model)) this.placer.abandon(task.model);
+    }
     switch (ending.to) {
       case "finished":
         task.events.push({
@@ -501,6 +552,7 @@ export class Master {
     worker.rememberEnded(task.id);
     this.registry.changed(worker);
     this.router.released(task, worker);
+    this.placer.used(worker.id, task.model, task.keepAliveMs);
     if (pump && this.registry.get(worker.id) === worker) this.pumpWorker(worker);
   }
 
@@ -558,6 +610,7 @@ export class Master {
   /** Periodic: fails over or fails tasks that stopped making progress, and lets ejected workers back on probation. */
   private sweep(): void {
     const now = Date.now();
+    this.placer.sweep(now);
     for (const worker of this.registry.all()) {
       if (worker.health.tick(now)) this.healthChanged(worker);
     }
@@ -641,6 +694,41 @@ export class Master {
     if (task) return isTerminal(task.state) ? undefined : task;
     if (worker.recentlyEnded.has(taskId) || worker.cancelling.has(taskId)) return undefined;
     throw new ProtocolViolation("unknown_task", `task ${taskId} is not assigned to this worker`);
+  }
+
+  /** What the placer may ask of the master: sends, the registry's index of served models, the queues. */
+  private placerHost(): PlacerHost {
+    return {
+      log: this.options.log,
+      send: (workerId: string, message: LoadModel | UnloadModel) => this.registry.get(workerId)?.link.send(message),
+      serve: (workerId: string, info: ModelInfo) => {
+        const worker = this.registry.get(workerId);
+        if (!worker) return;
+        this.registry.addModel(worker, info);
+        this.observers.workerModelsChanged(worker);
+        this.pump(info.id);
+      },
+      unserve: (workerId: string, model: string) => {
+        const worker = this.registry.get(workerId);
+        if (!worker) return;
+        this.registry.removeModel(worker, model);
+        this.router.modelRemoved(worker, model, this.registry.isServed(model));
+        this.observers.workerModelsChanged(worker);
+      },
+      isServed: (model: string) => this.registry.isServed(model),
+      waitingModels: () => this.queues.depths().keys(),
+      failWaiting: (model: string, error: CoordinatorError) => {
+        for (const task of [...this.queues.all()]) if (task.model === model) this.end(task, { to: "failed", error });
+      },
+      busy: (workerId: string) => this.registry.get(workerId)?.busy ?? 0,
+      inUse: (workerId: string, model: string) => {
+        if (this.queues.depth(model) > 0) return true;
+        const worker = this.registry.get(workerId);
+        if (!worker) return false;
+        for (const task of worker.slots.values()) if (task.model === model) return true;
+        return false;
+      },
+    };
   }
 
   private watchAbort(task: Task, signal: AbortSignal): void {

@@ -26,6 +26,8 @@ export interface MasterObserver {
   /** A worker was ejected from rotation, put on probation, or restored (see worker-health.ts). */
   workerHealthChanged?(worker: WorkerEntry): void;
   workerLeft?(worker: WorkerEntry): void;
+  /** The models a worker serves changed (it loaded or is unloading one). */
+  workerModelsChanged?(worker: WorkerEntry): void;
   /** A worker broke the protocol and was disconnected. */
   protocolError?(code: string): void;
   /** A late or duplicate worker message was ignored (a chunk after the end, a second finish, …). */
@@ -75,6 +77,9 @@ export class Observers implements Required<MasterObserver> {
   }
   workerLeft(worker: WorkerEntry): void {
     for (const o of this.list) o.workerLeft?.(worker);
+  }
+  workerModelsChanged(worker: WorkerEntry): void {
+    for (const o of this.list) o.workerModelsChanged?.(worker);
   }
   protocolError(code: string): void {
     for (const o of this.list) o.protocolError?.(code);

@@ -38,6 +38,8 @@ export class WorkerEntry {
   reportedRunning = 0;
   /** What its engine holds in its prompt caches, per model, as its last heartbeat said. */
   cache: readonly ModelCache[] = [];
+  /** Whether it took up the "models" feature: it loads and unloads models on the master's command. */
+  loadsModels = false;
   /** Prompt tokens of the tasks it finished, and of those how many its engine reused from its cache. */
   promptTokens = 0;
   cachedTokens = 0;
@@ -47,7 +49,8 @@ export class WorkerEntry {
     readonly name: string,
     readonly engine: string,
     readonly device: DeviceInfo,
-    readonly models: readonly ModelInfo[],
+    /** The models it serves now: fixed for a worker without the "models" feature, else changed by its placement. */
+    public models: readonly ModelInfo[],
     readonly maxConcurrency: number,
     readonly link: WorkerLink,
     healthPolicy?: HealthPolicy,
@@ -94,27 +97,45 @@ export class WorkerRegistry {
 
   add(worker: WorkerEntry): void {
     this.byId.set(worker.id, worker);
-    for (const model of worker.models) {
-      let workers = this.byModel.get(model.id);
-      if (!workers) {
-        workers = new ModelWorkers();
-        this.byModel.set(model.id, workers);
-      }
-      workers.add(worker);
-      this.lastServed.delete(model.id);
-    }
+    for (const model of worker.models) this.index(worker, model.id);
+  }
+
+  /** The worker serves `info` from now on (a model it loaded on command). */
+  addModel(worker: WorkerEntry, info: ModelInfo): void {
+    if (this.byId.get(worker.id) !== worker || worker.serves(info.id)) return;
+    worker.models = [...worker.models, info];
+    this.index(worker, info.id);
+  }
+
+  /** The worker no longer serves `model` (it is unloading it); its tasks of the model go on until they end. */
+  removeModel(worker: WorkerEntry, model: string): void {
+    if (this.byId.get(worker.id) !== worker || !worker.serves(model)) return;
+    worker.models = worker.models.filter((m) => m.id !== model);
+    this.unindex(worker, model);
   }
 
   remove(worker: WorkerEntry): void {
     if (this.byId.get(worker.id) !== worker) return;
     this.byId.delete(worker.id);
-    for (const model of worker.models) {
-      const workers = this.byModel.get(model.id);
-      workers?.remove(worker);
-      if (workers && workers.size === 0) {
-        this.byModel.delete(model.id);
-        this.lastServed.set(model.id, Date.now());
-      }
+    for (const model of worker.models) this.unindex(worker, model.id);
+  }
+
+  private index(worker: WorkerEntry, model: string): void {
+    let workers = this.byModel.get(model);
+    if (!workers) {
+      workers = new ModelWorkers();
+      this.byModel.set(model, workers);
+    }
+    workers.add(worker);
+    this.lastServed.delete(model);
+  }
+
+  private unindex(worker: WorkerEntry, model: string): void {
+    const workers = this.byModel.get(model);
+    workers?.remove(worker);
+    if (workers && workers.size === 0) {
+      this.byModel.delete(model);
+      this.lastServed.set(model, Date.now());
     }
   }
 

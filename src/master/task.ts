@@ -10,7 +10,7 @@ export type TaskRequest = Omit<TaskAssigned, "type" | "taskId">;
 export type TaskState = "queued" | "assigned" | "streaming" | "finished" | "failed" | "cancelled";
 
 /** Where a task was when it was cancelled: the stage metrics and logs speak of. */
-export type CancelStage = "queued" | "prefill" | "thinking" | "streaming";
+export type CancelStage = "loading" | "queued" | "prefill" | "thinking" | "streaming";
 
 export type TaskEvent =
   /** `bytes`: what the chunk counts against the task's flow-control window (see worker-protocol/flow-control.ts). */
@@ -126,6 +126,8 @@ export class Task implements RoutedTask {
   promptTokens: number | undefined;
   /** Set by the API while the model's output is inside its reasoning (so a cancellation counts as "thinking"). */
   thinking = false;
+  /** How long its model may stay loaded once idle after it (Ollama's keep_alive), if the request said. */
+  keepAliveMs: number | undefined;
   /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */
   requestId: string | undefined;
   /** The API route that made the task (`/v1/messages`, …), for the dashboard; never sent to workers. */

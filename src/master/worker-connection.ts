@@ -8,6 +8,7 @@ import {
   decodeWorkerMessage,
   encode,
   type MasterMessage,
+  FEATURES,
   PROTOCOL_VERSION,
   type WorkerMessage,
 } from "../worker-protocol/index.js";
@@ -117,6 +118,10 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
         "unsupported_version",
         `protocol version ${message.protocolVersion} is not supported (this master speaks ${PROTOCOL_VERSION})`,
       );
+      return;
+    }
+    if (message.models.length === 0 && !(message.library?.length && message.features?.includes(FEATURES.models))) {
+      refuse(CloseCode.protocolError, "no_models", "Hello must list the models served, or offer a library with the models feature");
       return;
     }
     if (!tokensMatch(message.token, options.token)) {

@@ -13,12 +13,14 @@ export class MeteredEngine implements Engine {
   readonly embed?: Engine["embed"];
   /** The inner engine's cache report, as is. */
   readonly cacheStats?: Engine["cacheStats"];
+  readonly library?: Engine["library"];
 
   constructor(private readonly inner: Engine) {
     this.kind = inner.kind;
     const embed = inner.embed?.bind(inner);
     if (embed) this.embed = (request, sink, signal) => this.counted(() => embed(request, sink, signal));
     this.cacheStats = inner.cacheStats?.bind(inner);
+    this.library = inner.library;
   }
 
   start() {

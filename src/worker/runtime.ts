@@ -14,6 +14,7 @@ import {
   type WorkerMessage,
 } from "../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationResult, GenerationSink } from "./engines/engine.js";
+import { ModelCommands } from "./model-commands.js";
 import { TaskOutput } from "./task-output.js";
 
 export interface WorkerOptions {
@@ -24,8 +25,12 @@ export interface WorkerOptions {
   maxConcurrency: number;
   /** Reconnect after the connection drops (with jittered exponential backoff); off for one-shot use. */
   reconnect: boolean;
+  /** With an engine that has a library: how often it is rescanned for changes (default 10 s). */
+  libraryScanMs?: number;
   log: Logger;
 }
+
+const DEFAULT_LIBRARY_SCAN_MS = 10_000;
 
 /** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
 const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;
@@ -63,7 +68,9 @@ export function workerUrl(join: string): string {
 export class WorkerRuntime {
   workerId: string | undefined;
   private socket: WebSocket | undefined;
-  private readonly tasks = new Map<string, { controller: AbortController; output: TaskOutput }>();
+  private readonly tasks = new Map<string, { controller: AbortController; output: TaskOutput; model: string }>();
+  /** Models loaded and unloaded on the master's command, when the engine has a library. */
+  private readonly modelCommands: ModelCommands | undefined;
   /** Tasks whose tokens wait for the socket to drain. */
   private readonly waiting = new Set<TaskOutput>();
   /** Flow control: each task's window, from Welcome (none from a master that announces none). */
@@ -88,7 +95,14 @@ export class WorkerRuntime {
     private readonly engine: Engine,
     private readonly description: EngineDescription,
     private readonly options: WorkerOptions,
-  ) {}
+  ) {
+    if (engine.library) {
+      const abortTasksOf = (model: string) => {
+        for (const task of this.tasks.values()) if (task.model === model) task.controller.abort(new Error(`model ${model} unloaded`));
+      };
+      this.modelCommands = new ModelCommands(engine.library, description.models, (message) => this.send(message), abortTasksOf, options.log);
+    }
+  }
 
   /** Connects and resolves with the worker id once the master welcomed it (rejects if it closes first). */
   start(): Promise<string> {
@@ -115,6 +129,7 @@ export class WorkerRuntime {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    this.modelCommands?.stop();
     for (const { controller } of this.tasks.values()) controller.abort(new Error(reason));
     const socket = this.socket;
     if (socket && socket.readyState !== WebSocket.CLOSED) {
@@ -138,7 +153,7 @@ export class WorkerRuntime {
           maxConcurrency: this.options.maxConcurrency,
           engine: this.engine.kind,
         },
-        models: this.description.models,
+        ...(this.modelCommands?.hello() ?? { models: this.description.models }),
       });
     });
     socket.on("message", (data) => {
@@ -150,6 +165,7 @@ export class WorkerRuntime {
       const reason = reasonBuffer.toString();
       clearInterval(this.heartbeat);
       this.heartbeat = undefined;
+      this.modelCommands?.disconnected();
       // Nobody is left to read these tasks' output: stop generating at once.
       for (const { controller } of this.tasks.values()) controller.abort(new Error("connection to the master lost"));
       if (this.stopped) return;
@@ -203,6 +219,7 @@ export class WorkerRuntime {
         this.masterTakesProgress = message.taskWindowBytes !== undefined;
         this.attempt = 0;
         this.startHeartbeat(message.heartbeatIntervalMs);
+        this.modelCommands?.welcomed(message.features, this.options.libraryScanMs ?? DEFAULT_LIBRARY_SCAN_MS);
         this.options.log.info({ workerId: message.workerId }, "joined the coordinator");
         this.welcomed?.(message.workerId);
         this.welcomed = undefined;
@@ -217,6 +234,11 @@ export class WorkerRuntime {
         // A grant for a task that has ended meanwhile is a normal race.
         this.tasks.get(message.taskId)?.output.grant(message.bytes);
         return;
+      case "LoadModel":
+      case "UnloadModel":
+        if (this.modelCommands) this.modelCommands.handle(message);
+        else this.options.log.warn({ type: message.type, model: message.model }, "this worker's engine cannot load or unload models; ignored");
+        return;
       case "Heartbeat":
         return;
       case "ProtocolError":
@@ -230,7 +252,7 @@ export class WorkerRuntime {
     const controller = new AbortController();
     const { signal } = controller;
     const output = new TaskOutput(taskId, this.taskWindowBytes, (message) => this.send(message));
-    this.tasks.set(taskId, { controller, output });
+    this.tasks.set(taskId, { controller, output, model: task.model });
     // An engine waiting for room in the window must not outlive its task.
     const onAbort = () => output.abort();
     signal.addEventListener("abort", onAbort, { once: true });

@@ -65,6 +65,7 @@ export class EngineLog {
 
 export interface TestWorker {
   runtime: WorkerRuntime;
+  engine: SimulatorEngine;
   log: EngineLog;
   id: string;
   stop(): Promise<void>;
@@ -72,7 +73,7 @@ export interface TestWorker {
 
 export async function startSimWorker(
   coordinator: Pick<RunningCoordinator, "workerUrl">,
-  options: Partial<SimulatorOptions> & { name?: string; maxConcurrency?: number; models?: string[] } = {},
+  options: Partial<SimulatorOptions> & { name?: string; maxConcurrency?: number; models?: string[]; libraryScanMs?: number } = {},
 ): Promise<TestWorker> {
   const log = new EngineLog();
   const engine = new SimulatorEngine(options.models ?? [], {
@@ -88,10 +89,11 @@ export async function startSimWorker(
     name: options.name ?? `sim-${Math.random().toString(36).slice(2, 8)}`,
     maxConcurrency: options.maxConcurrency ?? 4,
     reconnect: false,
+    ...(options.libraryScanMs !== undefined && { libraryScanMs: options.libraryScanMs }),
     log: silentLogger,
   });
   const id = await runtime.start();
-  return { runtime, log, id, stop: () => runtime.stop() };
+  return { runtime, engine, log, id, stop: () => runtime.stop() };
 }
 
 /** Polls `predicate` until it holds (for state seen from outside, e.g. the cluster snapshot). */

@@ -39,12 +39,15 @@ export class Router {
 
   /** The worker left: every policy of its models forgets it; a model no worker serves any more drops its policy. */
   workerRemoved(worker: WorkerEntry, stillServed: (model: string) => boolean): void {
-    for (const model of worker.models) {
-      const policy = this.policies.get(model.id);
-      if (!policy) continue;
-      if (stillServed(model.id)) policy.workerRemoved(worker.id);
-      else this.policies.delete(model.id);
-    }
+    for (const model of worker.models) this.modelRemoved(worker, model.id, stillServed(model.id));
+  }
+
+  /** The worker no longer serves `model` (it left, or unloaded it); the model's policy goes when nobody serves it. */
+  modelRemoved(worker: WorkerEntry, model: string, stillServed: boolean): void {
+    const policy = this.policies.get(model);
+    if (!policy) return;
+    if (stillServed) policy.workerRemoved(worker.id);
+    else this.policies.delete(model);
   }
 
   /** Each model's policy and what it holds. */

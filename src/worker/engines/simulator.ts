@@ -1,6 +1,6 @@
 // The simulator engine: a deterministic thinking "model" for demos, tests and benchmarks. It runs no model.
 import { setTimeout as sleep } from "node:timers/promises";
-import { CAPABILITIES, type ChatMessage, type ModelCache, type TokenLogprob } from "../../worker-protocol/index.js";
+import { CAPABILITIES, type ChatMessage, type ModelCache, type ModelInfo, type TokenLogprob } from "../../worker-protocol/index.js";
 import {
   type EmbeddingRequest,
   type EmbeddingResult,
@@ -13,6 +13,7 @@ import {
   type GenerationSink,
 } from "./engine.js";
 import { jsonInstance } from "./json-instance.js";
+import { SimulatedLibrary, type SimulatedModel } from "./simulated-library.js";
 import { messageTokens, promptTokenList, SimulatedPromptCache, simulatorTokens } from "./simulated-cache.js";
 import { SIMULATED_EMBEDDING_DIMENSIONS, simulatedEmbedding } from "./simulated-embedding.js";
 
@@ -44,6 +45,10 @@ export interface SimulatorOptions {
    * from before capabilities existed does. See src/worker-protocol.
    */
   capabilities?: readonly string[] | null;
+  /** Models it can load on command (the "models" protocol feature); absent: it serves its start models only. */
+  library?: readonly SimulatedModel[];
+  /** With `library`: memory its loaded models may use together (default 16 GiB). */
+  memoryBytes?: number;
   /** Observation points for tests and benchmarks. */
   hooks?: SimulatorHooks;
 }
@@ -109,32 +114,48 @@ export function simulatedReply(messages: readonly ChatMessage[], replyTokens = 0
   return { reasoning, answer };
 }
 
+/** Memory of a simulated worker with a library, unless the options say otherwise. */
+const DEFAULT_SIMULATED_MEMORY = 16 * 2 ** 30;
+
 export class SimulatorEngine implements Engine {
   readonly kind = "simulator";
+  readonly library: SimulatedLibrary | undefined;
   /** Each model's prompt cache, when the options give one. */
   private readonly caches = new Map<string, SimulatedPromptCache>();
 
   constructor(
     private readonly models: readonly string[],
     private readonly options: SimulatorOptions,
-  ) {}
+  ) {
+    if (options.library) {
+      const memory = options.memoryBytes ?? DEFAULT_SIMULATED_MEMORY;
+      this.library = new SimulatedLibrary(options.library, memory, (id, length) => this.modelInfo(id, length), options.contextLength);
+    }
+  }
 
   async start(): Promise<EngineDescription> {
-    const ids = this.models.length > 0 ? this.models : [SIMULATOR_MODEL];
+    // With a library, only the models named are loaded at start (possibly none); without, the default one.
+    const ids = this.models.length > 0 || this.library ? this.models : [SIMULATOR_MODEL];
+    this.library?.preload(ids);
     return {
-      device: { kind: "simulator", name: "simulated device (no model runs)", memoryBytes: 0 },
-      models: ids.map((id) => ({
-        id,
-        contextLength: this.options.contextLength,
-        format: this.options.format ?? "think",
-        ownedBy: "coordinator-simulator",
-        ...(this.options.capabilities !== null && { capabilities: [...(this.options.capabilities ?? SIMULATOR_CAPABILITIES)] }),
-      })),
+      device: { kind: "simulator", name: "simulated device (no model runs)", memoryBytes: this.library?.memory().totalBytes ?? 0 },
+      models: ids.map((id) => this.modelInfo(id, undefined)),
+    };
+  }
+
+  private modelInfo(id: string, contextLength: number | undefined): ModelInfo {
+    return {
+      id,
+      contextLength: contextLength ?? this.options.contextLength,
+      format: this.options.format ?? "think",
+      ownedBy: "coordinator-simulator",
+      ...(this.options.capabilities !== null && { capabilities: [...(this.options.capabilities ?? SIMULATOR_CAPABILITIES)] }),
     };
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
     const { hooks } = this.options;
+    if (this.library && !this.library.isLoaded(request.model)) throw new Error(`model '${request.model}' is not loaded on this worker`);
     hooks?.onStart?.(request.taskId);
     // A raw prompt is continued as a user message would be answered, without the reasoning (there is no template to
     // think within).

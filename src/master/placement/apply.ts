@@ -1,0 +1,152 @@
+// The one place where what is loaded where changes: typed events in, the state changed, and the effects that follow
+// from the event out (messages to workers, models served or no longer served, loads that failed). The master runs
+// the effects; nothing else writes the placement state.
+import type { LibraryModel, LoadModel, ModelInfo, ModelStatus, UnloadModel, WorkerMemory } from "../../worker-protocol/index.js";
+import { type ModelSlot, type Placement, type PlacementState, STARTUP_PIN, type WorkerModels } from "./state.js";
+
+export type PlacementEvent =
+  | { type: "WorkerJoined"; workerId: string; name: string; library: LibraryModel[]; memory: WorkerMemory; loaded: readonly ModelInfo[]; at: number }
+  | { type: "WorkerLeft"; workerId: string }
+  | { type: "LibraryReported"; workerId: string; library: LibraryModel[]; memory: WorkerMemory }
+  /** The master decided to load `model` on the worker (for a placement, or for requests waiting for it). */
+  | { type: "LoadStarted"; workerId: string; model: string; pin: string | undefined; contextLength?: number; concurrency?: number; at: number }
+  /** The master decided to unload it (idle, evicted, unplaced) or give up its load (nobody waits any more). */
+  | { type: "UnloadStarted"; workerId: string; model: string; reason: string; at: number }
+  | { type: "StatusReported"; workerId: string; status: ModelStatus; at: number }
+  /** A task of the model was assigned or ended on the worker; `keepAliveMs`: how long it may then stay idle. */
+  | { type: "ModelUsed"; workerId: string; model: string; at: number; keepAliveMs?: number }
+  | { type: "Pinned"; workerId: string; model: string; pin: string | undefined }
+  | { type: "PlacementCreated"; placement: Placement }
+  | { type: "PlacementDeleted"; id: string };
+
+export type PlacementEffect =
+  | { type: "send"; workerId: string; message: LoadModel | UnloadModel }
+  /** The worker serves the model from now on: index it, and give it waiting tasks. */
+  | { type: "serve"; workerId: string; info: ModelInfo }
+  /** The worker no longer takes tasks of the model. */
+  | { type: "unserve"; workerId: string; model: string }
+  /** A load failed on the worker; tasks waiting for the model may need another plan, or an error. */
+  | { type: "loadFailed"; workerId: string; model: string; message: string; code: string | undefined }
+  /** A load or a model went away without failing (its worker left, it was unloaded): waiting tasks need a new plan. */
+  | { type: "replan"; model: string };
+
+function slot(model: string, state: ModelSlot["state"], memoryBytes: number, at: number, pin: string | undefined): ModelSlot {
+  return { model, state, progress: state === "loaded" ? 1 : 0, memoryBytes, since: at, lastUsedAt: at, keepAliveMs: undefined, pin, contextLength: undefined, concurrency: undefined };
+}
+
+function memoryOf(worker: WorkerModels, model: string): number {
+  return worker.library.get(model)?.memoryBytes ?? 0;
+}
+
+/** Applies one event to the state; returns what must follow from it. */
+export function applyPlacement(state: PlacementState, event: PlacementEvent): PlacementEffect[] {
+  if (event.type === "PlacementCreated") {
+    state.placements.set(event.placement.id, event.placement);
+    return [];
+  }
+  if (event.type === "PlacementDeleted") {
+    state.placements.delete(event.id);
+    for (const worker of state.workers.values()) for (const s of worker.slots.values()) if (s.pin === event.id) s.pin = undefined;
+    return [];
+  }
+  if (event.type === "WorkerJoined") {
+    const worker: WorkerModels = { workerId: event.workerId, name: event.name, library: new Map(event.library.map((m) => [m.id, m])), memory: event.memory, slots: new Map() };
+    for (const info of event.loaded) worker.slots.set(info.id, slot(info.id, "loaded", memoryOf(worker, info.id), event.at, STARTUP_PIN));
+    state.workers.set(event.workerId, worker);
+    // Its models are served through the registry as any worker's are; its library may unblock waiting tasks.
+    return [...worker.library.keys()].map((model) => ({ type: "replan", model }));
+  }
+  const worker = state.workers.get(event.workerId);
+  if (!worker) return [];
+  switch (event.type) {
+    case "WorkerLeft": {
+      state.workers.delete(event.workerId);
+      return [...worker.slots.values()].filter((s) => s.state === "loading").map((s) => ({ type: "replan", model: s.model }));
+    }
+    case "LibraryReported": {
+      const added = event.library.filter((m) => !worker.library.has(m.id));
+      worker.library = new Map(event.library.map((m) => [m.id, m]));
+      worker.memory = event.memory;
+      return added.map((m) => ({ type: "replan", model: m.id }));
+    }
+    case "LoadStarted": {
+      const fresh = slot(event.model, "loading", memoryOf(worker, event.model), event.at, event.pin);
+      fresh.contextLength = event.contextLength;
+      fresh.concurrency = event.concurrency;
+      worker.slots.set(event.model, fresh);
+      const message: LoadModel = { type: "LoadModel", model: event.model };
+      if (event.contextLength !== undefined) message.contextLength = event.contextLength;
+      if (event.concurrency !== undefined) message.concurrency = event.concurrency;
+      return [{ type: "send", workerId: worker.workerId, message }];
+    }
+    case "UnloadStarted": {
+      const current = worker.slots.get(event.model);
+      if (!current || current.state === "unloading") return [];
+      const wasServed = current.state === "loaded";
+      current.state = "unloading";
+      current.since = event.at;
+      const effects: PlacementEffect[] = [];
+      if (wasServed) effects.push({ type: "unserve", workerId: worker.workerId, model: event.model });
+      effects.push({ type: "send", workerId: worker.workerId, message: { type: "UnloadModel", model: event.model, reason: event.reason } });
+      return effects;
+    }
+    case "StatusReported":
+      return applyStatus(worker, event.status, event.at);
+    case "ModelUsed": {
+      const current = worker.slots.get(event.model);
+      if (current) {
+        current.lastUsedAt = event.at;
+        if (event.keepAliveMs !== undefined) current.keepAliveMs = event.keepAliveMs;
+      }
+      return [];
+    }
+    case "Pinned": {
+      const current = worker.slots.get(event.model);
+      if (current && current.pin !== STARTUP_PIN) current.pin = event.pin;
+      return [];
+    }
+  }
+}
+
+/** A worker's report on one of its models. */
+function applyStatus(worker: WorkerModels, status: ModelStatus, at: number): PlacementEffect[] {
+  const current = worker.slots.get(status.model);
+  if (status.memory) worker.memory = status.memory;
+  switch (status.state) {
+    case "loading":
+      if (current?.state === "loading") current.progress = status.progress ?? current.progress;
+      return [];
+    case "loaded": {
+      if (!status.info || status.info.id !== status.model) return [];
+      if (current?.state === "unloading") return []; // it will report "unloaded" next
+      const wasServed = current?.state === "loaded";
+      const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, undefined);
+      loaded.state = "loaded";
+      loaded.progress = 1;
+      loaded.since = at;
+      loaded.lastUsedAt = at;
+      worker.slots.set(status.model, loaded);
+      return wasServed ? [] : [{ type: "serve", workerId: worker.workerId, info: status.info }];
+    }
+    case "unloading":
+      if (current?.state === "loaded") {
+        current.state = "unloading";
+        current.since = at;
+        return [{ type: "unserve", workerId: worker.workerId, model: status.model }];
+      }
+      return [];
+    case "unloaded": {
+      if (!current) return [];
+      worker.slots.delete(status.model);
+      const effects: PlacementEffect[] = [];
+      if (current.state === "loaded") effects.push({ type: "unserve", workerId: worker.workerId, model: status.model });
+      effects.push({ type: "replan", model: status.model });
+      return effects;
+    }
+    case "failed": {
+      if (current?.state !== "loading") return [];
+      worker.slots.delete(status.model);
+      return [{ type: "loadFailed", workerId: worker.workerId, model: status.model, message: status.error?.message ?? "the load failed", code: status.error?.code }];
+    }
+  }
+}

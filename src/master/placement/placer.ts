@@ -1,0 +1,268 @@
+// The master's model placement: turns what happens (workers joining with a library, their reports, requests for a
+// model nobody serves, idleness, admin placements) into events for applyPlacement, and runs the effects that follow.
+import { nanoid } from "nanoid";
+import type { Logger } from "../../log.js";
+import type { Hello, LoadModel, Library, ModelInfo, ModelStatus, UnloadModel } from "../../worker-protocol/index.js";
+import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
+import { applyPlacement, type PlacementEffect, type PlacementEvent } from "./apply.js";
+import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
+import { freeBytes, type Placement, PlacementState, type SlotState } from "./state.js";
+
+/** What the placer asks of the master. */
+export interface PlacerHost extends PlanContext {
+  send(workerId: string, message: LoadModel | UnloadModel): void;
+  /** The worker serves the model now: index it and hand it waiting tasks. */
+  serve(workerId: string, info: ModelInfo): void;
+  unserve(workerId: string, model: string): void;
+  /** Whether some connected worker serves the model now. */
+  isServed(model: string): boolean;
+  /** Models with tasks waiting in their queue. */
+  waitingModels(): Iterable<string>;
+  /** Fails every task waiting for the model. */
+  failWaiting(model: string, error: CoordinatorError): void;
+  log: Logger;
+}
+
+export interface PlacerOptions {
+  /** Load a model some worker offers when a request asks for it (Ollama's way); off: only placements load. */
+  autoLoad: boolean;
+  /** How long a model loaded on demand may stay idle before it is unloaded. */
+  idleMs: number;
+}
+
+/** POST /v1/placements, validated. */
+export interface PlacementRequest {
+  model: string;
+  worker?: string;
+  replicas: number;
+  contextLength?: number;
+  concurrency?: number;
+}
+
+/** A placement as GET /v1/placements shows it: each instance's worker and state. */
+export interface PlacementView extends Placement {
+  instances: Array<{ workerId: string; workerName: string; state: SlotState; progress: number }>;
+}
+
+export class ModelPlacer {
+  readonly state = new PlacementState();
+  /** Models whose waiting tasks need memory that models in use hold: planned again whenever a task ends. */
+  private readonly blocked = new Set<string>();
+
+  constructor(
+    private readonly host: PlacerHost,
+    private readonly options: PlacerOptions,
+  ) {}
+
+  /** A worker that took up the "models" feature joined. */
+  workerJoined(workerId: string, hello: Hello): void {
+    this.apply({ type: "WorkerJoined", workerId, name: hello.worker.name, library: hello.library ?? [], memory: hello.memory ?? { totalBytes: 0, freeBytes: 0 }, loaded: hello.models, at: Date.now() });
+  }
+
+  workerLeft(workerId: string): void {
+    this.apply({ type: "WorkerLeft", workerId });
+  }
+
+  /** A Library or ModelStatus from the worker. */
+  report(workerId: string, message: Library | ModelStatus): void {
+    if (message.type === "Library") this.apply({ type: "LibraryReported", workerId, library: message.library, memory: message.memory });
+    else this.apply({ type: "StatusReported", workerId, status: message, at: Date.now() });
+  }
+
+  /** Whether a request for `model`, which nobody serves, may wait for it to be loaded. */
+  canLoad(model: string): boolean {
+    return (this.options.autoLoad || this.state.isLoading(model)) && this.state.isOffered(model);
+  }
+
+  /** The model as the first library offering it describes it (for requests before it is loaded). */
+  offeredInfo(model: string): ModelInfo | undefined {
+    for (const worker of this.state.workers.values()) {
+      const entry = worker.library.get(model);
+      if (!entry) continue;
+      const info: ModelInfo = { id: entry.id, contextLength: entry.contextLength };
+      if (entry.format !== undefined) info.format = entry.format;
+      if (entry.capabilities !== undefined) info.capabilities = entry.capabilities;
+      return info;
+    }
+    return undefined;
+  }
+
+  /** Whether a task waiting for `model` waits for a load (its cancel stage is "loading"). */
+  isLoading(model: string): boolean {
+    return this.state.isLoading(model);
+  }
+
+  /** Tasks wait for `model`, which no worker serves: make sure a load is under way, or fail them with why not. */
+  demand(model: string): void {
+    if (this.host.isServed(model) || this.state.isLoading(model)) return;
+    if (!this.options.autoLoad || !this.state.isOffered(model)) return;
+    const choice = chooseLoad(this.state, model, this.host);
+    this.blocked.delete(model);
+    if (!choice.ok && choice.reason === "busy") {
+      this.blocked.add(model);
+      return;
+    }
+    if (!choice.ok) {
+      this.host.log.warn({ model, reason: choice.reason }, choice.message);
+      this.host.failWaiting(model, new ModelLoadFailedError(model, choice.message, choice.reason));
+      return;
+    }
+    this.load(choice.option, model, undefined, {});
+  }
+
+  /** Nobody waits for `model` any more: a load started for them (not for a placement) is given up. */
+  abandon(model: string): void {
+    this.blocked.delete(model);
+    for (const { worker, slot } of this.state.slotsOf(model)) {
+      if (slot.state === "loading" && slot.pin === undefined) {
+        this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, reason: "no request waits for it any more", at: Date.now() });
+      }
+    }
+  }
+
+  /** A task of `model` was assigned or ended on the worker (`keepAliveMs`: its request's keep-alive, if any). */
+  used(workerId: string, model: string, keepAliveMs?: number): void {
+    this.apply({ type: "ModelUsed", workerId, model, at: Date.now(), ...(keepAliveMs !== undefined && { keepAliveMs }) });
+    for (const waiting of [...this.blocked]) this.demand(waiting);
+  }
+
+  /** Periodic: unloads models idle for longer than they may be. */
+  sweep(now: number): void {
+    for (const { workerId, model } of idleModels(this.state, now, this.options.idleMs, this.host)) {
+      this.apply({ type: "UnloadStarted", workerId, model, reason: "idle", at: now });
+    }
+  }
+
+  /** Where `model` could be loaded, best first (GET /v1/placements/previews). */
+  previews(model: string): LoadOption[] {
+    return loadOptions(this.state, model, this.host);
+  }
+
+  /**
+   * An explicit placement: `replicas` instances of the model, on the worker named if any, pinned. Instances loaded
+   * already count (and are pinned); the rest are loaded where the planner says. Throws PlacementError.
+   */
+  place(request: PlacementRequest): PlacementView {
+    if (!this.state.isOffered(request.model)) throw new PlacementError(`No connected worker offers '${request.model}' in its library.`, 404);
+    const placement: Placement = {
+      id: `placement-${nanoid(10)}`,
+      model: request.model,
+      replicas: request.replicas,
+      worker: request.worker,
+      contextLength: request.contextLength,
+      concurrency: request.concurrency,
+      createdAt: Date.now(),
+    };
+    const chosen = this.choosePlaces(request);
+    this.apply({ type: "PlacementCreated", placement });
+    for (const place of chosen) {
+      if (place.existing) this.apply({ type: "Pinned", workerId: place.workerId, model: request.model, pin: placement.id });
+      else this.load(place.option, request.model, placement.id, request);
+    }
+    return this.view(placement);
+  }
+
+  /** Ends a placement: its instances are unpinned, and unloaded at once when idle (else once idle). */
+  unplace(id: string): PlacementView {
+    const placement = this.state.placements.get(id);
+    if (!placement) throw new PlacementError(`No placement '${id}'.`, 404);
+    const view = this.view(placement);
+    this.apply({ type: "PlacementDeleted", id });
+    for (const instance of view.instances) {
+      if (!this.host.inUse(instance.workerId, placement.model)) {
+        this.apply({ type: "UnloadStarted", workerId: instance.workerId, model: placement.model, reason: "placement deleted", at: Date.now() });
+      }
+    }
+    return view;
+  }
+
+  placements(): PlacementView[] {
+    return [...this.state.placements.values()].map((p) => this.view(p));
+  }
+
+  private view(placement: Placement): PlacementView {
+    const instances: PlacementView["instances"] = [];
+    for (const { worker, slot } of this.state.slotsOf(placement.model)) {
+      if (slot.pin === placement.id) instances.push({ workerId: worker.workerId, workerName: worker.name, state: slot.state, progress: slot.progress });
+    }
+    return { ...placement, instances };
+  }
+
+  /** The workers a placement's instances go to: those already holding the model first, then the planner's choices. */
+  private choosePlaces(request: PlacementRequest): Array<{ workerId: string; existing: true } | { workerId: string; existing: false; option: LoadOption }> {
+    const wanted = request.worker;
+    const matches = (id: string, name: string) => wanted === undefined || wanted === id || wanted === name;
+    if (wanted !== undefined && ![...this.state.workers.values()].some((w) => matches(w.workerId, w.name))) {
+      throw new PlacementError(`No connected worker '${wanted}' loads models on command.`, 404);
+    }
+    const places: Array<{ workerId: string; existing: true } | { workerId: string; existing: false; option: LoadOption }> = [];
+    const taken = new Set<string>();
+    for (const { worker, slot } of this.state.slotsOf(request.model)) {
+      if (places.length >= request.replicas || slot.state === "unloading" || !matches(worker.workerId, worker.name)) continue;
+      places.push({ workerId: worker.workerId, existing: true });
+      taken.add(worker.workerId);
+    }
+    while (places.length < request.replicas) {
+      const options = loadOptions(this.state, request.model, this.host).filter((o) => !taken.has(o.workerId) && matches(o.workerId, o.workerName));
+      const best = options[0];
+      if (!best?.fits) {
+        const why = best === undefined ? "no other worker offers it" : `it needs ${best.memoryBytes} bytes and ${best.workerName} has ${best.freeBytes} free after unloading its idle models`;
+        throw new PlacementError(`Cannot place ${request.replicas} instance(s) of '${request.model}': ${why}.`, 409);
+      }
+      places.push({ workerId: best.workerId, existing: false, option: best });
+      taken.add(best.workerId);
+    }
+    return places;
+  }
+
+  private load(option: LoadOption, model: string, pin: string | undefined, sizes: { contextLength?: number; concurrency?: number }): void {
+    const at = Date.now();
+    for (const evicted of option.evict) {
+      this.host.log.info({ worker: option.workerId, model: evicted, for: model }, "unloading an idle model to make room");
+      this.apply({ type: "UnloadStarted", workerId: option.workerId, model: evicted, reason: `evicted to make room for ${model}`, at });
+    }
+    this.host.log.info({ worker: option.workerId, workerName: option.workerName, model, memoryBytes: option.memoryBytes, free: option.freeBytes }, "loading a model");
+    this.apply({
+      type: "LoadStarted",
+      workerId: option.workerId,
+      model,
+      pin,
+      at,
+      ...(sizes.contextLength !== undefined && { contextLength: sizes.contextLength }),
+      ...(sizes.concurrency !== undefined && { concurrency: sizes.concurrency }),
+    });
+  }
+
+  private apply(event: PlacementEvent): void {
+    for (const effect of applyPlacement(this.state, event)) this.run(effect);
+  }
+
+  private run(effect: PlacementEffect): void {
+    switch (effect.type) {
+      case "send":
+        return this.host.send(effect.workerId, effect.message);
+      case "serve":
+        return this.host.serve(effect.workerId, effect.info);
+      case "unserve":
+        return this.host.unserve(effect.workerId, effect.model);
+      case "loadFailed": {
+        this.host.log.warn({ worker: effect.workerId, model: effect.model, code: effect.code, err: effect.message }, "model load failed");
+        if (this.host.isServed(effect.model) || this.state.isLoading(effect.model)) return;
+        const message = `Loading '${effect.model}' failed on its worker: ${effect.message}`;
+        this.host.failWaiting(effect.model, new ModelLoadFailedError(effect.model, message, effect.code));
+        return;
+      }
+      case "replan":
+        for (const model of [...this.host.waitingModels()]) this.demand(model);
+        return;
+    }
+  }
+}
+
+/** Memory figures of a worker for /v1/cluster: total, used by its models, free. */
+export function memoryView(placer: ModelPlacer, workerId: string): { totalBytes: number; usedBytes: number; freeBytes: number } | undefined {
+  const worker = placer.state.workers.get(workerId);
+  if (!worker) return undefined;
+  const free = freeBytes(worker);
+  return { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free };
+}

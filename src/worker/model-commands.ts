@@ -1,0 +1,141 @@
+// The worker's side of the "models" protocol feature: offers its engine's library, loads and unloads models on the
+// master's command one operation at a time, and reports each step (ModelStatus) and library changes (Library).
+import type { Logger } from "../log.js";
+import type { LibraryModel, LoadModel, ModelInfo, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
+import { FEATURES } from "../worker-protocol/index.js";
+import { type ModelLibrary, ModelLoadError } from "./engines/engine.js";
+
+/** Loading progress goes out at most this often per model. */
+const PROGRESS_INTERVAL_MS = 250;
+
+export class ModelCommands {
+  /** Models served now: those loaded at start, then as loads and unloads complete. */
+  private readonly served = new Map<string, ModelInfo>();
+  /** Loads under way, by model: aborting one gives the load up. */
+  private readonly loading = new Map<string, AbortController>();
+  /** Operations run one after another, in the order the master sent them (an unload frees memory a load needs). */
+  private queue: Promise<void> = Promise.resolve();
+  private lastLibrary: string;
+  private scanTimer: NodeJS.Timeout | undefined;
+  private enabled = false;
+
+  constructor(
+    private readonly library: ModelLibrary,
+    startModels: readonly ModelInfo[],
+    private readonly send: (message: WorkerMessage) => void,
+    /** Stops the tasks of a model about to be unloaded (the master sends UnloadModel only once none runs). */
+    private readonly abortTasksOf: (model: string) => void,
+    private readonly log: Logger,
+  ) {
+    for (const model of startModels) this.served.set(model.id, model);
+    this.lastLibrary = JSON.stringify(library.list());
+  }
+
+  /** What Hello carries: the models served now, and the library. */
+  hello(): { models: ModelInfo[]; features: string[]; library: LibraryModel[]; memory: ReturnType<ModelLibrary["memory"]> } {
+    return { models: [...this.served.values()], features: [FEATURES.models], library: this.library.list(), memory: this.library.memory() };
+  }
+
+  /** The master's Welcome: the feature is on when it took it up; the library is rescanned every `scanMs`. */
+  welcomed(features: readonly string[] | undefined, scanMs: number): void {
+    this.enabled = features?.includes(FEATURES.models) ?? false;
+    clearInterval(this.scanTimer);
+    this.scanTimer = undefined;
+    if (!this.enabled) return;
+    this.scanTimer = setInterval(() => void this.rescan(), scanMs);
+    this.scanTimer.unref();
+  }
+
+  /** The connection closed: no more scans until the next Welcome (loads under way go on). */
+  disconnected(): void {
+    clearInterval(this.scanTimer);
+    this.scanTimer = undefined;
+  }
+
+  handle(message: LoadModel | UnloadModel): void {
+    if (!this.enabled) {
+      this.log.warn({ type: message.type }, "the master sent a model command without taking up the models feature; ignored");
+      return;
+    }
+    if (message.type === "UnloadModel" && this.loading.has(message.model)) {
+      // Giving up a load: the load's own step reports "unloaded".
+      this.loading.get(message.model)?.abort(new Error(message.reason ?? "unload requested"));
+      return;
+    }
+    const run = message.type === "LoadModel" ? () => this.load(message) : () => this.unload(message);
+    this.queue = this.queue.then(run, run);
+  }
+
+  /** Gives up every load and stops scanning (the worker is stopping). */
+  stop(): void {
+    this.disconnected();
+    for (const controller of this.loading.values()) controller.abort(new Error("worker stopping"));
+  }
+
+  private async load(command: LoadModel): Promise<void> {
+    const { model } = command;
+    if (this.served.has(model)) {
+      this.send({ type: "ModelStatus", model, state: "loaded", info: this.served.get(model), memory: this.library.memory() });
+      return;
+    }
+    const controller = new AbortController();
+    this.loading.set(model, controller);
+    this.send({ type: "ModelStatus", model, state: "loading", progress: 0 });
+    let reportedAt = Date.now();
+    const progress = (fraction: number) => {
+      const now = Date.now();
+      if (now - reportedAt < PROGRESS_INTERVAL_MS || controller.signal.aborted) return;
+      reportedAt = now;
+      this.send({ type: "ModelStatus", model, state: "loading", progress: Math.min(1, Math.max(0, fraction)) });
+    };
+    const options = { ...(command.contextLength && { contextLength: command.contextLength }), ...(command.concurrency && { concurrency: command.concurrency }) };
+    try {
+      const info = await this.library.load(model, options, progress, controller.signal);
+      if (controller.signal.aborted) {
+        await this.library.unload(model);
+        this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+        return;
+      }
+      this.served.set(model, info);
+      this.log.info({ model }, "model loaded");
+      this.send({ type: "ModelStatus", model, state: "loaded", info, memory: this.library.memory() });
+    } catch (error) {
+      if (controller.signal.aborted) {
+        this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+        return;
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      const code = error instanceof ModelLoadError ? error.code : "load_failed";
+      this.log.warn({ model, err: message, code }, "model load failed");
+      this.send({ type: "ModelStatus", model, state: "failed", error: { message: message.slice(0, 4096), code }, memory: this.library.memory() });
+    } finally {
+      this.loading.delete(model);
+    }
+  }
+
+  private async unload(command: UnloadModel): Promise<void> {
+    const { model } = command;
+    this.served.delete(model);
+    this.send({ type: "ModelStatus", model, state: "unloading" });
+    this.abortTasksOf(model);
+    try {
+      await this.library.unload(model);
+      this.log.info({ model, reason: command.reason }, "model unloaded");
+    } catch (error) {
+      this.log.error({ model, err: error instanceof Error ? error.message : String(error) }, "model unload failed");
+    }
+    this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+  }
+
+  private async rescan(): Promise<void> {
+    try {
+      const library = await this.library.refresh();
+      const text = JSON.stringify(library);
+      if (text === this.lastLibrary) return;
+      this.lastLibrary = text;
+      this.send({ type: "Library", library, memory: this.library.memory() });
+    } catch (error) {
+      this.log.warn({ err: error instanceof Error ? error.message : String(error) }, "library scan failed");
+    }
+  }
+}

@@ -1,0 +1,279 @@
+// The master places models: simulator workers offer a library within a memory limit; requests load models on
+// demand, idle ones are unloaded or evicted, explicit placements pin them, and failures reach the waiting clients.
+import { afterEach, describe, expect, it } from "vitest";
+import type { RunningCoordinator } from "../src/coordinator.js";
+import type { SimulatedModel } from "../src/worker/engines/simulated-library.js";
+import type { ModelState, WorkerMessage } from "../src/worker-protocol/index.js";
+import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+
+const GiB = 2 ** 30;
+
+let coordinator: RunningCoordinator | undefined;
+const workers: TestWorker[] = [];
+
+afterEach(async () => {
+  for (const worker of workers.splice(0)) await worker.stop();
+  await coordinator?.close();
+  coordinator = undefined;
+});
+
+async function libraryWorker(library: SimulatedModel[], memoryBytes: number, extra: Parameters<typeof startSimWorker>[1] = {}): Promise<TestWorker> {
+  if (!coordinator) throw new Error("no coordinator");
+  const worker = await startSimWorker(coordinator, { library, memoryBytes, tokensPerSecond: 0, ...extra });
+  workers.push(worker);
+  return worker;
+}
+
+/** Every ModelStatus the worker sends, in order (a tap on its runtime's sends). */
+function statusesOf(worker: TestWorker): Array<{ model: string; state: ModelState }> {
+  const seen: Array<{ model: string; state: ModelState }> = [];
+  const runtime = worker.runtime as unknown as { send(message: WorkerMessage): void };
+  const send = runtime.send.bind(runtime);
+  runtime.send = (message) => {
+    if (message.type === "ModelStatus") seen.push({ model: message.model, state: message.state });
+    send(message);
+  };
+  return seen;
+}
+
+function slotState(workerId: string, model: string): string | undefined {
+  return coordinator?.master.placer.state.workers.get(workerId)?.slots.get(model)?.state;
+}
+
+async function ask(model: string, content = "hello"): Promise<string> {
+  if (!coordinator) throw new Error("no coordinator");
+  const reply = await openaiClient(coordinator).chat.completions.create({ model, messages: [{ role: "user", content }] });
+  return reply.choices[0]?.message.content ?? "";
+}
+
+describe("load on demand", () => {
+  it("loads a model nobody has loaded when a request asks for it, and answers the request", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker([{ id: "small", sizeBytes: 1 * GiB, loadMs: 100 }], 8 * GiB);
+    const statuses = statusesOf(worker);
+    const models = await openaiClient(coordinator).models.list();
+    expect(models.data.map((m) => m.id)).not.toContain("small");
+
+    const text = await ask("small");
+    expect(text).toContain("simulated model");
+    expect(statuses.map((s) => s.state)).toEqual(expect.arrayContaining(["loading", "loaded"]));
+    expect(slotState(worker.id, "small")).toBe("loaded");
+    const after = await openaiClient(coordinator).models.list();
+    expect(after.data.map((m) => m.id)).toContain("small");
+  });
+
+  it("unloads the idle model to make room when memory holds only one", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker(
+      [
+        { id: "first", sizeBytes: 6 * GiB, loadMs: 20 },
+        { id: "second", sizeBytes: 6 * GiB, loadMs: 20 },
+      ],
+      8 * GiB,
+    );
+    const statuses = statusesOf(worker);
+    await ask("first");
+    expect(slotState(worker.id, "first")).toBe("loaded");
+
+    await ask("second");
+    expect(slotState(worker.id, "second")).toBe("loaded");
+    await eventually(() => slotState(worker.id, "first") === undefined, "first unloaded");
+    const first = statuses.filter((s) => s.model === "first").map((s) => s.state);
+    expect(first).toEqual(["loading", "loaded", "unloading", "unloaded"]);
+    expect(worker.engine.library?.memory().freeBytes).toBe(2 * GiB);
+  });
+
+  it("never evicts a model with work in flight: the other request waits until it is idle", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker(
+      [
+        { id: "busy", sizeBytes: 6 * GiB, loadMs: 0 },
+        { id: "other", sizeBytes: 6 * GiB, loadMs: 0 },
+      ],
+      8 * GiB,
+      { tokensPerSecond: 40, replyTokens: 40 },
+    );
+    const client = openaiClient(coordinator);
+    const long = client.chat.completions.create({ model: "busy", messages: [{ role: "user", content: "long one" }] });
+    await eventually(() => worker.log.started.length === 1, "the long task started");
+    const waiting = client.chat.completions.create({ model: "other", messages: [{ role: "user", content: "after" }] });
+    await eventually(() => (coordinator?.master.snapshot().queued ?? 0) >= 1 || coordinator?.master.liveTasks === 2, "the second request waits");
+    // While the first runs, its model stays loaded and the second's is not loaded.
+    expect(slotState(worker.id, "busy")).toBe("loaded");
+    expect(slotState(worker.id, "other")).toBeUndefined();
+
+    const first = await long;
+    expect(first.choices[0]?.finish_reason).toBe("stop");
+    const second = await waiting;
+    expect(second.choices[0]?.message.content).toContain("after");
+    expect(slotState(worker.id, "busy")).toBeUndefined();
+  });
+
+  it("fails the waiting requests with a clear 503 when the load fails on the worker", async () => {
+    coordinator = await startTestCoordinator();
+    await libraryWorker([{ id: "broken", sizeBytes: 1 * GiB, loadMs: 20, failWith: "the GGUF file is truncated" }], 8 * GiB);
+    const error = await ask("broken").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
+    expect(String((error as Error).message)).toContain("the GGUF file is truncated");
+    expect(coordinator.master.liveTasks).toBe(0);
+  });
+
+  it("refuses at once with a 503 when no worker has the memory for the model", async () => {
+    coordinator = await startTestCoordinator();
+    await libraryWorker([{ id: "huge", sizeBytes: 64 * GiB, loadMs: 0 }], 8 * GiB);
+    const error = await ask("huge").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
+    expect(String((error as Error).message)).toContain("memory");
+  });
+
+  it("gives the load up when its only waiting client leaves", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker([{ id: "slow", sizeBytes: 1 * GiB, loadMs: 3_000 }], 8 * GiB);
+    const statuses = statusesOf(worker);
+    const controller = new AbortController();
+    const request = openaiClient(coordinator).chat.completions.create(
+      { model: "slow", messages: [{ role: "user", content: "hi" }], stream: true },
+      { signal: controller.signal },
+    );
+    const settled = request.then(
+      async (stream) => {
+        for await (const _ of stream) void _;
+      },
+      () => undefined,
+    );
+    await eventually(() => slotState(worker.id, "slow") === "loading", "the load started");
+    controller.abort();
+    await settled.catch(() => undefined);
+    await eventually(() => statuses.some((s) => s.model === "slow" && s.state === "unloaded"), "the worker gave the load up");
+    expect(statuses.some((s) => s.state === "loaded")).toBe(false);
+    expect(slotState(worker.id, "slow")).toBeUndefined();
+    expect(worker.engine.library?.memory().freeBytes).toBe(8 * GiB);
+    await eventually(() => coordinator?.master.liveTasks === 0, "no task left");
+  });
+
+  it("unloads a model idle past --model-idle-ms, and a request loads it again", async () => {
+    coordinator = await startTestCoordinator({ modelIdleMs: 200 });
+    const worker = await libraryWorker([{ id: "nap", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB);
+    await ask("nap");
+    await eventually(() => slotState(worker.id, "nap") === undefined, "unloaded when idle", 5_000);
+    expect(await ask("nap", "again")).toContain("again");
+  });
+
+  it("does not load on demand with --no-auto-load: the model is unknown until placed", async () => {
+    coordinator = await startTestCoordinator({ noAutoLoad: true });
+    await libraryWorker([{ id: "manual", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB);
+    const error = await ask("manual").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ status: 404 });
+  });
+});
+
+describe("workers coming and going", () => {
+  it("makes a model loadable as soon as a worker offering it joins, or adds it to its library", async () => {
+    coordinator = await startTestCoordinator();
+    await expect(ask("late")).rejects.toMatchObject({ status: 404 });
+    const worker = await libraryWorker([{ id: "late", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB, { libraryScanMs: 50 });
+    expect(await ask("late")).toContain("simulated");
+
+    worker.engine.library?.add({ id: "dropped-in", sizeBytes: 1 * GiB, loadMs: 0 });
+    await eventually(() => coordinator?.master.knowsModel("dropped-in") === true, "the new file is offered");
+    expect(await ask("dropped-in")).toContain("simulated");
+  });
+
+  it("loads on another worker when the loading one leaves mid-load", async () => {
+    coordinator = await startTestCoordinator();
+    // The roomier worker is chosen first; it leaves while loading.
+    const first = await libraryWorker([{ id: "shared", sizeBytes: 1 * GiB, loadMs: 5_000 }], 16 * GiB, { name: "roomy" });
+    const second = await libraryWorker([{ id: "shared", sizeBytes: 1 * GiB, loadMs: 50 }], 8 * GiB, { name: "small" });
+    const reply = ask("shared");
+    await eventually(() => slotState(first.id, "shared") === "loading", "the first worker loads");
+    await first.stop();
+    expect(await reply).toContain("simulated");
+    expect(slotState(second.id, "shared")).toBe("loaded");
+  });
+});
+
+describe("explicit placements", () => {
+  async function api(path: string, init: RequestInit & { key?: string } = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+    if (!coordinator) throw new Error("no coordinator");
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (init.key) headers.authorization = `Bearer ${init.key}`;
+    const response = await fetch(`${coordinator.url}${path}`, { ...init, headers });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  it("previews, places (pinned), lists and deletes a placement", async () => {
+    coordinator = await startTestCoordinator({ modelIdleMs: 100 });
+    const worker = await libraryWorker(
+      [
+        { id: "pinned", sizeBytes: 6 * GiB, loadMs: 20 },
+        { id: "wanted", sizeBytes: 6 * GiB, loadMs: 0 },
+      ],
+      8 * GiB,
+      { name: "box" },
+    );
+    const preview = await api("/v1/placements/previews?model=pinned");
+    expect(preview.status).toBe(200);
+    expect(preview.body.data).toEqual([
+      { worker: { id: worker.id, name: "box" }, fits: true, memory_needed_bytes: 6 * GiB, memory_free_bytes: 8 * GiB, would_unload: [], running_tasks: 0 },
+    ]);
+
+    const placed = await api("/v1/placements", { method: "POST", body: JSON.stringify({ model: "pinned" }) });
+    expect(placed.status).toBe(201);
+    const id = placed.body.id as string;
+    await eventually(() => slotState(worker.id, "pinned") === "loaded", "the placement loaded");
+    const listed = await api("/v1/placements");
+    expect(listed.body.data).toMatchObject([{ id, model: "pinned", instances: [{ worker: { name: "box" }, state: "loaded", progress: 1 }] }]);
+
+    // Pinned: neither idleness nor another model's demand unloads it.
+    await ask("pinned");
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(slotState(worker.id, "pinned")).toBe("loaded");
+    await expect(ask("wanted")).rejects.toMatchObject({ status: 503, code: "model_load_failed" });
+    expect(slotState(worker.id, "pinned")).toBe("loaded");
+
+    const deleted = await api(`/v1/placements/${id}`, { method: "DELETE" });
+    expect(deleted).toMatchObject({ status: 200, body: { id, deleted: true } });
+    await eventually(() => slotState(worker.id, "pinned") === undefined, "unloaded once unplaced");
+    expect(await ask("wanted")).toContain("simulated");
+    expect((await api(`/v1/placements/${id}`, { method: "DELETE" })).status).toBe(404);
+  });
+
+  it("refuses placements it cannot make with a clear error", async () => {
+    coordinator = await startTestCoordinator();
+    await libraryWorker([{ id: "big", sizeBytes: 12 * GiB, loadMs: 0 }], 8 * GiB);
+    const tooBig = await api("/v1/placements", { method: "POST", body: JSON.stringify({ model: "big" }) });
+    expect(tooBig.status).toBe(409);
+    const unknown = await api("/v1/placements", { method: "POST", body: JSON.stringify({ model: "nope" }) });
+    expect(unknown.status).toBe(404);
+    const typo = await api("/v1/placements", { method: "POST", body: JSON.stringify({ model: "big", replica: 2 }) });
+    expect(typo).toMatchObject({ status: 400, body: { error: { code: "unsupported_parameter", param: "replica" } } });
+  });
+
+  it("takes admin keys on placements and refuses client keys there", async () => {
+    coordinator = await startTestCoordinator({ apiKey: ["client-key-123"], adminKey: ["admin-key-456"] });
+    await libraryWorker([{ id: "m", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB);
+    const body = JSON.stringify({ model: "m" });
+    expect((await api("/v1/placements", { method: "POST", body })).status).toBe(401);
+    const client = await api("/v1/placements", { method: "POST", body, key: "client-key-123" });
+    expect(client).toMatchObject({ status: 403, body: { error: { code: "admin_key_required" } } });
+    expect((await api("/v1/placements", { method: "POST", body, key: "admin-key-456" })).status).toBe(201);
+    // An admin key is also good on the inference routes.
+    const chat = await api("/v1/chat/completions", { method: "POST", body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }] }), key: "admin-key-456" });
+    expect(chat.status).toBe(200);
+  });
+
+  it("turns admin actions off when there are client keys but no admin key", async () => {
+    coordinator = await startTestCoordinator({ apiKey: ["client-key-123"] });
+    const listed = await api("/v1/placements", { key: "client-key-123" });
+    expect(listed).toMatchObject({ status: 403, body: { error: { code: "admin_key_required" } } });
+  });
+});
