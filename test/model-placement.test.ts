@@ -152,7 +152,7 @@ describe("load on demand", () => {
     await settled.catch(() => undefined);
     await eventually(() => statuses.some((s) => s.model === "slow" && s.state === "unloaded"), "the worker gave the load up");
     expect(statuses.some((s) => s.state === "loaded")).toBe(false);
-    expect(slotState(worker.id, "slow")).toBeUndefined();
+    await eventually(() => slotState(worker.id, "slow") === undefined, "the master forgot the load");
     expect(worker.engine.library?.memory().freeBytes).toBe(8 * GiB);
     await eventually(() => coordinator?.master.liveTasks === 0, "no task left");
   });
