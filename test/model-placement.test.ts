@@ -97,7 +97,7 @@ describe("load on demand", () => {
     const long = client.chat.completions.create({ model: "busy", messages: [{ role: "user", content: "long one" }] });
     await eventually(() => worker.log.started.length === 1, "the long task started");
     const waiting = client.chat.completions.create({ model: "other", messages: [{ role: "user", content: "after" }] });
-    await eventually(() => (coordinator?.master.snapshot().queued ?? 0) >= 1 || coordinator?.master.liveTasks === 2, "the second request waits");
+    await eventually(() => coordinator?.master.liveTasks === 2, "the second request waits");
     // While the first runs, its model stays loaded and the second's is not loaded.
     expect(slotState(worker.id, "busy")).toBe("loaded");
     expect(slotState(worker.id, "other")).toBeUndefined();
@@ -173,6 +173,33 @@ describe("load on demand", () => {
       (e: unknown) => e,
     );
     expect(error).toMatchObject({ status: 404 });
+  });
+});
+
+describe("keep_alive (Ollama)", () => {
+  async function ollamaChat(body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+    if (!coordinator) throw new Error("no coordinator");
+    const response = await fetch(`${coordinator.url}/api/chat`, { method: "POST", body: JSON.stringify({ stream: false, messages: [{ role: "user", content: "hi" }], ...body }) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  it("unloads at once after keep_alive 0, keeps for ever with -1, and refuses a malformed one", async () => {
+    coordinator = await startTestCoordinator({ modelIdleMs: 150 });
+    const worker = await libraryWorker(
+      [
+        { id: "brief", sizeBytes: 1 * GiB, loadMs: 0 },
+        { id: "forever", sizeBytes: 1 * GiB, loadMs: 0 },
+      ],
+      8 * GiB,
+    );
+    expect((await ollamaChat({ model: "forever", keep_alive: -1 })).status).toBe(200);
+    expect((await ollamaChat({ model: "brief", keep_alive: "0s" })).status).toBe(200);
+    await eventually(() => slotState(worker.id, "brief") === undefined, "brief unloaded at once");
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(slotState(worker.id, "forever")).toBe("loaded");
+    const bad = await ollamaChat({ model: "forever", keep_alive: "five minutes" });
+    expect(bad.status).toBe(400);
+    expect(String(bad.body.error)).toContain("keep_alive");
   });
 });
 

@@ -34,6 +34,8 @@ export interface EmbeddingDialect<Request> {
   paramNames?: Readonly<Record<string, string>>;
   errorResponse(error: unknown): Response;
   body(request: Request, embeddings: Embeddings | undefined): Iterable<string>;
+  /** How long the model may stay loaded once idle after this request (Ollama's keep_alive), when the dialect says. */
+  keepAliveMs?(request: Request): number | undefined;
 }
 
 const POWERS_OF_TEN = Array.from({ length: 23 }, (_, k) => 10 ** k);
@@ -103,7 +105,7 @@ export function embeddingRoute<Request>(master: Master, dialect: EmbeddingDialec
       }
       const taskRequest: TaskRequest = { model, messages: [], params: {}, embed };
       checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
-      task = master.submit(taskRequest, c.req.raw.signal);
+      task = master.submit(taskRequest, c.req.raw.signal, { keepAliveMs: dialect.keepAliveMs?.(request) });
     } catch (error) {
       return report.rejected(errorResponse(error));
     }

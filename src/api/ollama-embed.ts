@@ -4,13 +4,14 @@ import { z } from "zod";
 import { MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS, type EmbedSpec } from "../worker-protocol/index.js";
 import { type EmbeddingDialect, type Embeddings, floatsJson } from "./embedding-route.js";
 import { embeddingParser } from "./embeddings.js";
+import { keepAliveMs } from "./keep-alive.js";
 import { ollamaErrorResponse } from "./route-errors.js";
 
 const common = {
   model: z.string().min(1),
   /** How Ollama runs a model on its own machine; a worker here chose that when it started. */
   options: z.record(z.string(), z.unknown()).optional(),
-  /** How long the model stays loaded; workers here keep their models for as long as they serve them. */
+  /** How long the model stays loaded once idle after this request (see keep-alive.ts); overrides --model-idle-ms. */
   keep_alive: z.union([z.string(), z.number()]).optional(),
 };
 
@@ -40,6 +41,7 @@ function timings(embeddings: Embeddings | undefined): string {
 }
 
 export const ollamaEmbedDialect: EmbeddingDialect<OllamaEmbedRequest> = {
+  keepAliveMs: (request) => keepAliveMs(request.keep_alive),
   parse: embeddingParser(OllamaEmbedRequest, embedInputs),
   model: (request) => request.model,
   toEmbed(request): EmbedSpec | undefined {
@@ -58,6 +60,7 @@ export const ollamaEmbedDialect: EmbeddingDialect<OllamaEmbedRequest> = {
 };
 
 export const ollamaEmbeddingsDialect: EmbeddingDialect<OllamaEmbeddingsRequest> = {
+  keepAliveMs: (request) => keepAliveMs(request.keep_alive),
   parse: embeddingParser(OllamaEmbeddingsRequest, (request) => [request.prompt]),
   model: (request) => request.model,
   // An empty prompt gets an empty embedding, as from Ollama.

@@ -66,7 +66,7 @@ const common = {
   stream: z.boolean().optional(),
   /** Thinking: on or off, or a level (gpt-oss style: low, medium, high). */
   think: z.union([z.boolean(), z.enum(["low", "medium", "high"])]).optional(),
-  /** How long Ollama keeps the model loaded; the cluster decides that here (accepted). */
+  /** How long the model stays loaded once idle after this request (see keep-alive.ts); overrides --model-idle-ms. */
   keep_alive: z.union([z.string(), z.number()]).optional(),
 };
 

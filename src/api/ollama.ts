@@ -12,6 +12,7 @@ import { ollamaEmbeddingsDialect, ollamaEmbedDialect } from "./ollama-embed.js";
 import { keepaliveLine, ollamaStream, ollamaWhole } from "./ollama-response.js";
 import { ollamaReasoningMode, type OllamaRequest, parseOllamaChat, parseOllamaGenerate, toOllamaTask } from "./ollama-request.js";
 import { ollamaErrorResponse } from "./route-errors.js";
+import { keepAliveMs } from "./keep-alive.js";
 import { type Dialect, readJson, taskRoute, type TaskRouteOptions } from "./task-route.js";
 
 /** The Ollama version this API follows, reported by /api/version (clients check it for features). */
@@ -39,6 +40,7 @@ function dialect(parse: (json: unknown, limits: TaskRouteOptions["limits"]) => O
     toTask: toOllamaTask,
     reasoningMode: ollamaReasoningMode,
     errorResponse: ollamaErrorResponse,
+    keepAliveMs: (request) => keepAliveMs(request.body.keep_alive),
     keepaliveFrame: (request) => keepaliveLine(reply(request)),
     streamContentType: "application/x-ndjson",
     streamEncoder: (request) => ollamaStream(reply(request)),

@@ -60,6 +60,8 @@ export interface Dialect<Request> {
   reasoningMode(request: Request, fallback: ReasoningMode): ReasoningMode;
   /** The request's own session key (for the session routing policy), when the dialect has one; X-Session-Id wins. */
   sessionKey?(request: Request): string | undefined;
+  /** How long the model may stay loaded once idle after this request (Ollama's keep_alive), when the dialect says. */
+  keepAliveMs?(request: Request): number | undefined;
   /** An error (ours or the task's) as this dialect's HTTP response. */
   errorResponse(error: unknown): Response;
   /** What to send during silent periods of a stream (fixed, or made for the request); an SSE comment when absent. */
@@ -121,7 +123,10 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
       dialect.check(request, master.modelInfo(model));
       const taskRequest = dialect.toTask(request);
       checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
-      task = master.submit(taskRequest, signal, { sessionKey: sessionKeyOf(c) ?? dialect.sessionKey?.(request) ?? undefined });
+      task = master.submit(taskRequest, signal, {
+        sessionKey: sessionKeyOf(c) ?? dialect.sessionKey?.(request) ?? undefined,
+        keepAliveMs: dialect.keepAliveMs?.(request),
+      });
     } catch (error) {
       return report.rejected(dialect.errorResponse(error));
     }
