@@ -1,8 +1,35 @@
 // The cluster as JSON: workers, their slots and models, queue depths (read by /v1/cluster, metrics and the dashboard).
+import type { ModelPlacer } from "./placement/placer.js";
+import { freeBytes } from "./placement/state.js";
 import type { WorkerRegistry } from "./registry.js";
 import type { Router } from "./routing/router.js";
 
-export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<string, number>, liveTasks: number, routing: ReturnType<Router["stats"]> = []) {
+/** A worker's library, memory and models as placement sees them (workers that load models on command). */
+function placementOf(placer: ModelPlacer | undefined, workerId: string) {
+  const worker = placer?.state.workers.get(workerId);
+  if (!worker) return null;
+  const free = freeBytes(worker);
+  return {
+    memory: { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free },
+    library: [...worker.library.values()],
+    models: [...worker.slots.values()].map((s) => ({
+      id: s.model,
+      state: s.state,
+      progress: s.progress,
+      memoryBytes: s.memoryBytes,
+      pinned: s.pin ?? null,
+      lastUsedAt: new Date(s.lastUsedAt).toISOString(),
+    })),
+  };
+}
+
+export function clusterView(
+  registry: WorkerRegistry,
+  queueDepths: ReadonlyMap<string, number>,
+  liveTasks: number,
+  routing: ReturnType<Router["stats"]> = [],
+  placer?: ModelPlacer,
+) {
   const workers = [...registry.all()].map((w) => ({
     id: w.id,
     name: w.name,
@@ -32,6 +59,8 @@ export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<s
       cachedTokens: w.cachedTokens,
       hitRatio: w.promptTokens > 0 ? w.cachedTokens / w.promptTokens : 0,
     },
+    /** For a worker that loads models on command: its memory, library, and models with their state (else null). */
+    placement: placementOf(placer, w.id),
     connectedAt: new Date(w.connectedAt).toISOString(),
   }));
   const models = registry.models().map(({ info, workers: serving }) => ({
@@ -43,7 +72,8 @@ export function clusterView(registry: WorkerRegistry, queueDepths: ReadonlyMap<s
     /** The model's routing policy (once a task of it was routed), and what that policy remembers. */
     routing: routing.find((r) => r.model === info.id) ?? null,
   }));
-  return { workers, models, tasks: { live: liveTasks } };
+  const placements = placer?.placements().map((p) => ({ id: p.id, model: p.model, replicas: p.replicas, instances: p.instances })) ?? [];
+  return { workers, models, placements, tasks: { live: liveTasks } };
 }
 
 export type ClusterView = ReturnType<typeof clusterView>;

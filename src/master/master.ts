@@ -339,7 +339,7 @@ export class Master {
 
   /** The live state of workers, models and queues (for /v1/cluster, metrics and the dashboard). */
   snapshot(): ClusterView {
-    return clusterView(this.registry, this.queues.depths(), this.live.size, this.router.stats());
+    return clusterView(this.registry, this.queues.depths(), this.live.size, this.router.stats(), this.placer);
   }
 
   /** A model as it is served, or as a worker's library offers it when none has it loaded. */
