@@ -1,7 +1,9 @@
-// The planner's layer split for an instance spanning workers: worked cases, refusals, and properties against a
-// brute-force reference that tries every subset of the devices and every way to cut the layers.
+// The planner's layer split for an instance spanning workers: worked cases, refusals, properties against a
+// brute-force reference that tries every subset of the devices and every way to cut the layers, and the model's
+// shape estimated from GGUF metadata.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { kvBytesPerToken, shapeFromGguf } from "../src/master/placement/gguf-shape.js";
 import { type ModelShape, planLayerSplit, type Shard, type SplitDevice } from "../src/master/placement/layer-split.js";
 
 const MiB = 2 ** 20;
@@ -384,5 +386,78 @@ describe("planLayerSplit (properties)", () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("shapeFromGguf", () => {
+  it("sums each layer's tensors, puts the output with the last layer and the rest with the first", () => {
+    const shape = shapeFromGguf({
+      blockCount: 2,
+      tensors: [
+        { name: "token_embd.weight", bytes: 100 },
+        { name: "rope_freqs.weight", bytes: 3 },
+        { name: "blk.0.attn_q.weight", bytes: 10 },
+        { name: "blk.0.ffn_up.weight", bytes: 20 },
+        { name: "blk.1.attn_q.weight", bytes: 10 },
+        { name: "blk.1.ffn_up.weight", bytes: 25 },
+        { name: "output_norm.weight", bytes: 1 },
+        { name: "output.weight", bytes: 50 },
+      ],
+      headCountKv: 8,
+      keyLength: 128,
+      valueLength: 128,
+      contextLength: 4096,
+    });
+
+    expect(shape).toEqual({ layerCount: 2, layerBytes: [30, 35], kvBytesPerToken: [4096, 4096], contextLength: 4096, headBytes: 103, tailBytes: 51 });
+  });
+
+  it("counts tied embeddings again with the last layer, as llama.cpp loads them twice", () => {
+    const shape = shapeFromGguf({
+      blockCount: 1,
+      tensors: [
+        { name: "token_embd.weight", bytes: 100 },
+        { name: "blk.0.attn_q.weight", bytes: 10 },
+        { name: "output_norm.weight", bytes: 1 },
+      ],
+      headCountKv: 1,
+      keyLength: 64,
+      valueLength: 64,
+      contextLength: 1,
+    });
+
+    expect(shape).toMatchObject({ headBytes: 100, tailBytes: 101 });
+  });
+
+  it("takes KV heads per layer and a quantized cache, rounding up", () => {
+    // q8_0: 34 bytes per 32 elements; 8 heads × 256 elements × 34 / 32
+    expect(kvBytesPerToken({ blockCount: 2, headCountKv: [8, 0], keyLength: 128, valueLength: 128, cacheElementBytes: 34 / 32 })).toEqual([2176, 0]);
+    expect(kvBytesPerToken({ blockCount: 1, headCountKv: 3, keyLength: 1, valueLength: 0, cacheElementBytes: 0.5 })).toEqual([2]);
+    expect(() => kvBytesPerToken({ blockCount: 2, headCountKv: [8], keyLength: 1, valueLength: 1 })).toThrow(RangeError);
+  });
+
+  it("refuses a tensor of a layer past block_count", () => {
+    const tensors = [{ name: "blk.1.attn_q.weight", bytes: 1 }];
+    expect(() => shapeFromGguf({ blockCount: 1, tensors, headCountKv: 1, keyLength: 1, valueLength: 1, contextLength: 1 })).toThrow(/past block_count/);
+  });
+
+  it("gives the worked example of docs/sharding.md once the embeddings move to the serving (last) shard", () => {
+    // Given the example's model as GGUF metadata: 80 blocks of 480 MiB, 512 MiB of embeddings, a 768 MiB output head
+    const tensors = [
+      { name: "token_embd.weight", bytes: 512 * MiB },
+      ...Array.from({ length: 80 }, (_, i) => ({ name: `blk.${i}.ffn_up.weight`, bytes: 480 * MiB })),
+      { name: "output.weight", bytes: 768 * MiB },
+    ];
+    const shape = shapeFromGguf({ blockCount: 80, tensors, headCountKv: 8, keyLength: 128, valueLength: 128, contextLength: 8192 });
+
+    // When llama.cpp's serving process, which keeps the embeddings, is the last shard
+    const served: ModelShape = { ...shape, headBytes: 0, tailBytes: (shape.headBytes ?? 0) + (shape.tailBytes ?? 0) };
+    const result = planLayerSplit(served, [device("w24", 24 * GiB), device("w32", 32 * GiB)]);
+
+    // Then the split is the example's: 47 layers on the 32 GiB worker, 33 and the tail on the 24 GiB one
+    expect(shardsOf(result).map((s) => [s.deviceId, s.firstLayer, s.layerCount, s.bytes / MiB])).toEqual([
+      ["w32", 0, 47, 24_064],
+      ["w24", 47, 33, 18_176],
+    ]);
   });
 });
