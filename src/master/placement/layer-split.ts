@@ -55,7 +55,7 @@ export type SplitRefusal =
   | { ok: false; reason: "layers_do_not_fit"; neededBytes: number; largestLayerBytes: number };
 
 export interface SplitOptions {
-  /** Most devices one instance may span (default 16, the most RPC servers a llama.cpp process can use). */
+  /** Most devices one instance may span (default 16, the GGML_RPC_MAX_SERVERS of llama.cpp's RPC header). */
   maxDevices?: number;
 }
 
