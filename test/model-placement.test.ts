@@ -81,6 +81,20 @@ describe("load on demand", () => {
     const first = statuses.filter((s) => s.model === "first").map((s) => s.state);
     expect(first).toEqual(["loading", "loaded", "unloading", "unloaded"]);
     expect(worker.engine.library?.memory().freeBytes).toBe(2 * GiB);
+
+    // What operators see: the worker's memory and models in /v1/cluster, the loads and the eviction in /metrics.
+    const cluster = (await (await fetch(`${coordinator.url}/v1/cluster`)).json()) as { workers: Array<{ id: string; placement: unknown }> };
+    expect(cluster.workers.find((w) => w.id === worker.id)?.placement).toMatchObject({
+      memory: { totalBytes: 8 * GiB, usedBytes: 6 * GiB, freeBytes: 2 * GiB },
+      library: [{ id: "first" }, { id: "second" }],
+      models: [{ id: "second", state: "loaded", progress: 1, memoryBytes: 6 * GiB, pinned: null }],
+    });
+    const metrics = await (await fetch(`${coordinator.url}/metrics`)).text();
+    const name = coordinator.master.registry.get(worker.id)?.name ?? "";
+    expect(metrics).toContain(`coordinator_model_loads_total{model="second",worker="${name}",outcome="loaded"} 1`);
+    expect(metrics).toContain(`coordinator_model_unloads_total{model="first",worker="${name}",cause="evicted"} 1`);
+    expect(metrics).toContain(`coordinator_worker_memory_bytes{worker="${name}",kind="used"} ${6 * GiB}`);
+    expect(metrics).toMatch(/coordinator_model_load_seconds_count\{model="first",outcome="loaded"\} 1/);
   });
 
   it("never evicts a model with work in flight: the other request waits until it is idle", async () => {

@@ -716,6 +716,7 @@ export class Master {
         this.observers.workerModelsChanged(worker);
       },
       isServed: (model: string) => this.registry.isServed(model),
+      notify: (notice) => this.observers.modelPlacement(notice),
       waitingModels: () => this.queues.depths().keys(),
       failWaiting: (model: string, error: CoordinatorError) => {
         for (const task of [...this.queues.all()]) if (task.model === model) this.end(task, { to: "failed", error });

@@ -1,5 +1,6 @@
 // What the master reports as it works: metrics, request logs and the dashboard subscribe here, never inside the lifecycle.
 import type { CoordinatorError } from "./errors.js";
+import type { PlacementNotice } from "./placement/placer.js";
 import type { WorkerEntry } from "./registry.js";
 import type { CancelStage, Task } from "./task.js";
 
@@ -26,6 +27,8 @@ export interface MasterObserver {
   /** A worker was ejected from rotation, put on probation, or restored (see worker-health.ts). */
   workerHealthChanged?(worker: WorkerEntry): void;
   workerLeft?(worker: WorkerEntry): void;
+  /** A model load started, ended (loaded or failed) or an unload started, on a worker that loads on command. */
+  modelPlacement?(notice: PlacementNotice): void;
   /** The models a worker serves changed (it loaded or is unloading one). */
   workerModelsChanged?(worker: WorkerEntry): void;
   /** A worker broke the protocol and was disconnected. */
@@ -77,6 +80,9 @@ export class Observers implements Required<MasterObserver> {
   }
   workerLeft(worker: WorkerEntry): void {
     for (const o of this.list) o.workerLeft?.(worker);
+  }
+  modelPlacement(notice: PlacementNotice): void {
+    for (const o of this.list) o.modelPlacement?.(notice);
   }
   workerModelsChanged(worker: WorkerEntry): void {
     for (const o of this.list) o.workerModelsChanged?.(worker);

@@ -4,6 +4,8 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { SseObserver } from "../api/sse.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
+import type { PlacementNotice } from "../master/placement/placer.js";
+import { freeBytes } from "../master/placement/state.js";
 import type { WorkerEntry } from "../master/registry.js";
 import type { Task } from "../master/task.js";
 import { processRegistry } from "./process-metrics.js";
@@ -49,6 +51,9 @@ export class CoordinatorMetrics implements MasterObserver {
     ["model", "worker"],
   );
   private readonly routingDecisions = this.counter("coordinator_routing_decisions_total", "Workers chosen for tasks, by model, routing policy and reason", ["model", "policy", "reason"]);
+  private readonly modelLoads = this.counter("coordinator_model_loads_total", "Model loads on workers that load on command, by outcome (started, loaded, failed)", ["model", "worker", "outcome"]);
+  private readonly modelUnloads = this.counter("coordinator_model_unloads_total", "Model unloads, by cause (idle, evicted to make room, unplaced, abandoned when nobody waited)", ["model", "worker", "cause"]);
+  private readonly modelLoadTime = this.histogram("coordinator_model_load_seconds", "Time from LoadModel to the worker's loaded (or failed) report", ["model", "outcome"], [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320]);
   private readonly staleMessages = this.counter("coordinator_stale_messages_total", "Late or duplicate worker messages ignored, by message type", ["type"]);
   private readonly pendingDropped = this.counter("coordinator_pending_connections_dropped_total", "Connections dropped for the cap on pending ones: http (no request yet) or worker (no Hello yet)", ["kind"]);
   private readonly tokenFailures = this.counter("coordinator_worker_auth_failures_total", "Worker Hellos refused for a wrong token");
@@ -106,6 +111,20 @@ export class CoordinatorMetrics implements MasterObserver {
       registers: [registry],
       collect() {
         for (const [kind, count] of pendingCounts) this.set({ kind }, count());
+      },
+    });
+    new Gauge({
+      name: "coordinator_worker_memory_bytes",
+      help: "Memory of each worker that loads models on command: total (within --memory-limit) and used by its models",
+      labelNames: ["worker", "kind"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const worker of master.placer.state.workers.values()) {
+          const free = freeBytes(worker);
+          this.set({ worker: worker.name, kind: "total" }, worker.memory.totalBytes);
+          this.set({ worker: worker.name, kind: "used" }, worker.memory.totalBytes - free);
+        }
       },
     });
     new Gauge({
@@ -168,6 +187,16 @@ export class CoordinatorMetrics implements MasterObserver {
     const labels = { model: this.modelLabel(model), worker };
     if (tokens > 0) this.promptTokensIn.inc(labels, tokens);
     if (cached > 0) this.cachedTokensIn.inc(labels, cached);
+  }
+
+  modelPlacement(notice: PlacementNotice): void {
+    if (notice.kind === "unload") {
+      this.modelUnloads.inc({ model: notice.model, worker: notice.worker, cause: notice.cause });
+      return;
+    }
+    const outcome = notice.kind === "load_started" ? "started" : notice.kind === "loaded" ? "loaded" : "failed";
+    this.modelLoads.inc({ model: notice.model, worker: notice.worker, outcome });
+    if (notice.kind !== "load_started") this.modelLoadTime.observe({ model: notice.model, outcome }, seconds(notice.loadMs));
   }
 
   routed(model: string, policy: string, reason: string): void {

@@ -11,7 +11,7 @@ export type PlacementEvent =
   /** The master decided to load `model` on the worker (for a placement, or for requests waiting for it). */
   | { type: "LoadStarted"; workerId: string; model: string; pin: string | undefined; contextLength?: number; concurrency?: number; at: number }
   /** The master decided to unload it (idle, evicted, unplaced) or give up its load (nobody waits any more). */
-  | { type: "UnloadStarted"; workerId: string; model: string; reason: string; at: number }
+  | { type: "UnloadStarted"; workerId: string; model: string; why: UnloadCause; reason: string; at: number }
   | { type: "StatusReported"; workerId: string; status: ModelStatus; at: number }
   /** A task of the model was assigned or ended on the worker; `keepAliveMs`: how long it may then stay idle. */
   | { type: "ModelUsed"; workerId: string; model: string; at: number; keepAliveMs?: number }
@@ -19,14 +19,17 @@ export type PlacementEvent =
   | { type: "PlacementCreated"; placement: Placement }
   | { type: "PlacementDeleted"; id: string };
 
+/** Why a model is unloaded, as metrics count it. */
+export type UnloadCause = "idle" | "evicted" | "unplaced" | "abandoned";
+
 export type PlacementEffect =
   | { type: "send"; workerId: string; message: LoadModel | UnloadModel }
   /** The worker serves the model from now on: index it, and give it waiting tasks. */
-  | { type: "serve"; workerId: string; info: ModelInfo }
+  | { type: "serve"; workerId: string; info: ModelInfo; loadMs: number }
   /** The worker no longer takes tasks of the model. */
   | { type: "unserve"; workerId: string; model: string }
   /** A load failed on the worker; tasks waiting for the model may need another plan, or an error. */
-  | { type: "loadFailed"; workerId: string; model: string; message: string; code: string | undefined }
+  | { type: "loadFailed"; workerId: string; model: string; message: string; code: string | undefined; loadMs: number }
   /** A load or a model went away without failing (its worker left, it was unloaded): waiting tasks need a new plan. */
   | { type: "replan"; model: string };
 
@@ -120,13 +123,14 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number): Pla
       if (!status.info || status.info.id !== status.model) return [];
       if (current?.state === "unloading") return []; // it will report "unloaded" next
       const wasServed = current?.state === "loaded";
+      const loadMs = current?.state === "loading" ? at - current.since : 0;
       const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, undefined);
       loaded.state = "loaded";
       loaded.progress = 1;
       loaded.since = at;
       loaded.lastUsedAt = at;
       worker.slots.set(status.model, loaded);
-      return wasServed ? [] : [{ type: "serve", workerId: worker.workerId, info: status.info }];
+      return wasServed ? [] : [{ type: "serve", workerId: worker.workerId, info: status.info, loadMs }];
     }
     case "unloading":
       if (current?.state === "loaded") {
@@ -146,7 +150,8 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number): Pla
     case "failed": {
       if (current?.state !== "loading") return [];
       worker.slots.delete(status.model);
-      return [{ type: "loadFailed", workerId: worker.workerId, model: status.model, message: status.error?.message ?? "the load failed", code: status.error?.code }];
+      const message = status.error?.message ?? "the load failed";
+      return [{ type: "loadFailed", workerId: worker.workerId, model: status.model, message, code: status.error?.code, loadMs: at - current.since }];
     }
   }
 }

@@ -4,9 +4,15 @@ import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
 import type { Hello, LoadModel, Library, ModelInfo, ModelStatus, UnloadModel } from "../../worker-protocol/index.js";
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
-import { applyPlacement, type PlacementEffect, type PlacementEvent } from "./apply.js";
+import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
 import { freeBytes, type Placement, PlacementState, type SlotState } from "./state.js";
+
+/** A load or unload, as metrics count them. */
+export type PlacementNotice =
+  | { kind: "load_started"; model: string; worker: string }
+  | { kind: "loaded" | "load_failed"; model: string; worker: string; loadMs: number }
+  | { kind: "unload"; model: string; worker: string; cause: UnloadCause };
 
 /** What the placer asks of the master. */
 export interface PlacerHost extends PlanContext {
@@ -20,6 +26,8 @@ export interface PlacerHost extends PlanContext {
   waitingModels(): Iterable<string>;
   /** Fails every task waiting for the model. */
   failWaiting(model: string, error: CoordinatorError): void;
+  /** Hears each load and unload (metrics). */
+  notify(notice: PlacementNotice): void;
   log: Logger;
 }
 
@@ -115,7 +123,7 @@ export class ModelPlacer {
     this.blocked.delete(model);
     for (const { worker, slot } of this.state.slotsOf(model)) {
       if (slot.state === "loading" && slot.pin === undefined) {
-        this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, reason: "no request waits for it any more", at: Date.now() });
+        this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, why: "abandoned", reason: "no request waits for it any more", at: Date.now() });
       }
     }
   }
@@ -129,7 +137,7 @@ export class ModelPlacer {
   /** Periodic: unloads models idle for longer than they may be. */
   sweep(now: number): void {
     for (const { workerId, model } of idleModels(this.state, now, this.options.idleMs, this.host)) {
-      this.apply({ type: "UnloadStarted", workerId, model, reason: "idle", at: now });
+      this.apply({ type: "UnloadStarted", workerId, model, why: "idle", reason: "idle", at: now });
     }
   }
 
@@ -170,7 +178,7 @@ export class ModelPlacer {
     this.apply({ type: "PlacementDeleted", id });
     for (const instance of view.instances) {
       if (!this.host.inUse(instance.workerId, placement.model)) {
-        this.apply({ type: "UnloadStarted", workerId: instance.workerId, model: placement.model, reason: "placement deleted", at: Date.now() });
+        this.apply({ type: "UnloadStarted", workerId: instance.workerId, model: placement.model, why: "unplaced", reason: "placement deleted", at: Date.now() });
       }
     }
     return view;
@@ -219,7 +227,7 @@ export class ModelPlacer {
     const at = Date.now();
     for (const evicted of option.evict) {
       this.host.log.info({ worker: option.workerId, model: evicted, for: model }, "unloading an idle model to make room");
-      this.apply({ type: "UnloadStarted", workerId: option.workerId, model: evicted, reason: `evicted to make room for ${model}`, at });
+      this.apply({ type: "UnloadStarted", workerId: option.workerId, model: evicted, why: "evicted", reason: `evicted to make room for ${model}`, at });
     }
     this.host.log.info({ worker: option.workerId, workerName: option.workerName, model, memoryBytes: option.memoryBytes, free: option.freeBytes }, "loading a model");
     this.apply({
@@ -234,19 +242,25 @@ export class ModelPlacer {
   }
 
   private apply(event: PlacementEvent): void {
-    for (const effect of applyPlacement(this.state, event)) this.run(effect);
+    const name = "workerId" in event ? this.state.workers.get(event.workerId)?.name : undefined;
+    const effects = applyPlacement(this.state, event);
+    if (name !== undefined && event.type === "LoadStarted") this.host.notify({ kind: "load_started", model: event.model, worker: name });
+    if (name !== undefined && event.type === "UnloadStarted" && effects.length > 0) this.host.notify({ kind: "unload", model: event.model, worker: name, cause: event.why });
+    for (const effect of effects) this.run(effect, name ?? "");
   }
 
-  private run(effect: PlacementEffect): void {
+  private run(effect: PlacementEffect, worker: string): void {
     switch (effect.type) {
       case "send":
         return this.host.send(effect.workerId, effect.message);
       case "serve":
+        this.host.notify({ kind: "loaded", model: effect.info.id, worker, loadMs: effect.loadMs });
         return this.host.serve(effect.workerId, effect.info);
       case "unserve":
         return this.host.unserve(effect.workerId, effect.model);
       case "loadFailed": {
         this.host.log.warn({ worker: effect.workerId, model: effect.model, code: effect.code, err: effect.message }, "model load failed");
+        this.host.notify({ kind: "load_failed", model: effect.model, worker, loadMs: effect.loadMs });
         if (this.host.isServed(effect.model) || this.state.isLoading(effect.model)) return;
         const message = `Loading '${effect.model}' failed on its worker: ${effect.message}`;
         this.host.failWaiting(effect.model, new ModelLoadFailedError(effect.model, message, effect.code));
