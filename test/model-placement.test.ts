@@ -53,6 +53,13 @@ describe("load on demand", () => {
     const statuses = statusesOf(worker);
     const models = await openaiClient(coordinator).models.list();
     expect(models.data.map((m) => m.id)).not.toContain("small");
+    // Listed as loadable when asked, and by Ollama's /api/tags (which lists what could run, loaded or not).
+    const loadable = (await (await fetch(`${coordinator.url}/v1/models?loadable=true`)).json()) as { data: unknown[] };
+    expect(loadable.data).toContainEqual(
+      expect.objectContaining({ id: "small", loaded: false, loadable_on: [{ worker: { id: worker.id, name: expect.any(String) }, memory_bytes: 1 * GiB, size_bytes: 1 * GiB }] }),
+    );
+    const tags = (await (await fetch(`${coordinator.url}/api/tags`)).json()) as { models: unknown[] };
+    expect(tags.models).toContainEqual(expect.objectContaining({ name: "small", size: 1 * GiB }));
 
     const text = await ask("small");
     expect(text).toContain("simulated model");

@@ -19,11 +19,28 @@ function modelObject(info: ModelInfo, workers: readonly WorkerEntry[], capabilit
   };
 }
 
+/** A model no worker serves now but some worker can load (GET /v1/models?loadable=true). */
+function loadableObject(master: Master, entry: ReturnType<Master["placer"]["loadable"]>[number]) {
+  return {
+    id: entry.info.id,
+    object: "model",
+    created: 0,
+    owned_by: "coordinator",
+    context_length: entry.info.contextLength,
+    capabilities: master.capabilitiesOf(entry.info.id) ?? [],
+    loaded: false,
+    /** Where it could be loaded, and what it would take. */
+    loadable_on: entry.offers.map((o) => ({ worker: { id: o.workerId, name: o.workerName }, memory_bytes: o.memoryBytes, size_bytes: o.sizeBytes })),
+  };
+}
+
 export function modelsRoutes(master: Master): Hono {
   const app = new Hono();
-  app.get("/", (c) =>
-    c.json({ object: "list", data: master.registry.models().map(({ info, workers }) => modelObject(info, workers, master.capabilitiesOf(info.id))) }),
-  );
+  app.get("/", (c) => {
+    const served = master.registry.models().map(({ info, workers }) => ({ ...modelObject(info, workers, master.capabilitiesOf(info.id)), loaded: true }));
+    const loadable = c.req.query("loadable") === "true" ? master.placer.loadable().map((entry) => loadableObject(master, entry)) : [];
+    return c.json({ object: "list", data: [...served, ...loadable] });
+  });
   app.get("/:id{.+}", (c) => {
     const id = c.req.param("id");
     const served = master.registry.models().find(({ info }) => info.id === id);

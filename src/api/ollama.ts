@@ -60,7 +60,7 @@ function tagOf(info: ModelInfo, workers: readonly WorkerEntry[]) {
   return {
     name: info.id,
     model: info.id,
-    modified_at: new Date(Math.min(...workers.map((w) => w.connectedAt))).toISOString(),
+    modified_at: new Date(workers.length > 0 ? Math.min(...workers.map((w) => w.connectedAt)) : Date.now()).toISOString(),
     size: 0,
     digest: "",
     details: details(info),
@@ -84,7 +84,15 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
   app.post("/embed", embeddingRoute(master, ollamaEmbedDialect, options));
   app.post("/embeddings", embeddingRoute(master, ollamaEmbeddingsDialect, options));
   app.get("/version", (c) => c.json({ version: OLLAMA_API_VERSION }));
-  app.get("/tags", (c) => c.json({ models: master.registry.models().map(({ info, workers }) => tagOf(info, workers)) }));
+  // As Ollama lists every model it has (loaded or not): those served, then those a worker can load on demand.
+  app.get("/tags", (c) =>
+    c.json({
+      models: [
+        ...master.registry.models().map(({ info, workers }) => tagOf(info, workers)),
+        ...master.placer.loadable().map(({ info, offers }) => ({ ...tagOf(info, []), size: offers[0]?.sizeBytes ?? 0 })),
+      ],
+    }),
+  );
   app.get("/ps", (c) =>
     c.json({
       models: master.registry.models().map(({ info, workers }) => ({
@@ -102,8 +110,8 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
       const id = typeof body?.model === "string" ? body.model : typeof body?.name === "string" ? body.name : undefined;
       if (id === undefined) throw new InvalidRequestError("model is required", "model");
       const served = master.registry.models().find(({ info }) => info.id === id);
-      if (!served) throw new ModelNotFoundError(id);
-      const { info } = served;
+      const info = served?.info ?? master.modelInfo(id);
+      if (!info) throw new ModelNotFoundError(id);
       return c.json({
         modelfile: "",
         parameters: "",
@@ -111,7 +119,7 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
         details: details(info),
         model_info: { "general.architecture": info.format ?? "unknown", "general.context_length": info.contextLength },
         capabilities: ollamaCapabilities(master.capabilitiesOf(id) ?? []),
-        modified_at: tagOf(info, served.workers).modified_at,
+        modified_at: tagOf(info, served?.workers ?? []).modified_at,
       });
     } catch (error) {
       return ollamaErrorResponse(error);

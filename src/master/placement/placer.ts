@@ -95,6 +95,24 @@ export class ModelPlacer {
     return undefined;
   }
 
+  /** Models some worker offers that none serves now, with where they could be loaded. */
+  loadable(): Array<{ info: ModelInfo; offers: Array<{ workerId: string; workerName: string; sizeBytes: number; memoryBytes: number }> }> {
+    const out = new Map<string, { info: ModelInfo; offers: Array<{ workerId: string; workerName: string; sizeBytes: number; memoryBytes: number }> }>();
+    for (const worker of this.state.workers.values()) {
+      for (const entry of worker.library.values()) {
+        if (this.host.isServed(entry.id)) continue;
+        let model = out.get(entry.id);
+        const info = this.offeredInfo(entry.id);
+        if (!model && info) {
+          model = { info, offers: [] };
+          out.set(entry.id, model);
+        }
+        model?.offers.push({ workerId: worker.workerId, workerName: worker.name, sizeBytes: entry.sizeBytes, memoryBytes: entry.memoryBytes });
+      }
+    }
+    return [...out.values()];
+  }
+
   /** Whether a task waiting for `model` waits for a load (its cancel stage is "loading"). */
   isLoading(model: string): boolean {
     return this.state.isLoading(model);
