@@ -295,6 +295,18 @@ describe("explicit placements", () => {
     expect((await api(`/v1/placements/${id}`, { method: "DELETE" })).status).toBe(404);
   });
 
+  it("unloads an idle model on an admin's word, and refuses pinned or unknown ones", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker([{ id: "idle", sizeBytes: 1 * GiB, loadMs: 0 }, { id: "kept", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB, { name: "unit", models: ["started"] });
+    await ask("idle");
+    expect((await api("/v1/models/unload", { method: "POST", body: JSON.stringify({ model: "idle", worker: "unit" }) })).status).toBe(200);
+    await eventually(() => slotState(worker.id, "idle") === undefined, "unloaded");
+    const pinned = await api("/v1/models/unload", { method: "POST", body: JSON.stringify({ model: "started", worker: "unit" }) });
+    expect(pinned).toMatchObject({ status: 409, body: { error: { code: "placement_conflict" } } });
+    const missing = await api("/v1/models/unload", { method: "POST", body: JSON.stringify({ model: "kept", worker: "unit" }) });
+    expect(missing.status).toBe(404);
+  });
+
   it("refuses placements it cannot make with a clear error", async () => {
     coordinator = await startTestCoordinator();
     await libraryWorker([{ id: "big", sizeBytes: 12 * GiB, loadMs: 0 }], 8 * GiB);

@@ -6,7 +6,7 @@ import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
 import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { adminKeyGuard, apiKeyGuard } from "./auth.js";
-import { placementRoutes } from "./placements.js";
+import { placementRoutes, unloadHandler } from "./placements.js";
 import { limitBodySize } from "./body-limit.js";
 import { chatCompletionsHandler } from "./chat-completions.js";
 import type { TaskRouteOptions } from "./task-route.js";
@@ -88,6 +88,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("/metrics", guard);
   app.use("/v1/placements", adminGuard);
   app.use("/v1/placements/*", adminGuard);
+  app.use("/v1/models/unload", adminGuard);
   // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
   // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
   app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
@@ -117,6 +118,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/completions", completionsHandler(master, options));
   app.post("/v1/embeddings", embeddingsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
+  app.post("/v1/models/unload", unloadHandler(master));
   app.route("/v1/models", modelsRoutes(master));
   app.route("/v1/placements", placementRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
@@ -131,6 +133,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/completions", "POST"],
     ["/v1/embeddings", "POST"],
     ["/v1/models", "GET, HEAD"],
+    ["/v1/models/unload", "POST"],
     ["/v1/models/:id{.+}", "GET, HEAD"],
     ["/v1/cluster", "GET, HEAD"],
     ["/v1/placements", "GET, HEAD, POST"],

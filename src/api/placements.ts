@@ -41,17 +41,37 @@ function placementObject(view: PlacementView) {
   };
 }
 
-async function parsePlacement(c: Context) {
-  const parsed = PlacementBody.safeParse(await readJson(c));
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
+/** A schema's first complaint as a 400 naming the field (an unknown field as unsupported_parameter). */
+function invalid(issue: z.core.$ZodIssue | undefined): InvalidRequestError {
   const param = issue?.path.join(".") || null;
   const unknown = issue?.code === "unrecognized_keys" ? issue.keys.join(", ") : undefined;
-  throw new InvalidRequestError(
-    unknown ? `Unrecognized request argument(s): ${unknown}.` : `Invalid placement: ${param ?? "body"}: ${issue?.message ?? "invalid"}.`,
+  return new InvalidRequestError(
+    unknown ? `Unrecognized request argument(s): ${unknown}.` : `Invalid request: ${param ?? "body"}: ${issue?.message ?? "invalid"}.`,
     unknown ?? param,
     unknown ? "unsupported_parameter" : "invalid_value",
   );
+}
+
+async function parsePlacement(c: Context) {
+  const parsed = PlacementBody.safeParse(await readJson(c));
+  if (parsed.success) return parsed.data;
+  throw invalid(parsed.error.issues[0]);
+}
+
+const UnloadBody = z.strictObject({ model: z.string().min(1).max(256), worker: z.string().min(1).max(128) });
+
+/** POST /v1/models/unload (admin): unloads an idle model that no placement pins from one worker. */
+export function unloadHandler(master: Master) {
+  return async (c: Context) => {
+    try {
+      const parsed = UnloadBody.safeParse(await readJson(c));
+      if (!parsed.success) throw invalid(parsed.error.issues[0]);
+      master.placer.unload(parsed.data.model, parsed.data.worker);
+      return c.json({ model: parsed.data.model, worker: parsed.data.worker, state: "unloading" });
+    } catch (error) {
+      return errorResponse(error);
+    }
+  };
 }
 
 export function placementRoutes(master: Master): Hono {

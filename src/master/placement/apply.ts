@@ -20,7 +20,7 @@ export type PlacementEvent =
   | { type: "PlacementDeleted"; id: string };
 
 /** Why a model is unloaded, as metrics count it. */
-export type UnloadCause = "idle" | "evicted" | "unplaced" | "abandoned";
+export type UnloadCause = "idle" | "evicted" | "unplaced" | "abandoned" | "admin";
 
 export type PlacementEffect =
   | { type: "send"; workerId: string; message: LoadModel | UnloadModel }

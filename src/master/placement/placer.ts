@@ -6,7 +6,7 @@ import type { Hello, LoadModel, Library, ModelInfo, ModelStatus, UnloadModel } f
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
 import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
-import { freeBytes, type Placement, PlacementState, type SlotState } from "./state.js";
+import { freeBytes, type Placement, PlacementState, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
 export type PlacementNotice =
@@ -200,6 +200,19 @@ export class ModelPlacer {
       }
     }
     return view;
+  }
+
+  /** An admin's unload of a model on a worker (its id or name). Throws PlacementError when it may not go now. */
+  unload(model: string, worker: string): void {
+    const target = [...this.state.workers.values()].find((w) => w.workerId === worker || w.name === worker);
+    const slot = target?.slots.get(model);
+    if (!target || !slot || slot.state === "unloading") throw new PlacementError(`'${model}' is not loaded on a worker '${worker}'.`, 404);
+    if (slot.pin !== undefined) {
+      const why = slot.pin === STARTUP_PIN ? "it was loaded at the worker's start (--model)" : `placement ${slot.pin} pins it: delete the placement instead`;
+      throw new PlacementError(`'${model}' on '${target.name}' is pinned: ${why}.`, 409);
+    }
+    if (this.host.inUse(target.workerId, model)) throw new PlacementError(`'${model}' has work running or waiting; unload it once it is idle.`, 409);
+    this.apply({ type: "UnloadStarted", workerId: target.workerId, model, why: "admin", reason: "unloaded by an admin", at: Date.now() });
   }
 
   placements(): PlacementView[] {
