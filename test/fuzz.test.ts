@@ -36,6 +36,10 @@ function expectedBeforeHello(text: string): Expected {
   if (message.type !== "Hello") return { code: CloseCode.protocolError, error: "hello_expected" };
   if (message.protocolVersion !== PROTOCOL_VERSION) return { code: CloseCode.unsupportedVersion, error: "unsupported_version" };
   if (message.token !== TEST_TOKEN) return { code: CloseCode.unauthorized, error: "unauthorized" };
+  // Nothing to serve: no model, and no library offered with the models feature.
+  if (message.models.length === 0 && !(message.library?.length && message.features?.includes("models"))) {
+    return { code: CloseCode.protocolError, error: "no_models" };
+  }
   return { code: CloseCode.protocolError, error: "duplicate_hello", kept: true };
 }
 
@@ -59,6 +63,10 @@ function expectedAfterHello(text: string): Expected {
     case "Heartbeat":
     case "Draining":
       return { code: CloseCode.protocolError, error: "unknown_task", kept: true };
+    case "Library":
+    case "ModelStatus":
+      // This worker's Hello did not take up the models feature.
+      return { code: CloseCode.protocolError, error: "feature_not_negotiated" };
     default:
       return { code: CloseCode.protocolError, error: "unknown_task", kept: false };
   }
@@ -72,6 +80,8 @@ const baseMessages: ReadonlyArray<Record<string, unknown>> = [
   { type: "TaskProgress", taskId: "task-fuzz", promptTokensDone: 10, promptTokens: 20 },
   { type: "Heartbeat", at: 1_764_000_000_000, running: 0 },
   { type: "Draining" },
+  { type: "Library", library: [{ id: "lib-model", sizeBytes: 1, memoryBytes: 1, contextLength: 16 }], memory: { totalBytes: 10, freeBytes: 10 } },
+  { type: "ModelStatus", model: "lib-model", state: "loaded", info: { id: "lib-model", contextLength: 16 } },
 ];
 
 /** A (possibly) broken message: a protocol message as is or with 1–3 mutations, or any JSON, or not JSON at all. */

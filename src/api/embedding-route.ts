@@ -105,7 +105,7 @@ export function embeddingRoute<Request>(master: Master, dialect: EmbeddingDialec
       }
       const taskRequest: TaskRequest = { model, messages: [], params: {}, embed };
       checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
-      task = master.submit(taskRequest, c.req.raw.signal, { keepAliveMs: dialect.keepAliveMs?.(request) });
+      task = master.submit(taskRequest, c.req.raw.signal, { ...report.origin, keepAliveMs: dialect.keepAliveMs?.(request) });
     } catch (error) {
       return report.rejected(errorResponse(error));
     }

@@ -34,7 +34,7 @@ export function relayStream(master: Master, task: Task, shaper: ReplyShaper, sse
         if (event.type === "chunk") {
           if (event.logprobs) shaper.pushWithLogprobs(event.text, event.logprobs, deltas);
           else shaper.push(event.text, deltas, event.tokens);
-          task.thinking = shaper.inReasoning;
+          master.reasoning(task, shaper.inReasoning);
           continue;
         }
         if (event.type === "embedding") continue; // only embedding tasks have them (the master sees to it)

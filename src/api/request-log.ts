@@ -46,11 +46,14 @@ export class ChatRequestReport {
     this.c.set("model", model);
   }
 
+  /** Where the request came from, for the task's hints (logs and the dashboard). */
+  get origin(): { requestId: string | undefined; route: string } {
+    return { requestId: this.requestId, route: this.route };
+  }
+
   /** The master admitted it as `task`. */
   admitted(task: Task): void {
     this.task = task;
-    task.requestId = this.requestId;
-    task.route = this.route;
   }
 
   /** Answered before any task ran (invalid, unknown model, queue full, …): logs, and returns the response. */

@@ -124,6 +124,7 @@ export function taskRoute<Request>(master: Master, dialect: Dialect<Request>, op
       const taskRequest = dialect.toTask(request);
       checkCapabilities(taskRequest, master.capabilitiesOf(model), dialect.paramNames);
       task = master.submit(taskRequest, signal, {
+        ...report.origin,
         sessionKey: sessionKeyOf(c) ?? dialect.sessionKey?.(request) ?? undefined,
         keepAliveMs: dialect.keepAliveMs?.(request),
       });
@@ -199,7 +200,7 @@ async function wholeReply<Request>(
       }
       if (event.logprobs) shaper.pushWithLogprobs(event.text, event.logprobs, deltas);
       else shaper.push(event.text, deltas, event.tokens);
-      task.thinking = shaper.inReasoning;
+      master.reasoning(task, shaper.inReasoning);
       collector.add(deltas);
       deltas.length = 0;
       continue;

@@ -57,6 +57,9 @@ export interface TaskHints {
   sessionKey?: string | undefined;
   /** How long the model may stay loaded once idle after this request (Ollama's keep_alive); Infinity: for ever. */
   keepAliveMs?: number | undefined;
+  /** The HTTP request's id and route, for logs and the dashboard. */
+  requestId?: string | undefined;
+  route?: string | undefined;
 }
 
 /** How a task reached a terminal state; carries what the task's client is told. */
@@ -116,6 +119,8 @@ export class Master {
     if (this.live.size >= this.options.maxLiveTasks) throw new OverloadedError(this.options.maxLiveTasks);
     const task = new Task(`task-${nanoid(12)}`, request, hints.sessionKey);
     task.keepAliveMs = hints.keepAliveMs;
+    task.requestId = hints.requestId;
+    task.route = hints.route;
     const worker = this.queues.depth(request.model) === 0 ? this.router.pick(task, this.registry.candidates(request.model)) : undefined;
     if (!worker && this.queues.isFull(request.model)) {
       throw new QueueFullError(request.model, Math.max(1, Math.ceil(this.options.queueTimeoutMs / 1000 / 4)));
@@ -127,6 +132,11 @@ export class Master {
     else this.enqueue(task, false);
     if (!served && task.state === "queued") this.placer.demand(request.model);
     return task;
+  }
+
+  /** The API's parser says whether the task's output is inside its reasoning now (a cancel then counts as "thinking"). */
+  reasoning(task: Task, inReasoning: boolean): void {
+    task.thinking = inReasoning;
   }
 
   /** Cancels a task (client gone); a no-op when it already ended. */

@@ -120,13 +120,13 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       );
       return;
     }
-    if (message.models.length === 0 && !(message.library?.length && message.features?.includes(FEATURES.models))) {
-      refuse(CloseCode.protocolError, "no_models", "Hello must list the models served, or offer a library with the models feature");
-      return;
-    }
     if (!tokensMatch(message.token, options.token)) {
       options.admission.tokenFailed(options.remoteAddress);
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
+      return;
+    }
+    if (message.models.length === 0 && !(message.library?.length && message.features?.includes(FEATURES.models))) {
+      refuse(CloseCode.protocolError, "no_models", "Hello must list the models served, or offer a library with the models feature");
       return;
     }
     // The Hello came in time; probing the name's holder below is the master's own wait.
