@@ -1,39 +1,9 @@
 // Nothing outlives its owner: after a busy session and close(), no timer, socket or server made during it is left.
-import { createHook } from "node:async_hooks";
 import { describe, expect, it } from "vitest";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator } from "./support/cluster.js";
 import { connectPeer } from "./support/peer.js";
 import { connectRaw } from "./support/raw-http.js";
-
-const trackedTypes = new Set(["Timeout", "TCPWRAP", "TCPSERVERWRAP", "TCPCONNECTWRAP", "HTTPINCOMINGMESSAGE"]);
-
-/** Records every timer and socket created while enabled, and forgets each one when it is destroyed. */
-function trackResources() {
-  const live = new Map<number, string>();
-  const hook = createHook({
-    init(asyncId, type) {
-      if (trackedTypes.has(type)) live.set(asyncId, type);
-    },
-    destroy(asyncId) {
-      live.delete(asyncId);
-    },
-  }).enable();
-  return {
-    live,
-    summary: () => [...live.values()].sort().join(", "),
-    stop: () => hook.disable(),
-  };
-}
-
-/**
- * Waits for the tracked resources (those `which` picks) to be destroyed, polling on immediates (untracked) so the
- * wait adds no timer of its own.
- */
-async function settled(resources: ReturnType<typeof trackResources>, which: (type: string) => boolean = () => true): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  const waiting = () => [...resources.live.values()].some(which);
-  while (waiting() && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
-}
+import { settled, trackResources } from "./support/resources.js";
 
 describe("resource ownership", () => {
   it("leaves no timer, socket or server behind after streams, cancellations, queueing and close", async () => {
