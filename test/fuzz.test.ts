@@ -37,7 +37,7 @@ function expectedBeforeHello(text: string): Expected {
   if (message.protocolVersion !== PROTOCOL_VERSION) return { code: CloseCode.unsupportedVersion, error: "unsupported_version" };
   if (message.token !== TEST_TOKEN) return { code: CloseCode.unauthorized, error: "unauthorized" };
   // Nothing to serve: no model, and no library offered with the models feature.
-  if (message.models.length === 0 && !(message.library?.length && message.features?.includes("models"))) {
+  if (message.models.length === 0 && !(message.library !== undefined && message.features?.includes("models"))) {
     return { code: CloseCode.protocolError, error: "no_models" };
   }
   return { code: CloseCode.protocolError, error: "duplicate_hello", kept: true };

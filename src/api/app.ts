@@ -6,7 +6,7 @@ import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
 import type { CoordinatorMetrics } from "../metrics/metrics.js";
 import { adminKeyGuard, apiKeyGuard } from "./auth.js";
-import { placementRoutes, unloadHandler } from "./placements.js";
+import { placementRoutes, pullHandler, pullsHandler, unloadHandler } from "./placements.js";
 import { limitBodySize } from "./body-limit.js";
 import { chatCompletionsHandler } from "./chat-completions.js";
 import type { TaskRouteOptions } from "./task-route.js";
@@ -89,6 +89,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("/v1/placements", adminGuard);
   app.use("/v1/placements/*", adminGuard);
   app.use("/v1/models/unload", adminGuard);
+  app.use("/v1/models/pull", adminGuard);
+  app.use("/v1/models/pulls", adminGuard);
   // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
   // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
   app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
@@ -119,6 +121,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/embeddings", embeddingsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
   app.post("/v1/models/unload", unloadHandler(master));
+  app.post("/v1/models/pull", pullHandler(master));
+  app.get("/v1/models/pulls", pullsHandler(master));
   app.route("/v1/models", modelsRoutes(master));
   app.route("/v1/placements", placementRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
@@ -134,6 +138,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/embeddings", "POST"],
     ["/v1/models", "GET, HEAD"],
     ["/v1/models/unload", "POST"],
+    ["/v1/models/pull", "POST"],
+    ["/v1/models/pulls", "GET, HEAD"],
     ["/v1/models/:id{.+}", "GET, HEAD"],
     ["/v1/cluster", "GET, HEAD"],
     ["/v1/placements", "GET, HEAD, POST"],

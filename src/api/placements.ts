@@ -5,6 +5,7 @@ import { z } from "zod";
 import type { Master } from "../master/master.js";
 import type { LoadOption } from "../master/placement/planner.js";
 import type { PlacementView } from "../master/placement/placer.js";
+import type { Pull } from "../master/placement/state.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
 import { readJson } from "./task-route.js";
 
@@ -56,6 +57,59 @@ async function parsePlacement(c: Context) {
   const parsed = PlacementBody.safeParse(await readJson(c));
   if (parsed.success) return parsed.data;
   throw invalid(parsed.error.issues[0]);
+}
+
+const PullBody = z.strictObject({
+  url: z
+    .string()
+    .max(4096)
+    .refine((url) => /^https?:\/\//i.test(url), "must be an http:// or https:// URL"),
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex digits").optional(),
+  file_name: z.string().min(1).max(200).optional(),
+  workers: z.array(z.string().min(1).max(128)).min(1).max(256).optional(),
+  headers: z.record(z.string().max(256), z.string().max(8192)).optional(),
+});
+
+function pullObject(pull: Pull) {
+  return {
+    id: pull.id,
+    object: "model.pull",
+    worker: { id: pull.workerId, name: pull.workerName },
+    url: pull.url,
+    file_name: pull.fileName ?? null,
+    state: pull.state,
+    received_bytes: pull.receivedBytes,
+    total_bytes: pull.totalBytes ?? null,
+    sha256: pull.sha256 ?? null,
+    error: pull.error ? { message: pull.error.message, code: pull.error.code ?? null } : null,
+    created: Math.floor(pull.startedAt / 1000),
+  };
+}
+
+/** POST /v1/models/pull (admin): downloads a model file onto workers; 202 with one pull per worker. */
+export function pullHandler(master: Master) {
+  return async (c: Context) => {
+    try {
+      const parsed = PullBody.safeParse(await readJson(c));
+      if (!parsed.success) throw invalid(parsed.error.issues[0]);
+      const { url, sha256, file_name, workers, headers } = parsed.data;
+      const pulls = master.placer.pull({
+        url,
+        ...(sha256 !== undefined && { sha256: sha256.toLowerCase() }),
+        ...(file_name !== undefined && { fileName: file_name }),
+        ...(workers !== undefined && { workers }),
+        ...(headers !== undefined && { headers }),
+      });
+      return c.json({ object: "list", data: pulls.map(pullObject) }, 202);
+    } catch (error) {
+      return errorResponse(error);
+    }
+  };
+}
+
+/** GET /v1/models/pulls (admin): downloads under way and the last ones that ended. */
+export function pullsHandler(master: Master) {
+  return (c: Context) => c.json({ object: "list", data: master.placer.pulls().map(pullObject) });
 }
 
 const UnloadBody = z.strictObject({ model: z.string().min(1).max(256), worker: z.string().min(1).max(128) });

@@ -73,7 +73,8 @@ export function clusterView(
     routing: routing.find((r) => r.model === info.id) ?? null,
   }));
   const placements = placer?.placements().map((p) => ({ id: p.id, model: p.model, replicas: p.replicas, instances: p.instances })) ?? [];
-  return { workers, models, placements, tasks: { live: liveTasks } };
+  const pulls = placer?.pulls() ?? [];
+  return { workers, models, placements, pulls, tasks: { live: liveTasks } };
 }
 
 export type ClusterView = ReturnType<typeof clusterView>;

@@ -1,7 +1,7 @@
 // The master: admits tasks, assigns them to workers, and applies every task state change in one place.
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
-import type { FinishReason, Hello, LoadModel, ModelInfo, TaskFinished, UnloadModel, Usage, WorkerMessage } from "../worker-protocol/index.js";
+import type { FinishReason, Hello, LoadModel, ModelInfo, PullModel, TaskFinished, UnloadModel, Usage, WorkerMessage } from "../worker-protocol/index.js";
 import { chunkCost, CloseCode, decodeEmbedding, FEATURES, modelCapabilities, PROTOCOL_VERSION, type TaskEmbedding } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
@@ -199,17 +199,19 @@ export class Master {
     this.registry.add(worker);
     this.observers.workerJoined(worker);
     const models = hello.features?.includes(FEATURES.models) === true && hello.library !== undefined;
+    const pulls = models && hello.features?.includes(FEATURES.pull) === true;
     link.send({
       type: "Welcome",
       protocolVersion: PROTOCOL_VERSION,
       workerId: worker.id,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       taskWindowBytes: this.options.taskWindowBytes,
-      ...(models && { features: [FEATURES.models] }),
+      ...(models && { features: pulls ? [FEATURES.models, FEATURES.pull] : [FEATURES.models] }),
     });
     if (models) {
       worker.loadsModels = true;
-      this.placer.workerJoined(worker.id, hello);
+      worker.pullsModels = pulls;
+      this.placer.workerJoined(worker.id, hello, pulls);
     }
     this.options.log.info(
       { worker: worker.id, workerName: worker.name, models: worker.models.map((m) => m.id), device: worker.device },
@@ -235,6 +237,10 @@ export class Master {
       case "Library":
       case "ModelStatus":
         if (!worker.loadsModels) throw new ProtocolViolation("feature_not_negotiated", `${message.type} needs the "models" feature, which this connection did not take up`);
+        this.placer.report(worker.id, message);
+        return;
+      case "PullStatus":
+        if (!worker.pullsModels) throw new ProtocolViolation("feature_not_negotiated", `PullStatus needs the "pull" feature, which this connection did not take up`);
         this.placer.report(worker.id, message);
         return;
       case "TokenChunk": {
@@ -710,7 +716,7 @@ export class Master {
   private placerHost(): PlacerHost {
     return {
       log: this.options.log,
-      send: (workerId: string, message: LoadModel | UnloadModel) => this.registry.get(workerId)?.link.send(message),
+      send: (workerId: string, message: LoadModel | UnloadModel | PullModel) => this.registry.get(workerId)?.link.send(message),
       serve: (workerId: string, info: ModelInfo) => {
         const worker = this.registry.get(workerId);
         if (!worker) return;

@@ -40,6 +40,8 @@ export class WorkerEntry {
   cache: readonly ModelCache[] = [];
   /** Whether it took up the "models" feature: it loads and unloads models on the master's command. */
   loadsModels = false;
+  /** Whether it took up the "pull" feature: it downloads model files on the master's command. */
+  pullsModels = false;
   /** Prompt tokens of the tasks it finished, and of those how many its engine reused from its cache. */
   promptTokens = 0;
   cachedTokens = 0;

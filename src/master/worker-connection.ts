@@ -125,8 +125,8 @@ export function serveWorkerConnection(socket: WebSocket, master: Master, options
       refuse(CloseCode.unauthorized, "unauthorized", "wrong or missing worker token");
       return;
     }
-    if (message.models.length === 0 && !(message.library?.length && message.features?.includes(FEATURES.models))) {
-      refuse(CloseCode.protocolError, "no_models", "Hello must list the models served, or offer a library with the models feature");
+    if (message.models.length === 0 && !(message.library !== undefined && message.features?.includes(FEATURES.models))) {
+      refuse(CloseCode.protocolError, "no_models", "Hello must list the models served, or offer a library (even empty) with the models feature");
       return;
     }
     // The Hello came in time; probing the name's holder below is the master's own wait.

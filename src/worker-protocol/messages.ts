@@ -82,6 +82,8 @@ export const FEATURES = {
    * master sends LoadModel and UnloadModel, the worker answers with ModelStatus.
    */
   models: "models",
+  /** Downloads into the worker's models dir on the master's command (PullModel, answered with PullStatus). */
+  pull: "pull",
 } as const;
 
 /** A model a worker can load on command (a GGUF file in its models dir, a model of its upstream, a simulated one). */
@@ -215,7 +217,7 @@ export const Hello = z.object({
     maxConcurrency: z.number().int().positive().max(4096),
     engine: z.string().max(64),
   }),
-  /** Models loaded now. May be empty only for a worker that offers a library. */
+  /** Models loaded now. May be empty only for a worker with the "models" feature (and a library, even empty). */
   models: z.array(ModelInfo).max(256),
   /** See FEATURES; unknown names are ignored. */
   features: z.array(z.string().max(64)).max(64).optional(),
@@ -351,6 +353,23 @@ export const ModelStatus = z.object({
 });
 export type ModelStatus = z.infer<typeof ModelStatus>;
 
+/**
+ * The "pull" feature: where a download the master asked for (PullModel) stands. "downloading" repeats with the bytes
+ * received (at most every 250 ms); "done" names the file (the worker's Library follows with the new model);
+ * "failed" carries the reason (codes in docs/model-pull.md).
+ */
+export const PullStatus = z.object({
+  type: z.literal("PullStatus"),
+  pullId: z.string().min(1).max(128),
+  state: z.enum(["downloading", "done", "failed"]),
+  receivedBytes: z.number().int().nonnegative(),
+  totalBytes: z.number().int().nonnegative().optional(),
+  fileName: z.string().max(256).optional(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  error: z.object({ message: z.string().max(4096), code: z.string().max(64).optional() }).optional(),
+});
+export type PullStatus = z.infer<typeof PullStatus>;
+
 export const Draining = z.object({
   type: z.literal("Draining"),
 });
@@ -368,6 +387,7 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   Draining,
   Library,
   ModelStatus,
+  PullStatus,
 ]);
 export type WorkerMessage = z.infer<typeof WorkerMessage>;
 
@@ -460,6 +480,18 @@ export const UnloadModel = z.object({
 });
 export type UnloadModel = z.infer<typeof UnloadModel>;
 
+/** The "pull" feature: download a model file into the worker's models dir (see docs/model-pull.md). */
+export const PullModel = z.object({
+  type: z.literal("PullModel"),
+  pullId: z.string().min(1).max(128),
+  url: z.string().min(1).max(4096),
+  fileName: z.string().max(256).optional(),
+  sha256: z.string().regex(/^[0-9a-fA-F]{64}$/).optional(),
+  /** Sent with the download's requests (e.g. a Hugging Face token for a gated repo). */
+  headers: z.record(z.string().max(256), z.string().max(8192)).optional(),
+});
+export type PullModel = z.infer<typeof PullModel>;
+
 export const ProtocolErrorMessage = z.object({
   type: z.literal("ProtocolError"),
   code: z.string(),
@@ -475,6 +507,7 @@ export const MasterMessage = z.discriminatedUnion("type", [
   Heartbeat,
   LoadModel,
   UnloadModel,
+  PullModel,
   ProtocolErrorMessage,
 ]);
 export type MasterMessage = z.infer<typeof MasterMessage>;

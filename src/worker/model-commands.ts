@@ -1,9 +1,10 @@
 // The worker's side of the "models" protocol feature: offers its engine's library, loads and unloads models on the
 // master's command one operation at a time, and reports each step (ModelStatus) and library changes (Library).
 import type { Logger } from "../log.js";
-import type { LibraryModel, LoadModel, ModelInfo, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
+import type { LibraryModel, LoadModel, ModelInfo, PullModel, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
 import { FEATURES } from "../worker-protocol/index.js";
 import { type ModelLibrary, ModelLoadError } from "./engines/engine.js";
+import { PullError, pullModel } from "./model-pull.js";
 
 /** Loading progress goes out at most this often per model. */
 const PROGRESS_INTERVAL_MS = 250;
@@ -13,11 +14,14 @@ export class ModelCommands {
   private readonly served = new Map<string, ModelInfo>();
   /** Loads under way, by model: aborting one gives the load up. */
   private readonly loading = new Map<string, AbortController>();
+  /** Downloads under way, by pull id. */
+  private readonly pulls = new Map<string, AbortController>();
   /** Operations run one after another, in the order the master sent them (an unload frees memory a load needs). */
   private queue: Promise<void> = Promise.resolve();
   private lastLibrary: string;
   private scanTimer: NodeJS.Timeout | undefined;
   private enabled = false;
+  private pulling = false;
 
   constructor(
     private readonly library: ModelLibrary,
@@ -33,12 +37,14 @@ export class ModelCommands {
 
   /** What Hello carries: the models served now, and the library. */
   hello(): { models: ModelInfo[]; features: string[]; library: LibraryModel[]; memory: ReturnType<ModelLibrary["memory"]> } {
-    return { models: [...this.served.values()], features: [FEATURES.models], library: this.library.list(), memory: this.library.memory() };
+    const features = this.library.pullDir === undefined ? [FEATURES.models] : [FEATURES.models, FEATURES.pull];
+    return { models: [...this.served.values()], features, library: this.library.list(), memory: this.library.memory() };
   }
 
   /** The master's Welcome: the feature is on when it took it up; the library is rescanned every `scanMs`. */
   welcomed(features: readonly string[] | undefined, scanMs: number): void {
     this.enabled = features?.includes(FEATURES.models) ?? false;
+    this.pulling = this.enabled && this.library.pullDir !== undefined && (features?.includes(FEATURES.pull) ?? false);
     clearInterval(this.scanTimer);
     this.scanTimer = undefined;
     if (!this.enabled) return;
@@ -52,7 +58,12 @@ export class ModelCommands {
     this.scanTimer = undefined;
   }
 
-  handle(message: LoadModel | UnloadModel): void {
+  handle(message: LoadModel | UnloadModel | PullModel): void {
+    if (message.type === "PullModel") {
+      if (this.pulling) void this.pull(message);
+      else this.log.warn({ pullId: message.pullId }, "the master sent PullModel without taking up the pull feature; ignored");
+      return;
+    }
     if (!this.enabled) {
       this.log.warn({ type: message.type }, "the master sent a model command without taking up the models feature; ignored");
       return;
@@ -66,10 +77,40 @@ export class ModelCommands {
     this.queue = this.queue.then(run, run);
   }
 
-  /** Gives up every load and stops scanning (the worker is stopping). */
+  /** Gives up every load and download and stops scanning (the worker is stopping). */
   stop(): void {
     this.disconnected();
     for (const controller of this.loading.values()) controller.abort(new Error("worker stopping"));
+    for (const controller of this.pulls.values()) controller.abort(new Error("worker stopping"));
+  }
+
+  /** Downloads a model file into the models dir, reporting progress; the library is rescanned once it is whole. */
+  private async pull(command: PullModel): Promise<void> {
+    const dir = this.library.pullDir;
+    if (dir === undefined || this.pulls.has(command.pullId)) return;
+    const controller = new AbortController();
+    this.pulls.set(command.pullId, controller);
+    const { pullId } = command;
+    const status = (state: "downloading" | "done" | "failed", receivedBytes: number, more: Record<string, unknown> = {}) =>
+      this.send({ type: "PullStatus", pullId, state, receivedBytes, ...more });
+    status("downloading", 0);
+    try {
+      const result = await pullModel(
+        { url: command.url, dir, ...(command.fileName && { fileName: command.fileName }), ...(command.sha256 && { sha256: command.sha256.toLowerCase() }), ...(command.headers && { headers: command.headers }) },
+        (progress) => status("downloading", progress.receivedBytes, progress.totalBytes === undefined ? {} : { totalBytes: progress.totalBytes }),
+        controller.signal,
+      );
+      this.log.info({ pullId, file: result.fileName, bytes: result.bytes }, "model pulled");
+      status("done", result.bytes, { totalBytes: result.bytes, fileName: result.fileName, sha256: result.sha256 });
+      await this.rescan();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const code = error instanceof PullError ? error.code : controller.signal.aborted ? "cancelled" : "io_error";
+      this.log.warn({ pullId, err: message, code }, "model pull failed");
+      status("failed", 0, { error: { message: message.slice(0, 4096), code } });
+    } finally {
+      this.pulls.delete(pullId);
+    }
   }
 
   private async load(command: LoadModel): Promise<void> {

@@ -236,8 +236,9 @@ export class WorkerRuntime {
         return;
       case "LoadModel":
       case "UnloadModel":
+      case "PullModel":
         if (this.modelCommands) this.modelCommands.handle(message);
-        else this.options.log.warn({ type: message.type, model: message.model }, "this worker's engine cannot load or unload models; ignored");
+        else this.options.log.warn({ type: message.type }, "this worker's engine cannot load, unload or pull models; ignored");
         return;
       case "Heartbeat":
         return;

@@ -1,11 +1,13 @@
 // The one place where what is loaded where changes: typed events in, the state changed, and the effects that follow
 // from the event out (messages to workers, models served or no longer served, loads that failed). The master runs
 // the effects; nothing else writes the placement state.
-import type { LibraryModel, LoadModel, ModelInfo, ModelStatus, UnloadModel, WorkerMemory } from "../../worker-protocol/index.js";
-import { type ModelSlot, type Placement, type PlacementState, STARTUP_PIN, type WorkerModels } from "./state.js";
+import type { LibraryModel, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel, WorkerMemory } from "../../worker-protocol/index.js";
+import { ENDED_PULLS_KEPT, type ModelSlot, type Placement, type PlacementState, type Pull, STARTUP_PIN, type WorkerModels } from "./state.js";
 
 export type PlacementEvent =
-  | { type: "WorkerJoined"; workerId: string; name: string; library: LibraryModel[]; memory: WorkerMemory; loaded: readonly ModelInfo[]; at: number }
+  | { type: "WorkerJoined"; workerId: string; name: string; library: LibraryModel[]; memory: WorkerMemory; loaded: readonly ModelInfo[]; pulls: boolean; at: number }
+  | { type: "PullStarted"; pull: Pull; sha256?: string; headers?: Record<string, string> }
+  | { type: "PullReported"; workerId: string; status: PullStatus; at: number }
   | { type: "WorkerLeft"; workerId: string }
   | { type: "LibraryReported"; workerId: string; library: LibraryModel[]; memory: WorkerMemory }
   /** The master decided to load `model` on the worker (for a placement, or for requests waiting for it). */
@@ -23,7 +25,7 @@ export type PlacementEvent =
 export type UnloadCause = "idle" | "evicted" | "unplaced" | "abandoned" | "admin";
 
 export type PlacementEffect =
-  | { type: "send"; workerId: string; message: LoadModel | UnloadModel }
+  | { type: "send"; workerId: string; message: LoadModel | UnloadModel | PullModel }
   /** The worker serves the model from now on: index it, and give it waiting tasks. */
   | { type: "serve"; workerId: string; info: ModelInfo; loadMs: number }
   /** The worker no longer takes tasks of the model. */
@@ -52,8 +54,16 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
     for (const worker of state.workers.values()) for (const s of worker.slots.values()) if (s.pin === event.id) s.pin = undefined;
     return [];
   }
+  if (event.type === "PullStarted") {
+    state.pulls.set(event.pull.id, event.pull);
+    const message: PullModel = { type: "PullModel", pullId: event.pull.id, url: event.pull.url };
+    if (event.pull.fileName !== undefined) message.fileName = event.pull.fileName;
+    if (event.sha256 !== undefined) message.sha256 = event.sha256;
+    if (event.headers !== undefined) message.headers = event.headers;
+    return [{ type: "send", workerId: event.pull.workerId, message }];
+  }
   if (event.type === "WorkerJoined") {
-    const worker: WorkerModels = { workerId: event.workerId, name: event.name, library: new Map(event.library.map((m) => [m.id, m])), memory: event.memory, slots: new Map() };
+    const worker: WorkerModels = { workerId: event.workerId, name: event.name, library: new Map(event.library.map((m) => [m.id, m])), memory: event.memory, slots: new Map(), pulls: event.pulls };
     for (const info of event.loaded) worker.slots.set(info.id, slot(info.id, "loaded", memoryOf(worker, info.id), event.at, STARTUP_PIN));
     state.workers.set(event.workerId, worker);
     // Its models are served through the registry as any worker's are; its library may unblock waiting tasks.
@@ -64,6 +74,9 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
   switch (event.type) {
     case "WorkerLeft": {
       state.workers.delete(event.workerId);
+      for (const pull of state.pulls.values()) {
+        if (pull.workerId === event.workerId && pull.state === "downloading") endPull(state, pull, "failed", { message: "the worker left", code: "worker_lost" });
+      }
       return [...worker.slots.values()].filter((s) => s.state === "loading").map((s) => ({ type: "replan", model: s.model }));
     }
     case "LibraryReported": {
@@ -95,6 +108,20 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
     }
     case "StatusReported":
       return applyStatus(worker, event.status, event.at);
+    case "PullReported": {
+      const pull = state.pulls.get(event.status.pullId);
+      if (!pull || pull.workerId !== event.workerId || pull.state !== "downloading") return [];
+      const { status } = event;
+      pull.receivedBytes = status.receivedBytes;
+      if (status.totalBytes !== undefined) pull.totalBytes = status.totalBytes;
+      if (status.fileName !== undefined) pull.fileName = status.fileName;
+      if (status.sha256 !== undefined) pull.sha256 = status.sha256;
+      if (status.state !== "downloading") {
+        const error = status.state === "failed" ? { message: status.error?.message ?? "the download failed", code: status.error?.code } : undefined;
+        endPull(state, pull, status.state, error, event.at);
+      }
+      return [];
+    }
     case "ModelUsed": {
       const current = worker.slots.get(event.model);
       if (current) {
@@ -109,6 +136,15 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
       return [];
     }
   }
+}
+
+/** Ends a pull, and forgets the oldest ended ones beyond ENDED_PULLS_KEPT. */
+function endPull(state: PlacementState, pull: Pull, to: "done" | "failed", error: Pull["error"], at = Date.now()): void {
+  pull.state = to;
+  pull.error = error;
+  pull.endedAt = at;
+  const ended = [...state.pulls.values()].filter((p) => p.state !== "downloading");
+  for (const old of ended.slice(0, Math.max(0, ended.length - ENDED_PULLS_KEPT))) state.pulls.delete(old.id);
 }
 
 /** A worker's report on one of its models. */

@@ -2,11 +2,11 @@
 // model nobody serves, idleness, admin placements) into events for applyPlacement, and runs the effects that follow.
 import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
-import type { Hello, LoadModel, Library, ModelInfo, ModelStatus, UnloadModel } from "../../worker-protocol/index.js";
+import type { Hello, Library, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel } from "../../worker-protocol/index.js";
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
 import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
-import { freeBytes, type Placement, PlacementState, type SlotState, STARTUP_PIN } from "./state.js";
+import { freeBytes, type Placement, PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
 export type PlacementNotice =
@@ -16,7 +16,7 @@ export type PlacementNotice =
 
 /** What the placer asks of the master. */
 export interface PlacerHost extends PlanContext {
-  send(workerId: string, message: LoadModel | UnloadModel): void;
+  send(workerId: string, message: LoadModel | UnloadModel | PullModel): void;
   /** The worker serves the model now: index it and hand it waiting tasks. */
   serve(workerId: string, info: ModelInfo): void;
   unserve(workerId: string, model: string): void;
@@ -36,6 +36,16 @@ export interface PlacerOptions {
   autoLoad: boolean;
   /** How long a model loaded on demand may stay idle before it is unloaded. */
   idleMs: number;
+}
+
+/** POST /v1/models/pull, validated. */
+export interface PullRequest {
+  url: string;
+  fileName?: string;
+  sha256?: string;
+  headers?: Record<string, string>;
+  /** Worker ids or names; absent: every worker that pulls. */
+  workers?: string[];
 }
 
 /** POST /v1/placements, validated. */
@@ -62,18 +72,55 @@ export class ModelPlacer {
     private readonly options: PlacerOptions,
   ) {}
 
-  /** A worker that took up the "models" feature joined. */
-  workerJoined(workerId: string, hello: Hello): void {
-    this.apply({ type: "WorkerJoined", workerId, name: hello.worker.name, library: hello.library ?? [], memory: hello.memory ?? { totalBytes: 0, freeBytes: 0 }, loaded: hello.models, at: Date.now() });
+  /** A worker that took up the "models" feature joined (`pulls`: and the "pull" feature). */
+  workerJoined(workerId: string, hello: Hello, pulls: boolean): void {
+    const memory = hello.memory ?? { totalBytes: 0, freeBytes: 0 };
+    this.apply({ type: "WorkerJoined", workerId, name: hello.worker.name, library: hello.library ?? [], memory, loaded: hello.models, pulls, at: Date.now() });
+  }
+
+  /**
+   * Downloads a model file onto workers (their ids or names; every worker that pulls when none is named). Throws
+   * PlacementError for a worker that is unknown or cannot pull.
+   */
+  pull(request: PullRequest): Pull[] {
+    const pullers = [...this.state.workers.values()].filter((w) => w.pulls);
+    const targets = request.workers === undefined ? pullers : request.workers.map((name) => pullers.find((w) => w.workerId === name || w.name === name));
+    const missing = request.workers?.find((_, i) => targets[i] === undefined);
+    if (missing !== undefined) throw new PlacementError(`No connected worker '${missing}' pulls models (it needs a models dir).`, 404);
+    if (targets.length === 0) throw new PlacementError("No connected worker pulls models (a worker needs a models dir to pull into).", 409);
+    return targets.flatMap((worker) => {
+      if (!worker) return [];
+      const pull: Pull = {
+        id: `pull-${nanoid(10)}`,
+        workerId: worker.workerId,
+        workerName: worker.name,
+        url: request.url,
+        fileName: request.fileName,
+        state: "downloading",
+        receivedBytes: 0,
+        totalBytes: undefined,
+        sha256: undefined,
+        error: undefined,
+        startedAt: Date.now(),
+        endedAt: undefined,
+      };
+      this.apply({ type: "PullStarted", pull, ...(request.sha256 && { sha256: request.sha256 }), ...(request.headers && { headers: request.headers }) });
+      return [pull];
+    });
+  }
+
+  pulls(): Pull[] {
+    return [...this.state.pulls.values()];
   }
 
   workerLeft(workerId: string): void {
     this.apply({ type: "WorkerLeft", workerId });
   }
 
-  /** A Library or ModelStatus from the worker. */
-  report(workerId: string, message: Library | ModelStatus): void {
+  /** A Library, ModelStatus or PullStatus from the worker. */
+  report(workerId: string, message: Library | ModelStatus | PullStatus): void {
     if (message.type === "Library") this.apply({ type: "LibraryReported", workerId, library: message.library, memory: message.memory });
+    else if (message.type === "PullStatus") this.apply({ type: "PullReported", workerId, status: message, at: Date.now() });
     else this.apply({ type: "StatusReported", workerId, status: message, at: Date.now() });
   }
 

@@ -34,6 +34,8 @@ export interface WorkerModels {
   library: Map<string, LibraryModel>;
   memory: WorkerMemory;
   slots: Map<string, ModelSlot>;
+  /** Whether it downloads model files on command (the "pull" feature). */
+  pulls: boolean;
 }
 
 /** An explicit placement (POST /v1/placements): `replicas` instances of a model, pinned while it exists. */
@@ -48,9 +50,29 @@ export interface Placement {
   createdAt: number;
 }
 
+/** A download into a worker's models dir (POST /v1/models/pull). */
+export interface Pull {
+  id: string;
+  workerId: string;
+  workerName: string;
+  url: string;
+  fileName: string | undefined;
+  state: "downloading" | "done" | "failed";
+  receivedBytes: number;
+  totalBytes: number | undefined;
+  sha256: string | undefined;
+  error: { message: string; code: string | undefined } | undefined;
+  startedAt: number;
+  endedAt: number | undefined;
+}
+
+/** Ended pulls kept for /v1/cluster (the oldest go first). */
+export const ENDED_PULLS_KEPT = 64;
+
 export class PlacementState {
   readonly workers = new Map<string, WorkerModels>();
   readonly placements = new Map<string, Placement>();
+  readonly pulls = new Map<string, Pull>();
 
   /** The slots of `model`, with their workers. */
   *slotsOf(model: string): Generator<{ worker: WorkerModels; slot: ModelSlot }> {

@@ -111,6 +111,8 @@ export interface ModelLibrary {
   load(model: string, options: LoadOptions, progress: (fraction: number) => void, signal: AbortSignal): Promise<ModelInfo>;
   /** Frees everything the model holds (the worker calls it only once none of its tasks runs). */
   unload(model: string): Promise<void>;
+  /** The directory model files are pulled into (the "pull" protocol feature), for libraries read from one. */
+  readonly pullDir?: string;
 }
 
 export interface Engine {

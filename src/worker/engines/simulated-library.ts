@@ -1,5 +1,7 @@
 // The simulator's model library: made-up models with a size and a load time, loaded and unloaded on command within
 // a memory limit, so that placement (load on demand, eviction, failures) can be tested and shown without weights.
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LibraryModel, ModelInfo, WorkerMemory } from "../../worker-protocol/index.js";
 import { type LoadOptions, type ModelLibrary, ModelLoadError } from "./engine.js";
@@ -37,6 +39,8 @@ export class SimulatedLibrary implements ModelLibrary {
     /** The model as served once loaded (the simulator's ModelInfo for an id). */
     private readonly describe: (id: string, contextLength: number | undefined) => ModelInfo,
     private readonly contextLength: number,
+    /** A directory whose .gguf files the simulator also offers (as made-up models of the files' sizes), and pulls into. */
+    readonly pullDir?: string,
   ) {
     for (const model of models) this.models.set(model.id, model);
   }
@@ -68,7 +72,17 @@ export class SimulatedLibrary implements ModelLibrary {
     });
   }
 
+  /** Rescans the models dir, if any: each .gguf file there is a model named after it (nothing reads it). */
   async refresh(): Promise<LibraryModel[]> {
+    if (this.pullDir === undefined) return this.list();
+    const names = await readdir(this.pullDir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (!name.endsWith(".gguf") || name.startsWith(".")) continue;
+      const id = name.slice(0, -".gguf".length);
+      if (this.models.has(id)) continue;
+      const info = await stat(path.join(this.pullDir, name)).catch(() => undefined);
+      if (info?.isFile()) this.models.set(id, { id, sizeBytes: info.size, loadMs: 0 });
+    }
     return this.list();
   }
 

@@ -49,6 +49,8 @@ export interface SimulatorOptions {
   library?: readonly SimulatedModel[];
   /** With `library`: memory its loaded models may use together (default 16 GiB). */
   memoryBytes?: number;
+  /** With `library`: a directory whose .gguf files are offered too, and where pulled files go. */
+  modelsDir?: string;
   /** Observation points for tests and benchmarks. */
   hooks?: SimulatorHooks;
 }
@@ -129,7 +131,7 @@ export class SimulatorEngine implements Engine {
   ) {
     if (options.library) {
       const memory = options.memoryBytes ?? DEFAULT_SIMULATED_MEMORY;
-      this.library = new SimulatedLibrary(options.library, memory, (id, length) => this.modelInfo(id, length), options.contextLength);
+      this.library = new SimulatedLibrary(options.library, memory, (id, length) => this.modelInfo(id, length), options.contextLength, options.modelsDir);
     }
   }
 
@@ -137,6 +139,7 @@ export class SimulatorEngine implements Engine {
     // With a library, only the models named are loaded at start (possibly none); without, the default one.
     const ids = this.models.length > 0 || this.library ? this.models : [SIMULATOR_MODEL];
     this.library?.preload(ids);
+    await this.library?.refresh();
     return {
       device: { kind: "simulator", name: "simulated device (no model runs)", memoryBytes: this.library?.memory().totalBytes ?? 0 },
       models: ids.map((id) => this.modelInfo(id, undefined)),
