@@ -51,6 +51,8 @@ export const DEFAULT_CONTEXT_LENGTH = 4096;
 /** The markup this engine's text carries: `<think>` reasoning and Hermes `<tool_call>` blocks. */
 export const UPSTREAM_TEXT_FORMAT = "hermes";
 const DISCOVERY_TIMEOUT_MS = 15_000;
+/** The most of the upstream's model list read: far more than thousands of models take. */
+const MAX_MODEL_LIST_BYTES = 16 * 1024 * 1024;
 /** What the engine forwards for every model: the upstream decides whether it can do it. */
 export const UPSTREAM_CAPABILITIES: readonly string[] = [
   CAPABILITIES.chat,
@@ -77,6 +79,8 @@ const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
 export class OpenAIUpstreamEngine implements Engine {
   readonly kind = "openai";
   private readonly baseUrl: string;
+  /** Aborted by close(): gives up a model list being fetched. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: OpenAIUpstreamOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -88,8 +92,7 @@ export class OpenAIUpstreamEngine implements Engine {
 
   async start(): Promise<EngineDescription> {
     const device = { kind: "remote" as const, name: new URL(this.baseUrl).host, memoryBytes: 0 };
-    const models = await this.discoverModels();
-    return { device, models: models.map((model) => ({ ...model, capabilities: this.capabilities(model.id) })) };
+    return { device, models: await this.discoverModels() };
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
@@ -138,7 +141,8 @@ export class OpenAIUpstreamEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    // Nothing is held between requests: each reply's connection closes with its stream.
+    // Each reply's connection closes with its stream; only a model list may be on its way.
+    this.closing.abort(new Error("the engine is closing"));
   }
 
   private capabilities(model: string): string[] {
@@ -157,20 +161,28 @@ export class OpenAIUpstreamEngine implements Engine {
       if (listed.length === 0) throw new Error(`the upstream ${this.baseUrl} lists no models; name them with --model`);
       return listed;
     }
-    return this.options.models.map(
-      (id) => listed.find((model) => model.id === id) ?? { id, contextLength: DEFAULT_CONTEXT_LENGTH, format: UPSTREAM_TEXT_FORMAT },
-    );
+    return this.options.models.map((id) => listed.find((model) => model.id === id) ?? this.unlisted(id));
   }
 
+  /** A model named with --model that the upstream does not list: served with the defaults. */
+  private unlisted(id: string): ModelInfo {
+    return { id, contextLength: DEFAULT_CONTEXT_LENGTH, format: UPSTREAM_TEXT_FORMAT, capabilities: this.capabilities(id) };
+  }
+
+  /** The models the upstream lists at `GET /models` now, as this engine serves them. */
   private async listModels(): Promise<ModelInfo[]> {
-    const response = await this.fetchUpstream("/models", AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), { method: "GET" });
-    const parsed = ModelList.safeParse(await response.json().catch(() => undefined));
+    const signal = AbortSignal.any([AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), this.closing.signal]);
+    const response = await this.fetchUpstream("/models", signal, { method: "GET" });
+    const { text, complete } = await readBounded(response, MAX_MODEL_LIST_BYTES);
+    if (!complete) throw new Error(`the upstream's GET ${this.baseUrl}/models answered more than ${MAX_MODEL_LIST_BYTES} bytes`);
+    const parsed = ModelList.safeParse(safeJson(text));
     if (!parsed.success) throw new Error(`the upstream's GET ${this.baseUrl}/models did not return an OpenAI model list`);
     return parsed.data.data.map((model) => ({
       id: model.id,
       contextLength: model.max_model_len ?? model.context_length ?? model.meta?.n_ctx_train ?? DEFAULT_CONTEXT_LENGTH,
       format: UPSTREAM_TEXT_FORMAT,
       ...(model.owned_by ? { ownedBy: model.owned_by } : {}),
+      capabilities: this.capabilities(model.id),
     }));
   }
 
