@@ -135,6 +135,7 @@ async function workerCommand(args: string[]): Promise<void> {
     upstreamKey: config.upstreamKey,
     upstreamVision: config.upstreamVision,
     upstreamEmbeddings: config.upstreamEmbeddings,
+    upstreamLibrary: config.upstreamLibrary,
     sim: {
       tokensPerSecond: config.simTokensPerSecond,
       prefillMs: config.simPrefillMs,

@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import { makeTestModel } from "../scripts/make-test-model.js";
 import { eventually } from "./support/cluster.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
-import { startRecordingUpstream } from "./support/recording-upstream.js";
+import { completionChunk, startRecordingUpstream, streamChunks } from "./support/recording-upstream.js";
 
 const messages = [{ role: "user" as const, content: "Are you there?" }];
 const processes: CliProcess[] = [];
@@ -164,6 +164,34 @@ describe("the coordinator command", () => {
       const embeds = Object.fromEntries(list.data.map((model) => [model.id, model.capabilities.includes("embeddings")]));
       expect(embeds).toEqual({ "flag-embed": true, "flag-chat": false, "env-embed-1": true, "env-embed-2": true, "env-chat": false });
       for (const model of list.data) expect(model.capabilities, model.id).toContain("chat");
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it("offers the upstream's models to load on demand with --upstream-library or COORDINATOR_UPSTREAM_LIBRARY", async () => {
+    const upstream = await startRecordingUpstream(["lib-a", "lib-b"]);
+    upstream.reply("lib-a", (res) => streamChunks(res, [completionChunk({ content: "loaded on demand" })]));
+    try {
+      const coordinator = start(["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]);
+      const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+      const [, join, token] = await coordinator.waitFor(/--join (ws:\/\/\S+) --token (\S+)/);
+      const worker = (name: string, extra: string[], env: Record<string, string> = {}) =>
+        start(["worker", "--join", join as string, "--token", token as string, "--name", name, "--engine", "openai", "--upstream", upstream.baseUrl, ...extra], env);
+
+      const flagged = worker("flagged", ["--upstream-library"]);
+      const fromEnv = worker("from-env", [], { COORDINATOR_UPSTREAM_LIBRARY: "true" });
+      await flagged.waitFor(/joined the coordinator/);
+      await fromEnv.waitFor(/joined the coordinator/);
+
+      const cluster = (await (await fetch(`${api}/cluster`)).json()) as { workers: Array<{ name: string; placement: { library: Array<{ id: string }> } | null }> };
+      for (const name of ["flagged", "from-env"]) {
+        expect(cluster.workers.find((w) => w.name === name)?.placement?.library.map((m) => m.id), name).toEqual(["lib-a", "lib-b"]);
+      }
+      const served = (await (await fetch(`${api}/models`)).json()) as { data: unknown[] };
+      expect(served.data).toEqual([]);
+      const completion = await clientFor(api as string).chat.completions.create({ model: "lib-a", messages });
+      expect(completion.choices[0]?.message.content).toBe("loaded on demand");
     } finally {
       await upstream.close();
     }

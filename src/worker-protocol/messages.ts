@@ -100,6 +100,9 @@ export const LibraryModel = z.object({
 });
 export type LibraryModel = z.infer<typeof LibraryModel>;
 
+/** The most models a worker's library may offer (Hello `library`, Library). */
+export const MAX_LIBRARY_MODELS = 4096;
+
 /** A worker's memory for models: the device's total, and what is free for another model (within --memory-limit). */
 export const WorkerMemory = z.object({
   totalBytes: z.number().int().nonnegative(),
@@ -222,7 +225,7 @@ export const Hello = z.object({
   /** See FEATURES; unknown names are ignored. */
   features: z.array(z.string().max(64)).max(64).optional(),
   /** The "models" feature: what the worker could load on command (loaded models included). */
-  library: z.array(LibraryModel).max(4096).optional(),
+  library: z.array(LibraryModel).max(MAX_LIBRARY_MODELS).optional(),
   /** The "models" feature: its memory. */
   memory: WorkerMemory.optional(),
 });
@@ -325,7 +328,7 @@ export type Heartbeat = z.infer<typeof Heartbeat>;
 /** The "models" feature: the worker's library or memory changed (a file added or removed, another process's use). */
 export const Library = z.object({
   type: z.literal("Library"),
-  library: z.array(LibraryModel).max(4096),
+  library: z.array(LibraryModel).max(MAX_LIBRARY_MODELS),
   memory: WorkerMemory,
 });
 export type Library = z.infer<typeof Library>;

@@ -1,13 +1,21 @@
 // A fake OpenAI-compatible upstream (a real node:http server on port 0) that records every request body and streams
 // the chat completion chunks a test scripts for each model; `POST /embeddings` answers deterministic vectors.
+// `GET /models` lists the models it was started with, as a test changes them.
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export type UpstreamReply = (res: ServerResponse, body: Record<string, unknown>) => void;
 
+/** A model as `GET /v1/models` lists it: its id, or the whole entry (e.g. with a `context_length`). */
+export type ListedModel = string | { id: string; [field: string]: unknown };
+
 export interface RecordingUpstream {
   /** The upstream's OpenAI base URL, with its `/v1`. */
   baseUrl: string;
+  /** What `GET /v1/models` lists; a test changes it in place (a model pulled, one removed). */
+  readonly models: ListedModel[];
+  /** Makes `GET /v1/models` answer this error status (an upstream that cannot list now); undefined lists again. */
+  failModelList(status: number | undefined): void;
   /** The body of every `POST` (`/v1/chat/completions`, `/v1/completions` for a raw prompt, `/v1/embeddings`), in order. */
   readonly requests: Array<Record<string, unknown>>;
   /** The path of each of those requests. */
@@ -72,7 +80,9 @@ export function embeddingList(body: Record<string, unknown>) {
   };
 }
 
-export async function startRecordingUpstream(models: string[] = []): Promise<RecordingUpstream> {
+export async function startRecordingUpstream(listed: ListedModel[] = []): Promise<RecordingUpstream> {
+  const models = [...listed];
+  let modelListStatus: number | undefined;
   const requests: Array<Record<string, unknown>> = [];
   const paths: string[] = [];
   const headers: IncomingHttpHeaders[] = [];
@@ -82,7 +92,8 @@ export async function startRecordingUpstream(models: string[] = []): Promise<Rec
     let raw = "";
     for await (const piece of req) raw += String(piece);
     if (req.url === "/v1/models") {
-      sendJson(res, 200, { object: "list", data: models.map((id) => ({ id, object: "model" })) });
+      if (modelListStatus !== undefined) return sendJson(res, modelListStatus, { error: { message: "cannot list models now" } });
+      sendJson(res, 200, { object: "list", data: models.map((model) => (typeof model === "string" ? { id: model, object: "model" } : { object: "model", ...model })) });
       return;
     }
     const body = JSON.parse(raw) as Record<string, unknown>;
@@ -99,6 +110,10 @@ export async function startRecordingUpstream(models: string[] = []): Promise<Rec
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    models,
+    failModelList: (status) => {
+      modelListStatus = status;
+    },
     requests,
     paths,
     headers,

@@ -27,6 +27,8 @@ export interface EngineOptions {
   upstreamVision?: string[];
   /** openai: models the upstream computes embeddings with; `*` for every model. */
   upstreamEmbeddings?: string[];
+  /** openai: offer the upstream's model list as a library, followed as it changes. */
+  upstreamLibrary?: boolean;
   sim: SimulatorOptions;
 }
 
@@ -58,6 +60,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         maxConcurrency: options.maxConcurrency,
         visionModels: options.upstreamVision,
         embeddingModels: options.upstreamEmbeddings,
+        library: options.upstreamLibrary,
       });
     }
   }

@@ -12,6 +12,9 @@
 // --upstream-embeddings; embeddings are computed by the upstream's POST /embeddings). Whether the upstream
 // honours an option is its own business: an option it refuses comes back as its 400, which the client sees as its
 // own 400 (EngineRequestError), with the upstream's message.
+//
+// With --upstream-library the upstream's model list is a library the master loads from and unloads on command, and
+// it is fetched again as the worker rescans (see openai-upstream/library.ts and docs/placement.md).
 import { z } from "zod";
 import { CAPABILITIES, type ModelInfo, normalizeEmbedding } from "../../worker-protocol/index.js";
 import {
@@ -27,6 +30,7 @@ import {
 } from "./engine.js";
 import { readBounded } from "./openai-upstream/bounded-body.js";
 import { embeddingsBody, maxAnswerBytes, parseEmbeddings } from "./openai-upstream/embeddings.js";
+import { UpstreamLibrary } from "./openai-upstream/library.js";
 import { chatCompletionBody, completionBody } from "./openai-upstream/request-body.js";
 import { SseDecoder } from "./openai-upstream/sse-decoder.js";
 import { StreamChunk, UpstreamReply } from "./openai-upstream/stream-reply.js";
@@ -44,6 +48,11 @@ export interface OpenAIUpstreamOptions {
   visionModels?: string[];
   /** Models the upstream computes embeddings with (the embeddings capabilities); `*` stands for every model. */
   embeddingModels?: string[];
+  /**
+   * Offer the upstream's models as a library that follows its model list (--upstream-library): the master loads and
+   * unloads them on command, and only the models in `models` are served from the start.
+   */
+  library?: boolean;
 }
 
 /** Context length reported for a model when the upstream does not say. */
@@ -51,6 +60,8 @@ export const DEFAULT_CONTEXT_LENGTH = 4096;
 /** The markup this engine's text carries: `<think>` reasoning and Hermes `<tool_call>` blocks. */
 export const UPSTREAM_TEXT_FORMAT = "hermes";
 const DISCOVERY_TIMEOUT_MS = 15_000;
+/** The most of the upstream's model list read: far more than thousands of models take. */
+const MAX_MODEL_LIST_BYTES = 16 * 1024 * 1024;
 /** What the engine forwards for every model: the upstream decides whether it can do it. */
 export const UPSTREAM_CAPABILITIES: readonly string[] = [
   CAPABILITIES.chat,
@@ -76,7 +87,11 @@ const CLIENT_ERROR_STATUSES = new Set([400, 413, 422]);
 
 export class OpenAIUpstreamEngine implements Engine {
   readonly kind = "openai";
+  /** With --upstream-library: the upstream's models, loaded and unloaded on the master's command. */
+  readonly library: UpstreamLibrary | undefined;
   private readonly baseUrl: string;
+  /** Aborted by close(): gives up a model list being fetched. */
+  private readonly closing = new AbortController();
 
   constructor(private readonly options: OpenAIUpstreamOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
@@ -84,15 +99,20 @@ export class OpenAIUpstreamEngine implements Engine {
     if (!Number.isInteger(options.maxConcurrency) || options.maxConcurrency < 1) {
       throw new Error("maxConcurrency must be a positive integer");
     }
+    if (options.library) this.library = new UpstreamLibrary(() => this.listModels());
   }
 
   async start(): Promise<EngineDescription> {
     const device = { kind: "remote" as const, name: new URL(this.baseUrl).host, memoryBytes: 0 };
-    const models = await this.discoverModels();
-    return { device, models: models.map((model) => ({ ...model, capabilities: this.capabilities(model.id) })) };
+    if (!this.library) return { device, models: await this.discoverModels() };
+    // The models named are served from the start; the others wait for the master to load them.
+    const models = await this.library.start(this.options.models, (id) => this.unlisted(id));
+    if (this.library.list().length === 0) throw new Error(`the upstream ${this.baseUrl} lists no models; name them with --model`);
+    return { device, models };
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
+    this.checkServed(request.model);
     // A raw prompt goes to the upstream's legacy completions, which apply no chat template.
     const raw = request.prompt !== undefined;
     const response = await this.fetchUpstream(raw ? "/completions" : "/chat/completions", signal, {
@@ -124,6 +144,7 @@ export class OpenAIUpstreamEngine implements Engine {
 
   /** One `POST /embeddings` for the whole batch; the vectors go to the sink normalised, in input order. */
   async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
+    this.checkServed(request.model);
     const response = await this.fetchUpstream("/embeddings", signal, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -138,7 +159,13 @@ export class OpenAIUpstreamEngine implements Engine {
   }
 
   async close(): Promise<void> {
-    // Nothing is held between requests: each reply's connection closes with its stream.
+    // Each reply's connection closes with its stream; only a model list may be on its way.
+    this.closing.abort(new Error("the engine is closing"));
+  }
+
+  /** With a library, a task of a model not loaded here (unloaded meanwhile) fails before reaching the upstream. */
+  private checkServed(model: string): void {
+    if (this.library && !this.library.isLoaded(model)) throw new Error(`model '${model}' is not loaded on this worker`);
   }
 
   private capabilities(model: string): string[] {
@@ -157,20 +184,28 @@ export class OpenAIUpstreamEngine implements Engine {
       if (listed.length === 0) throw new Error(`the upstream ${this.baseUrl} lists no models; name them with --model`);
       return listed;
     }
-    return this.options.models.map(
-      (id) => listed.find((model) => model.id === id) ?? { id, contextLength: DEFAULT_CONTEXT_LENGTH, format: UPSTREAM_TEXT_FORMAT },
-    );
+    return this.options.models.map((id) => listed.find((model) => model.id === id) ?? this.unlisted(id));
   }
 
+  /** A model named with --model that the upstream does not list: served with the defaults. */
+  private unlisted(id: string): ModelInfo {
+    return { id, contextLength: DEFAULT_CONTEXT_LENGTH, format: UPSTREAM_TEXT_FORMAT, capabilities: this.capabilities(id) };
+  }
+
+  /** The models the upstream lists at `GET /models` now, as this engine serves them. */
   private async listModels(): Promise<ModelInfo[]> {
-    const response = await this.fetchUpstream("/models", AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), { method: "GET" });
-    const parsed = ModelList.safeParse(await response.json().catch(() => undefined));
+    const signal = AbortSignal.any([AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), this.closing.signal]);
+    const response = await this.fetchUpstream("/models", signal, { method: "GET" });
+    const { text, complete } = await readBounded(response, MAX_MODEL_LIST_BYTES);
+    if (!complete) throw new Error(`the upstream's GET ${this.baseUrl}/models answered more than ${MAX_MODEL_LIST_BYTES} bytes`);
+    const parsed = ModelList.safeParse(safeJson(text));
     if (!parsed.success) throw new Error(`the upstream's GET ${this.baseUrl}/models did not return an OpenAI model list`);
     return parsed.data.data.map((model) => ({
       id: model.id,
       contextLength: model.max_model_len ?? model.context_length ?? model.meta?.n_ctx_train ?? DEFAULT_CONTEXT_LENGTH,
       format: UPSTREAM_TEXT_FORMAT,
       ...(model.owned_by ? { ownedBy: model.owned_by } : {}),
+      capabilities: this.capabilities(model.id),
     }));
   }
 
