@@ -224,6 +224,24 @@ describe("keep_alive (Ollama)", () => {
   });
 });
 
+describe("Ollama's requests with nothing to generate", () => {
+  it("preloads on an empty prompt and unloads on keep_alive 0, as ollama run and ollama stop do", async () => {
+    coordinator = await startTestCoordinator();
+    const worker = await libraryWorker([{ id: "warm", sizeBytes: 1 * GiB, loadMs: 200 }], 8 * GiB);
+    const post = async (path: string, body: Record<string, unknown>) => {
+      const response = await fetch(`${coordinator?.url}${path}`, { method: "POST", body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const loaded = await post("/api/generate", { model: "warm", prompt: "" });
+    expect(loaded).toMatchObject({ status: 200, body: { model: "warm", response: "", done: true, done_reason: "load" } });
+    expect(slotState(worker.id, "warm")).toBe("loaded");
+    const unloaded = await post("/api/chat", { model: "warm", messages: [], keep_alive: 0 });
+    expect(unloaded).toMatchObject({ status: 200, body: { done: true, done_reason: "unload" } });
+    await eventually(() => slotState(worker.id, "warm") === undefined, "unloaded");
+    expect((await post("/api/generate", { model: "nothing-like-it", prompt: "" })).status).toBe(404);
+  });
+});
+
 describe("workers coming and going", () => {
   it("makes a model loadable as soon as a worker offering it joins, or adds it to its library", async () => {
     coordinator = await startTestCoordinator();

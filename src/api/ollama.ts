@@ -13,6 +13,7 @@ import { keepaliveLine, ollamaStream, ollamaWhole } from "./ollama-response.js";
 import { ollamaReasoningMode, type OllamaRequest, parseOllamaChat, parseOllamaGenerate, toOllamaTask } from "./ollama-request.js";
 import { ollamaErrorResponse } from "./route-errors.js";
 import { keepAliveMs } from "./keep-alive.js";
+import { ollamaPreload } from "./ollama-preload.js";
 import { type Dialect, readJson, taskRoute, type TaskRouteOptions } from "./task-route.js";
 
 /** The Ollama version this API follows, reported by /api/version (clients check it for features). */
@@ -79,8 +80,9 @@ function ollamaCapabilities(capabilities: readonly string[]): string[] {
 
 export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
   const app = new Hono();
-  app.post("/chat", taskRoute(master, ollamaChatDialect, options));
-  app.post("/generate", taskRoute(master, ollamaGenerateDialect, options));
+  const preload = ollamaPreload(master, master.options.queueTimeoutMs);
+  app.post("/chat", preload, taskRoute(master, ollamaChatDialect, options));
+  app.post("/generate", preload, taskRoute(master, ollamaGenerateDialect, options));
   app.post("/embed", embeddingRoute(master, ollamaEmbedDialect, options));
   app.post("/embeddings", embeddingRoute(master, ollamaEmbeddingsDialect, options));
   app.get("/version", (c) => c.json({ version: OLLAMA_API_VERSION }));

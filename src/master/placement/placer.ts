@@ -262,6 +262,24 @@ export class ModelPlacer {
     this.apply({ type: "UnloadStarted", workerId: target.workerId, model, why: "admin", reason: "unloaded by an admin", at: Date.now() });
   }
 
+  /** Unloads every idle, unpinned instance of `model` (Ollama's keep_alive 0 with nothing to generate). */
+  unloadIdle(model: string): void {
+    for (const { worker, slot } of [...this.state.slotsOf(model)]) {
+      if (slot.state !== "loaded" || slot.pin !== undefined || this.host.inUse(worker.workerId, model)) continue;
+      this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, why: "admin", reason: "keep_alive 0", at: Date.now() });
+    }
+  }
+
+  /** Starts loading `model` when no worker serves it (Ollama's empty request, which preloads). Whether one serves it now. */
+  preload(model: string): boolean {
+    if (this.host.isServed(model)) return true;
+    if (this.state.isLoading(model) || !this.state.isOffered(model)) return false;
+    const choice = chooseLoad(this.state, model, this.host);
+    if (choice.ok) this.load(choice.option, model, undefined, {});
+    else if (choice.reason !== "busy") throw new ModelLoadFailedError(model, choice.message, choice.reason);
+    return false;
+  }
+
   placements(): PlacementView[] {
     return [...this.state.placements.values()].map((p) => this.view(p));
   }

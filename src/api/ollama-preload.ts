@@ -1,0 +1,69 @@
+// Ollama's requests with nothing to generate: `/api/generate` with an empty prompt (or `/api/chat` with no
+// messages) loads the model and answers once it is loaded ("done_reason": "load"); with `keep_alive: 0` it unloads
+// the model instead ("unload"). `ollama run` preloads this way, `ollama stop` unloads.
+import type { Context, Next } from "hono";
+import type { Master } from "../master/master.js";
+import { ModelLoadFailedError, ModelNotFoundError } from "../master/errors.js";
+import { keepAliveMs } from "./keep-alive.js";
+import { ollamaErrorResponse } from "./route-errors.js";
+
+/** How often a preload looks whether its model is served yet. */
+const POLL_MS = 25;
+
+interface Loose {
+  model?: unknown;
+  prompt?: unknown;
+  messages?: unknown;
+  images?: unknown;
+  keep_alive?: unknown;
+}
+
+/** Middleware before the generate and chat routes: answers the requests with nothing to generate, passes the rest on. */
+export function ollamaPreload(master: Master, waitMs: number) {
+  return async (c: Context, next: Next) => {
+    const body = (await c.req.json().catch(() => undefined)) as Loose | undefined;
+    if (!isEmptyRequest(c.req.path, body) || typeof body?.model !== "string") return next();
+    const model = body.model;
+    try {
+      const keepAlive = keepAliveMs(typeof body.keep_alive === "string" || typeof body.keep_alive === "number" ? body.keep_alive : undefined);
+      if (!master.knowsModel(model)) throw new ModelNotFoundError(model);
+      if (keepAlive === 0) {
+        master.placer.unloadIdle(model);
+        return c.json(done(c.req.path, model, "unload"));
+      }
+      await loaded(master, model, waitMs, c.req.raw.signal);
+      return c.json(done(c.req.path, model, "load"));
+    } catch (error) {
+      return ollamaErrorResponse(error);
+    }
+  };
+}
+
+function isEmptyRequest(path: string, body: Loose | undefined): boolean {
+  if (body === undefined) return false;
+  if (path.endsWith("/generate")) return body.prompt === "" || (body.prompt === undefined && body.images === undefined);
+  return Array.isArray(body.messages) && body.messages.length === 0;
+}
+
+/** Resolves once some worker serves `model` (loading it if need be); rejects after `waitMs` or if the load fails. */
+async function loaded(master: Master, model: string, waitMs: number, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + waitMs;
+  let loading = false;
+  while (!master.placer.preload(model)) {
+    loading ||= master.placer.isLoading(model);
+    // The load was started and is gone without the model being served: it failed (the placer logged why).
+    if (loading && !master.placer.isLoading(model) && !master.registry.isServed(model)) {
+      throw new ModelLoadFailedError(model, `Loading '${model}' failed on its worker.`);
+    }
+    if (Date.now() > deadline) throw new ModelLoadFailedError(model, `'${model}' was not loaded within ${Math.round(waitMs / 1000)} s.`);
+    signal.throwIfAborted();
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+}
+
+function done(path: string, model: string, reason: "load" | "unload") {
+  const head = { model, created_at: new Date().toISOString() };
+  return path.endsWith("/generate")
+    ? { ...head, response: "", done: true, done_reason: reason }
+    : { ...head, message: { role: "assistant", content: "" }, done: true, done_reason: reason };
+}
