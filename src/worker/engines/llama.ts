@@ -1,8 +1,8 @@
 // The llama.cpp engine: runs GGUF models in this process through node-llama-cpp, an optional peer dependency
 // loaded only here (see llama/backend.ts for how it stays offline). Its parts live in llama/.
 import { basename, extname } from "node:path";
-import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
-import { CAPABILITIES, type ModelCache, type ModelInfo } from "../../worker-protocol/index.js";
+import type { Llama } from "node-llama-cpp";
+import type { ModelCache } from "../../worker-protocol/index.js";
 import {
   type EmbeddingRequest,
   type EmbeddingResult,
@@ -16,11 +16,10 @@ import {
 } from "./engine.js";
 import type { GpuChoice } from "./index.js";
 import { describeDevice, loadNodeLlamaCpp, type NodeLlamaCpp, openLlama } from "./llama/backend.js";
-import { detectFormat, renderPrompt } from "./llama/chat-template.js";
+import { renderPrompt } from "./llama/chat-template.js";
 import { decode } from "./llama/decode.js";
-import { Embedder, isEmbeddingOnly } from "./llama/embedding.js";
-import { canForceJson, canForceToolCall, outputGrammar } from "./llama/output-grammar.js";
-import { SequencePool } from "./llama/sequence-pool.js";
+import { type LoadedModel, loadModel } from "./llama/loaded-model.js";
+import { outputGrammar } from "./llama/output-grammar.js";
 
 export interface LlamaEngineOptions {
   /** GGUF files; each is served under its file name without `.gguf`. */
@@ -45,22 +44,6 @@ export interface LlamaEngineOptions {
   onLoadProgress?: (model: string, fraction: number) => void;
 }
 
-interface LoadedModel {
-  info: ModelInfo;
-  model: LlamaModel;
-  /** Text generation; an embedding-only model has none. */
-  chat?: ChatModel;
-  embedder?: Embedder;
-}
-
-interface ChatModel {
-  context: LlamaContext;
-  chatWrapper: ChatWrapper;
-  sequences: SequencePool;
-}
-
-const TINY_MODEL_BYTES = 32 * 1024 * 1024;
-
 export class LlamaEngine implements Engine {
   readonly kind = "llama";
   private llama: Llama | undefined;
@@ -79,10 +62,13 @@ export class LlamaEngine implements Engine {
     const lib = await loadNodeLlamaCpp();
     this.lib = lib;
     this.llama = await openLlama(lib, this.options);
+    const { maxConcurrency, contextLength, threads, embeddings = false, promptCache = true, onLoadProgress } = this.options;
     for (const path of this.options.modelPaths) {
-      const loaded = await this.loadModel(lib, this.llama, path);
-      if (this.models.has(loaded.info.id)) throw new Error(`two model files are both named '${loaded.info.id}'`);
-      this.models.set(loaded.info.id, loaded);
+      const id = basename(path, extname(path));
+      const plan = { id, path, contextLength, sequences: maxConcurrency, threads, embeddings, promptCache };
+      const loaded = await loadModel(lib, this.llama, plan, (fraction) => onLoadProgress?.(id, fraction));
+      if (this.models.has(id)) throw new Error(`two model files are both named '${id}'`);
+      this.models.set(id, loaded);
     }
     return { device: await describeDevice(this.llama), models: [...this.models.values()].map((m) => m.info) };
   }
@@ -143,50 +129,4 @@ export class LlamaEngine implements Engine {
     await Promise.all(models.map((loaded) => loaded.embedder?.close()));
     await llama?.dispose(); // disposes every model, context and sequence it made
   }
-
-  private async loadModel(lib: NodeLlamaCpp, llama: Llama, path: string): Promise<LoadedModel> {
-    const id = basename(path, extname(path));
-    const onLoadProgress = this.options.onLoadProgress;
-    const model = await llama.loadModel({
-      modelPath: path,
-      ...(onLoadProgress && { onLoadProgress: (fraction: number) => onLoadProgress(id, fraction) }),
-    });
-    const threads = this.options.threads ?? (model.size < TINY_MODEL_BYTES ? 1 : undefined);
-    if (isEmbeddingOnly(model)) {
-      // No chat context: its one context is the embedding context, of the model's own length unless told.
-      const contextSize = this.options.contextLength ?? model.trainContextSize;
-      const info: ModelInfo = { id, contextLength: contextSize, capabilities: [CAPABILITIES.embeddings] };
-      return { info, model, embedder: new Embedder(model, { id, contextSize, threads }) };
-    }
-    const context = await model.createContext({
-      sequences: this.options.maxConcurrency,
-      contextSize: this.options.contextLength ?? { max: model.trainContextSize },
-      ...(threads === undefined ? {} : { threads }),
-    });
-    const format = detectFormat(model);
-    const chat = {
-      context,
-      chatWrapper: lib.resolveChatWrapper(model),
-      sequences: new SequencePool(context, this.options.maxConcurrency, { promptCache: this.options.promptCache ?? true }),
-    };
-    // The embedding context, made on the first embedding task, holds as many tokens as a chat sequence.
-    const embedder = this.options.embeddings ? new Embedder(model, { id, contextSize: context.contextSize, threads }) : undefined;
-    const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format, embedder !== undefined) };
-    return { info, model, chat, embedder };
-  }
-}
-
-/** What the engine honours for a model of this output format (see docs/llama-options.md); never vision. */
-function capabilities(format: string | undefined, embeddings: boolean): string[] {
-  const chat = [
-    CAPABILITIES.tools,
-    ...(canForceToolCall(format) ? [CAPABILITIES.toolChoiceRequired] : []),
-    CAPABILITIES.sampling,
-    CAPABILITIES.logitBias,
-    ...(canForceJson(format) ? [CAPABILITIES.jsonObject, CAPABILITIES.jsonSchema] : []),
-    CAPABILITIES.logprobs,
-    CAPABILITIES.rawPrompt,
-  ];
-  // A model that announces "embeddings" names "chat" too, or it would be taken for an embedding-only one.
-  return embeddings ? [CAPABILITIES.chat, ...chat, CAPABILITIES.embeddings] : chat;
 }
