@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { makeTestModel, SCRIPTED_REPLY } from "../scripts/make-test-model.js";
+import { rawDefaults, WorkerConfig, workerOptions } from "../src/config.js";
 import { type GenerationRequest, ModelLoadError, textSink } from "../src/worker/engines/engine.js";
 import { LlamaEngine, type LlamaEngineOptions } from "../src/worker/engines/llama.js";
 import type { LibraryModel, ModelInfo } from "../src/worker-protocol/index.js";
@@ -254,5 +255,14 @@ describe("the llama engine's memory limit", () => {
 describe("the llama engine's options", () => {
   it("needs --model or --models-dir", () => {
     expect(() => new LlamaEngine({ modelPaths: [], gpu: "cpu", maxConcurrency: 1 })).toThrow(/needs --model PATH.gguf or --models-dir DIR/);
+  });
+
+  it("takes --memory-limit in bytes or KiB, MiB, GiB, TiB", () => {
+    const parse = (memoryLimit: string) => WorkerConfig.safeParse({ ...rawDefaults(workerOptions), join: "ws://head:52415", token: "t", memoryLimit });
+
+    expect(parse("1048576").data?.memoryLimit).toBe(2 ** 20);
+    expect(parse("512MiB").data?.memoryLimit).toBe(512 * 2 ** 20);
+    expect(parse("1.5 gib").data?.memoryLimit).toBe(1.5 * 2 ** 30);
+    for (const bad of ["12GB", "1.5", "0", "lots", ""]) expect(parse(bad).success, bad).toBe(false);
   });
 });
