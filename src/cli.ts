@@ -123,6 +123,8 @@ async function workerCommand(args: string[]): Promise<void> {
   const created = await createEngine({
     engine: config.engine,
     models: config.model,
+    modelsDir: config.modelsDir,
+    memoryLimitBytes: config.memoryLimit,
     maxConcurrency: config.maxConcurrency,
     gpu: config.gpu,
     contextLength: config.contextLength,
@@ -130,6 +132,7 @@ async function workerCommand(args: string[]): Promise<void> {
     embeddings: config.embeddings,
     promptCache: !config.noPromptCache,
     onLoadProgress: status ? (model, fraction) => status.set(loadingBar(model, fraction)) : undefined,
+    onSkippedFile: (path, reason) => log.warn({ path, reason }, "model file skipped: it is not offered"),
     onLog: (level, message) => (level === "error" ? log.error({ source: "llama.cpp" }, message) : log.debug({ source: "llama.cpp", level }, message)),
     upstream: config.upstream,
     upstreamKey: config.upstreamKey,

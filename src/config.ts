@@ -72,7 +72,9 @@ export const workerOptions: readonly OptionSpec[] = [
   { name: "name", type: "string", env: "COORDINATOR_WORKER_NAME", description: "Worker name shown in the cluster (default: host name)" },
   { name: "max-concurrency", type: "string", env: "COORDINATOR_MAX_CONCURRENCY", description: "Tasks run at once (default: sim 4, llama 1, openai 8)" },
   { name: "gpu", type: "string", env: "COORDINATOR_GPU", default: "auto", description: "llama: auto, cuda, metal, vulkan or cpu" },
-  { name: "context-length", type: "string", env: "COORDINATOR_CONTEXT_LENGTH", description: "llama: context size per sequence (default: the model's, capped to fit)" },
+  { name: "models-dir", type: "string", env: "COORDINATOR_MODELS_DIR", description: "llama: a folder whose .gguf files (not its subfolders') the worker offers to load on the master's command, besides its --model files" },
+  { name: "memory-limit", type: "string", env: "COORDINATOR_MEMORY_LIMIT", description: "llama: the most memory the worker's models may need together, in bytes or with KiB, MiB, GiB or TiB (e.g. 12GiB); a load beyond it is refused (default: the device's memory)" },
+  { name: "context-length", type: "string", env: "COORDINATOR_CONTEXT_LENGTH", description: "llama: context size per sequence (default: the model's, capped to fit); for --models-dir files, the most a model is offered with" },
   { name: "threads", type: "string", env: "COORDINATOR_THREADS", description: "llama: CPU threads per model (default: node-llama-cpp's choice; 1 for tiny models)" },
   { name: "embeddings", type: "boolean", env: "COORDINATOR_EMBEDDINGS", description: "llama: every model also computes embeddings (the embeddings capability); embedding-only models (BERT-like) always do" },
   { name: "no-prompt-cache", type: "boolean", env: "COORDINATOR_NO_PROMPT_CACHE", description: "llama: forget each task's tokens when it ends, so every prompt is evaluated whole (by default a new prompt reuses the longest prefix a free sequence holds)" },
@@ -102,6 +104,19 @@ const int = (min: number) => z.coerce.number().int().min(min);
 const modelFormats = z.array(z.string().regex(/^[^=]+=[^=]+$/, "expected MODEL=FORMAT")).transform(
   (pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, string])),
 );
+
+const BYTE_SIZE = /^(\d+(?:\.\d+)?)\s*(KiB|MiB|GiB|TiB)?$/i;
+const BYTE_UNITS: Record<string, number> = { kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+/** A size: a whole number of bytes, or a number of KiB, MiB, GiB or TiB (`512MiB`, `1.5GiB`). */
+const byteSize = z.string().transform((text, ctx) => {
+  const [, number = "", unit] = BYTE_SIZE.exec(text.trim()) ?? [];
+  const bytes = Math.floor(Number(number) * (unit ? (BYTE_UNITS[unit.toLowerCase()] ?? 0) : 1));
+  if (number === "" || (!unit && number.includes(".")) || bytes < 1 || !Number.isSafeInteger(bytes)) {
+    ctx.addIssue({ code: "custom", message: "expected a size in bytes, e.g. 8589934592, 512MiB or 8GiB" });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 const RoutingPolicyName = z.enum(POLICY_NAMES);
 const modelRoutings = z
@@ -173,6 +188,8 @@ export const WorkerConfig = z
     name: z.string().min(1).max(128).default(() => hostname()),
     maxConcurrency: int(1).max(4096).optional(),
     gpu: z.enum(["auto", "cuda", "metal", "vulkan", "cpu"]),
+    modelsDir: z.string().min(1).optional(),
+    memoryLimit: byteSize.optional(),
     contextLength: int(16).optional(),
     threads: int(1).max(1024).optional(),
     embeddings: z.boolean().default(false),

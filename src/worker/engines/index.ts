@@ -8,6 +8,10 @@ export interface EngineOptions {
   engine: "sim" | "llama" | "openai";
   /** Model files (llama) or model names (openai, sim). */
   models: string[];
+  /** llama: a folder of GGUF files offered to load on command. */
+  modelsDir?: string;
+  /** llama: the most memory, in bytes, its models may need together. */
+  memoryLimitBytes?: number;
   maxConcurrency: number;
   gpu: GpuChoice;
   contextLength?: number;
@@ -21,6 +25,8 @@ export interface EngineOptions {
   onLog?: (level: string, message: string) => void;
   /** llama: loading progress of each model file, 0 to 1. */
   onLoadProgress?: (model: string, fraction: number) => void;
+  /** llama: a file of the models dir that is not offered, and why. */
+  onSkippedFile?: (path: string, reason: string) => void;
   upstream?: string;
   upstreamKey?: string;
   /** openai: models that take images; `*` for every model. */
@@ -40,6 +46,8 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
       const { LlamaEngine } = await import("./llama.js");
       return new LlamaEngine({
         modelPaths: options.models,
+        modelsDir: options.modelsDir,
+        memoryLimitBytes: options.memoryLimitBytes,
         gpu: options.gpu,
         maxConcurrency: options.maxConcurrency,
         contextLength: options.contextLength,
@@ -48,6 +56,7 @@ export async function createEngine(options: EngineOptions): Promise<Engine> {
         promptCache: options.promptCache,
         onLog: options.onLog,
         onLoadProgress: options.onLoadProgress,
+        onSkippedFile: options.onSkippedFile,
       });
     }
     case "openai": {

@@ -1,8 +1,7 @@
 // The llama.cpp engine: runs GGUF models in this process through node-llama-cpp, an optional peer dependency
 // loaded only here (see llama/backend.ts for how it stays offline). Its parts live in llama/.
-import { basename, extname } from "node:path";
-import type { ChatWrapper, Llama, LlamaContext, LlamaModel } from "node-llama-cpp";
-import { CAPABILITIES, type ModelCache, type ModelInfo } from "../../worker-protocol/index.js";
+import type { Llama } from "node-llama-cpp";
+import type { ModelCache } from "../../worker-protocol/index.js";
 import {
   type EmbeddingRequest,
   type EmbeddingResult,
@@ -16,15 +15,22 @@ import {
 } from "./engine.js";
 import type { GpuChoice } from "./index.js";
 import { describeDevice, loadNodeLlamaCpp, type NodeLlamaCpp, openLlama } from "./llama/backend.js";
-import { detectFormat, renderPrompt } from "./llama/chat-template.js";
+import { renderPrompt } from "./llama/chat-template.js";
 import { decode } from "./llama/decode.js";
-import { Embedder, isEmbeddingOnly } from "./llama/embedding.js";
-import { canForceJson, canForceToolCall, outputGrammar } from "./llama/output-grammar.js";
-import { SequencePool } from "./llama/sequence-pool.js";
+import type { LoadedModel } from "./llama/loaded-model.js";
+import { LlamaModels } from "./llama/models.js";
+import { outputGrammar } from "./llama/output-grammar.js";
 
 export interface LlamaEngineOptions {
-  /** GGUF files; each is served under its file name without `.gguf`. */
+  /** GGUF files loaded at start; each is served under its file name without `.gguf`. May be empty with `modelsDir`. */
   modelPaths: string[];
+  /**
+   * A folder whose `*.gguf` files (not those of its subfolders) the engine offers to load on command, beside
+   * `modelPaths` (see docs/llama-options.md, "Library").
+   */
+  modelsDir?: string;
+  /** The most memory, in bytes, the models may need together (as estimated); loads beyond it are refused. */
+  memoryLimitBytes?: number;
   gpu: GpuChoice;
   /** Tasks served at once per model, each on its own context sequence. */
   maxConcurrency: number;
@@ -43,35 +49,25 @@ export interface LlamaEngineOptions {
   onLog?: (level: string, message: string) => void;
   /** Reports each model file's loading, from 0 to 1 (the CLI draws a progress bar from it). */
   onLoadProgress?: (model: string, fraction: number) => void;
+  /** A file of the library that is not offered, and why (not a GGUF, unreadable, its name taken). */
+  onSkippedFile?: (path: string, reason: string) => void;
 }
-
-interface LoadedModel {
-  info: ModelInfo;
-  model: LlamaModel;
-  /** Text generation; an embedding-only model has none. */
-  chat?: ChatModel;
-  embedder?: Embedder;
-}
-
-interface ChatModel {
-  context: LlamaContext;
-  chatWrapper: ChatWrapper;
-  sequences: SequencePool;
-}
-
-const TINY_MODEL_BYTES = 32 * 1024 * 1024;
 
 export class LlamaEngine implements Engine {
   readonly kind = "llama";
+  /** Its models: loaded at start, and loaded and unloaded on command. */
+  readonly library: LlamaModels;
   private llama: Llama | undefined;
   private lib: NodeLlamaCpp | undefined;
-  private readonly models = new Map<string, LoadedModel>();
 
   constructor(private readonly options: LlamaEngineOptions) {
-    if (options.modelPaths.length === 0) throw new Error("the llama engine needs at least one --model PATH.gguf");
+    if (options.modelPaths.length === 0 && options.modelsDir === undefined) {
+      throw new Error("the llama engine needs --model PATH.gguf or --models-dir DIR");
+    }
     if (!Number.isInteger(options.maxConcurrency) || options.maxConcurrency < 1) {
       throw new Error("maxConcurrency must be a positive integer");
     }
+    this.library = new LlamaModels(options);
   }
 
   async start(): Promise<EngineDescription> {
@@ -79,17 +75,13 @@ export class LlamaEngine implements Engine {
     const lib = await loadNodeLlamaCpp();
     this.lib = lib;
     this.llama = await openLlama(lib, this.options);
-    for (const path of this.options.modelPaths) {
-      const loaded = await this.loadModel(lib, this.llama, path);
-      if (this.models.has(loaded.info.id)) throw new Error(`two model files are both named '${loaded.info.id}'`);
-      this.models.set(loaded.info.id, loaded);
-    }
-    return { device: await describeDevice(this.llama), models: [...this.models.values()].map((m) => m.info) };
+    const models = await this.library.open(lib, this.llama);
+    return { device: await describeDevice(this.llama), models };
   }
 
   async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-    const loaded = this.models.get(request.model);
-    if (!loaded || !this.lib || !this.llama) throw new Error(`this worker does not serve the model '${request.model}'`);
+    const loaded = this.served(request.model);
+    if (!this.lib || !this.llama) throw new Error("the llama engine is not started");
     const { chat } = loaded;
     if (!chat) throw new EngineRequestError(`'${loaded.info.id}' is an embedding model: it does not generate text`, "invalid_request");
     const prompt = renderPrompt(this.lib, loaded.model, chat.chatWrapper, request);
@@ -122,13 +114,12 @@ export class LlamaEngine implements Engine {
   cacheStats(): ModelCache[] {
     if (this.options.promptCache === false) return [];
     const caches: ModelCache[] = [];
-    for (const [model, { chat }] of this.models) if (chat) caches.push({ model, ...chat.sequences.stats() });
+    for (const [model, { chat }] of this.library.entries()) if (chat) caches.push({ model, ...chat.sequences.stats() });
     return caches;
   }
 
   async embed(request: EmbeddingRequest, sink: EmbeddingSink, signal: AbortSignal): Promise<EmbeddingResult> {
-    const loaded = this.models.get(request.model);
-    if (!loaded) throw new Error(`this worker does not serve the model '${request.model}'`);
+    const loaded = this.served(request.model);
     if (!loaded.embedder) {
       throw new EngineRequestError(`'${loaded.info.id}' computes no embeddings on this worker (it was started without --embeddings)`, "invalid_request");
     }
@@ -138,55 +129,17 @@ export class LlamaEngine implements Engine {
   async close(): Promise<void> {
     const llama = this.llama;
     this.llama = undefined;
-    const models = [...this.models.values()];
-    this.models.clear();
-    await Promise.all(models.map((loaded) => loaded.embedder?.close()));
-    await llama?.dispose(); // disposes every model, context and sequence it made
-  }
-
-  private async loadModel(lib: NodeLlamaCpp, llama: Llama, path: string): Promise<LoadedModel> {
-    const id = basename(path, extname(path));
-    const onLoadProgress = this.options.onLoadProgress;
-    const model = await llama.loadModel({
-      modelPath: path,
-      ...(onLoadProgress && { onLoadProgress: (fraction: number) => onLoadProgress(id, fraction) }),
-    });
-    const threads = this.options.threads ?? (model.size < TINY_MODEL_BYTES ? 1 : undefined);
-    if (isEmbeddingOnly(model)) {
-      // No chat context: its one context is the embedding context, of the model's own length unless told.
-      const contextSize = this.options.contextLength ?? model.trainContextSize;
-      const info: ModelInfo = { id, contextLength: contextSize, capabilities: [CAPABILITIES.embeddings] };
-      return { info, model, embedder: new Embedder(model, { id, contextSize, threads }) };
+    try {
+      await this.library.close();
+    } finally {
+      await llama?.dispose(); // whatever a failed unload left behind goes with it
     }
-    const context = await model.createContext({
-      sequences: this.options.maxConcurrency,
-      contextSize: this.options.contextLength ?? { max: model.trainContextSize },
-      ...(threads === undefined ? {} : { threads }),
-    });
-    const format = detectFormat(model);
-    const chat = {
-      context,
-      chatWrapper: lib.resolveChatWrapper(model),
-      sequences: new SequencePool(context, this.options.maxConcurrency, { promptCache: this.options.promptCache ?? true }),
-    };
-    // The embedding context, made on the first embedding task, holds as many tokens as a chat sequence.
-    const embedder = this.options.embeddings ? new Embedder(model, { id, contextSize: context.contextSize, threads }) : undefined;
-    const info: ModelInfo = { id, contextLength: context.contextSize, format, capabilities: capabilities(format, embedder !== undefined) };
-    return { info, model, chat, embedder };
   }
-}
 
-/** What the engine honours for a model of this output format (see docs/llama-options.md); never vision. */
-function capabilities(format: string | undefined, embeddings: boolean): string[] {
-  const chat = [
-    CAPABILITIES.tools,
-    ...(canForceToolCall(format) ? [CAPABILITIES.toolChoiceRequired] : []),
-    CAPABILITIES.sampling,
-    CAPABILITIES.logitBias,
-    ...(canForceJson(format) ? [CAPABILITIES.jsonObject, CAPABILITIES.jsonSchema] : []),
-    CAPABILITIES.logprobs,
-    CAPABILITIES.rawPrompt,
-  ];
-  // A model that announces "embeddings" names "chat" too, or it would be taken for an embedding-only one.
-  return embeddings ? [CAPABILITIES.chat, ...chat, CAPABILITIES.embeddings] : chat;
+  /** A loaded model; one never loaded, unloaded or still loading is refused. */
+  private served(model: string): LoadedModel {
+    const loaded = this.library.get(model);
+    if (!loaded) throw new Error(`this worker does not serve the model '${model}' (it is not loaded)`);
+    return loaded;
+  }
 }

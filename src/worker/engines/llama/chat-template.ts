@@ -1,5 +1,5 @@
 // The model's own chat template: renders a task's chat into prompt tokens, and names the markup family it uses.
-import type { ChatWrapper, LlamaModel, LlamaText, Token } from "node-llama-cpp";
+import type { ChatWrapper, GgufFileInfo, LlamaModel, LlamaText, Token } from "node-llama-cpp";
 import type { GenerationRequest } from "../engine.js";
 import type { NodeLlamaCpp } from "./backend.js";
 import { toChatHistory, toFunctions } from "./chat-history.js";
@@ -32,10 +32,13 @@ export function renderPrompt(lib: NodeLlamaCpp, model: LlamaModel, chatWrapper: 
   return { tokens, openedWith, stops };
 }
 
-/** The reasoning/tool-call markup family, as the master's parser registry names it, from the chat template. */
-export function detectFormat(model: LlamaModel): string | undefined {
-  const template = model.fileInfo.metadata.tokenizer?.chat_template ?? "";
-  const architecture = String(model.fileInfo.metadata.general.architecture);
+/**
+ * The reasoning/tool-call markup family, as the master's parser registry names it, from the chat template in the
+ * file's metadata (so it is known before the model is loaded).
+ */
+export function detectFormat(fileInfo: GgufFileInfo): string | undefined {
+  const template = fileInfo.metadata.tokenizer?.chat_template ?? "";
+  const architecture = String(fileInfo.metadata.general.architecture);
   if (architecture === "gpt-oss" || template.includes("<|channel|>")) return "harmony";
   if (template.includes("[THINK]") || template.includes("[TOOL_CALLS]")) return "mistral";
   if (template.includes("<seed:think>")) return "seed";

@@ -1,6 +1,6 @@
 // Embeddings on the llama engine: which models only embed, and a model's embedding context (made on its first
 // embedding task), fed each input as the tokens node-llama-cpp's embedding context evaluates.
-import type { LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
+import type { GgufFileInfo, LlamaEmbeddingContext, LlamaModel, Token } from "node-llama-cpp";
 import { normalizeEmbedding } from "../../../worker-protocol/index.js";
 import { type EmbeddingRequest, type EmbeddingResult, type EmbeddingSink, EngineRequestError } from "../engine.js";
 import { vocabularySize } from "./vocabulary.js";
@@ -27,9 +27,12 @@ const ENCODER_ARCHITECTURES = new Set([
 const POOLING_NONE = 0; // node-llama-cpp then takes the last token's state
 const POOLING_LAST = 3;
 
-/** Whether the model computes embeddings only: an encoder architecture, or a GGUF that declares non-causal attention. */
-export function isEmbeddingOnly(model: LlamaModel): boolean {
-  const { metadata, architectureMetadata } = model.fileInfo;
+/**
+ * Whether the model computes embeddings only: an encoder architecture, or a GGUF that declares non-causal attention.
+ * Read from the file's metadata, so a model of the library is known for one before it is loaded.
+ */
+export function isEmbeddingOnly(fileInfo: GgufFileInfo): boolean {
+  const { metadata, architectureMetadata } = fileInfo;
   return ENCODER_ARCHITECTURES.has(String(metadata.general.architecture)) || architectureMetadata.attention?.causal === false;
 }
 
@@ -38,10 +41,10 @@ export function isEmbeddingOnly(model: LlamaModel): boolean {
  * non-causal model sees only its batch. A causal model that takes its last token's state carries a long input across
  * batches in its KV cache.
  */
-function needsWholeInputBatch(model: LlamaModel): boolean {
-  const pooling = model.fileInfo.architectureMetadata.pooling_type;
+export function needsWholeInputBatch(fileInfo: GgufFileInfo): boolean {
+  const pooling = fileInfo.architectureMetadata.pooling_type;
   const pooled = pooling !== undefined && pooling >= 0 && pooling !== POOLING_NONE && pooling !== POOLING_LAST;
-  return pooled || isEmbeddingOnly(model);
+  return pooled || isEmbeddingOnly(fileInfo);
 }
 
 export interface EmbedderOptions {
@@ -119,7 +122,7 @@ export class Embedder {
     const { contextSize, threads } = this.options;
     return this.model.createEmbeddingContext({
       contextSize,
-      ...(needsWholeInputBatch(this.model) && { batchSize: contextSize }),
+      ...(needsWholeInputBatch(this.model.fileInfo) && { batchSize: contextSize }),
       ...(threads !== undefined && { threads }),
     });
   }
