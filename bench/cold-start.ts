@@ -2,7 +2,11 @@
 // queueing, the model's load and generation, against the same request once the model is loaded. A coordinator and
 // a worker in this process; the worker's engine offers the model in its library (the llama engine on the CPU with a
 // scripted test model, or the simulator with a made-up load time).
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import OpenAI from "openai";
+import { makeTestModel } from "../scripts/make-test-model.js";
 import { serveDefaults } from "../src/config.js";
 import { startCoordinator } from "../src/coordinator.js";
 import { silentLogger } from "../src/log.js";
@@ -74,6 +78,19 @@ export async function coldStartScenario(options: ColdStartOptions): Promise<Row[
     await runtime.stop();
     await engine.close();
     await coordinator.close();
+  }
+}
+
+/** The llama engine on the CPU with a models dir holding one scripted test model (`layers` × `width`). */
+export async function llamaColdStart(rounds: number, layers: number, width: number): Promise<Row[]> {
+  const dir = await mkdtemp(join(tmpdir(), "bench-cold-start-"));
+  try {
+    const model = await makeTestModel(join(dir, "cold.gguf"), { layers, width });
+    const { LlamaEngine } = await import("../src/worker/engines/llama.js");
+    const label = `llama ${layers}×${width}, ${(model.bytes / 2 ** 20).toFixed(0)} MiB, CPU`;
+    return await coldStartScenario({ label, model: "cold", rounds, engine: async () => new LlamaEngine({ modelPaths: [], modelsDir: dir, gpu: "cpu", maxConcurrency: 1 }) });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

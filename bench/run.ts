@@ -1,11 +1,12 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
-// cancellation, parsers, embeddings, llama-prefix, multiturn, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// cancellation, parsers, embeddings, llama-prefix, multiturn, cold-start, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
 // while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
 import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
 import { embeddingsScenario } from "./embeddings.js";
+import { llamaColdStart } from "./cold-start.js";
 import { llamaPrefixScenario } from "./llama-prefix.js";
 import { MULTITURN, multiturnScenario } from "./multiturn.js";
 import { benchParsers } from "./parsers.js";
@@ -82,6 +83,8 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   // The llama engine's prompt cache (node-llama-cpp on the CPU, in this process): a ~3,000-token system prompt.
   ["llama-prefix", () => llamaPrefixScenario({ conversations: quick ? 2 : 5, turns: quick ? 2 : 4, systemChars: 3_000, layers: 8, width: 256 })],
   ["multiturn", () => multiturnScenario(quick ? MULTITURN.quick : MULTITURN.full)],
+  // A request for a model no worker has loaded: the llama engine loads it from its models dir (CPU, in this process).
+  ["cold-start", () => llamaColdStart(quick ? 3 : 7, 8, 256)],
   [
     "parsers",
     () =>

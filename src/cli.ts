@@ -148,7 +148,7 @@ async function workerCommand(args: string[]): Promise<void> {
       replyTokens: config.simReplyTokens,
       failAfterTokens: config.simFailAfter,
       contextLength: 32_768,
-      ...(config.simLibrary.length > 0 && { library: config.simLibrary.map(parseSimulatedModel), memoryBytes: config.simMemory }),
+      ...(config.simLibrary.length > 0 && { library: config.simLibrary.map(parseSimulatedModel), memoryBytes: config.memoryLimit, modelsDir: config.modelsDir }),
     },
   });
   const metered = status ? new MeteredEngine(created) : undefined;

@@ -29,7 +29,12 @@ export class LlamaModels implements ModelLibrary {
   /** Loaded models as the library lists them, kept while they are loaded even if their file goes. */
   private readonly offers = new Map<string, LibraryModel>();
 
-  constructor(private readonly options: LlamaEngineOptions) {}
+  /** Pulled model files go to the models dir, when there is one (the "pull" protocol feature). */
+  readonly pullDir: string | undefined;
+
+  constructor(private readonly options: LlamaEngineOptions) {
+    this.pullDir = options.modelsDir;
+  }
 
   /** Scans the library, then loads the --model files as the worker always did (their memory counts, unchecked). */
   async open(lib: NodeLlamaCpp, llama: Llama): Promise<ModelInfo[]> {
