@@ -27,6 +27,12 @@ export function settle(viewAt) {
   for (const [key, action] of underway) if (action.answeredAt !== undefined && viewAt > action.answeredAt) underway.delete(key);
 }
 
+/** A worker left: what failed or was under way on it is forgotten with its card. */
+export function forgetWorker(workerId) {
+  failures.delete(workerId);
+  for (const key of underway.keys()) if (key.startsWith(`${workerId}\n`)) underway.delete(key);
+}
+
 /** The part of a worker card that placement draws; kept with its card so that its buttons survive redraws. */
 export function placementPart() {
   const part = {

@@ -1,7 +1,7 @@
 // Draws one cluster view: the overview numbers, the throughput sparkline, worker cards, requests and queues.
 import { $, h, reconcile } from "./dom.js";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.js";
-import { drawPlacement, placementPart, settle } from "./placement.js";
+import { drawPlacement, forgetWorker, placementPart, settle } from "./placement.js";
 
 export function render(view) {
   settle(view.at);
@@ -48,7 +48,11 @@ const cards = new Map();
 function renderWorkers(workers, now, placements) {
   const container = $("workers");
   $("workers-hint").textContent = workers.length ? `${workers.length} connected` : "";
-  for (const id of cards.keys()) if (!workers.some((worker) => worker.id === id)) cards.delete(id);
+  for (const id of cards.keys()) {
+    if (workers.some((worker) => worker.id === id)) continue;
+    cards.delete(id);
+    forgetWorker(id);
+  }
   if (workers.length === 0) {
     const join = `npx coordinator worker --join ws://${location.host} --token TOKEN`;
     container.replaceChildren(h("div", { class: "empty" }, "No workers yet. Join one with ", h("code", {}, join)));
