@@ -101,6 +101,48 @@ describe("cluster events feed", () => {
     }
   });
 
+  it("shows each library worker's memory, models and what it could load (a long library cut short), and the placements", async () => {
+    const GiB = 2 ** 30;
+    const coordinator = await startTestCoordinator({ feedIntervalMs: 50 });
+    // Given a worker with a library of 70 models, one of them placed and loaded, and a worker without a library,
+    const library = Array.from({ length: 70 }, (_, i) => ({ id: `lib-${String(i).padStart(2, "0")}`, sizeBytes: 1 * GiB, loadMs: 0 }));
+    const shelf = await startSimWorker(coordinator, { name: "shelf", library, memoryBytes: 8 * GiB });
+    const plain = await startSimWorker(coordinator, { name: "plain" });
+    try {
+      const placed = await fetch(`${coordinator.url}/v1/placements`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "lib-00", worker: "shelf" }),
+      });
+      const { id } = (await placed.json()) as { id: string };
+      expect(placed.status).toBe(201);
+
+      // when the feed sends a view once the model is loaded,
+      const leaving = new AbortController();
+      const response = await fetch(`${coordinator.url}/v1/cluster/events`, { signal: leaving.signal });
+      const views = await readViews(response, (v) => v.at(-1)?.workers.find((w) => w.name === "shelf")?.placement?.models[0]?.state === "loaded");
+      leaving.abort();
+      const view = views.at(-1);
+
+      // then the library worker shows its memory, the model with the placement that pins it, and 64 of the 69
+      // models it could load, in order, with how many more; the other worker has no placement; the placement is listed.
+      const shelfView = view?.workers.find((w) => w.name === "shelf");
+      expect(shelfView?.placement?.memory).toEqual({ totalBytes: 8 * GiB, usedBytes: 1 * GiB, freeBytes: 7 * GiB });
+      expect(shelfView?.placement?.models).toEqual([{ id: "lib-00", state: "loaded", progress: 1, memoryBytes: 1 * GiB, pinned: id }]);
+      expect(shelfView?.placement?.library).toHaveLength(64);
+      expect(shelfView?.placement?.library[0]).toEqual({ id: "lib-01", sizeBytes: 1 * GiB, memoryBytes: 1 * GiB });
+      expect(shelfView?.placement?.library.at(-1)?.id).toBe("lib-64");
+      expect(shelfView?.placement?.moreLibrary).toBe(5);
+      expect(view?.workers.find((w) => w.name === "plain")?.placement).toBeNull();
+      expect(view?.placements).toEqual([{ id, model: "lib-00", replicas: 1 }]);
+      expect(view?.morePlacements).toBe(0);
+    } finally {
+      await shelf.stop();
+      await plain.stop();
+      await coordinator.close();
+    }
+  });
+
   it("holds at most one unread view for a dashboard that stops reading its feed", async () => {
     const coordinator = await startTestCoordinator({ feedIntervalMs: 50 });
     try {

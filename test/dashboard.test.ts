@@ -1,56 +1,28 @@
 // The dashboard in a real browser (Debian's chromium through playwright-core): worker cards, a streamed chat with
 // its reasoning apart, a worker leaving, a coordinator restart; and a screenshot for people to look at.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
+import { ARTIFACTS, openBrowser, type TestBrowser } from "./support/browser.js";
 import { startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
-const chromiumArgs = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 
 describe("dashboard in a real browser", () => {
   let coordinator: RunningCoordinator | undefined;
   const workers: TestWorker[] = [];
-  let browser: BrowserContext | undefined;
+  let browser: TestBrowser | undefined;
   let page: Page;
-  let profile: string;
-  /** Uncaught errors in the page's scripts (a CSP violation or a bug): none are expected. */
-  const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    // `npm test` installs it first (scripts/ensure-browser.sh); never skip, say what is missing.
-    if (!existsSync(CHROMIUM)) throw new Error(`Debian's chromium is needed at ${CHROMIUM}: apt-get install chromium`);
-    profile = mkdtempSync(join(tmpdir(), "dashboard-test-"));
-    // A fresh profile per run: launchPersistentContext passes it as --user-data-dir.
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: chromiumArgs,
-      viewport: { width: 1440, height: 960 },
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    page.setDefaultTimeout(10_000);
-    page.on("pageerror", (error) => pageErrors.push(error.message));
+    browser = await openBrowser();
+    page = browser.page;
   });
 
   afterAll(async () => {
     await browser?.close();
     for (const worker of workers) await worker.stop();
     await coordinator?.close();
-    rmSync(profile, { recursive: true, force: true });
-    expect(pageErrors).toEqual([]);
+    expect(browser?.pageErrors).toEqual([]);
   });
 
   it("shows the workers, streams a chat with its reasoning apart, drops a worker that leaves, and survives a restart", async () => {

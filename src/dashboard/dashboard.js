@@ -2,6 +2,7 @@
 // by itself when the feed drops (a coordinator restart) and says so meanwhile. Plain modules, no dependencies.
 import { askForKey, authHeaders, readEvents, setUpKeyDialog } from "./api.js";
 import { $ } from "./dom.js";
+import { onPlacementChange } from "./placement.js";
 import { setUpPlayground, showModels } from "./playground.js";
 import { render } from "./view.js";
 
@@ -9,6 +10,9 @@ import { render } from "./view.js";
 const FEED_SILENCE_MS = 5_000;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The view drawn last: drawn again when a placement action starts or ends, between two views. */
+let lastView;
 
 function setConnection(state, text) {
   $("connection").dataset.state = state;
@@ -42,6 +46,7 @@ async function follow() {
           delay = 500;
           setConnection("live", "live");
           const view = JSON.parse(data);
+          lastView = view;
           render(view);
           showModels(view.models);
         },
@@ -61,4 +66,5 @@ async function follow() {
 
 setUpKeyDialog();
 setUpPlayground();
+onPlacementChange(() => lastView && render(lastView));
 follow();

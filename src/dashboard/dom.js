@@ -1,4 +1,4 @@
-// The two DOM helpers the dashboard needs: find by id, and build an element.
+// The DOM helpers the dashboard needs: find by id, build an element, and keep elements from one redraw to the next.
 
 export const $ = (id) => document.getElementById(id);
 
@@ -16,4 +16,37 @@ export function h(tag, props = {}, ...children) {
     element.append(child instanceof Node ? child : String(child));
   }
   return element;
+}
+
+/**
+ * Makes `nodes` the children of `container`, in order, moving only those out of place: an element kept from the
+ * last redraw stays where it is, so a button being pressed or holding the keyboard's focus is not lost.
+ */
+export function reconcile(container, nodes) {
+  nodes.forEach((node, i) => {
+    const here = container.childNodes[i] ?? null;
+    if (here !== node) container.insertBefore(node, here);
+  });
+  while (container.childNodes.length > nodes.length) container.lastChild.remove();
+}
+
+/** Elements by id, each built again only when what it shows (its key) changed since the last redraw. */
+export class KeptElements {
+  #kept = new Map();
+  #used = new Set();
+
+  get(id, key, build) {
+    this.#used.add(id);
+    const kept = this.#kept.get(id);
+    if (kept?.key === key) return kept.element;
+    const element = build();
+    this.#kept.set(id, { key, element });
+    return element;
+  }
+
+  /** Forgets the elements not asked for since the last sweep (a model gone from the view). */
+  sweep() {
+    for (const id of this.#kept.keys()) if (!this.#used.has(id)) this.#kept.delete(id);
+    this.#used.clear();
+  }
 }

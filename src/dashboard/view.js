@@ -1,8 +1,10 @@
 // Draws one cluster view: the overview numbers, the throughput sparkline, worker cards, requests and queues.
-import { $, h } from "./dom.js";
+import { $, h, reconcile } from "./dom.js";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.js";
+import { drawPlacement, forgetWorker, placementPart, settle } from "./placement.js";
 
 export function render(view) {
+  settle(view.at);
   const queued = view.models.reduce((sum, m) => sum + m.queueDepth, 0);
   const live = view.requests.length + view.moreRequests;
   const slots = view.workers.reduce((sum, w) => sum + w.maxConcurrency, 0);
@@ -17,7 +19,7 @@ export function render(view) {
   $("kpi-tps").textContent = formatRate(view.throughput.tokensPerSecond);
   $("kpi-tps-note").textContent = `${formatCount(view.workers.reduce((sum, w) => sum + w.completionTokens, 0))} tokens served`;
   renderSparkline(history);
-  renderWorkers(view.workers, view.at);
+  renderWorkers(view.workers, view.at, view.placements ?? []);
   renderRequests(view.requests, view.moreRequests, view.recent);
   renderQueues(view.models);
 }
@@ -37,18 +39,51 @@ function renderSparkline(history) {
   $("spark-from").textContent = n >= 120 ? `${Math.round(n / 60)} min ago` : `${n} s ago`;
 }
 
-function renderWorkers(workers, now) {
+/**
+ * Worker cards by worker id, kept while the worker is connected: each view redraws what a card shows, inside the
+ * same elements, so that a button being pressed or holding the keyboard's focus survives the redraw.
+ */
+const cards = new Map();
+
+function renderWorkers(workers, now, placements) {
   const container = $("workers");
   $("workers-hint").textContent = workers.length ? `${workers.length} connected` : "";
+  for (const id of cards.keys()) {
+    if (workers.some((worker) => worker.id === id)) continue;
+    cards.delete(id);
+    forgetWorker(id);
+  }
   if (workers.length === 0) {
     const join = `npx coordinator worker --join ws://${location.host} --token TOKEN`;
     container.replaceChildren(h("div", { class: "empty" }, "No workers yet. Join one with ", h("code", {}, join)));
     return;
   }
-  container.replaceChildren(...workers.map((worker) => workerCard(worker, now)));
+  reconcile(container, workers.map((worker) => drawCard(worker, now, placements)));
 }
 
-function workerCard(worker, now) {
+function drawCard(worker, now, placements) {
+  let card = cards.get(worker.id);
+  if (!card) {
+    card = { summary: h("div", { class: "card-part" }), placement: placementPart(), footer: h("div", { class: "card-part" }) };
+    card.element = h(
+      "article",
+      { class: "worker-card", data: { workerName: worker.name, workerId: worker.id } },
+      card.summary,
+      card.placement.element,
+      card.footer,
+    );
+    cards.set(worker.id, card);
+  }
+  card.summary.replaceChildren(...workerSummary(worker));
+  drawPlacement(card.placement, worker, placements);
+  card.footer.replaceChildren(
+    h("div", { class: "hint" }, `up ${formatDuration(now - worker.connectedAt)} · ${formatCount(worker.completionTokens)} tokens served${cacheNote(worker)}`),
+  );
+  return card.element;
+}
+
+/** Name, device, state, slots, numbers, and the models it serves (a worker with placement shows them there). */
+function workerSummary(worker) {
   const device = [worker.engine, worker.device.kind !== worker.engine ? worker.device.kind : null, worker.device.name]
     .filter(Boolean)
     .join(" · ");
@@ -57,9 +92,7 @@ function workerCard(worker, now) {
       ? h("div", { class: "slots", title: `${worker.inflight} of ${worker.maxConcurrency} slots busy` },
           Array.from({ length: worker.maxConcurrency }, (_, i) => h("span", { class: i < worker.inflight ? "slot busy" : "slot" })))
       : null;
-  return h(
-    "article",
-    { class: "worker-card", data: { workerName: worker.name, workerId: worker.id } },
+  return [
     h(
       "div",
       { class: "worker-top" },
@@ -76,9 +109,8 @@ function workerCard(worker, now) {
       stat("Tokens/s", formatRate(worker.tokensPerSecond)),
       stat("Memory", formatBytes(worker.device.memoryBytes)),
     ),
-    h("div", { class: "chips" }, worker.models.map((model) => h("span", { class: "chip" }, model))),
-    h("div", { class: "hint" }, `up ${formatDuration(now - worker.connectedAt)} · ${formatCount(worker.completionTokens)} tokens served${cacheNote(worker)}`),
-  );
+    worker.placement ? null : h("div", { class: "chips" }, worker.models.map((model) => h("span", { class: "chip" }, model))),
+  ].filter(Boolean);
 }
 
 /** The worker's prompt cache, when it has one: tokens held and the share of prompt tokens it reused. */

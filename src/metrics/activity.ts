@@ -1,8 +1,10 @@
-// What the cluster is doing right now, for the dashboard: requests in flight, the last few that ended, and
-// tokens per second for the cluster and each worker. A master observer; it keeps no timer.
+// What the cluster is doing right now, for the dashboard: requests in flight, the last few that ended, tokens per
+// second for the cluster and each worker, and which models are loaded where. A master observer; it keeps no timer.
+import type { ClusterView as MasterClusterView } from "../master/cluster-view.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
 import type { WorkerEntry } from "../master/registry.js";
+import type { SlotState } from "../master/placement/state.js";
 import type { CancelStage, Task } from "../master/task.js";
 import type { DeviceInfo } from "../worker-protocol/index.js";
 import { RateWindow } from "./rate-window.js";
@@ -14,6 +16,9 @@ const MIN_HISTORY_SECONDS = 60;
 const WORKER_RATE_SECONDS = 3;
 const MAX_LISTED_REQUESTS = 50;
 const MAX_RECENT = 12;
+/** Library models listed per worker, and placements listed: a big models dir shows its first ones and a count. */
+const MAX_LISTED_LIBRARY = 64;
+const MAX_LISTED_PLACEMENTS = 64;
 
 export interface RequestView {
   id: string;
@@ -34,6 +39,17 @@ export interface EndedRequestView extends RequestView {
   endedAt: number;
 }
 
+/** A worker's models as placement sees them, for the worker that loads models on command. */
+export interface WorkerPlacementView {
+  memory: { totalBytes: number; usedBytes: number; freeBytes: number };
+  /** Its models loading, loaded or unloading; `pinned`: the placement that pins it, "startup", or null. */
+  models: Array<{ id: string; state: SlotState; progress: number; memoryBytes: number; pinned: string | null }>;
+  /** Models of its library not loaded here (the ones it could load), by id. */
+  library: Array<{ id: string; sizeBytes: number; memoryBytes: number }>;
+  /** Models of its library not loaded here beyond those listed. */
+  moreLibrary: number;
+}
+
 export interface WorkerView {
   id: string;
   name: string;
@@ -51,6 +67,8 @@ export interface WorkerView {
   /** Prompt caching: tokens held in the engine's caches (all models), and the share of prompt tokens reused. */
   cachedTokensHeld: number;
   cacheHitRatio: number;
+  /** Null for a worker that serves fixed models (no library). */
+  placement: WorkerPlacementView | null;
 }
 
 /** The dashboard's picture of the cluster at one moment. */
@@ -58,6 +76,10 @@ export interface ClusterView {
   at: number;
   workers: WorkerView[];
   models: Array<{ id: string; queueDepth: number; workers: number }>;
+  /** Explicit placements (their instances are the models that `pinned` names). */
+  placements: Array<{ id: string; model: string; replicas: number }>;
+  /** Placements beyond those listed. */
+  morePlacements: number;
   requests: RequestView[];
   /** Requests in flight beyond those listed. */
   moreRequests: number;
@@ -121,14 +143,18 @@ export class ClusterActivity implements MasterObserver {
       connectedAt: Date.parse(w.connectedAt),
       cachedTokensHeld: w.cache.models.reduce((sum, m) => sum + m.tokens, 0),
       cacheHitRatio: round(w.cache.hitRatio),
+      placement: w.placement && placementView(w.placement),
     }));
     const models = snapshot.models.map((m) => ({ id: m.id, queueDepth: m.queueDepth, workers: m.workers.length }));
+    const placements = snapshot.placements.slice(0, MAX_LISTED_PLACEMENTS).map((p) => ({ id: p.id, model: p.model, replicas: p.replicas }));
     const live = [...this.live.values()];
     const requests = live.slice(-MAX_LISTED_REQUESTS).reverse().map((task) => this.describe(task, now));
     return {
       at: now,
       workers,
       models,
+      placements,
+      morePlacements: snapshot.placements.length - placements.length,
       requests,
       moreRequests: live.length - requests.length,
       recent: this.recent.map(({ task, outcome, worker }) => {
@@ -170,6 +196,18 @@ export class ClusterActivity implements MasterObserver {
   }
 }
 
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
+/** A worker's memory and models, and the first models of its library that it could load. */
+function placementView(placement: NonNullable<MasterClusterView["workers"][number]["placement"]>): WorkerPlacementView {
+  const here = new Set(placement.models.map((m) => m.id));
+  const loadable = placement.library.filter((entry) => !here.has(entry.id)).sort((a, b) => a.id.localeCompare(b.id));
+  return {
+    memory: placement.memory,
+    models: placement.models.map(({ id, state, progress, memoryBytes, pinned }) => ({ id, state, progress: round(progress, 100), memoryBytes, pinned })),
+    library: loadable.slice(0, MAX_LISTED_LIBRARY).map(({ id, sizeBytes, memoryBytes }) => ({ id, sizeBytes, memoryBytes })),
+    moreLibrary: Math.max(0, loadable.length - MAX_LISTED_LIBRARY),
+  };
+}
+
+function round(value: number, scale = 10): number {
+  return Math.round(value * scale) / scale;
 }
