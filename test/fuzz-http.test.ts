@@ -8,6 +8,8 @@ import { embeddingsDialect } from "../src/api/embeddings.js";
 import { parseMessagesRequest } from "../src/api/messages-request.js";
 import { ollamaEmbedDialect } from "../src/api/ollama-embed.js";
 import { parseOllamaChat } from "../src/api/ollama-request.js";
+import { keepAliveMs } from "../src/api/keep-alive.js";
+import { nothingToGenerate } from "../src/api/ollama-preload.js";
 import { parseResponsesRequest } from "../src/api/responses-request.js";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
@@ -15,6 +17,19 @@ import { DIALECTS } from "./support/dialects.js";
 import { type Json, mutate, mutation, Raw, serialize, utf8Length } from "./support/fuzz-json.js";
 
 const MAX_BODY_BYTES = 64 * 1024;
+/** Whether a body's keep_alive, if any, is one the route takes. */
+function validKeepAlive(json: unknown): boolean {
+  const value = (json as { keep_alive?: unknown }).keep_alive;
+  if (value === undefined) return true;
+  if (typeof value !== "string" && typeof value !== "number") return false;
+  try {
+    keepAliveMs(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const LIMITS = { maxMessages: 16, maxPromptChars: 16_000 };
 const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -296,7 +311,8 @@ const ollamaRoute: FuzzRoute = {
     },
     { requiredKeys: ["model", "messages", "options"] },
   ),
-  parse: (json) => parseOllamaChat(json, LIMITS),
+  // A body with no messages is a load (or, with keep_alive 0, an unload) request: answered without a task.
+  parse: (json) => (nothingToGenerate("/api/chat", json) && validKeepAlive(json) ? undefined : parseOllamaChat(json, LIMITS)),
   template: '{"model":"simulator","messages":[{"role":"user","content":"hello there"}],"stream":false,"options":{"num_predict":8}}',
   nestings: {
     parameters: (nested, stream) => ({
@@ -323,7 +339,8 @@ const ollamaRoute: FuzzRoute = {
     expect(body.message.role).toBe("assistant");
     expect(typeof body.message.content).toBe("string");
     expect(body.done).toBe(true);
-    expect(["stop", "length"]).toContain(body.done_reason);
+    // "load" and "unload" answer a request with no messages (see nothingToGenerate).
+    expect(["stop", "length", "load", "unload"]).toContain(body.done_reason);
   },
   expectStream(text) {
     const lines = text.trim().split("\n").map((line) => JSON.parse(line) as { done?: boolean; error?: unknown; done_reason?: string });

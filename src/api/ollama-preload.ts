@@ -18,11 +18,20 @@ interface Loose {
   keep_alive?: unknown;
 }
 
+/**
+ * The body of a request with nothing to generate (a load, or an unload with keep_alive 0) to `path`, or undefined
+ * for any other body (which the route itself parses).
+ */
+export function nothingToGenerate(path: string, json: unknown): (Loose & { model: string }) | undefined {
+  const body = typeof json === "object" && json !== null && !Array.isArray(json) ? (json as Loose) : undefined;
+  return isEmptyRequest(path, body) && typeof body?.model === "string" ? { ...body, model: body.model } : undefined;
+}
+
 /** Middleware before the generate and chat routes: answers the requests with nothing to generate, passes the rest on. */
 export function ollamaPreload(master: Master, waitMs: number) {
   return async (c: Context, next: Next) => {
-    const body = (await c.req.json().catch(() => undefined)) as Loose | undefined;
-    if (!isEmptyRequest(c.req.path, body) || typeof body?.model !== "string") return next();
+    const body = nothingToGenerate(c.req.path, await c.req.json().catch(() => undefined));
+    if (!body) return next();
     const model = body.model;
     try {
       const keepAlive = keepAliveMs(typeof body.keep_alive === "string" || typeof body.keep_alive === "number" ? body.keep_alive : undefined);
