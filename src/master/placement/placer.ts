@@ -6,6 +6,7 @@ import type { Hello, Library, LoadModel, ModelInfo, ModelStatus, PullModel, Pull
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
 import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
+import { plannedPulls, type PullRequest } from "./pulls.js";
 import { freeBytes, type Placement, PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
@@ -15,6 +16,8 @@ export type PlacementNotice =
   | { kind: "unload"; model: string; worker: string; cause: UnloadCause };
 
 /** What the placer asks of the master. */
+export type { PullRequest } from "./pulls.js";
+
 export interface PlacerHost extends PlanContext {
   send(workerId: string, message: LoadModel | UnloadModel | PullModel): void;
   /** The worker serves the model now: index it and hand it waiting tasks. */
@@ -36,16 +39,6 @@ export interface PlacerOptions {
   autoLoad: boolean;
   /** How long a model loaded on demand may stay idle before it is unloaded. */
   idleMs: number;
-}
-
-/** POST /v1/models/pull, validated. */
-export interface PullRequest {
-  url: string;
-  fileName?: string;
-  sha256?: string;
-  headers?: Record<string, string>;
-  /** Worker ids or names; absent: every worker that pulls. */
-  workers?: string[];
 }
 
 /** POST /v1/placements, validated. */
@@ -83,30 +76,9 @@ export class ModelPlacer {
    * PlacementError for a worker that is unknown or cannot pull.
    */
   pull(request: PullRequest): Pull[] {
-    const pullers = [...this.state.workers.values()].filter((w) => w.pulls);
-    const targets = request.workers === undefined ? pullers : request.workers.map((name) => pullers.find((w) => w.workerId === name || w.name === name));
-    const missing = request.workers?.find((_, i) => targets[i] === undefined);
-    if (missing !== undefined) throw new PlacementError(`No connected worker '${missing}' pulls models (it needs a models dir).`, 404);
-    if (targets.length === 0) throw new PlacementError("No connected worker pulls models (a worker needs a models dir to pull into).", 409);
-    return targets.flatMap((worker) => {
-      if (!worker) return [];
-      const pull: Pull = {
-        id: `pull-${nanoid(10)}`,
-        workerId: worker.workerId,
-        workerName: worker.name,
-        url: request.url,
-        fileName: request.fileName,
-        state: "downloading",
-        receivedBytes: 0,
-        totalBytes: undefined,
-        sha256: undefined,
-        error: undefined,
-        startedAt: Date.now(),
-        endedAt: undefined,
-      };
-      this.apply({ type: "PullStarted", pull, ...(request.sha256 && { sha256: request.sha256 }), ...(request.headers && { headers: request.headers }) });
-      return [pull];
-    });
+    const pulls = plannedPulls(this.state, request);
+    for (const pull of pulls) this.apply({ type: "PullStarted", pull, ...(request.sha256 && { sha256: request.sha256 }), ...(request.headers && { headers: request.headers }) });
+    return pulls;
   }
 
   pulls(): Pull[] {
