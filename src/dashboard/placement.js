@@ -1,10 +1,12 @@
 // A worker card's placement part, for a worker that loads models on command: its memory bar, its models with their
-// state (Unload, or Unplace when a placement pins one), and the models of its library it could load (Load). Actions
+// state (Unload, or Unplace when a placement pins one), the models of its library it could load (Load), and its
+// pulls (pulls.js) when it downloads models. Actions
 // are admin requests with the stored key (card-actions.js); a failure shows on the card until that worker's next
 // action succeeds.
 import { act, failureOf, underwayOf } from "./card-actions.js";
 import { h, KeptElements, reconcile } from "./dom.js";
 import { formatBytes } from "./format.js";
+import { drawPulls, pullsPart } from "./pulls.js";
 
 /** The part of a worker card that placement draws; kept with its card so that its buttons survive redraws. */
 export function placementPart() {
@@ -13,10 +15,11 @@ export function placementPart() {
     models: h("div", { class: "placed-models" }),
     libraryHead: h("div", { class: "library-head" }),
     library: h("div", { class: "library" }),
+    pulls: pullsPart(),
     failure: h("div", { class: "placement-failure", role: "alert", hidden: true }),
     kept: new KeptElements(),
   };
-  part.element = h("div", { class: "placement" }, part.memory, part.models, part.libraryHead, part.library, part.failure);
+  part.element = h("div", { class: "placement" }, part.memory, part.models, part.libraryHead, part.library, part.pulls.element, part.failure);
   return part;
 }
 
@@ -34,9 +37,10 @@ export function drawPlacement(part, worker, placements) {
   const offered = placement.library.length + placement.moreLibrary;
   part.libraryHead.textContent = offered
     ? `Library · ${offered} not loaded${placement.moreLibrary ? ` (${placement.library.length} shown)` : ""}`
-    : "Library · every model loaded";
+    : placement.models.length ? "Library · every model loaded" : "Library · empty";
   reconcile(part.library, placement.library.map((entry) => libraryRow(part.kept, worker, entry, placement.memory.freeBytes)));
   part.kept.sweep();
+  drawPulls(part.pulls, worker, placement);
   const failure = failureOf(worker);
   part.failure.hidden = !failure;
   part.failure.textContent = failure ?? "";
