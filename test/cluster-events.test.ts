@@ -1,10 +1,14 @@
 // GET /v1/cluster/events: the dashboard's feed sends the cluster view every second, and whatever a feed starts
 // (its tick, its listeners) ends with it: when its client leaves, and when the coordinator closes under it.
 import { createHook } from "node:async_hooks";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { ClusterView } from "../src/metrics/activity.js";
 import { openaiClient, startSimWorker, startTestCoordinator } from "./support/cluster.js";
 import { DIALECTS } from "./support/dialects.js";
+import { deterministicBytes, startFileServer } from "./support/file-server.js";
 
 /** Reads SSE data events from a fetch response until `enough` says stop. */
 async function readViews(response: Response, enough: (views: ClusterView[]) => boolean): Promise<ClusterView[]> {
@@ -140,6 +144,49 @@ describe("cluster events feed", () => {
       await shelf.stop();
       await plain.stop();
       await coordinator.close();
+    }
+  });
+
+  it("shows which library workers can pull, and each one's pulls: those downloading, then the last few that ended", async () => {
+    const GiB = 2 ** 30;
+    const server = await startFileServer(deterministicBytes(64 * 1024));
+    const dir = await mkdtemp(path.join(tmpdir(), "feed-pulls-"));
+    const coordinator = await startTestCoordinator({ feedIntervalMs: 50 });
+    // Given a worker with a models dir and one without,
+    const puller = await startSimWorker(coordinator, { name: "puller", library: [], memoryBytes: 8 * GiB, modelsDir: dir, libraryScanMs: 60_000 });
+    const shelf = await startSimWorker(coordinator, { name: "shelf", library: [{ id: "lib-a", sizeBytes: GiB, loadMs: 0 }], memoryBytes: 8 * GiB });
+    try {
+      // when the first is pulling a file whose server stalls, and then nine pulls of files that are not there fail,
+      server.stallAfter = 1_000;
+      const pull = (file: string) =>
+        fetch(`${coordinator.url}/v1/models/pull`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ url: `${server.origin}${file}`, workers: ["puller"] }) });
+      expect((await pull("/files/slow.gguf?download=true")).status).toBe(202);
+      for (let i = 1; i <= 9; i++) expect((await pull(`/missing/f${i}.gguf`)).status).toBe(202);
+      const leaving = new AbortController();
+      const response = await fetch(`${coordinator.url}/v1/cluster/events`, { signal: leaving.signal });
+      const pullsOf = (view: ClusterView | undefined) => view?.workers.find((w) => w.name === "puller")?.placement?.pulls ?? [];
+      const views = await readViews(response, (v) => pullsOf(v.at(-1)).filter((p) => p.state === "failed").length === 7);
+      leaving.abort();
+      const view = views.at(-1);
+
+      // then the feed shows it can pull and the other cannot, and lists eight of its pulls: the one downloading (its
+      // file named by the URL, its size known), then the newest that failed first, each with its error.
+      expect(view?.workers.find((w) => w.name === "puller")?.placement?.canPull).toBe(true);
+      expect(view?.workers.find((w) => w.name === "shelf")?.placement).toMatchObject({ canPull: false, pulls: [] });
+      const pulls = pullsOf(view);
+      expect(pulls.map((p) => [p.fileName, p.state])).toEqual([
+        ["slow.gguf", "downloading"],
+        ...[9, 8, 7, 6, 5, 4, 3].map((i) => [`f${i}.gguf`, "failed"]),
+      ]);
+      expect(pulls[0]).toMatchObject({ totalBytes: 64 * 1024, error: null });
+      expect(pulls[1]?.error).toMatch(/answered 404/);
+      expect(pulls[1]?.receivedBytes).toBe(0);
+    } finally {
+      await puller.stop();
+      await shelf.stop();
+      await coordinator.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,11 +1,17 @@
 // Placement on the dashboard, in a real browser: a library worker's card shows its memory bar, its models and its
-// library; Load, Unplace and Unload act through the admin routes; a refused action says why on the card.
+// library; Load, Unplace and Unload act through the admin routes; a refused action says why on the card; a worker
+// with a models dir pulls a model from its card, its progress shown there.
 import { mkdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
+import { buildScriptedModel } from "../src/worker/engines/gguf/scripted-model.js";
 import { ARTIFACTS, openBrowser, type TestBrowser } from "./support/browser.js";
 import { openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { type FileServer, startFileServer } from "./support/file-server.js";
 
 const GiB = 2 ** 30;
 const CLIENT_KEY = "sk-client-key-0123456789";
@@ -24,6 +30,8 @@ interface PlacementList {
 describe("placement on the dashboard", () => {
   let coordinator: RunningCoordinator | undefined;
   let worker: TestWorker | undefined;
+  let server: FileServer | undefined;
+  let dir: string | undefined;
   let browser: TestBrowser | undefined;
   let page: Page;
 
@@ -35,8 +43,12 @@ describe("placement on the dashboard", () => {
   afterEach(async () => {
     await worker?.stop();
     await coordinator?.close();
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
     worker = undefined;
     coordinator = undefined;
+    server = undefined;
+    dir = undefined;
   });
 
   afterAll(async () => {
@@ -47,6 +59,7 @@ describe("placement on the dashboard", () => {
   const card = () => page.locator('.worker-card[data-worker-name="shelf"]');
   const chip = (model: string) => card().locator(`.placed[data-model="${model}"]`);
   const libraryItem = (model: string) => card().locator(`.library-item[data-model="${model}"]`);
+  const pullItem = (state: string) => card().locator(`.pull-item[data-state="${state}"]`);
   const memoryUsed = (bytes: number) => card().locator(`.memory[data-used-bytes="${bytes}"][data-total-bytes="${8 * GiB}"]`);
 
   async function placements(headers: Record<string, string> = {}): Promise<PlacementList["data"]> {
@@ -136,5 +149,82 @@ describe("placement on the dashboard", () => {
     const before = await footer.textContent();
     await expect.poll(() => footer.textContent()).not.toBe(before);
     expect(await failure.isVisible()).toBe(true);
+  });
+
+  it("pulls a model from the card: typed text survives redraws, a client key is refused, progress shows, then the model is in the library; a bad checksum shows its error", async () => {
+    // Given a test model (8 MB) served by a file server that stalls a third of the way, a worker with an empty
+    // library and a models dir, keys, and a dashboard holding a client key,
+    const bytes = Buffer.from(buildScriptedModel({ layers: 4, width: 256 }).bytes);
+    server = await startFileServer(bytes);
+    server.stallAfter = Math.floor(bytes.length / 3);
+    dir = await mkdtemp(path.join(tmpdir(), "dashboard-pull-"));
+    coordinator = await startTestCoordinator({ apiKey: [CLIENT_KEY], adminKey: [ADMIN_KEY], feedIntervalMs: 100 });
+    worker = await startSimWorker(coordinator, { name: "shelf", library: [], memoryBytes: 8 * GiB, modelsDir: dir, libraryScanMs: 60_000 });
+    await page.goto(`${coordinator.url}/`);
+    await page.evaluate(`localStorage.setItem("coordinator.apiKey", ${JSON.stringify(CLIENT_KEY)})`);
+    await page.reload();
+    const url = card().locator(".pull-url");
+    const sha256 = card().locator(".pull-sha");
+    const pull = card().locator(".pull-form").getByRole("button", { name: "Pull" });
+    await url.waitFor();
+    expect(await card().locator(".library-head").first().textContent()).toBe("Library · empty");
+
+    // when a URL is typed into the card's form while views keep arriving (ten a second), the text is all there and
+    // the box keeps the focus, through later views too;
+    const modelUrl = `${server.origin}/org/test/resolve/main/pulled.gguf`;
+    await url.click();
+    await url.pressSequentially(modelUrl, { delay: 15 });
+    const footer = card().locator(".hint").last();
+    const before = await footer.textContent();
+    await expect.poll(() => footer.textContent()).not.toBe(before);
+    expect(await url.inputValue()).toBe(modelUrl);
+    expect(await card().locator(".pull-url:focus").count()).toBe(1);
+
+    // Pull with the client key is refused on the card, without asking for a key, and the text stays to try again;
+    await pull.click();
+    const failure = card().locator(".placement-failure");
+    await failure.waitFor();
+    expect(await failure.textContent()).toContain("needs an admin key");
+    expect(await page.locator("#key-dialog[open]").count()).toBe(0);
+    await pull.and(page.locator(":enabled")).waitFor();
+    expect(await url.inputValue()).toBe(modelUrl);
+
+    // with the admin key it starts: the form empties, the refusal goes, and the pull shows downloading with a bar
+    // that knows the file's size;
+    await page.evaluate(`localStorage.setItem("coordinator.apiKey", ${JSON.stringify(ADMIN_KEY)})`);
+    await pull.click();
+    await pullItem("downloading").waitFor();
+    expect(await pullItem("downloading").locator(".pull-name").textContent()).toBe("pulled.gguf");
+    await pullItem("downloading").locator(`[role="progressbar"][aria-valuemax="${bytes.length}"]`).waitFor();
+    expect(await url.inputValue()).toBe("");
+    await failure.waitFor({ state: "hidden" });
+
+    // when the connection drops, the worker resumes and gets another third before the server stalls again: the bar
+    // moves (the worker reports as each answer starts, and at most every 250 ms);
+    server.dropConnections();
+    await pullItem("downloading").locator('[role="progressbar"]:not([aria-valuenow="0"])').waitFor();
+    expect(await pullItem("downloading").locator(".pull-bytes").textContent()).toMatch(/^[1-9]\d* MB of 8 MB · [1-9]\d*%$/);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await card().screenshot({ path: new URL("dashboard-pull.png", ARTIFACTS).pathname });
+
+    // once the server lets go, the worker resumes again: the pull is done at 100%, and the model is in the card's library,
+    // where Load loads it;
+    server.stallAfter = undefined;
+    server.dropConnections();
+    await pullItem("done").waitFor();
+    await pullItem("done").locator(`[role="progressbar"][aria-valuenow="${bytes.length}"]`).waitFor();
+    expect(await pullItem("done").locator(".pull-bytes").textContent()).toBe("8 MB of 8 MB · 100%");
+    await libraryItem("pulled").getByRole("button", { name: "Load" }).click();
+    await chip("pulled").and(page.locator('[data-state="loaded"]')).waitFor();
+
+    // and a pull whose file does not match its sha256 fails, its error on the card; the done one is listed after it.
+    await url.fill(`${server.origin}/files/wrong.gguf`);
+    await sha256.fill("0".repeat(64));
+    await pull.click();
+    await pullItem("failed").waitFor();
+    expect(await pullItem("failed").locator(".pull-name").textContent()).toBe("wrong.gguf");
+    expect(await pullItem("failed").locator(".pull-error").textContent()).toMatch(/wrong\.gguf arrived with sha256 [0-9a-f]{64}, not 0{64}/);
+    expect(await card().locator(".pull-item").evaluateAll((items) => items.map((item) => item.getAttribute("data-state")))).toEqual(["failed", "done"]);
+    expect(await failure.isVisible()).toBe(false);
   });
 });

@@ -6,7 +6,7 @@ import { errorResponse, InvalidRequestError } from "./errors.js";
 
 const root = new URL("../dashboard/", import.meta.url);
 
-const scripts = ["dashboard.js", "api.js", "dom.js", "format.js", "placement.js", "playground.js", "view.js"];
+const scripts = ["dashboard.js", "api.js", "card-actions.js", "dom.js", "format.js", "placement.js", "playground.js", "pulls.js", "view.js"];
 
 /** Every file the page loads, by URL path: nothing else under src/dashboard is served. */
 const assets: Record<string, { file: string; type: string }> = {

@@ -1,8 +1,8 @@
 // The dashboard page: follows the cluster feed (/v1/cluster/events) and draws each view it sends; reconnects
 // by itself when the feed drops (a coordinator restart) and says so meanwhile. Plain modules, no dependencies.
 import { askForKey, authHeaders, readEvents, setUpKeyDialog } from "./api.js";
+import { onActionChange } from "./card-actions.js";
 import { $ } from "./dom.js";
-import { onPlacementChange } from "./placement.js";
 import { setUpPlayground, showModels } from "./playground.js";
 import { render } from "./view.js";
 
@@ -11,7 +11,7 @@ const FEED_SILENCE_MS = 5_000;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The view drawn last: drawn again when a placement action starts or ends, between two views. */
+/** The view drawn last: drawn again when a card's action starts or ends, between two views. */
 let lastView;
 
 function setConnection(state, text) {
@@ -66,5 +66,5 @@ async function follow() {
 
 setUpKeyDialog();
 setUpPlayground();
-onPlacementChange(() => lastView && render(lastView));
+onActionChange(() => lastView && render(lastView));
 follow();

@@ -1,37 +1,12 @@
 // A worker card's placement part, for a worker that loads models on command: its memory bar, its models with their
-// state (Unload, or Unplace when a placement pins one), and the models of its library it could load (Load). Actions
-// are admin requests with the stored key; a failure shows on the card until that worker's next action succeeds.
-// What is under way and what failed live here, not in the DOM: the card is redrawn with every view.
-import { askForKey, authHeaders } from "./api.js";
+// state (Unload, or Unplace when a placement pins one), the models of its library it could load (Load), and its
+// pulls (pulls.js) when it downloads models. Actions
+// are admin requests with the stored key (card-actions.js); a failure shows on the card until that worker's next
+// action succeeds.
+import { act, failureOf, underwayOf } from "./card-actions.js";
 import { h, KeptElements, reconcile } from "./dom.js";
 import { formatBytes } from "./format.js";
-
-/** Per worker id: the message of its last failed action. */
-const failures = new Map();
-/**
- * Actions under way, by worker id, model and action: until answered, then until a view made after the answer (which shows
- * its effect), so that a button does not come back for a moment in between.
- */
-const underway = new Map();
-let latestViewAt = 0;
-let redraw = () => {};
-
-/** Who draws the page again when an action starts or ends (with the last view). */
-export function onPlacementChange(callback) {
-  redraw = callback;
-}
-
-/** Called with each view drawn: actions answered before it was made are done. */
-export function settle(viewAt) {
-  latestViewAt = viewAt;
-  for (const [key, action] of underway) if (action.answeredAt !== undefined && viewAt > action.answeredAt) underway.delete(key);
-}
-
-/** A worker left: what failed or was under way on it is forgotten with its card. */
-export function forgetWorker(workerId) {
-  failures.delete(workerId);
-  for (const key of underway.keys()) if (key.startsWith(`${workerId}\n`)) underway.delete(key);
-}
+import { drawPulls, pullsPart } from "./pulls.js";
 
 /** The part of a worker card that placement draws; kept with its card so that its buttons survive redraws. */
 export function placementPart() {
@@ -40,10 +15,11 @@ export function placementPart() {
     models: h("div", { class: "placed-models" }),
     libraryHead: h("div", { class: "library-head" }),
     library: h("div", { class: "library" }),
+    pulls: pullsPart(),
     failure: h("div", { class: "placement-failure", role: "alert", hidden: true }),
     kept: new KeptElements(),
   };
-  part.element = h("div", { class: "placement" }, part.memory, part.models, part.libraryHead, part.library, part.failure);
+  part.element = h("div", { class: "placement" }, part.memory, part.models, part.libraryHead, part.library, part.pulls.element, part.failure);
   return part;
 }
 
@@ -61,10 +37,11 @@ export function drawPlacement(part, worker, placements) {
   const offered = placement.library.length + placement.moreLibrary;
   part.libraryHead.textContent = offered
     ? `Library · ${offered} not loaded${placement.moreLibrary ? ` (${placement.library.length} shown)` : ""}`
-    : "Library · every model loaded";
+    : placement.models.length ? "Library · every model loaded" : "Library · empty";
   reconcile(part.library, placement.library.map((entry) => libraryRow(part.kept, worker, entry, placement.memory.freeBytes)));
   part.kept.sweep();
-  const failure = failures.get(worker.id);
+  drawPulls(part.pulls, worker, placement);
+  const failure = failureOf(worker);
   part.failure.hidden = !failure;
   part.failure.textContent = failure ?? "";
 }
@@ -91,7 +68,7 @@ function size(bytes) {
 
 function modelChip(kept, worker, model, placements) {
   const action = modelAction(worker, model, placements);
-  const busy = action && underway.get(actionKey(worker, model.id, action.name));
+  const busy = action && underwayOf(worker, model.id, action.name);
   const key = JSON.stringify([model.state, model.pinned, model.memoryBytes, action?.title ?? null, busy?.label ?? null]);
   const chip = kept.get(`model ${model.id}`, key, () =>
     h(
@@ -144,7 +121,7 @@ function modelAction(worker, model, placements) {
 }
 
 function libraryRow(kept, worker, entry, freeBytes) {
-  const busy = underway.get(actionKey(worker, entry.id, "load"));
+  const busy = underwayOf(worker, entry.id, "load");
   const fits = entry.memoryBytes <= freeBytes;
   const key = JSON.stringify([entry.memoryBytes, fits, busy?.label ?? null]);
   return kept.get(`library ${entry.id}`, key, () => {
@@ -170,10 +147,6 @@ function libraryRow(kept, worker, entry, freeBytes) {
   });
 }
 
-function actionKey(worker, model, action) {
-  return `${worker.id}\n${model}\n${action}`;
-}
-
 function actionButton(worker, model, action, busy) {
   const button = h(
     "button",
@@ -182,44 +155,4 @@ function actionButton(worker, model, action, busy) {
   );
   button.addEventListener("click", () => act(worker, model, action));
   return button;
-}
-
-async function act(worker, model, action) {
-  const key = actionKey(worker, model, action.name);
-  if (underway.has(key)) return;
-  const under = { label: action.busyLabel, answeredAt: undefined };
-  underway.set(key, under);
-  redraw();
-  let failure;
-  try {
-    failure = await send(action.request);
-  } catch (error) {
-    failure = `The coordinator could not be reached: ${error instanceof Error ? error.message : String(error)}`;
-  }
-  if (failure) {
-    failures.set(worker.id, failure);
-    underway.delete(key);
-  } else {
-    failures.delete(worker.id);
-    under.answeredAt = latestViewAt;
-  }
-  redraw();
-}
-
-/** An admin request with the stored key (asking for one on a 401, as every call does); its error message, if any. */
-async function send({ method, path, body }) {
-  for (;;) {
-    const response = await fetch(path, {
-      method,
-      headers: { ...(body && { "Content-Type": "application/json" }), ...authHeaders() },
-      ...(body && { body: JSON.stringify(body) }),
-    });
-    if (response.status === 401) {
-      await askForKey();
-      continue;
-    }
-    if (response.ok) return undefined;
-    const answer = await response.json().catch(() => null);
-    return answer?.error?.message ?? `The coordinator answered ${response.status}.`;
-  }
 }

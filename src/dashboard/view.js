@@ -1,7 +1,8 @@
 // Draws one cluster view: the overview numbers, the throughput sparkline, worker cards, requests and queues.
+import { forgetWorker, settle } from "./card-actions.js";
 import { $, h, reconcile } from "./dom.js";
 import { formatBytes, formatCount, formatDuration, formatRate } from "./format.js";
-import { drawPlacement, forgetWorker, placementPart, settle } from "./placement.js";
+import { drawPlacement, placementPart } from "./placement.js";
 
 export function render(view) {
   settle(view.at);

@@ -11,6 +11,8 @@ function placementOf(placer: ModelPlacer | undefined, workerId: string) {
   const free = freeBytes(worker);
   return {
     memory: { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free },
+    /** Whether it downloads model files on command (POST /v1/models/pull). */
+    canPull: worker.pulls,
     library: [...worker.library.values()],
     models: [...worker.slots.values()].map((s) => ({
       id: s.model,

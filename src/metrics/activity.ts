@@ -1,10 +1,11 @@
 // What the cluster is doing right now, for the dashboard: requests in flight, the last few that ended, tokens per
-// second for the cluster and each worker, and which models are loaded where. A master observer; it keeps no timer.
+// second for the cluster and each worker, which models are loaded where, and what each worker is pulling. A master
+// observer; it keeps no timer.
 import type { ClusterView as MasterClusterView } from "../master/cluster-view.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
 import type { WorkerEntry } from "../master/registry.js";
-import type { SlotState } from "../master/placement/state.js";
+import type { Pull, SlotState } from "../master/placement/state.js";
 import type { CancelStage, Task } from "../master/task.js";
 import type { DeviceInfo } from "../worker-protocol/index.js";
 import { RateWindow } from "./rate-window.js";
@@ -19,6 +20,8 @@ const MAX_RECENT = 12;
 /** Library models listed per worker, and placements listed: a big models dir shows its first ones and a count. */
 const MAX_LISTED_LIBRARY = 64;
 const MAX_LISTED_PLACEMENTS = 64;
+/** Pulls listed per worker: those downloading, then the last ones that ended. */
+const MAX_LISTED_PULLS = 8;
 
 export interface RequestView {
   id: string;
@@ -48,6 +51,21 @@ export interface WorkerPlacementView {
   library: Array<{ id: string; sizeBytes: number; memoryBytes: number }>;
   /** Models of its library not loaded here beyond those listed. */
   moreLibrary: number;
+  /** Whether it downloads model files on command (POST /v1/models/pull). */
+  canPull: boolean;
+  /** Its pulls, newest first: those downloading, then the last ones that ended. */
+  pulls: PullView[];
+}
+
+/** A download onto a worker; `totalBytes` null while the file's size is not known. */
+export interface PullView {
+  id: string;
+  /** The file's name in the models dir, or the URL's last segment until the worker names it. */
+  fileName: string;
+  state: Pull["state"];
+  receivedBytes: number;
+  totalBytes: number | null;
+  error: string | null;
 }
 
 export interface WorkerView {
@@ -143,7 +161,7 @@ export class ClusterActivity implements MasterObserver {
       connectedAt: Date.parse(w.connectedAt),
       cachedTokensHeld: w.cache.models.reduce((sum, m) => sum + m.tokens, 0),
       cacheHitRatio: round(w.cache.hitRatio),
-      placement: w.placement && placementView(w.placement),
+      placement: w.placement && placementView(w.placement, snapshot.pulls.filter((p) => p.workerId === w.id)),
     }));
     const models = snapshot.models.map((m) => ({ id: m.id, queueDepth: m.queueDepth, workers: m.workers.length }));
     const placements = snapshot.placements.slice(0, MAX_LISTED_PLACEMENTS).map((p) => ({ id: p.id, model: p.model, replicas: p.replicas }));
@@ -196,8 +214,8 @@ export class ClusterActivity implements MasterObserver {
   }
 }
 
-/** A worker's memory and models, and the first models of its library that it could load. */
-function placementView(placement: NonNullable<MasterClusterView["workers"][number]["placement"]>): WorkerPlacementView {
+/** A worker's memory and models, the first models of its library that it could load, and its latest pulls. */
+function placementView(placement: NonNullable<MasterClusterView["workers"][number]["placement"]>, pulls: Pull[]): WorkerPlacementView {
   const here = new Set(placement.models.map((m) => m.id));
   const loadable = placement.library.filter((entry) => !here.has(entry.id)).sort((a, b) => a.id.localeCompare(b.id));
   return {
@@ -205,7 +223,34 @@ function placementView(placement: NonNullable<MasterClusterView["workers"][numbe
     models: placement.models.map(({ id, state, progress, memoryBytes, pinned }) => ({ id, state, progress: round(progress, 100), memoryBytes, pinned })),
     library: loadable.slice(0, MAX_LISTED_LIBRARY).map(({ id, sizeBytes, memoryBytes }) => ({ id, sizeBytes, memoryBytes })),
     moreLibrary: Math.max(0, loadable.length - MAX_LISTED_LIBRARY),
+    canPull: placement.canPull,
+    pulls: latestPulls(pulls).map(pullView),
   };
+}
+
+/** Those downloading, then those that ended, each newest first (pulls are kept in the order they started). */
+function latestPulls(pulls: Pull[]): Pull[] {
+  const newest = [...pulls].reverse();
+  const downloading = newest.filter((p) => p.state === "downloading");
+  const ended = newest.filter((p) => p.state !== "downloading");
+  return [...downloading, ...ended].slice(0, MAX_LISTED_PULLS);
+}
+
+function pullView(pull: Pull): PullView {
+  return {
+    id: pull.id,
+    fileName: pull.fileName ?? lastSegment(pull.url),
+    state: pull.state,
+    receivedBytes: pull.receivedBytes,
+    totalBytes: pull.totalBytes ?? null,
+    error: pull.error?.message ?? null,
+  };
+}
+
+/** "model.gguf" of "https://host/org/repo/resolve/main/model.gguf?download=true". */
+function lastSegment(url: string): string {
+  const path = url.split(/[?#]/, 1)[0] ?? url;
+  return path.split("/").filter(Boolean).pop() ?? url;
 }
 
 function round(value: number, scale = 10): number {
