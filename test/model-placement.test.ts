@@ -242,6 +242,31 @@ describe("Ollama's requests with nothing to generate", () => {
   });
 });
 
+describe("replicas (--max-replicas)", () => {
+  it("loads another instance when the queue stays deep, and both go when idle", async () => {
+    coordinator = await startTestCoordinator({ maxReplicas: 2, replicaAfterMs: 100, modelIdleMs: 400 });
+    const slow = { tokensPerSecond: 40, replyTokens: 40, maxConcurrency: 1 };
+    const first = await libraryWorker([{ id: "popular", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB, { ...slow, name: "first" });
+    const second = await libraryWorker([{ id: "popular", sizeBytes: 1 * GiB, loadMs: 0 }], 4 * GiB, { ...slow, name: "second" });
+    const replies = await Promise.all(Array.from({ length: 5 }, (_, i) => ask("popular", `request ${i}`)));
+    expect(replies.every((text) => text.includes("simulated"))).toBe(true);
+    // The first instance went to the roomier worker; the queue stayed deep, so the other loaded one too and served.
+    expect(first.log.started.length).toBeGreaterThan(0);
+    expect(second.log.started.length).toBeGreaterThan(0);
+    await eventually(() => slotState(first.id, "popular") === undefined && slotState(second.id, "popular") === undefined, "both unloaded when idle", 5_000);
+  });
+
+  it("never adds one with the default --max-replicas 1", async () => {
+    coordinator = await startTestCoordinator({ replicaAfterMs: 50 });
+    const slow = { tokensPerSecond: 40, replyTokens: 20, maxConcurrency: 1 };
+    const first = await libraryWorker([{ id: "single", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB, slow);
+    const second = await libraryWorker([{ id: "single", sizeBytes: 1 * GiB, loadMs: 0 }], 4 * GiB, slow);
+    await Promise.all(Array.from({ length: 3 }, (_, i) => ask("single", `request ${i}`)));
+    expect(first.log.started.length).toBe(3);
+    expect(second.log.started.length).toBe(0);
+  });
+});
+
 describe("workers coming and going", () => {
   it("makes a model loadable as soon as a worker offering it joins, or adds it to its library", async () => {
     coordinator = await startTestCoordinator();

@@ -39,6 +39,12 @@ export interface PlacerOptions {
   autoLoad: boolean;
   /** How long a model loaded on demand may stay idle before it is unloaded. */
   idleMs: number;
+  /**
+   * Most instances of a model loaded on demand (1: never more than one); another is loaded on another worker when the
+   * model's queue has not emptied for `replicaAfterMs`, and goes when idle, as any model loaded on demand.
+   */
+  maxReplicas?: number;
+  replicaAfterMs?: number;
 }
 
 /** POST /v1/placements, validated. */
@@ -59,6 +65,8 @@ export class ModelPlacer {
   readonly state = new PlacementState();
   /** Models whose waiting tasks need memory that models in use hold: planned again whenever a task ends. */
   private readonly blocked = new Set<string>();
+  /** Since when each served model's queue has not emptied (for replicas). */
+  private readonly deepSince = new Map<string, number>();
 
   constructor(
     private readonly host: PlacerHost,
@@ -175,6 +183,30 @@ export class ModelPlacer {
   sweep(now: number): void {
     for (const { workerId, model } of idleModels(this.state, now, this.options.idleMs, this.host)) {
       this.apply({ type: "UnloadStarted", workerId, model, why: "idle", reason: "idle", at: now });
+    }
+    this.addReplicas(now);
+  }
+
+  /**
+   * Loads another instance of each served model whose queue stayed non-empty for `replicaAfterMs`, on a worker that
+   * holds none, while it has fewer than `maxReplicas` and none is loading (one more at a time).
+   */
+  private addReplicas(now: number): void {
+    const max = this.options.maxReplicas ?? 1;
+    if (max <= 1) return;
+    const waiting = new Set(this.host.waitingModels());
+    for (const model of this.deepSince.keys()) if (!waiting.has(model)) this.deepSince.delete(model);
+    for (const model of waiting) {
+      if (!this.host.isServed(model)) continue;
+      const since = this.deepSince.get(model) ?? now;
+      this.deepSince.set(model, since);
+      const instances = [...this.state.slotsOf(model)].filter(({ slot }) => slot.state !== "unloading");
+      if (now - since < (this.options.replicaAfterMs ?? 2_000) || instances.length >= max || this.state.isLoading(model)) continue;
+      const choice = chooseLoad(this.state, model, this.host);
+      if (!choice.ok) continue;
+      this.host.log.info({ model, instances: instances.length, queuedForMs: now - since }, "the queue stays deep: loading a replica");
+      this.deepSince.set(model, now);
+      this.load(choice.option, model, undefined, {});
     }
   }
 
