@@ -142,6 +142,24 @@ describe("load on demand", () => {
     expect(coordinator.master.liveTasks).toBe(0);
   });
 
+  it("waits for a load longer than --queue-timeout-ms, and gives a load up after --model-load-timeout-ms", async () => {
+    coordinator = await startTestCoordinator({ queueTimeoutMs: 150, modelLoadTimeoutMs: 1_500 });
+    await libraryWorker(
+      [
+        { id: "patient", sizeBytes: 1 * GiB, loadMs: 600 },
+        { id: "stuck", sizeBytes: 1 * GiB, loadMs: 60_000 },
+      ],
+      8 * GiB,
+    );
+    expect(await ask("patient")).toContain("simulated");
+    const error = await ask("stuck").then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
+    expect(String((error as Error).message)).toContain("did not finish within 2 s");
+  });
+
   it("refuses at once with a 503 when no worker has the memory for the model", async () => {
     coordinator = await startTestCoordinator();
     await libraryWorker([{ id: "huge", sizeBytes: 64 * GiB, loadMs: 0 }], 8 * GiB);

@@ -700,6 +700,11 @@ export class Master {
 
   private expireQueued(task: Task): void {
     if (task.state !== "queued") return;
+    // Waiting for its model to load: the load's own deadline (--model-load-timeout-ms) bounds the wait, not the queue's.
+    if (!this.registry.isServed(task.model) && this.placer.isLoading(task.model)) {
+      this.queueTimers.set(task.id, setTimeout(() => this.expireQueued(task), this.options.queueTimeoutMs));
+      return;
+    }
     const error = new QueueTimeoutError(task.model, Date.now() - task.createdAt, this.registry.isServed(task.model));
     this.end(task, { to: "failed", error });
   }

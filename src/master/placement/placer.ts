@@ -45,6 +45,8 @@ export interface PlacerOptions {
    */
   maxReplicas?: number;
   replicaAfterMs?: number;
+  /** A load not done after this long is given up, and the requests waiting for it fail (default 10 minutes). */
+  loadTimeoutMs?: number;
 }
 
 /** POST /v1/placements, validated. */
@@ -184,7 +186,22 @@ export class ModelPlacer {
     for (const { workerId, model } of idleModels(this.state, now, this.options.idleMs, this.host)) {
       this.apply({ type: "UnloadStarted", workerId, model, why: "idle", reason: "idle", at: now });
     }
+    this.giveUpSlowLoads(now);
     this.addReplicas(now);
+  }
+
+  /** Loads still not done after `loadTimeoutMs`: given up, and the requests waiting for them fail with why. */
+  private giveUpSlowLoads(now: number): void {
+    const limit = this.options.loadTimeoutMs ?? 10 * 60_000;
+    for (const worker of [...this.state.workers.values()]) {
+      for (const slot of [...worker.slots.values()]) {
+        if (slot.state !== "loading" || now - slot.since < limit) continue;
+        const message = `Loading '${slot.model}' on ${worker.name} did not finish within ${Math.round(limit / 1000)} s; it was given up.`;
+        this.host.log.warn({ worker: worker.workerId, model: slot.model, loadingForMs: now - slot.since }, "model load timed out");
+        this.apply({ type: "UnloadStarted", workerId: worker.workerId, model: slot.model, why: "abandoned", reason: "load timed out", at: now });
+        if (!this.host.isServed(slot.model) && !this.state.isLoading(slot.model)) this.host.failWaiting(slot.model, new ModelLoadFailedError(slot.model, message, "load_timeout"));
+      }
+    }
   }
 
   /**
