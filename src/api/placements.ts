@@ -6,6 +6,7 @@ import type { Master } from "../master/master.js";
 import type { LoadOption } from "../master/placement/planner.js";
 import type { PlacementView } from "../master/placement/placer.js";
 import type { Pull } from "../master/placement/state.js";
+import { invalidRequestOf } from "./chat-request.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
 import { readJson } from "./task-route.js";
 
@@ -42,21 +43,10 @@ function placementObject(view: PlacementView) {
   };
 }
 
-/** A schema's first complaint as a 400 naming the field (an unknown field as unsupported_parameter). */
-function invalid(issue: z.core.$ZodIssue | undefined): InvalidRequestError {
-  const param = issue?.path.join(".") || null;
-  const unknown = issue?.code === "unrecognized_keys" ? issue.keys.join(", ") : undefined;
-  return new InvalidRequestError(
-    unknown ? `Unrecognized request argument(s): ${unknown}.` : `Invalid request: ${param ?? "body"}: ${issue?.message ?? "invalid"}.`,
-    unknown ?? param,
-    unknown ? "unsupported_parameter" : "invalid_value",
-  );
-}
-
 async function parsePlacement(c: Context) {
   const parsed = PlacementBody.safeParse(await readJson(c));
   if (parsed.success) return parsed.data;
-  throw invalid(parsed.error.issues[0]);
+  throw invalidRequestOf(parsed.error);
 }
 
 const PullBody = z.strictObject({
@@ -91,7 +81,7 @@ export function pullHandler(master: Master) {
   return async (c: Context) => {
     try {
       const parsed = PullBody.safeParse(await readJson(c));
-      if (!parsed.success) throw invalid(parsed.error.issues[0]);
+      if (!parsed.success) throw invalidRequestOf(parsed.error);
       const { url, sha256, file_name, workers, headers } = parsed.data;
       const pulls = master.placer.pull({
         url,
@@ -119,7 +109,7 @@ export function unloadHandler(master: Master) {
   return async (c: Context) => {
     try {
       const parsed = UnloadBody.safeParse(await readJson(c));
-      if (!parsed.success) throw invalid(parsed.error.issues[0]);
+      if (!parsed.success) throw invalidRequestOf(parsed.error);
       master.placer.unload(parsed.data.model, parsed.data.worker);
       return c.json({ model: parsed.data.model, worker: parsed.data.worker, state: "unloading" });
     } catch (error) {
