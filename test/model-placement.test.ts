@@ -40,6 +40,14 @@ function slotState(workerId: string, model: string): string | undefined {
   return coordinator?.master.placer.state.workers.get(workerId)?.slots.get(model)?.state;
 }
 
+/** The error a request for `model` fails with (undefined if it is answered). */
+async function refusal(model: string): Promise<unknown> {
+  return ask(model).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
 async function ask(model: string, content = "hello"): Promise<string> {
   if (!coordinator) throw new Error("no coordinator");
   const reply = await openaiClient(coordinator).chat.completions.create({ model, messages: [{ role: "user", content }] });
@@ -133,10 +141,7 @@ describe("load on demand", () => {
   it("fails the waiting requests with a clear 503 when the load fails on the worker", async () => {
     coordinator = await startTestCoordinator();
     await libraryWorker([{ id: "broken", sizeBytes: 1 * GiB, loadMs: 20, failWith: "the GGUF file is truncated" }], 8 * GiB);
-    const error = await ask("broken").then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await refusal("broken");
     expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
     expect(String((error as Error).message)).toContain("the GGUF file is truncated");
     expect(coordinator.master.liveTasks).toBe(0);
@@ -152,10 +157,7 @@ describe("load on demand", () => {
       8 * GiB,
     );
     expect(await ask("patient")).toContain("simulated");
-    const error = await ask("stuck").then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await refusal("stuck");
     expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
     expect(String((error as Error).message)).toContain("did not finish within 2 s");
   });
@@ -163,10 +165,7 @@ describe("load on demand", () => {
   it("refuses at once with a 503 when no worker has the memory for the model", async () => {
     coordinator = await startTestCoordinator();
     await libraryWorker([{ id: "huge", sizeBytes: 64 * GiB, loadMs: 0 }], 8 * GiB);
-    const error = await ask("huge").then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await refusal("huge");
     expect(error).toMatchObject({ status: 503, code: "model_load_failed" });
     expect(String((error as Error).message)).toContain("memory");
   });
@@ -207,10 +206,7 @@ describe("load on demand", () => {
   it("does not load on demand with --no-auto-load: the model is unknown until placed", async () => {
     coordinator = await startTestCoordinator({ noAutoLoad: true });
     await libraryWorker([{ id: "manual", sizeBytes: 1 * GiB, loadMs: 0 }], 8 * GiB);
-    const error = await ask("manual").then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await refusal("manual");
     expect(error).toMatchObject({ status: 404 });
   });
 });
