@@ -54,7 +54,7 @@ function isEmptyRequest(path: string, body: Loose | undefined): boolean {
   return Array.isArray(body.messages) && body.messages.length === 0;
 }
 
-/** Resolves once some worker serves `model` (loading it if need be); rejects after `waitMs` or if the load fails. */
+/** Resolves once some worker serves `model` (loading it if need be); rejects if the load fails or never starts within `waitMs`. */
 async function loaded(master: Master, model: string, waitMs: number, signal: AbortSignal): Promise<void> {
   const deadline = Date.now() + waitMs;
   let loading = false;
@@ -64,7 +64,10 @@ async function loaded(master: Master, model: string, waitMs: number, signal: Abo
     if (loading && !master.placer.isLoading(model) && !master.registry.isServed(model)) {
       throw new ModelLoadFailedError(model, `Loading '${model}' failed on its worker.`);
     }
-    if (Date.now() > deadline) throw new ModelLoadFailedError(model, `'${model}' was not loaded within ${Math.round(waitMs / 1000)} s.`);
+    // While it loads, the load's own deadline (--model-load-timeout-ms) bounds the wait; waiting for room, this one.
+    if (!master.placer.isLoading(model) && Date.now() > deadline) {
+      throw new ModelLoadFailedError(model, `'${model}' could not be loaded within ${Math.round(waitMs / 1000)} s.`);
+    }
     signal.throwIfAborted();
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
