@@ -1,6 +1,6 @@
 // The cluster as JSON: workers, their slots and models, queue depths (read by /v1/cluster, metrics and the dashboard).
 import type { ModelPlacer } from "./placement/placer.js";
-import { freeBytes } from "./placement/state.js";
+import { memoryOf } from "./placement/state.js";
 import type { WorkerRegistry } from "./registry.js";
 import type { Router } from "./routing/router.js";
 
@@ -8,9 +8,8 @@ import type { Router } from "./routing/router.js";
 function placementOf(placer: ModelPlacer | undefined, workerId: string) {
   const worker = placer?.state.workers.get(workerId);
   if (!worker) return null;
-  const free = freeBytes(worker);
   return {
-    memory: { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free },
+    memory: memoryOf(worker),
     /** Whether it downloads model files on command (POST /v1/models/pull). */
     canPull: worker.pulls,
     library: [...worker.library.values()],

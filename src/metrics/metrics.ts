@@ -5,7 +5,7 @@ import type { SseObserver } from "../api/sse.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
 import type { PlacementNotice } from "../master/placement/placer.js";
-import { freeBytes } from "../master/placement/state.js";
+import { memoryOf } from "../master/placement/state.js";
 import type { WorkerEntry } from "../master/registry.js";
 import type { Task } from "../master/task.js";
 import { processRegistry } from "./process-metrics.js";
@@ -121,9 +121,9 @@ export class CoordinatorMetrics implements MasterObserver {
       collect() {
         this.reset();
         for (const worker of master.placer.state.workers.values()) {
-          const free = freeBytes(worker);
-          this.set({ worker: worker.name, kind: "total" }, worker.memory.totalBytes);
-          this.set({ worker: worker.name, kind: "used" }, worker.memory.totalBytes - free);
+          const memory = memoryOf(worker);
+          this.set({ worker: worker.name, kind: "total" }, memory.totalBytes);
+          this.set({ worker: worker.name, kind: "used" }, memory.usedBytes);
         }
       },
     });

@@ -7,7 +7,7 @@ import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../
 import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
 import { plannedPulls, type PullRequest } from "./pulls.js";
-import { freeBytes, type Placement, PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
+import { type Placement, PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
 export type PlacementNotice =
@@ -388,12 +388,4 @@ export class ModelPlacer {
         return;
     }
   }
-}
-
-/** Memory figures of a worker for /v1/cluster: total, used by its models, free. */
-export function memoryView(placer: ModelPlacer, workerId: string): { totalBytes: number; usedBytes: number; freeBytes: number } | undefined {
-  const worker = placer.state.workers.get(workerId);
-  if (!worker) return undefined;
-  const free = freeBytes(worker);
-  return { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free };
 }

@@ -113,3 +113,9 @@ export function usedBytes(worker: WorkerModels): number {
 export function freeBytes(worker: WorkerModels): number {
   return Math.max(0, worker.memory.totalBytes - usedBytes(worker));
 }
+
+/** A worker's memory as /v1/cluster and the metrics show it: total, taken (total less free) and free. */
+export function memoryOf(worker: WorkerModels): { totalBytes: number; usedBytes: number; freeBytes: number } {
+  const free = freeBytes(worker);
+  return { totalBytes: worker.memory.totalBytes, usedBytes: worker.memory.totalBytes - free, freeBytes: free };
+}
