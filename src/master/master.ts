@@ -462,7 +462,7 @@ export class Master {
   }
 
   private end(task: Task, ending: Ending): void {
-    const stage = task.state === "queued" && !this.registry.isServed(task.model) && this.placer.isLoading(task.model) ? "loading" : task.stage;
+    const stage = task.state === "queued" && this.waitsForLoad(task.model) ? "loading" : task.stage;
     // Still on its worker only when the coordinator ends it (a cancel, a limit, shutdown): the worker must stop. A
     // worker that ended the task itself, left or stalled has already been let go of it.
     const worker = this.workerOf(task);
@@ -698,10 +698,15 @@ export class Master {
     }
   }
 
+  /** Whether tasks of `model` wait for it to be loaded: no worker serves it, and one is loading it. */
+  private waitsForLoad(model: string): boolean {
+    return !this.registry.isServed(model) && this.placer.isLoading(model);
+  }
+
   private expireQueued(task: Task): void {
     if (task.state !== "queued") return;
     // Waiting for its model to load: the load's own deadline (--model-load-timeout-ms) bounds the wait, not the queue's.
-    if (!this.registry.isServed(task.model) && this.placer.isLoading(task.model)) {
+    if (this.waitsForLoad(task.model)) {
       this.queueTimers.set(task.id, setTimeout(() => this.expireQueued(task), this.options.queueTimeoutMs));
       return;
     }

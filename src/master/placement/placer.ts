@@ -177,8 +177,10 @@ export class ModelPlacer {
 
   /** A task of `model` was assigned or ended on the worker (`keepAliveMs`: its request's keep-alive, if any). */
   used(workerId: string, model: string, keepAliveMs?: number): void {
-    this.apply({ type: "ModelUsed", workerId, model, at: Date.now(), ...(keepAliveMs !== undefined && { keepAliveMs }) });
-    for (const waiting of [...this.blocked]) this.demand(waiting);
+    // Called for every task's start and end: nothing to record for a worker without a library, nothing to replan
+    // while no model waits for room.
+    if (this.state.workers.has(workerId)) this.apply({ type: "ModelUsed", workerId, model, at: Date.now(), ...(keepAliveMs !== undefined && { keepAliveMs }) });
+    if (this.blocked.size > 0) for (const waiting of [...this.blocked]) this.demand(waiting);
   }
 
   /** Periodic: unloads models idle for longer than they may be. */
