@@ -2,7 +2,7 @@
 // model nobody serves, idleness, admin placements) into events for applyPlacement, and runs the effects that follow.
 import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
-import type { Hello, Library, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel } from "../../worker-protocol/index.js";
+import type { Hello, Library, LibraryModel, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel } from "../../worker-protocol/index.js";
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
 import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
@@ -15,9 +15,9 @@ export type PlacementNotice =
   | { kind: "loaded" | "load_failed"; model: string; worker: string; loadMs: number }
   | { kind: "unload"; model: string; worker: string; cause: UnloadCause };
 
-/** What the placer asks of the master. */
 export type { PullRequest } from "./pulls.js";
 
+/** What the placer asks of the master. */
 export interface PlacerHost extends PlanContext {
   send(workerId: string, message: LoadModel | UnloadModel | PullModel): void;
   /** The worker serves the model now: index it and hand it waiting tasks. */
@@ -115,11 +115,7 @@ export class ModelPlacer {
   offeredInfo(model: string): ModelInfo | undefined {
     for (const worker of this.state.workers.values()) {
       const entry = worker.library.get(model);
-      if (!entry) continue;
-      const info: ModelInfo = { id: entry.id, contextLength: entry.contextLength };
-      if (entry.format !== undefined) info.format = entry.format;
-      if (entry.capabilities !== undefined) info.capabilities = entry.capabilities;
-      return info;
+      if (entry) return libraryInfo(entry);
     }
     return undefined;
   }
@@ -131,12 +127,12 @@ export class ModelPlacer {
       for (const entry of worker.library.values()) {
         if (this.host.isServed(entry.id)) continue;
         let model = out.get(entry.id);
-        const info = this.offeredInfo(entry.id);
-        if (!model && info) {
-          model = { info, offers: [] };
+        if (!model) {
+          // The first library offering the model describes it, as offeredInfo says.
+          model = { info: libraryInfo(entry), offers: [] };
           out.set(entry.id, model);
         }
-        model?.offers.push({ workerId: worker.workerId, workerName: worker.name, sizeBytes: entry.sizeBytes, memoryBytes: entry.memoryBytes });
+        model.offers.push({ workerId: worker.workerId, workerName: worker.name, sizeBytes: entry.sizeBytes, memoryBytes: entry.memoryBytes });
       }
     }
     return [...out.values()];
@@ -151,7 +147,7 @@ export class ModelPlacer {
   demand(model: string): void {
     if (this.host.isServed(model) || this.state.isLoading(model)) return;
     if (!this.options.autoLoad || !this.state.isOffered(model)) return;
-    const choice = chooseLoad(this.state, model, this.host);
+    const choice = this.startLoad(model);
     this.blocked.delete(model);
     if (!choice.ok && choice.reason === "busy") {
       this.blocked.add(model);
@@ -160,9 +156,14 @@ export class ModelPlacer {
     if (!choice.ok) {
       this.host.log.warn({ model, reason: choice.reason }, choice.message);
       this.host.failWaiting(model, new ModelLoadFailedError(model, choice.message, choice.reason));
-      return;
     }
-    this.load(choice.option, model, undefined, {});
+  }
+
+  /** Loads `model` where the planner says (unpinned, the worker's sizes), or says why it cannot. */
+  private startLoad(model: string): ReturnType<typeof chooseLoad> {
+    const choice = chooseLoad(this.state, model, this.host);
+    if (choice.ok) this.load(choice.option, model, undefined, {});
+    return choice;
   }
 
   /** Nobody waits for `model` any more: a load started for them (not for a placement) is given up. */
@@ -221,11 +222,9 @@ export class ModelPlacer {
       this.deepSince.set(model, since);
       const instances = [...this.state.slotsOf(model)].filter(({ slot }) => slot.state !== "unloading");
       if (now - since < (this.options.replicaAfterMs ?? 2_000) || instances.length >= max || this.state.isLoading(model)) continue;
-      const choice = chooseLoad(this.state, model, this.host);
-      if (!choice.ok) continue;
+      if (!this.startLoad(model).ok) continue;
       this.host.log.info({ model, instances: instances.length, queuedForMs: now - since }, "the queue stays deep: loading a replica");
       this.deepSince.set(model, now);
-      this.load(choice.option, model, undefined, {});
     }
   }
 
@@ -297,9 +296,8 @@ export class ModelPlacer {
   preload(model: string): boolean {
     if (this.host.isServed(model)) return true;
     if (this.state.isLoading(model) || !this.state.isOffered(model)) return false;
-    const choice = chooseLoad(this.state, model, this.host);
-    if (choice.ok) this.load(choice.option, model, undefined, {});
-    else if (choice.reason !== "busy") throw new ModelLoadFailedError(model, choice.message, choice.reason);
+    const choice = this.startLoad(model);
+    if (!choice.ok && choice.reason !== "busy") throw new ModelLoadFailedError(model, choice.message, choice.reason);
     return false;
   }
 
@@ -390,4 +388,12 @@ export class ModelPlacer {
         return;
     }
   }
+}
+
+/** A library entry as the model would be served (for requests and listings before it is loaded). */
+function libraryInfo(entry: LibraryModel): ModelInfo {
+  const info: ModelInfo = { id: entry.id, contextLength: entry.contextLength };
+  if (entry.format !== undefined) info.format = entry.format;
+  if (entry.capabilities !== undefined) info.capabilities = entry.capabilities;
+  return info;
 }
