@@ -1,7 +1,7 @@
 // The worker's side of the "models" protocol feature: offers its engine's library, loads and unloads models on the
 // master's command one operation at a time, and reports each step (ModelStatus) and library changes (Library).
 import type { Logger } from "../log.js";
-import type { LibraryModel, LoadModel, ModelInfo, PullModel, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
+import type { LibraryModel, LoadModel, ModelInfo, ModelState, ModelStatus, PullModel, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
 import { FEATURES } from "../worker-protocol/index.js";
 import { type ModelLibrary, ModelLoadError } from "./engines/engine.js";
 import { PullError, pullModel } from "./model-pull.js";
@@ -116,39 +116,39 @@ export class ModelCommands {
   private async load(command: LoadModel): Promise<void> {
     const { model } = command;
     if (this.served.has(model)) {
-      this.send({ type: "ModelStatus", model, state: "loaded", info: this.served.get(model), memory: this.library.memory() });
+      this.report(model, "loaded", { info: this.served.get(model) });
       return;
     }
     const controller = new AbortController();
     this.loading.set(model, controller);
-    this.send({ type: "ModelStatus", model, state: "loading", progress: 0 });
+    this.report(model, "loading", { progress: 0 });
     let reportedAt = Date.now();
     const progress = (fraction: number) => {
       const now = Date.now();
       if (now - reportedAt < PROGRESS_INTERVAL_MS || controller.signal.aborted) return;
       reportedAt = now;
-      this.send({ type: "ModelStatus", model, state: "loading", progress: Math.min(1, Math.max(0, fraction)) });
+      this.report(model, "loading", { progress: Math.min(1, Math.max(0, fraction)) });
     };
     const options = { ...(command.contextLength && { contextLength: command.contextLength }), ...(command.concurrency && { concurrency: command.concurrency }) };
     try {
       const info = await this.library.load(model, options, progress, controller.signal);
       if (controller.signal.aborted) {
         await this.library.unload(model);
-        this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+        this.report(model, "unloaded");
         return;
       }
       this.served.set(model, info);
       this.log.info({ model }, "model loaded");
-      this.send({ type: "ModelStatus", model, state: "loaded", info, memory: this.library.memory() });
+      this.report(model, "loaded", { info });
     } catch (error) {
       if (controller.signal.aborted) {
-        this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+        this.report(model, "unloaded");
         return;
       }
       const message = error instanceof Error ? error.message : String(error);
       const code = error instanceof ModelLoadError ? error.code : "load_failed";
       this.log.warn({ model, err: message, code }, "model load failed");
-      this.send({ type: "ModelStatus", model, state: "failed", error: { message: message.slice(0, 4096), code }, memory: this.library.memory() });
+      this.report(model, "failed", { error: { message: message.slice(0, 4096), code } });
     } finally {
       this.loading.delete(model);
     }
@@ -157,7 +157,7 @@ export class ModelCommands {
   private async unload(command: UnloadModel): Promise<void> {
     const { model } = command;
     this.served.delete(model);
-    this.send({ type: "ModelStatus", model, state: "unloading" });
+    this.report(model, "unloading");
     this.abortTasksOf(model);
     try {
       await this.library.unload(model);
@@ -165,7 +165,13 @@ export class ModelCommands {
     } catch (error) {
       this.log.error({ model, err: error instanceof Error ? error.message : String(error) }, "model unload failed");
     }
-    this.send({ type: "ModelStatus", model, state: "unloaded", memory: this.library.memory() });
+    this.report(model, "unloaded");
+  }
+
+  /** A ModelStatus; one that settles the model (loaded, unloaded, failed) carries the memory after it. */
+  private report(model: string, state: ModelState, fields: Pick<ModelStatus, "progress" | "info" | "error"> = {}): void {
+    const settled = state === "loaded" || state === "unloaded" || state === "failed";
+    this.send({ type: "ModelStatus", model, state, ...fields, ...(settled && { memory: this.library.memory() }) });
   }
 
   private async rescan(): Promise<void> {
