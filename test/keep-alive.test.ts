@@ -18,8 +18,8 @@ describe("keepAliveMs", () => {
   });
 
   it("refuses what is not a duration, naming keep_alive", () => {
-    for (const bad of ["five minutes", "5 m", "m5", "", "1d", "1h-5m"]) {
-      expect(() => keepAliveMs(bad), bad).toThrow(expect.objectContaining({ param: "keep_alive" }));
+    for (const bad of ["five minutes", "5 m", "m5", "", "1d", "1h-5m", true, null, [5], { minutes: 5 }]) {
+      expect(() => keepAliveMs(bad), JSON.stringify(bad)).toThrow(expect.objectContaining({ param: "keep_alive" }));
     }
   });
 });

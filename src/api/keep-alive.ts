@@ -6,10 +6,13 @@ const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1
 const DURATION = /^([+-]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/;
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g;
 
-/** keep_alive in ms (Infinity: for ever), undefined when absent; a 400 naming keep_alive when it is malformed. */
-export function keepAliveMs(value: string | number | undefined): number | undefined {
+/**
+ * keep_alive in ms (Infinity: for ever), undefined when absent; a 400 naming keep_alive when it is malformed or of
+ * another type (a body the route's schema has not checked, as a request with nothing to generate, may hold one).
+ */
+export function keepAliveMs(value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  const ms = typeof value === "number" ? value * 1000 : parseDuration(value.trim());
+  const ms = typeof value === "number" ? value * 1000 : typeof value === "string" ? parseDuration(value.trim()) : undefined;
   if (ms === undefined || Number.isNaN(ms)) {
     throw new InvalidRequestError(`keep_alive must be a number of seconds or a duration such as "5m" or "1h30m"; got ${JSON.stringify(value)}.`, "keep_alive", "invalid_value");
   }

@@ -34,7 +34,7 @@ export function ollamaPreload(master: Master, waitMs: number) {
     if (!body) return next();
     const model = body.model;
     try {
-      const keepAlive = keepAliveMs(typeof body.keep_alive === "string" || typeof body.keep_alive === "number" ? body.keep_alive : undefined);
+      const keepAlive = keepAliveMs(body.keep_alive);
       if (!master.knowsModel(model)) throw new ModelNotFoundError(model);
       if (keepAlive === 0) {
         master.placer.unloadIdle(model);
