@@ -26,8 +26,8 @@ export class WorkerEntry {
   readonly connectedAt = Date.now();
   /** Live tasks assigned to this worker. */
   readonly slots = new Map<string, Task>();
-  /** Tasks this worker was told to stop: each holds a slot until it acknowledges or the deadline (the timer) passes. */
-  readonly cancelling = new Map<string, NodeJS.Timeout>();
+  /** Tasks this worker was told to stop: each holds a slot until it acknowledges or its deadline passes. */
+  readonly cancelling = new Set<string>();
   /** Tasks in `slots` that have shown no sign of progress yet. */
   unstarted = 0;
   readonly health: WorkerHealth;

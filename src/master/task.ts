@@ -7,6 +7,17 @@ import { routingText } from "./routing/routing-text.js";
 /** What the API asks the master to run. */
 export type TaskRequest = Omit<TaskAssigned, "type" | "taskId">;
 
+/** What the API knows of a request beyond the task itself, for routing and placement. */
+export interface TaskHints {
+  /** A client-supplied session key (routing by session); never sent to workers. */
+  sessionKey?: string | undefined;
+  /** How long the model may stay loaded once idle after this request (Ollama's keep_alive); Infinity: for ever. */
+  keepAliveMs?: number | undefined;
+  /** The HTTP request's id (X-Request-Id) and API route, for logs and the dashboard; never sent to workers. */
+  requestId?: string | undefined;
+  route?: string | undefined;
+}
+
 export type TaskState = "queued" | "assigned" | "streaming" | "finished" | "failed" | "cancelled";
 
 /** Where a task was when it was cancelled: the stage metrics and logs speak of. */
@@ -124,23 +135,29 @@ export class Task implements RoutedTask {
   /** Prompt processing as the worker last reported it (TaskProgress), for the dashboard. */
   promptTokensDone = 0;
   promptTokens: number | undefined;
-  /** Set by the API while the model's output is inside its reasoning (so a cancellation counts as "thinking"). */
+  /** Whether the model's output is inside its reasoning, as the API's parser last said (a cancellation then counts as "thinking"). */
   thinking = false;
+  /** A client-supplied session key, for routing by session; never sent to workers. */
+  readonly sessionKey: string | undefined;
   /** How long its model may stay loaded once idle after it (Ollama's keep_alive), if the request said. */
-  keepAliveMs: number | undefined;
+  readonly keepAliveMs: number | undefined;
   /** The HTTP request's id (X-Request-Id), for logs and the dashboard; never sent to workers. */
-  requestId: string | undefined;
+  readonly requestId: string | undefined;
   /** The API route that made the task (`/v1/messages`, …), for the dashboard; never sent to workers. */
-  route: string | undefined;
+  readonly route: string | undefined;
   readonly events = new TaskEventChannel();
   private routed: string | undefined;
 
   constructor(
     readonly id: string,
     readonly request: TaskRequest,
-    /** A client-supplied session key, for routing by session; never sent to workers. */
-    readonly sessionKey: string | undefined = undefined,
-  ) {}
+    hints: TaskHints = {},
+  ) {
+    this.sessionKey = hints.sessionKey;
+    this.keepAliveMs = hints.keepAliveMs;
+    this.requestId = hints.requestId;
+    this.route = hints.route;
+  }
 
   /** The prompt as routing compares prompts (made on first use: the least-loaded policy never asks). */
   get text(): string {

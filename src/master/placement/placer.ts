@@ -1,13 +1,15 @@
 // The master's model placement: turns what happens (workers joining with a library, their reports, requests for a
-// model nobody serves, idleness, admin placements) into events for applyPlacement, and runs the effects that follow.
+// model nobody serves, idleness, admin placements) into placement events, which the master applies through its one
+// reducer (cluster/apply.ts), and plans what follows a failed load or a model gone.
 import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
-import type { Hello, Library, LibraryModel, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel } from "../../worker-protocol/index.js";
+import type { Hello, Library, LibraryModel, ModelInfo, ModelStatus, PullStatus } from "../../worker-protocol/index.js";
 import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
-import { applyPlacement, type PlacementEffect, type PlacementEvent, type UnloadCause } from "./apply.js";
+import type { ClusterEffect } from "../cluster/events.js";
+import type { PlacementEffect, PlacementEvent, UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
 import { plannedPulls, type PullRequest } from "./pulls.js";
-import { type Placement, PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
+import { type Placement, type PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
 export type PlacementNotice =
@@ -19,10 +21,8 @@ export type { PullRequest } from "./pulls.js";
 
 /** What the placer asks of the master. */
 export interface PlacerHost extends PlanContext {
-  send(workerId: string, message: LoadModel | UnloadModel | PullModel): void;
-  /** The worker serves the model now: index it and hand it waiting tasks. */
-  serve(workerId: string, info: ModelInfo): void;
-  unserve(workerId: string, model: string): void;
+  /** Applies a placement event through the master's one reducer (cluster/apply.ts) and carries out its effects. */
+  dispatch(event: PlacementEvent): readonly ClusterEffect[];
   /** Whether some connected worker serves the model now. */
   isServed(model: string): boolean;
   /** Models with tasks waiting in their queue. */
@@ -64,7 +64,6 @@ export interface PlacementView extends Placement {
 }
 
 export class ModelPlacer {
-  readonly state = new PlacementState();
   /** Models whose waiting tasks need memory that models in use hold: planned again whenever a task ends. */
   private readonly blocked = new Set<string>();
   /** Since when each served model's queue has not emptied (for replicas). */
@@ -73,6 +72,8 @@ export class ModelPlacer {
   constructor(
     private readonly host: PlacerHost,
     private readonly options: PlacerOptions,
+    /** The master's placement state, read here; changed only through `host.dispatch`. */
+    readonly state: PlacementState,
   ) {}
 
   /** A worker that took up the "models" feature joined (`pulls`: and the "pull" feature). */
@@ -93,10 +94,6 @@ export class ModelPlacer {
 
   pulls(): Pull[] {
     return [...this.state.pulls.values()];
-  }
-
-  workerLeft(workerId: string): void {
-    this.apply({ type: "WorkerLeft", workerId });
   }
 
   /** A Library, ModelStatus or PullStatus from the worker. */
@@ -176,11 +173,8 @@ export class ModelPlacer {
     }
   }
 
-  /** A task of `model` was assigned or ended on the worker (`keepAliveMs`: its request's keep-alive, if any). */
-  used(workerId: string, model: string, keepAliveMs?: number): void {
-    // Called for every task's start and end: nothing to record for a worker without a library, nothing to replan
-    // while no model waits for room.
-    if (this.state.workers.has(workerId)) this.apply({ type: "ModelUsed", workerId, model, at: Date.now(), ...(keepAliveMs !== undefined && { keepAliveMs }) });
+  /** A task let go of its slot: models that wait for memory held by models in use are planned again. */
+  freed(): void {
     if (this.blocked.size > 0) for (const waiting of [...this.blocked]) this.demand(waiting);
   }
 
@@ -360,33 +354,23 @@ export class ModelPlacer {
 
   private apply(event: PlacementEvent): void {
     const name = "workerId" in event ? this.state.workers.get(event.workerId)?.name : undefined;
-    const effects = applyPlacement(this.state, event);
+    const effects = this.host.dispatch(event);
     if (name !== undefined && event.type === "LoadStarted") this.host.notify({ kind: "load_started", model: event.model, worker: name });
     if (name !== undefined && event.type === "UnloadStarted" && effects.length > 0) this.host.notify({ kind: "unload", model: event.model, worker: name, cause: event.why });
-    for (const effect of effects) this.run(effect, name ?? "");
   }
 
-  private run(effect: PlacementEffect, worker: string): void {
-    switch (effect.type) {
-      case "send":
-        return this.host.send(effect.workerId, effect.message);
-      case "serve":
-        this.host.notify({ kind: "loaded", model: effect.info.id, worker, loadMs: effect.loadMs });
-        return this.host.serve(effect.workerId, effect.info);
-      case "unserve":
-        return this.host.unserve(effect.workerId, effect.model);
-      case "loadFailed": {
-        this.host.log.warn({ worker: effect.workerId, model: effect.model, code: effect.code, err: effect.message }, "model load failed");
-        this.host.notify({ kind: "load_failed", model: effect.model, worker, loadMs: effect.loadMs });
-        if (this.host.isServed(effect.model) || this.state.isLoading(effect.model)) return;
-        const message = `Loading '${effect.model}' failed on its worker: ${effect.message}`;
-        this.host.failWaiting(effect.model, new ModelLoadFailedError(effect.model, message, effect.code));
-        return;
-      }
-      case "replan":
-        for (const model of [...this.host.waitingModels()]) this.demand(model);
-        return;
+  /** What follows a placement event that needs the planner: a failed load, or waiting tasks that need a new plan. */
+  follow(effect: Extract<PlacementEffect, { type: "loadFailed" | "replan" }>): void {
+    if (effect.type === "replan") {
+      for (const model of [...this.host.waitingModels()]) this.demand(model);
+      return;
     }
+    const worker = this.state.workers.get(effect.workerId)?.name ?? effect.workerId;
+    this.host.log.warn({ worker: effect.workerId, model: effect.model, code: effect.code, err: effect.message }, "model load failed");
+    this.host.notify({ kind: "load_failed", model: effect.model, worker, loadMs: effect.loadMs });
+    if (this.host.isServed(effect.model) || this.state.isLoading(effect.model)) return;
+    const message = `Loading '${effect.model}' failed on its worker: ${effect.message}`;
+    this.host.failWaiting(effect.model, new ModelLoadFailedError(effect.model, message, effect.code));
   }
 }
 

@@ -1,0 +1,286 @@
+// The one place where the master's state changes: an event in, the state changed, and the effects that follow out
+// (sends, deadlines, which queues to pump, what hearers must be told). Worker messages are checked before they become
+// events (master.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
+// task that already ended, a worker that already left) changes nothing and returns IGNORED.
+import { applyPlacement, type PlacementEvent } from "../placement/apply.js";
+import type { WorkerEntry } from "../registry.js";
+import { canTransition, isTerminal, type Task, type TaskState } from "../task.js";
+import type { ClusterEffect, ClusterEvent, Ending, TaskLifecycleEvent, WorkerEvent } from "./events.js";
+import type { ClusterState } from "./state.js";
+
+/** What an event that changed nothing returns. */
+export const IGNORED: readonly ClusterEffect[] = Object.freeze([]);
+/** What an event that changed the state without consequences returns (shared: most chunks). */
+const NONE: readonly ClusterEffect[] = Object.freeze([]);
+
+/** Applies one event to the state; returns what must follow from it, or IGNORED when it no longer applies. */
+export function apply(state: ClusterState, event: ClusterEvent): readonly ClusterEffect[] {
+  switch (event.type) {
+    case "TaskAdmitted":
+    case "TaskQueued":
+    case "TaskAssigned":
+    case "TaskProgressed":
+    case "TaskChunk":
+    case "TaskEmbedded":
+    case "TaskConsumed":
+    case "TaskReasoning":
+    case "SlotReleased":
+    case "TaskStopping":
+    case "StopSettled":
+    case "TaskFinishedOn":
+    case "TaskEnded":
+      return applyTask(state, event);
+    case "WorkerRegistered":
+    case "WorkerRemoved":
+    case "WorkerDraining":
+    case "WorkerReported":
+    case "WorkerHealth":
+      return applyWorker(state, event);
+    default:
+      return placementEffects(state, event);
+  }
+}
+
+function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly ClusterEffect[] {
+  switch (event.type) {
+    case "TaskAdmitted":
+      state.tasks.set(event.task.id, event.task);
+      return NONE;
+    case "TaskQueued": {
+      const { task } = event;
+      if (event.from) {
+        if (!transition(task, "queued")) return IGNORED;
+        task.workerId = undefined;
+        state.queues.offerFront(task);
+      } else state.queues.offer(task);
+      return [{ type: "queueDeadline", task }];
+    }
+    case "TaskAssigned":
+      return assigned(state, event.task, event.worker, event.at);
+    case "TaskProgressed": {
+      const { task } = event;
+      task.promptTokensDone = event.promptTokensDone;
+      if (event.promptTokens !== undefined) task.promptTokens = event.promptTokens;
+      return progressed(state, task, event.worker, event.at);
+    }
+    case "TaskChunk": {
+      const { task, worker, chunk } = event;
+      task.outstandingBytes += chunk.bytes;
+      task.nextSeq += 1;
+      task.completionTokens += chunk.tokens;
+      worker.completionTokens += chunk.tokens;
+      const effects = progressed(state, task, worker, event.at);
+      if (task.state !== "assigned") return effects;
+      transition(task, "streaming");
+      task.firstTokenAt = event.at;
+      return [...effects, { type: "firstToken", task, worker }];
+    }
+    case "TaskEmbedded": {
+      const { task } = event;
+      task.embeddingDimensions = event.embedding.values.length;
+      task.nextSeq += 1;
+      return progressed(state, task, event.worker, event.at);
+    }
+    case "TaskConsumed":
+      return consumed(state, event.task, event.bytes);
+    case "TaskReasoning":
+      event.task.thinking = event.inReasoning;
+      return NONE;
+    case "SlotReleased":
+      return released(state, event.task, event.worker, event.pump) ?? IGNORED;
+    case "TaskStopping":
+      return stopping(state, event.taskId, event.worker, event.reason);
+    case "StopSettled": {
+      const { worker, taskId } = event;
+      if (!worker.cancelling.delete(taskId)) return IGNORED;
+      state.workers.changed(worker);
+      const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }];
+      if (state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
+      return effects;
+    }
+    case "TaskFinishedOn":
+      event.worker.promptTokens += event.usage.promptTokens;
+      event.worker.cachedTokens += event.usage.cachedTokens ?? 0;
+      return NONE;
+    case "TaskEnded":
+      return ended(state, event.task, event.ending, event.at);
+  }
+}
+
+function transition(task: Task, to: TaskState): boolean {
+  if (!canTransition(task.state, to)) return false;
+  task.state = to;
+  return true;
+}
+
+function assigned(state: ClusterState, task: Task, worker: WorkerEntry, at: number): readonly ClusterEffect[] {
+  if (!transition(task, "assigned")) return IGNORED;
+  task.workerId = worker.id;
+  task.nextSeq = 0;
+  task.embeddingDimensions = undefined;
+  task.assignedAt = at;
+  task.progressAt = at;
+  task.started = false;
+  task.attempts += 1;
+  worker.slots.set(task.id, task);
+  worker.unstarted += 1;
+  state.workers.changed(worker);
+  state.router.assigned(task, worker);
+  modelUsed(state, worker, task, at);
+  return [
+    { type: "clearQueueDeadline", taskId: task.id },
+    { type: "send", workerId: worker.id, message: { type: "TaskAssigned", taskId: task.id, ...task.request } },
+  ];
+}
+
+/** The worker showed it is working on the task: the stall clock restarts, and a first sign frees its start slot. */
+function progressed(state: ClusterState, task: Task, worker: WorkerEntry, at: number): readonly ClusterEffect[] {
+  task.progressAt = at;
+  if (task.started) return NONE;
+  task.started = true;
+  worker.unstarted -= 1;
+  state.workers.changed(worker);
+  return [{ type: "pumpWorker", worker }];
+}
+
+/** The reader consumed `bytes` of a task's output: they are granted back to its worker once a batch is due. */
+function consumed(state: ClusterState, task: Task, bytes: number): readonly ClusterEffect[] {
+  task.ungrantedBytes += bytes;
+  if (task.ungrantedBytes < state.grantBatchBytes || isTerminal(task.state)) return NONE;
+  const granted = task.ungrantedBytes;
+  task.ungrantedBytes = 0;
+  task.outstandingBytes -= granted;
+  const worker = workerOf(state, task);
+  return worker ? [{ type: "send", workerId: worker.id, message: { type: "TaskCredit", taskId: task.id, bytes: granted } }] : NONE;
+}
+
+/** Frees a task's slot on its worker; undefined when it held none there. */
+function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: boolean): ClusterEffect[] | undefined {
+  if (worker.slots.get(task.id) !== task) return undefined;
+  worker.slots.delete(task.id);
+  if (!task.started) worker.unstarted -= 1;
+  worker.rememberEnded(task.id);
+  state.workers.changed(worker);
+  state.router.released(task, worker);
+  modelUsed(state, worker, task, Date.now());
+  const effects: ClusterEffect[] = [{ type: "modelFreed" }];
+  if (pump && state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
+  return effects;
+}
+
+/**
+ * Takes a task off its worker and tells the worker to stop it. The slot stays taken until the worker acknowledges
+ * or the deadline passes; messages about the task from then on are late, not wrong.
+ */
+function stopping(state: ClusterState, taskId: string, worker: WorkerEntry, reason: string): ClusterEffect[] {
+  const task = worker.slots.get(taskId);
+  const effects = (task && released(state, task, worker, false)) || [];
+  worker.cancelling.add(taskId);
+  state.workers.changed(worker);
+  effects.push({ type: "send", workerId: worker.id, message: { type: "TaskCancelled", taskId, reason } });
+  effects.push({ type: "stopDeadline", workerId: worker.id, taskId });
+  return effects;
+}
+
+function ended(state: ClusterState, task: Task, ending: Ending, at: number): readonly ClusterEffect[] {
+  // Still on its worker only when the coordinator ends it (a cancel, a limit, shutdown): the worker must stop. A
+  // worker that ended the task itself, left or stalled has already been let go of it.
+  const worker = workerOf(state, task);
+  const wasQueued = task.state === "queued";
+  if (!transition(task, ending.to)) return IGNORED;
+  task.endedAt = at;
+  state.tasks.delete(task.id);
+  const effects: ClusterEffect[] = [{ type: "clearQueueDeadline", taskId: task.id }];
+  if (wasQueued) {
+    state.queues.remove(task);
+    if (state.queues.depth(task.model) === 0 && !state.workers.isServed(task.model)) effects.push({ type: "abandoned", model: task.model });
+  }
+  if (worker && ending.to !== "finished") {
+    effects.push(...stopping(state, task.id, worker, ending.to === "failed" ? ending.error.message : ending.reason));
+  }
+  if (state.tasks.size === 0) effects.push({ type: "idle" });
+  return effects;
+}
+
+/** The worker a live task runs on, if it is still connected. */
+export function workerOf(state: ClusterState, task: Task): WorkerEntry | undefined {
+  const worker = task.workerId ? state.workers.get(task.workerId) : undefined;
+  return worker?.slots.get(task.id) === task ? worker : undefined;
+}
+
+/** A task of the model started or ended on the worker: it was in use then (idle unloads count from the last use). */
+function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: number): void {
+  if (!worker.loadsModels) return;
+  applyPlacement(state.placement, { type: "ModelUsed", workerId: worker.id, model: task.model, at, ...(task.keepAliveMs !== undefined && { keepAliveMs: task.keepAliveMs }) });
+}
+
+function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterEffect[] {
+  const { worker } = event;
+  switch (event.type) {
+    case "WorkerRegistered":
+      worker.loadsModels = event.loadsModels;
+      worker.pullsModels = event.pullsModels;
+      state.workers.add(worker);
+      return [{ type: "pumpWorker", worker }];
+    case "WorkerRemoved": {
+      if (state.workers.get(worker.id) !== worker) return IGNORED;
+      state.workers.remove(worker);
+      state.router.workerRemoved(worker, (model) => state.workers.isServed(model));
+      const effects: ClusterEffect[] = [];
+      if (worker.loadsModels) effects.push(...placementEffects(state, { type: "WorkerLeft", workerId: worker.id }));
+      for (const taskId of worker.cancelling) effects.push({ type: "clearStopDeadline", workerId: worker.id, taskId });
+      worker.cancelling.clear();
+      return effects;
+    }
+    case "WorkerDraining":
+      worker.state = "draining";
+      state.workers.changed(worker);
+      return NONE;
+    case "WorkerReported":
+      if (event.running !== undefined) worker.reportedRunning = event.running;
+      if (event.cache !== undefined) worker.cache = event.cache;
+      return NONE;
+    case "WorkerHealth": {
+      const { health } = worker;
+      const changed = event.outcome === "success" ? health.success() : event.outcome === "failure" ? health.failure(event.at) : health.tick(event.at);
+      if (!changed) return NONE;
+      state.workers.changed(worker);
+      const effects: ClusterEffect[] = [{ type: "healthChanged", worker }];
+      if (event.pump && worker.hasCapacity) effects.push({ type: "pumpWorker", worker });
+      return effects;
+    }
+  }
+}
+
+/** What is loaded where: the placement state changes, and the models a worker serves follow it. */
+function placementEffects(state: ClusterState, event: PlacementEvent): ClusterEffect[] {
+  const effects: ClusterEffect[] = [];
+  for (const effect of applyPlacement(state.placement, event)) {
+    switch (effect.type) {
+      case "send":
+        effects.push(effect);
+        break;
+      case "serve": {
+        const worker = state.workers.get(effect.workerId);
+        effects.push({ type: "loaded", workerId: effect.workerId, model: effect.info.id, loadMs: effect.loadMs });
+        if (!worker) break;
+        state.workers.addModel(worker, effect.info);
+        effects.push({ type: "modelsChanged", worker }, { type: "pump", model: effect.info.id });
+        break;
+      }
+      case "unserve": {
+        const worker = state.workers.get(effect.workerId);
+        if (!worker) break;
+        state.workers.removeModel(worker, effect.model);
+        state.router.modelRemoved(worker, effect.model, state.workers.isServed(effect.model));
+        effects.push({ type: "modelsChanged", worker });
+        break;
+      }
+      case "loadFailed":
+      case "replan":
+        effects.push(effect);
+        break;
+    }
+  }
+  return effects;
+}

@@ -1,0 +1,244 @@
+// The master's one reducer as pure logic: each event changes the state and names what must follow; an event that no
+// longer applies changes nothing; and over any sequence of events, slots, queues and live tasks stay consistent.
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { apply, IGNORED } from "../src/master/cluster/apply.js";
+import type { ClusterEffect, ClusterEvent } from "../src/master/cluster/events.js";
+import { ClusterState } from "../src/master/cluster/state.js";
+import { EngineError } from "../src/master/errors.js";
+import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
+import { createPolicy } from "../src/master/routing/index.js";
+import { Router } from "../src/master/routing/router.js";
+import { Task } from "../src/master/task.js";
+
+const link: WorkerLink = { send: () => {}, close: () => {}, isAlive: async () => true };
+
+function cluster(): ClusterState {
+  return new ClusterState(16, new Router({ policyOf: () => "least-loaded", create: (name) => createPolicy(name) }), 1024);
+}
+
+function worker(id: string, slots = 2, models = ["m"]): WorkerEntry {
+  return new WorkerEntry(id, `name-${id}`, "test", { kind: "cpu", name: "cpu", memoryBytes: 0 }, models.map((m) => ({ id: m, contextLength: 1 })), slots, link);
+}
+
+function task(id: string, model = "m"): Task {
+  return new Task(id, { model, messages: [], params: {} });
+}
+
+function chunk(text: string): { type: "chunk"; text: string; tokens: number; bytes: number } {
+  return { type: "chunk", text, tokens: 1, bytes: text.length };
+}
+
+function types(effects: readonly ClusterEffect[]): string[] {
+  return effects.map((e) => (e.type === "send" ? `send:${e.message.type}` : e.type));
+}
+
+/** Registers `w` and admits `t` assigned to it; returns the state. */
+function running(t: Task, w: WorkerEntry): ClusterState {
+  const state = cluster();
+  apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+  apply(state, { type: "TaskAdmitted", task: t });
+  apply(state, { type: "TaskAssigned", task: t, worker: w, at: 1 });
+  return state;
+}
+
+describe("apply: tasks", () => {
+  it("assigns a task: it takes a slot, its deadline goes, and the worker is sent it; a second assignment is ignored", () => {
+    const state = cluster();
+    const w = worker("w1");
+    const t = task("t1");
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+    apply(state, { type: "TaskAdmitted", task: t });
+    expect(types(apply(state, { type: "TaskQueued", task: t, from: undefined }))).toEqual(["queueDeadline"]);
+    state.queues.remove(t);
+    const effects = apply(state, { type: "TaskAssigned", task: t, worker: w, at: 5 });
+    expect(types(effects)).toEqual(["clearQueueDeadline", "send:TaskAssigned"]);
+    expect([t.state, t.workerId, t.attempts, t.assignedAt]).toEqual(["assigned", "w1", 1, 5]);
+    expect([w.busy, w.unstarted]).toEqual([1, 1]);
+    expect(apply(state, { type: "TaskAssigned", task: t, worker: w, at: 6 })).toBe(IGNORED);
+    expect(w.busy).toBe(1);
+  });
+
+  it("streams from the first chunk, which alone frees the start slot and tells hearers; later chunks have no effects", () => {
+    const w = worker("w1");
+    const t = task("t1");
+    const state = running(t, w);
+    expect(types(apply(state, { type: "TaskChunk", task: t, worker: w, chunk: chunk("ab"), at: 7 }))).toEqual(["pumpWorker", "firstToken"]);
+    expect([t.state, t.firstTokenAt, t.nextSeq, t.outstandingBytes, w.unstarted]).toEqual(["streaming", 7, 1, 2, 0]);
+    expect(apply(state, { type: "TaskChunk", task: t, worker: w, chunk: chunk("cde"), at: 8 })).toEqual([]);
+    expect([t.nextSeq, t.outstandingBytes, t.completionTokens, w.completionTokens, t.progressAt]).toEqual([2, 5, 2, 2, 8]);
+  });
+
+  it("grants consumed bytes back to the worker in batches", () => {
+    const w = worker("w1");
+    const t = task("t1");
+    const state = running(t, w);
+    apply(state, { type: "TaskChunk", task: t, worker: w, chunk: { ...chunk("x"), bytes: 2000 }, at: 2 });
+    expect(apply(state, { type: "TaskConsumed", task: t, bytes: 1000 })).toEqual([]);
+    const effects = apply(state, { type: "TaskConsumed", task: t, bytes: 1000 });
+    expect(effects).toEqual([{ type: "send", workerId: "w1", message: { type: "TaskCredit", taskId: "t1", bytes: 2000 } }]);
+    expect([t.outstandingBytes, t.ungrantedBytes]).toEqual([0, 0]);
+  });
+
+  it("cancels a running task: the worker is told to stop, and the slot stays taken until it acknowledges", () => {
+    const w = worker("w1");
+    const t = task("t1");
+    const state = running(t, w);
+    const effects = apply(state, { type: "TaskEnded", task: t, ending: { to: "cancelled", reason: "client gone", stage: "prefill" }, at: 9 });
+    expect(types(effects)).toEqual(["clearQueueDeadline", "modelFreed", "send:TaskCancelled", "stopDeadline", "idle"]);
+    expect([t.state, t.endedAt, state.tasks.size, w.slots.size, [...w.cancelling], w.busy]).toEqual(["cancelled", 9, 0, 0, ["t1"], 1]);
+    expect(apply(state, { type: "TaskEnded", task: t, ending: { to: "failed", error: new EngineError("late") }, at: 10 })).toBe(IGNORED);
+    expect(types(apply(state, { type: "StopSettled", taskId: "t1", worker: w }))).toEqual(["clearStopDeadline", "pumpWorker"]);
+    expect(w.busy).toBe(0);
+    expect(apply(state, { type: "StopSettled", taskId: "t1", worker: w })).toBe(IGNORED);
+  });
+
+  it("ends a queued task: out of its queue, and a model nobody serves is abandoned", () => {
+    const state = cluster();
+    const t = task("t1", "unserved");
+    apply(state, { type: "TaskAdmitted", task: t });
+    apply(state, { type: "TaskQueued", task: t, from: undefined });
+    const effects = apply(state, { type: "TaskEnded", task: t, ending: { to: "cancelled", reason: "gone", stage: "queued" }, at: 3 });
+    expect(types(effects)).toEqual(["clearQueueDeadline", "abandoned", "idle"]);
+    expect(state.queues.depth("unserved")).toBe(0);
+  });
+
+  it("puts a task taken back from a lost worker at the front of its queue", () => {
+    const w = worker("w1", 1);
+    const t = task("t1");
+    const state = running(t, w);
+    const other = task("t2");
+    apply(state, { type: "TaskAdmitted", task: other });
+    apply(state, { type: "TaskQueued", task: other, from: undefined });
+    apply(state, { type: "SlotReleased", task: t, worker: w, pump: false });
+    apply(state, { type: "TaskQueued", task: t, from: w });
+    expect([t.state, t.workerId, state.queues.peek("m")?.id]).toEqual(["queued", undefined, "t1"]);
+  });
+});
+
+describe("apply: workers and models", () => {
+  it("removes a worker once: its models are no longer served and its stop deadlines go", () => {
+    const w = worker("w1");
+    const t = task("t1");
+    const state = running(t, w);
+    apply(state, { type: "TaskStopping", taskId: "t1", worker: w, reason: "stalled" });
+    const effects = apply(state, { type: "WorkerRemoved", worker: w });
+    expect(effects).toContainEqual({ type: "clearStopDeadline", workerId: "w1", taskId: "t1" });
+    expect([state.workers.isServed("m"), w.cancelling.size]).toEqual([false, 0]);
+    expect(apply(state, { type: "WorkerRemoved", worker: w })).toBe(IGNORED);
+  });
+
+  it("ejects a worker after repeated failures and says so once", () => {
+    const state = cluster();
+    const w = worker("w1");
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+    const outcomes = [1, 2, 3, 4].map((at) => types(apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true })));
+    expect(outcomes).toEqual([[], [], ["healthChanged"], []]);
+    expect([w.health.state, w.hasCapacity]).toEqual(["ejected", false]);
+  });
+
+  it("serves a model once its worker reports it loaded, and hands it waiting tasks", () => {
+    const state = cluster();
+    const w = worker("w1", 2, []);
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: true, pullsModels: false });
+    const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
+    apply(state, { type: "WorkerJoined", workerId: "w1", name: "name-w1", library, memory: { totalBytes: 100, freeBytes: 100 }, loaded: [], pulls: false, at: 0 });
+    expect(types(apply(state, { type: "LoadStarted", workerId: "w1", model: "big", pin: undefined, at: 1 }))).toEqual(["send:LoadModel"]);
+    expect(state.workers.isServed("big")).toBe(false);
+    const status = { type: "ModelStatus" as const, model: "big", state: "loaded" as const, info: { id: "big", contextLength: 8 } };
+    const effects = apply(state, { type: "StatusReported", workerId: "w1", status, at: 41 });
+    expect(effects).toEqual([
+      { type: "loaded", workerId: "w1", model: "big", loadMs: 40 },
+      { type: "modelsChanged", worker: w },
+      { type: "pump", model: "big" },
+    ]);
+    expect(state.workers.isServed("big")).toBe(true);
+  });
+});
+
+/** Random event sequences over two workers and four tasks, each event built from the current state. */
+const step = fc.record({ kind: fc.integer({ min: 0, max: 9 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
+
+describe("apply: invariants", () => {
+  it("keeps slots, stops, queues and live tasks consistent over any sequence of events", () => {
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
+        const state = cluster();
+        const workers = [worker("a", 2), worker("b", 1)];
+        const tasks = [0, 1, 2, 3].map((i) => task(`t${i}`));
+        for (const w of workers) apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+        for (const t of tasks) {
+          apply(state, { type: "TaskAdmitted", task: t });
+          apply(state, { type: "TaskQueued", task: t, from: undefined });
+        }
+        let at = 0;
+        for (const { kind, task: ti, worker: wi } of steps) {
+          at += 1;
+          const t = tasks[ti] as Task;
+          const w = workers[wi] as WorkerEntry;
+          const holder = workers.find((x) => x.slots.get(t.id) === t);
+          let event: ClusterEvent | undefined;
+          switch (kind) {
+            case 0:
+              // The master assigns only a queued task, to a worker with room, once it has left the queue.
+              if (t.state === "queued" && w.hasCapacity && !w.cancelling.has(t.id)) {
+                state.queues.remove(t);
+                event = { type: "TaskAssigned", task: t, worker: w, at };
+              }
+              break;
+            case 1:
+              if (holder) event = { type: "TaskChunk", task: t, worker: holder, chunk: chunk("x"), at };
+              break;
+            case 2:
+              if (holder) event = { type: "TaskProgressed", task: t, worker: holder, promptTokensDone: 1, promptTokens: 2, at };
+              break;
+            case 3:
+              event = { type: "TaskEnded", task: t, ending: { to: "cancelled", reason: "gone", stage: t.stage }, at };
+              break;
+            case 4:
+              if (holder) {
+                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: true });
+                event = { type: "TaskEnded", task: t, ending: { to: "finished", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 1 }, stopSequence: undefined }, at };
+              }
+              break;
+            case 5:
+              if (holder) event = { type: "TaskStopping", taskId: t.id, worker: holder, reason: "stalled" };
+              break;
+            case 6:
+              event = { type: "StopSettled", taskId: t.id, worker: w };
+              break;
+            case 7:
+              if (holder && t.state === "assigned") {
+                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: false });
+                event = { type: "TaskQueued", task: t, from: holder };
+              }
+              break;
+            case 8:
+              event = { type: "TaskConsumed", task: t, bytes: 700 };
+              break;
+            case 9:
+              event = { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true };
+              break;
+          }
+          if (event) apply(state, event);
+          for (const x of workers) {
+            expect(x.busy).toBe(x.slots.size + x.cancelling.size);
+            expect(x.unstarted).toBe([...x.slots.values()].filter((s) => !s.started).length);
+            for (const id of x.slots.keys()) expect(x.cancelling.has(id)).toBe(false);
+          }
+          for (const candidate of tasks) {
+            const holders = workers.filter((x) => x.slots.get(candidate.id) === candidate);
+            const running = candidate.state === "assigned" || candidate.state === "streaming";
+            const queued = state.queues.peek("m") !== undefined && [...state.queues.all()].includes(candidate);
+            expect(holders.length).toBeLessThanOrEqual(1);
+            expect(state.tasks.has(candidate.id)).toBe(candidate.state !== "finished" && candidate.state !== "failed" && candidate.state !== "cancelled");
+            if (holders.length === 1) expect(running).toBe(true);
+            if (candidate.state === "queued") expect(queued).toBe(true);
+            else expect(queued).toBe(false);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
