@@ -6,7 +6,7 @@ export function healthRoutes(master: Master): Hono {
   const app = new Hono();
   app.get("/health", (c) => c.json({ status: "ok" }));
   app.get("/ready", (c) => {
-    const workers = master.registry.size;
+    const workers = master.workerCount;
     const ready = master.isAccepting() && workers > 0;
     return c.json({ status: ready ? "ready" : "not_ready", workers }, ready ? 200 : 503);
   });

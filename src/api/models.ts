@@ -37,13 +37,13 @@ function loadableObject(master: Master, entry: ReturnType<Master["placer"]["load
 export function modelsRoutes(master: Master): Hono {
   const app = new Hono();
   app.get("/", (c) => {
-    const served = master.registry.models().map(({ info, workers }) => ({ ...modelObject(info, workers, master.capabilitiesOf(info.id)), loaded: true }));
+    const served = master.servedModels().map(({ info, workers }) => ({ ...modelObject(info, workers, master.capabilitiesOf(info.id)), loaded: true }));
     const loadable = c.req.query("loadable") === "true" ? master.placer.loadable().map((entry) => loadableObject(master, entry)) : [];
     return c.json({ object: "list", data: [...served, ...loadable] });
   });
   app.get("/:id{.+}", (c) => {
     const id = c.req.param("id");
-    const served = master.registry.models().find(({ info }) => info.id === id);
+    const served = master.servedModels().find(({ info }) => info.id === id);
     if (!served) return errorResponse(new ModelNotFoundError(id));
     return c.json(modelObject(served.info, served.workers, master.capabilitiesOf(id)));
   });

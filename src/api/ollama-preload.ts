@@ -61,7 +61,7 @@ async function loaded(master: Master, model: string, waitMs: number, signal: Abo
   while (!master.placer.preload(model)) {
     loading ||= master.placer.isLoading(model);
     // The load was started and is gone without the model being served: it failed (the placer logged why).
-    if (loading && !master.placer.isLoading(model) && !master.registry.isServed(model)) {
+    if (loading && !master.placer.isLoading(model) && !master.isServed(model)) {
       throw new ModelLoadFailedError(model, `Loading '${model}' failed on its worker.`);
     }
     // While it loads, the load's own deadline (--model-load-timeout-ms) bounds the wait; waiting for room, this one.

@@ -90,14 +90,14 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
   app.get("/tags", (c) =>
     c.json({
       models: [
-        ...master.registry.models().map(({ info, workers }) => tagOf(info, workers)),
+        ...master.servedModels().map(({ info, workers }) => tagOf(info, workers)),
         ...master.placer.loadable().map(({ info, offers }) => ({ ...tagOf(info, []), size: offers[0]?.sizeBytes ?? 0 })),
       ],
     }),
   );
   app.get("/ps", (c) =>
     c.json({
-      models: master.registry.models().map(({ info, workers }) => ({
+      models: master.servedModels().map(({ info, workers }) => ({
         ...tagOf(info, workers),
         // Loaded on its workers for as long as they serve it.
         expires_at: "0001-01-01T00:00:00Z",
@@ -111,7 +111,7 @@ export function ollamaRoutes(master: Master, options: TaskRouteOptions): Hono {
       const body = (await readJson(c)) as { model?: unknown; name?: unknown } | null;
       const id = typeof body?.model === "string" ? body.model : typeof body?.name === "string" ? body.name : undefined;
       if (id === undefined) throw new InvalidRequestError("model is required", "model");
-      const served = master.registry.models().find(({ info }) => info.id === id);
+      const served = master.servedModels().find(({ info }) => info.id === id);
       const info = served?.info ?? master.modelInfo(id);
       if (!info) throw new ModelNotFoundError(id);
       return c.json({

@@ -83,7 +83,7 @@ export class ChatRequestReport {
 
   private workerName(): string | undefined {
     const id = this.task?.workerId;
-    return id ? this.master.registry.get(id)?.name : undefined;
+    return id ? this.master.workerName(id) : undefined;
   }
 
   private write(fields: Record<string, unknown>): void {
