@@ -337,6 +337,12 @@ describe("explicit placements", () => {
     await eventually(() => slotState(worker.id, "pinned") === "loaded", "the placement loaded");
     const listed = await api("/v1/placements");
     expect(listed.body.data).toMatchObject([{ id, model: "pinned", instances: [{ worker: { name: "box" }, state: "loaded", progress: 1 }] }]);
+    // Loaded once per worker: another context length needs it unloaded first, and says so.
+    const resized = await api("/v1/placements", { method: "POST", body: JSON.stringify({ model: "pinned", context_length: 1234 }) });
+    expect(resized).toMatchObject({
+      status: 409,
+      body: { error: { code: "placement_conflict", message: expect.stringMatching(/already loaded on 'box' with context_length \d+, not 1234/) } },
+    });
 
     // Pinned: neither idleness nor another model's demand unloads it.
     await ask("pinned");

@@ -64,7 +64,11 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
   }
   if (event.type === "WorkerJoined") {
     const worker: WorkerModels = { workerId: event.workerId, name: event.name, library: new Map(event.library.map((m) => [m.id, m])), memory: event.memory, slots: new Map(), pulls: event.pulls };
-    for (const info of event.loaded) worker.slots.set(info.id, slot(info.id, "loaded", memoryOf(worker, info.id), event.at, STARTUP_PIN));
+    for (const info of event.loaded) {
+      const loaded = slot(info.id, "loaded", memoryOf(worker, info.id), event.at, STARTUP_PIN);
+      loaded.contextLength = info.contextLength;
+      worker.slots.set(info.id, loaded);
+    }
     state.workers.set(event.workerId, worker);
     // Its models are served through the registry as any worker's are; its library may unblock waiting tasks.
     return [...worker.library.keys()].map((model) => ({ type: "replan", model }));
@@ -162,6 +166,7 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number): Pla
       const loadMs = current?.state === "loading" ? at - current.since : 0;
       const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, undefined);
       loaded.state = "loaded";
+      loaded.contextLength = status.info.contextLength;
       loaded.progress = 1;
       loaded.since = at;
       loaded.lastUsedAt = at;

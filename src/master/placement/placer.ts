@@ -9,7 +9,7 @@ import type { ClusterEffect } from "../cluster/events.js";
 import type { PlacementEffect, PlacementEvent, UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
 import { plannedPulls, type PullRequest } from "./pulls.js";
-import { type Placement, type PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
+import { type ModelSlot, type Placement, type PlacementState, type Pull, type SlotState, STARTUP_PIN } from "./state.js";
 
 /** A load or unload, as metrics count them. */
 export type PlacementNotice =
@@ -318,6 +318,7 @@ export class ModelPlacer {
     const taken = new Set<string>();
     for (const { worker, slot } of this.state.slotsOf(request.model)) {
       if (places.length >= request.replicas || slot.state === "unloading" || !matches(worker.workerId, worker.name)) continue;
+      refuseOtherSizes(request, worker.name, slot);
       places.push({ workerId: worker.workerId, existing: true });
       taken.add(worker.workerId);
     }
@@ -372,6 +373,21 @@ export class ModelPlacer {
     const message = `Loading '${effect.model}' failed on its worker: ${effect.message}`;
     this.host.failWaiting(effect.model, new ModelLoadFailedError(effect.model, message, effect.code));
   }
+}
+
+/**
+ * An instance already loaded counts for a placement only with the sizes the placement asks for: a worker loads a model
+ * once, so other sizes need it unloaded first (as Ollama reloads for another num_ctx, but explicit here).
+ */
+function refuseOtherSizes(request: PlacementRequest, workerName: string, slot: ModelSlot): void {
+  const differs = (asked: number | undefined, has: number | undefined) => asked !== undefined && has !== undefined && asked !== has;
+  const name = differs(request.contextLength, slot.contextLength) ? "contextLength" : differs(request.concurrency, slot.concurrency) ? "concurrency" : undefined;
+  if (name === undefined) return;
+  const field = name === "contextLength" ? "context_length" : name;
+  throw new PlacementError(
+    `'${request.model}' is already ${slot.state} on '${workerName}' with ${field} ${slot[name]}, not ${request[name]}: unload it there first, or place it without ${field}.`,
+    409,
+  );
 }
 
 /** A library entry as the model would be served (for requests and listings before it is loaded). */

@@ -23,7 +23,9 @@ export interface ModelSlot {
   keepAliveMs: number | undefined;
   /** The placement that pins it (or STARTUP_PIN): never unloaded for idleness, never evicted. */
   pin: string | undefined;
+  /** The context length it was loaded with (as its worker reports it once loaded; while loading, as asked). */
   contextLength: number | undefined;
+  /** The concurrency it was asked to load with, if any. */
   concurrency: number | undefined;
 }
 

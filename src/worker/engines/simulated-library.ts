@@ -32,6 +32,8 @@ export class SimulatedLibrary implements ModelLibrary {
   private readonly models = new Map<string, SimulatedModel>();
   /** Loaded models, and those being loaded (their memory is taken from the start of the load). */
   private readonly loaded = new Map<string, SimulatedModel>();
+  /** The context length each loaded model was loaded with (a load of a loaded model answers with it, as llama does). */
+  private readonly loadedContext = new Map<string, number | undefined>();
 
   constructor(
     models: readonly SimulatedModel[],
@@ -100,7 +102,7 @@ export class SimulatedLibrary implements ModelLibrary {
   async load(id: string, options: LoadOptions, progress: (fraction: number) => void, signal: AbortSignal): Promise<ModelInfo> {
     const model = this.models.get(id);
     if (!model) throw new ModelLoadError(`no model '${id}' in this worker's library`, "unknown_model");
-    if (this.loaded.has(id)) return this.describe(id, options.contextLength);
+    if (this.loaded.has(id)) return this.describe(id, this.loadedContext.get(id));
     if (model.sizeBytes > this.memory().freeBytes) {
       throw new ModelLoadError(`'${id}' needs ${model.sizeBytes} bytes; ${this.memory().freeBytes} are free`, "out_of_memory");
     }
@@ -111,6 +113,7 @@ export class SimulatedLibrary implements ModelLibrary {
         progress(step / PROGRESS_STEPS);
       }
       if (model.failWith !== undefined) throw new ModelLoadError(model.failWith, "load_failed");
+      this.loadedContext.set(id, options.contextLength);
       return this.describe(id, options.contextLength);
     } catch (error) {
       this.loaded.delete(id);
@@ -120,5 +123,6 @@ export class SimulatedLibrary implements ModelLibrary {
 
   async unload(id: string): Promise<void> {
     this.loaded.delete(id);
+    this.loadedContext.delete(id);
   }
 }
