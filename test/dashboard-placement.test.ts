@@ -1,6 +1,7 @@
 // Placement on the dashboard, in a real browser: a library worker's card shows its memory bar, its models and its
-// library; Load, Unplace and Unload act through the admin routes; a refused action says why on the card; a worker
-// with a models dir pulls a model from its card, its progress shown there.
+// library; Load, Unplace and Unload act through the admin routes; a refused action says why on the card (a client
+// key's refusal once the admin key asked for is not given); a worker with a models dir pulls a model from its card,
+// its progress shown there.
 import { mkdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -61,6 +62,14 @@ describe("placement on the dashboard", () => {
   const libraryItem = (model: string) => card().locator(`.library-item[data-model="${model}"]`);
   const pullItem = (state: string) => card().locator(`.pull-item[data-state="${state}"]`);
   const memoryUsed = (bytes: number) => card().locator(`.memory[data-used-bytes="${bytes}"][data-total-bytes="${8 * GiB}"]`);
+
+  /** The page asks for an admin key (an admin route refused the client key): Cancel, giving none. */
+  async function dismissAdminKeyDialog(): Promise<void> {
+    await page.locator("#key-dialog[open]").waitFor();
+    expect(await page.locator("#key-title").textContent()).toBe("Admin key required");
+    await page.locator("#key-cancel").click();
+    await page.locator("#key-dialog[open]").waitFor({ state: "detached" });
+  }
 
   async function placements(headers: Record<string, string> = {}): Promise<PlacementList["data"]> {
     const response = await fetch(`${coordinator?.url}/v1/placements`, { headers });
@@ -124,7 +133,7 @@ describe("placement on the dashboard", () => {
     expect(worker.engine.library?.memory().freeBytes).toBe(8 * GiB);
   });
 
-  it("shows on the card why a client key may not load a model, without asking for a key", async () => {
+  it("shows on the card why a client key may not load a model when the admin key asked for is not given", async () => {
     // Given a coordinator with client and admin keys, and a dashboard holding a client key,
     coordinator = await startTestCoordinator({ apiKey: [CLIENT_KEY], adminKey: [ADMIN_KEY], feedIntervalMs: 100 });
     worker = await startSimWorker(coordinator, { name: "shelf", library, memoryBytes: 8 * GiB });
@@ -133,15 +142,16 @@ describe("placement on the dashboard", () => {
     await page.reload();
     await libraryItem("alpha").waitFor();
 
-    // when Load is clicked,
+    // when Load is clicked and the admin key it asks for is not given (Cancel),
     await libraryItem("alpha").getByRole("button", { name: "Load" }).click();
+    await dismissAdminKeyDialog();
 
-    // then the card says an admin key is needed, the button is back, no key is asked for and nothing was placed;
+    // then the card says an admin key is needed, the button is back, the client key is kept and nothing was placed;
     const failure = card().locator(".placement-failure");
     await failure.waitFor();
     expect(await failure.textContent()).toContain("needs an admin key");
     await libraryItem("alpha").getByRole("button", { name: "Load" }).and(page.locator(":enabled")).waitFor();
-    expect(await page.locator("#key-dialog[open]").count()).toBe(0);
+    expect(await page.evaluate(`localStorage.getItem("coordinator.apiKey")`)).toBe(CLIENT_KEY);
     expect(await placements({ Authorization: `Bearer ${ADMIN_KEY}` })).toEqual([]);
 
     // and the message stays on the card through later views.
@@ -180,12 +190,13 @@ describe("placement on the dashboard", () => {
     expect(await url.inputValue()).toBe(modelUrl);
     expect(await card().locator(".pull-url:focus").count()).toBe(1);
 
-    // Pull with the client key is refused on the card, without asking for a key, and the text stays to try again;
+    // Pull with the client key, the admin key asked for not given, is refused on the card, and the text stays to try
+    // again;
     await pull.click();
+    await dismissAdminKeyDialog();
     const failure = card().locator(".placement-failure");
     await failure.waitFor();
     expect(await failure.textContent()).toContain("needs an admin key");
-    expect(await page.locator("#key-dialog[open]").count()).toBe(0);
     await pull.and(page.locator(":enabled")).waitFor();
     expect(await url.inputValue()).toBe(modelUrl);
 

@@ -1,7 +1,7 @@
 // What a worker card's buttons start through the admin routes (load, unplace, unload, pull): which are under way,
 // and the last failure on each worker, shown on its card until that worker's next action succeeds. Kept here, not
 // in the DOM: the card is redrawn with every view.
-import { askForKey, authHeaders } from "./api.js";
+import { askForAdminKey, askForKey, authHeaders } from "./api.js";
 
 /** Per worker id: the message of its last failed action. */
 const failures = new Map();
@@ -71,8 +71,12 @@ export async function act(worker, subject, action) {
   return !failure;
 }
 
-/** An admin request with the stored key (asking for one on a 401, as every call does); its error message, if any. */
+/**
+ * An admin request with the stored key; its error message, if any. A 401 asks for a key, as every call does; a 403
+ * for a key that is not an admin key asks for one, and the request is sent again once with the key given.
+ */
 async function send({ method, path, body }) {
+  let askedForAdminKey = false;
   for (;;) {
     const response = await fetch(path, {
       method,
@@ -85,6 +89,11 @@ async function send({ method, path, body }) {
     }
     if (response.ok) return undefined;
     const answer = await response.json().catch(() => null);
-    return answer?.error?.message ?? `The coordinator answered ${response.status}.`;
+    const message = answer?.error?.message ?? `The coordinator answered ${response.status}.`;
+    if (response.status === 403 && answer?.error?.code === "admin_key_required" && !askedForAdminKey) {
+      askedForAdminKey = true;
+      if (await askForAdminKey(message)) continue;
+    }
+    return message;
   }
 }

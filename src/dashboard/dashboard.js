@@ -1,6 +1,7 @@
 // The dashboard page: follows the cluster feed (/v1/cluster/events) and draws each view it sends; reconnects
-// by itself when the feed drops (a coordinator restart) and says so meanwhile. Plain modules, no dependencies.
-import { askForKey, authHeaders, readEvents, setUpKeyDialog } from "./api.js";
+// by itself when the feed drops (a coordinator restart) and says so meanwhile, and at once, with the new key, when
+// the stored key changes. Plain modules, no dependencies.
+import { askForKey, authHeaders, onKeyChange, readEvents, setUpKeyDialog } from "./api.js";
 import { onActionChange } from "./card-actions.js";
 import { $ } from "./dom.js";
 import { setUpPlayground, showModels } from "./playground.js";
@@ -13,6 +14,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The view drawn last: drawn again when a card's action starts or ends, between two views. */
 let lastView;
+/** The open feed's controller: aborted with KEY_CHANGED when the stored key changes. */
+let feed;
+const KEY_CHANGED = new Error("the API key changed");
 
 function setConnection(state, text) {
   $("connection").dataset.state = state;
@@ -25,6 +29,7 @@ async function follow() {
   let delay = 500;
   for (;;) {
     const controller = new AbortController();
+    feed = controller;
     let watchdog;
     const arm = () => {
       clearTimeout(watchdog);
@@ -53,11 +58,12 @@ async function follow() {
         arm,
       );
     } catch {
-      // Dropped, refused or silent: reconnect below.
+      // Dropped, refused or silent: reconnect below (a key change: at once).
     } finally {
       clearTimeout(watchdog);
       controller.abort();
     }
+    if (controller.signal.reason === KEY_CHANGED) continue;
     setConnection("reconnecting", "reconnecting…");
     await sleep(delay);
     delay = Math.min(delay * 2, 5_000);
@@ -67,4 +73,5 @@ async function follow() {
 setUpKeyDialog();
 setUpPlayground();
 onActionChange(() => lastView && render(lastView));
+onKeyChange(() => feed?.abort(KEY_CHANGED));
 follow();
