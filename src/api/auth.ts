@@ -34,10 +34,12 @@ export function adminKeyGuard(adminKeys: readonly string[], clientKeysConfigured
     if (digests.length === 0 && !clientKeysConfigured) return next();
     const key = presentedKey(c);
     if (digests.length > 0 && key !== undefined && isOneOf(key, digests)) return next();
-    const message =
-      digests.length === 0
-        ? "Admin actions are off: this coordinator has client API keys but no admin key (start it with --admin-key)."
-        : "This route needs an admin key (--admin-key); client API keys may call the inference routes only.";
+    // Two codes, so that a client (the dashboard) asks for an admin key only when one could work.
+    if (digests.length === 0) {
+      const message = "Admin actions are off: this coordinator has client API keys but no admin key (start it with --admin-key).";
+      return routeErrorResponse(c, new InvalidRequestError(message, null, "admin_disabled", 403));
+    }
+    const message = "This route needs an admin key (--admin-key); client API keys may call the inference routes only.";
     return routeErrorResponse(c, new InvalidRequestError(message, null, "admin_key_required", 403));
   };
 }
