@@ -33,6 +33,7 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "max-attempts", type: "string", env: "COORDINATOR_MAX_ATTEMPTS", default: "3", description: "Workers tried for a request whose worker is lost before it produced anything" },
   { name: "heartbeat-ms", type: "string", env: "COORDINATOR_HEARTBEAT_MS", default: "5000", description: "Heartbeat interval announced to workers" },
   { name: "heartbeat-deadline-ms", type: "string", env: "COORDINATOR_HEARTBEAT_DEADLINE_MS", default: "15000", description: "A worker silent this long is declared dead" },
+  { name: "cancel-ack-ms", type: "string", env: "COORDINATOR_CANCEL_ACK_MS", default: "10000", description: "How long a task the coordinator stopped keeps its worker's slot while waiting for the worker to confirm (TaskCancelAck)" },
   { name: "hello-timeout-ms", type: "string", env: "COORDINATOR_HELLO_TIMEOUT_MS", default: "10000", description: "A worker connection that sends no Hello this long after connecting is closed (4003)" },
   { name: "max-worker-payload", type: "string", env: "COORDINATOR_MAX_WORKER_PAYLOAD", default: "16777216", description: "Largest WebSocket message a worker may send, in bytes" },
   { name: "api-key", type: "string", multiple: true, env: "COORDINATOR_API_KEY", description: `Client API key required on /v1 and /metrics (Authorization: Bearer), at least ${MIN_SECRET_LENGTH} characters; repeatable (env: comma-separated); none: open` },
@@ -68,7 +69,7 @@ export const serveOptions: readonly OptionSpec[] = [
 ];
 
 export const workerOptions: readonly OptionSpec[] = [
-  { name: "join", type: "string", env: "COORDINATOR_JOIN", description: "Coordinator address, e.g. ws://head:52415 (required)" },
+  { name: "join", type: "string", env: "COORDINATOR_JOIN", description: "Coordinator address, e.g. ws://head:52415, or several heads' addresses, comma-separated: the worker joins each, one pool of slots for all (required)" },
   { name: "token", type: "string", env: "COORDINATOR_WORKER_TOKEN", description: "The coordinator's worker token (required)" },
   { name: "engine", type: "string", env: "COORDINATOR_ENGINE", default: "sim", description: "sim (simulator), llama (llama.cpp) or openai (an OpenAI-compatible server)" },
   { name: "model", type: "string", multiple: true, env: "COORDINATOR_MODEL", description: "llama: a .gguf file; openai/sim: a model name; repeatable (env: comma-separated)" },
@@ -144,6 +145,7 @@ const serveFields = z.object({
   maxAttempts: int(1).max(100),
   heartbeatMs: int(10),
   heartbeatDeadlineMs: int(10),
+  cancelAckMs: int(10),
   helloTimeoutMs: int(10),
   maxWorkerPayload: int(1024),
   apiKey: z.array(ApiKey).default([]),
@@ -186,7 +188,9 @@ export type ServeConfig = z.infer<typeof ServeConfig>;
 
 export const WorkerConfig = z
   .object({
-    join: z.string({ message: "--join is required" }).url("--join must be a URL such as ws://head:52415"),
+    join: z
+      .string({ message: "--join is required" })
+      .refine((value) => value.split(",").every((head) => URL.canParse(head.trim())), "--join must be a URL such as ws://head:52415, or several, comma-separated"),
     token: z.string({ message: "--token is required" }).min(1),
     engine: z.enum(["sim", "llama", "openai"]),
     model: z.array(z.string().min(1)).default([]),
@@ -215,6 +219,12 @@ export const WorkerConfig = z
     libraryScanMs: int(10),
     logLevel: LogLevel,
     logFormat: LogFormat,
+  })
+  // Each head would plan loads and unloads on its own: until heads share placement (docs/scaling.md), several heads
+  // take workers whose models are fixed.
+  .refine((c) => !c.join.includes(",") || (c.modelsDir === undefined && c.simLibrary.length === 0 && !c.upstreamLibrary), {
+    message: "--join with several heads takes workers with fixed --model only, until heads share model placement (docs/scaling.md): drop --models-dir, --sim-library and --upstream-library, or join one head",
+    path: ["join"],
   })
   .transform((c) => ({ ...c, maxConcurrency: c.maxConcurrency ?? { sim: 4, llama: 1, openai: 8 }[c.engine] }));
 export type WorkerConfig = z.infer<typeof WorkerConfig>;

@@ -75,7 +75,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
     heartbeatIntervalMs: config.heartbeatMs,
-    cancelAckTimeoutMs: 10_000,
+    cancelAckTimeoutMs: config.cancelAckMs,
     maxAttempts: config.maxAttempts,
     maxLiveTasks: config.maxStreams,
     modelMemoryMs: 10 * 60_000,

@@ -36,7 +36,7 @@ function types(effects: readonly ClusterEffect[]): string[] {
 /** Registers `w` and admits `t` assigned to it; returns the state. */
 function running(t: Task, w: WorkerEntry): ClusterState {
   const state = cluster();
-  apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+  apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
   apply(state, { type: "TaskAdmitted", task: t });
   apply(state, { type: "TaskAssigned", task: t, worker: w, at: 1 });
   return state;
@@ -47,13 +47,12 @@ describe("apply: tasks", () => {
     const state = cluster();
     const w = worker("w1");
     const t = task("t1");
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
     apply(state, { type: "TaskAdmitted", task: t });
     expect(types(apply(state, { type: "TaskQueued", task: t, from: undefined }))).toEqual(["queueDeadline"]);
-    state.queues.remove(t);
     const effects = apply(state, { type: "TaskAssigned", task: t, worker: w, at: 5 });
     expect(types(effects)).toEqual(["clearQueueDeadline", "send:TaskAssigned"]);
-    expect([t.state, t.workerId, t.attempts, t.assignedAt]).toEqual(["assigned", "w1", 1, 5]);
+    expect([t.state, t.workerId, t.attempts, t.assignedAt, state.queues.depth("m")]).toEqual(["assigned", "w1", 1, 5, 0]);
     expect([w.busy, w.unstarted]).toEqual([1, 1]);
     expect(apply(state, { type: "TaskAssigned", task: t, worker: w, at: 6 })).toBe(IGNORED);
     expect(w.busy).toBe(1);
@@ -103,6 +102,18 @@ describe("apply: tasks", () => {
     expect(state.queues.depth("unserved")).toBe(0);
   });
 
+  it("takes a refused task back to the front of its queue, the attempt uncounted, the worker full until it is heard", () => {
+    const w = worker("w1", 2);
+    const t = task("t1");
+    const state = running(t, w);
+    expect(types(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" }))).toEqual(["queueDeadline", "pump"]);
+    expect([t.state, t.workerId, t.attempts, w.busy, w.unstarted, w.hasCapacity, state.queues.peek("m")?.id]).toEqual(["queued", undefined, 0, 0, 0, false, "t1"]);
+    expect(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" })).toBe(IGNORED);
+    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined }))).toEqual(["pumpWorker"]);
+    expect(w.hasCapacity).toBe(true);
+    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined })).toEqual([]);
+  });
+
   it("puts a task taken back from a lost worker at the front of its queue", () => {
     const w = worker("w1", 1);
     const t = task("t1");
@@ -131,7 +142,7 @@ describe("apply: workers and models", () => {
   it("ejects a worker after repeated failures and says so once", () => {
     const state = cluster();
     const w = worker("w1");
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
     const outcomes = [1, 2, 3, 4].map((at) => types(apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true })));
     expect(outcomes).toEqual([[], [], ["healthChanged"], []]);
     expect([w.health.state, w.hasCapacity]).toEqual(["ejected", false]);
@@ -140,7 +151,7 @@ describe("apply: workers and models", () => {
   it("serves a model once its worker reports it loaded, and hands it waiting tasks", () => {
     const state = cluster();
     const w = worker("w1", 2, []);
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: true, pullsModels: false });
+    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: true, pullsModels: false, refusesTasks: true });
     const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
     apply(state, { type: "WorkerJoined", workerId: "w1", name: "name-w1", library, memory: { totalBytes: 100, freeBytes: 100 }, loaded: [], pulls: false, at: 0 });
     expect(types(apply(state, { type: "LoadStarted", workerId: "w1", model: "big", pin: undefined, at: 1 }))).toEqual(["send:LoadModel"]);
@@ -157,7 +168,7 @@ describe("apply: workers and models", () => {
 });
 
 /** Random event sequences over two workers and four tasks, each event built from the current state. */
-const step = fc.record({ kind: fc.integer({ min: 0, max: 9 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
+const step = fc.record({ kind: fc.integer({ min: 0, max: 11 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
 
 describe("apply: invariants", () => {
   it("keeps slots, stops, queues and live tasks consistent over any sequence of events", () => {
@@ -166,7 +177,7 @@ describe("apply: invariants", () => {
         const state = cluster();
         const workers = [worker("a", 2), worker("b", 1)];
         const tasks = [0, 1, 2, 3].map((i) => task(`t${i}`));
-        for (const w of workers) apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false });
+        for (const w of workers) apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
         for (const t of tasks) {
           apply(state, { type: "TaskAdmitted", task: t });
           apply(state, { type: "TaskQueued", task: t, from: undefined });
@@ -182,7 +193,6 @@ describe("apply: invariants", () => {
             case 0:
               // The master assigns only a queued task, to a worker with room, once it has left the queue.
               if (t.state === "queued" && w.hasCapacity && !w.cancelling.has(t.id)) {
-                state.queues.remove(t);
                 event = { type: "TaskAssigned", task: t, worker: w, at };
               }
               break;
@@ -219,11 +229,18 @@ describe("apply: invariants", () => {
             case 9:
               event = { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true };
               break;
+            case 10:
+              if (holder && !t.started) event = { type: "TaskRefused", task: t, worker: holder, reason: "no_slot" };
+              break;
+            case 11:
+              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined };
+              break;
           }
           if (event) apply(state, event);
           for (const x of workers) {
             expect(x.busy).toBe(x.slots.size + x.cancelling.size);
             expect(x.unstarted).toBe([...x.slots.values()].filter((s) => !s.started).length);
+            expect(x.busy).toBeLessThanOrEqual(x.maxConcurrency);
             for (const id of x.slots.keys()) expect(x.cancelling.has(id)).toBe(false);
           }
           for (const candidate of tasks) {
@@ -231,6 +248,8 @@ describe("apply: invariants", () => {
             const running = candidate.state === "assigned" || candidate.state === "streaming";
             const queued = state.queues.peek("m") !== undefined && [...state.queues.all()].includes(candidate);
             expect(holders.length).toBeLessThanOrEqual(1);
+            expect(candidate.attempts).toBeLessThanOrEqual(steps.length);
+            expect(candidate.attempts).toBeGreaterThanOrEqual(holders.length);
             expect(state.tasks.has(candidate.id)).toBe(candidate.state !== "finished" && candidate.state !== "failed" && candidate.state !== "cancelled");
             if (holders.length === 1) expect(running).toBe(true);
             if (candidate.state === "queued") expect(queued).toBe(true);

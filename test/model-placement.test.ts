@@ -3,37 +3,41 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import type { SimulatedModel } from "../src/worker/engines/simulated-library.js";
-import type { ModelState, WorkerMessage } from "../src/worker-protocol/index.js";
+import type { ModelState } from "../src/worker-protocol/index.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
+import { startWireTap, type WireTap } from "./support/wire-tap.js";
 
 const GiB = 2 ** 30;
 
 let coordinator: RunningCoordinator | undefined;
 const workers: TestWorker[] = [];
 
+/** Each worker's wire tap, between it and the coordinator. */
+const taps = new Map<TestWorker, WireTap>();
+
 afterEach(async () => {
   for (const worker of workers.splice(0)) await worker.stop();
+  for (const tap of taps.values()) await tap.close();
+  taps.clear();
   await coordinator?.close();
   coordinator = undefined;
 });
 
+/** A simulator worker with a library, joined through a wire tap (see statusesOf). */
 async function libraryWorker(library: SimulatedModel[], memoryBytes: number, extra: Parameters<typeof startSimWorker>[1] = {}): Promise<TestWorker> {
   if (!coordinator) throw new Error("no coordinator");
-  const worker = await startSimWorker(coordinator, { library, memoryBytes, tokensPerSecond: 0, ...extra });
+  const tap = await startWireTap(coordinator.workerUrl);
+  const worker = await startSimWorker({ workerUrl: tap.url }, { library, memoryBytes, tokensPerSecond: 0, ...extra });
   workers.push(worker);
+  taps.set(worker, tap);
   return worker;
 }
 
-/** Every ModelStatus the worker sends, in order (a tap on its runtime's sends). */
+/** Every ModelStatus the worker has sent so far, in order, as its wire tap saw them. */
 function statusesOf(worker: TestWorker): Array<{ model: string; state: ModelState }> {
-  const seen: Array<{ model: string; state: ModelState }> = [];
-  const runtime = worker.runtime as unknown as { send(message: WorkerMessage): void };
-  const send = runtime.send.bind(runtime);
-  runtime.send = (message) => {
-    if (message.type === "ModelStatus") seen.push({ model: message.model, state: message.state });
-    send(message);
-  };
-  return seen;
+  return (taps.get(worker)?.messages ?? []).flatMap(({ from, message }) =>
+    from === "worker" && message.type === "ModelStatus" ? [{ model: message.model, state: message.state }] : [],
+  );
 }
 
 function slotState(workerId: string, model: string): string | undefined {
@@ -58,7 +62,6 @@ describe("load on demand", () => {
   it("loads a model nobody has loaded when a request asks for it, and answers the request", async () => {
     coordinator = await startTestCoordinator();
     const worker = await libraryWorker([{ id: "small", sizeBytes: 1 * GiB, loadMs: 100 }], 8 * GiB);
-    const statuses = statusesOf(worker);
     const models = await openaiClient(coordinator).models.list();
     expect(models.data.map((m) => m.id)).not.toContain("small");
     // Listed as loadable when asked, and by Ollama's /api/tags (which lists what could run, loaded or not).
@@ -71,7 +74,7 @@ describe("load on demand", () => {
 
     const text = await ask("small");
     expect(text).toContain("simulated model");
-    expect(statuses.map((s) => s.state)).toEqual(expect.arrayContaining(["loading", "loaded"]));
+    expect(statusesOf(worker).map((s) => s.state)).toEqual(expect.arrayContaining(["loading", "loaded"]));
     expect(slotState(worker.id, "small")).toBe("loaded");
     const after = await openaiClient(coordinator).models.list();
     expect(after.data.map((m) => m.id)).toContain("small");
@@ -86,14 +89,13 @@ describe("load on demand", () => {
       ],
       8 * GiB,
     );
-    const statuses = statusesOf(worker);
     await ask("first");
     expect(slotState(worker.id, "first")).toBe("loaded");
 
     await ask("second");
     expect(slotState(worker.id, "second")).toBe("loaded");
     await eventually(() => slotState(worker.id, "first") === undefined, "first unloaded");
-    const first = statuses.filter((s) => s.model === "first").map((s) => s.state);
+    const first = statusesOf(worker).filter((s) => s.model === "first").map((s) => s.state);
     expect(first).toEqual(["loading", "loaded", "unloading", "unloaded"]);
     expect(worker.engine.library?.memory().freeBytes).toBe(2 * GiB);
 
@@ -173,7 +175,6 @@ describe("load on demand", () => {
   it("gives the load up when its only waiting client leaves", async () => {
     coordinator = await startTestCoordinator();
     const worker = await libraryWorker([{ id: "slow", sizeBytes: 1 * GiB, loadMs: 3_000 }], 8 * GiB);
-    const statuses = statusesOf(worker);
     const controller = new AbortController();
     const request = openaiClient(coordinator).chat.completions.create(
       { model: "slow", messages: [{ role: "user", content: "hi" }], stream: true },
@@ -188,8 +189,8 @@ describe("load on demand", () => {
     await eventually(() => slotState(worker.id, "slow") === "loading", "the load started");
     controller.abort();
     await settled.catch(() => undefined);
-    await eventually(() => statuses.some((s) => s.model === "slow" && s.state === "unloaded"), "the worker gave the load up");
-    expect(statuses.some((s) => s.state === "loaded")).toBe(false);
+    await eventually(() => statusesOf(worker).some((s) => s.model === "slow" && s.state === "unloaded"), "the worker gave the load up");
+    expect(statusesOf(worker).some((s) => s.state === "loaded")).toBe(false);
     await eventually(() => slotState(worker.id, "slow") === undefined, "the master forgot the load");
     expect(worker.engine.library?.memory().freeBytes).toBe(8 * GiB);
     await eventually(() => coordinator?.master.liveTasks === 0, "no task left");
@@ -397,6 +398,6 @@ describe("explicit placements", () => {
   it("turns admin actions off when there are client keys but no admin key", async () => {
     coordinator = await startTestCoordinator({ apiKey: ["client-key-123"] });
     const listed = await api("/v1/placements", { key: "client-key-123" });
-    expect(listed).toMatchObject({ status: 403, body: { error: { code: "admin_key_required" } } });
+    expect(listed).toMatchObject({ status: 403, body: { error: { code: "admin_disabled" } } });
   });
 });

@@ -13,9 +13,10 @@ import {
   UPSTREAM_EMBEDDING_CAPABILITIES,
 } from "../src/worker/engines/openai-upstream.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
-import type { Hello, Library, WorkerMessage } from "../src/worker-protocol/index.js";
+import type { Hello, Library } from "../src/worker-protocol/index.js";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { completionChunk, type ListedModel, type RecordingUpstream, sendJson, startRecordingUpstream, streamChunks } from "./support/recording-upstream.js";
+import { startWireTap } from "./support/wire-tap.js";
 
 let upstream: RecordingUpstream | undefined;
 let coordinator: RunningCoordinator | undefined;
@@ -158,11 +159,13 @@ describe("the upstream engine's library", () => {
   });
 });
 
-/** A worker runtime on `engine`, joined to the coordinator; `sent` records every message it sends, Hello included. */
+/** A worker runtime on `engine`, joined to the coordinator through a wire tap; `sent()`: every message it sent so far, Hello included. */
 async function joinWorker(engine: OpenAIUpstreamEngine, name: string, libraryScanMs?: number) {
   if (!coordinator) throw new Error("no coordinator");
+  const tap = await startWireTap(coordinator.workerUrl);
+  cleanups.push(() => tap.close());
   const runtime = new WorkerRuntime(engine, await engine.start(), {
-    join: coordinator.workerUrl,
+    join: tap.url,
     token: TEST_TOKEN,
     name,
     maxConcurrency: 4,
@@ -170,16 +173,10 @@ async function joinWorker(engine: OpenAIUpstreamEngine, name: string, librarySca
     ...(libraryScanMs !== undefined && { libraryScanMs }),
     log: silentLogger,
   });
-  const sent: WorkerMessage[] = [];
-  const tap = runtime as unknown as { send(message: WorkerMessage): void };
-  const send = tap.send.bind(tap);
-  tap.send = (message) => {
-    sent.push(message);
-    send(message);
-  };
   const id = await runtime.start();
   cleanups.push(() => runtime.stop());
-  const hello = sent.find((message): message is Hello => message.type === "Hello");
+  const sent = () => tap.messages.flatMap((tapped) => (tapped.from === "worker" ? [tapped.message] : []));
+  const hello = sent().find((message): message is Hello => message.type === "Hello");
   return { id, sent, hello };
 }
 
@@ -206,14 +203,14 @@ describe("placement through an upstream worker", () => {
     replyWith("beta", "beta from the upstream");
     const { id, hello, sent } = await joinWorker(upstreamEngine(), "upstream-worker");
 
-    expect(hello).toMatchObject({ models: [], features: ["models"], memory: { totalBytes: 0, freeBytes: 0 } });
+    expect(hello).toMatchObject({ models: [], features: ["models", "refuse"], memory: { totalBytes: 0, freeBytes: 0 } });
     expect(ids(hello?.library)).toEqual(["alpha", "beta"]);
     const loadable = await getJson<{ data: Array<{ id: string; loaded: boolean; loadable_on: unknown[] }> }>("/v1/models?loadable=true");
     expect(loadable.data).toContainEqual(expect.objectContaining({ id: "alpha", loaded: false, loadable_on: [expect.objectContaining({ memory_bytes: 0, size_bytes: 0 })] }));
 
     expect(await ask("alpha")).toBe("alpha from the upstream");
     expect(up.requests.at(-1)).toMatchObject({ model: "alpha" });
-    const statuses = sent.flatMap((m) => (m.type === "ModelStatus" ? [`${m.model} ${m.state}`] : []));
+    const statuses = sent().flatMap((m) => (m.type === "ModelStatus" ? [`${m.model} ${m.state}`] : []));
     expect(statuses).toEqual(["alpha loading", "alpha loaded"]);
 
     // No memory is counted, so the second model fits beside the first: nothing is evicted.
@@ -233,7 +230,7 @@ describe("placement through an upstream worker", () => {
     expect(slotState(id, "dropped")).toBe("loaded");
 
     up.models.splice(0, up.models.length, "kept", "pulled");
-    const libraries = () => sent.filter((m): m is Library => m.type === "Library");
+    const libraries = () => sent().filter((m): m is Library => m.type === "Library");
     await eventually(() => libraries().length > 0, "a Library message");
     expect(ids(libraries().at(-1)?.library)).toEqual(["kept", "pulled"]);
     expect(await ask("pulled")).toBe("pulled from the upstream");
@@ -263,7 +260,7 @@ describe("placement through an upstream worker", () => {
     const { id, hello } = await joinWorker(upstreamEngine({ library: false }), "fixed-worker", 50);
 
     expect(hello).not.toHaveProperty("library");
-    expect(hello).not.toHaveProperty("features");
+    expect(hello?.features).toEqual(["refuse"]);
     expect(ids(hello?.models)).toEqual(["fixed"]);
     expect(coordinator.master.placer.state.workers.has(id)).toBe(false);
     expect(await ask("fixed")).toBe("as ever");

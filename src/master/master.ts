@@ -178,17 +178,20 @@ export class Master {
     }
     const { worker: about } = hello;
     const worker = new WorkerEntry(`w-${nanoid(8)}`, about.name, about.engine, about.device, hello.models, about.maxConcurrency, link, this.options.healthPolicy);
-    const loadsModels = hello.features?.includes(FEATURES.models) === true && hello.library !== undefined;
-    const pullsModels = loadsModels && hello.features?.includes(FEATURES.pull) === true;
+    const offered = new Set(hello.features ?? []);
+    const loadsModels = offered.has(FEATURES.models) && hello.library !== undefined;
+    const pullsModels = loadsModels && offered.has(FEATURES.pull);
+    const refusesTasks = offered.has(FEATURES.refuse);
+    const features = [...(loadsModels ? [FEATURES.models] : []), ...(pullsModels ? [FEATURES.pull] : []), ...(refusesTasks ? [FEATURES.refuse] : [])];
     link.send({
       type: "Welcome",
       protocolVersion: PROTOCOL_VERSION,
       workerId: worker.id,
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       taskWindowBytes: this.options.taskWindowBytes,
-      ...(loadsModels && { features: pullsModels ? [FEATURES.models, FEATURES.pull] : [FEATURES.models] }),
+      ...(features.length > 0 && { features }),
     });
-    this.dispatch({ type: "WorkerRegistered", worker, loadsModels, pullsModels });
+    this.dispatch({ type: "WorkerRegistered", worker, loadsModels, pullsModels, refusesTasks });
     if (loadsModels) this.placer.workerJoined(worker.id, hello, pullsModels);
     return worker;
   }
@@ -250,6 +253,17 @@ export class Master {
         // A request the worker refused as malformed says nothing about the worker's health.
         if (!error.isClientError) this.dispatch({ type: "WorkerHealth", worker, outcome: "failure", at: Date.now(), pump: true });
         this.end(task, { to: "failed", error });
+        return;
+      }
+      case "TaskRefused": {
+        if (!worker.refusesTasks) throw new ProtocolViolation("feature_not_negotiated", `TaskRefused needs the "refuse" feature, which this connection did not take up`);
+        const task = this.taskOf(worker, message.taskId);
+        // Refused after the master gave up on it (a cancel crossed the refusal): nothing runs, the slot is free.
+        if (!task) return this.lateEnd(worker, message.taskId, message.type);
+        if (task.started || task.state !== "assigned") {
+          throw new ProtocolViolation("unexpected_refusal", `task ${message.taskId} was already started: TaskRefused must come first`);
+        }
+        this.dispatch({ type: "TaskRefused", task, worker, reason: message.reason });
         return;
       }
       case "TaskCancelAck": {
@@ -378,6 +392,12 @@ export class Master {
       case "TaskAssigned":
         this.observers.taskAssigned(event.task, event.worker);
         return;
+      case "TaskRefused": {
+        const { task, worker, reason } = event;
+        this.options.log.info({ worker: worker.id, workerName: worker.name, task: task.id, reason }, "worker refused a task; it goes to another or waits");
+        this.observers.taskRefused(task, worker, reason);
+        return;
+      }
       case "TaskEnded":
         return this.ended(event.task, event.ending);
       case "WorkerRegistered": {
@@ -636,7 +656,6 @@ export class Master {
       // A task given up on by this worker (a stall) goes back to it only once it acknowledged stopping the old run:
       // the two runs share the task id, and a late chunk of the old one must not pass for the new one's.
       if (worker.cancelling.has(task.id)) return;
-      queues.remove(task);
       this.dispatch({ type: "TaskAssigned", task, worker, at: Date.now() });
     }
   }

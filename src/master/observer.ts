@@ -21,6 +21,8 @@ export interface MasterObserver {
   taskEnded?(task: Task, outcome: TaskOutcome): void;
   /** A task whose worker was lost before it produced anything goes back to the queue. */
   taskRetried?(task: Task, lostWorker: WorkerEntry): void;
+  /** The worker refused the task (no free slot, or draining): it goes to another worker or waits. */
+  taskRefused?(task: Task, worker: WorkerEntry, reason: string): void;
   /** A running task showed no progress for too long: it is failed over (before output) or failed. */
   taskStalled?(task: Task, worker: WorkerEntry): void;
   workerJoined?(worker: WorkerEntry): void;
@@ -68,6 +70,9 @@ export class Observers implements Required<MasterObserver> {
   }
   taskRetried(task: Task, lostWorker: WorkerEntry): void {
     for (const o of this.list) o.taskRetried?.(task, lostWorker);
+  }
+  taskRefused(task: Task, worker: WorkerEntry, reason: string): void {
+    for (const o of this.list) o.taskRefused?.(task, worker, reason);
   }
   taskStalled(task: Task, worker: WorkerEntry): void {
     for (const o of this.list) o.taskStalled?.(task, worker);

@@ -42,6 +42,10 @@ export class WorkerEntry {
   loadsModels = false;
   /** Whether it took up the "pull" feature: it downloads model files on the master's command. */
   pullsModels = false;
+  /** Whether it took up the "refuse" feature: it refuses a task it has no slot for (TaskRefused). */
+  refusesTasks = false;
+  /** It refused a task: full, whatever the count here says, until its next heartbeat or a task of its own ends here. */
+  refusing = false;
   /** Prompt tokens of the tasks it finished, and of those how many its engine reused from its cache. */
   promptTokens = 0;
   cachedTokens = 0;
@@ -75,7 +79,7 @@ export class WorkerEntry {
   }
 
   get hasCapacity(): boolean {
-    return this.state === "ready" && this.busy < this.capacity && this.unstarted < UNSTARTED_TASKS_LIMIT;
+    return this.state === "ready" && !this.refusing && this.busy < this.capacity && this.unstarted < UNSTARTED_TASKS_LIMIT;
   }
 
   serves(model: string): boolean {

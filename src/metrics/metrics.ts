@@ -41,6 +41,7 @@ export class CoordinatorMetrics implements MasterObserver {
   private readonly completionTokensOut = this.counter("coordinator_completion_tokens_total", "Tokens generated, as they arrive from workers", ["model", "worker"]);
   private readonly cancellations = this.counter("coordinator_cancellations_total", "Tasks cancelled, by the stage they were in (queued, prefill, thinking, streaming)", ["model", "stage"]);
   private readonly failovers = this.counter("coordinator_failovers_total", "Tasks sent back to the queue because their worker was lost before producing anything", ["model"]);
+  private readonly refusals = this.counter("coordinator_task_refusals_total", "Tasks a worker refused (TaskRefused: no free slot, or draining) and that went to another worker or waited", ["worker", "reason"]);
   private readonly workerEvents = this.counter("coordinator_worker_events_total", "Workers that joined or left", ["event"]);
   private readonly protocolErrors = this.counter("coordinator_protocol_errors_total", "Workers disconnected for breaking the protocol, by error code", ["code"]);
   private readonly stalls = this.counter("coordinator_task_stalls_total", "Running tasks given up on because their worker showed no progress for --task-stall-ms", ["model", "worker"]);
@@ -240,6 +241,10 @@ export class CoordinatorMetrics implements MasterObserver {
   taskRetried(task: Task): void {
     this.lastChunkAt.delete(task.id);
     this.failovers.inc({ model: task.model });
+  }
+
+  taskRefused(_task: Task, worker: WorkerEntry, reason: string): void {
+    this.refusals.inc({ worker: worker.name, reason });
   }
 
   workerJoined(): void {

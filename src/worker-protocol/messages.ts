@@ -84,6 +84,11 @@ export const FEATURES = {
   models: "models",
   /** Downloads into the worker's models dir on the master's command (PullModel, answered with PullStatus). */
   pull: "pull",
+  /**
+   * The worker is the judge of its own slots: it answers a TaskAssigned it has no slot for with TaskRefused, at once,
+   * instead of running more tasks than its maxConcurrency (the master then tries another worker or queues the task).
+   */
+  refuse: "refuse",
 } as const;
 
 /** A model a worker can load on command (a GGUF file in its models dir, a model of its upstream, a simulated one). */
@@ -306,6 +311,17 @@ export const TaskCancelAck = z.object({
 });
 export type TaskCancelAck = z.infer<typeof TaskCancelAck>;
 
+/**
+ * A TaskAssigned the worker did not start, sent at once and instead of any other message about the task: `no_slot`,
+ * every slot is taken (a task the master gave up on may still be stopping); `draining`, it takes no new tasks.
+ */
+export const TaskRefused = z.object({
+  type: z.literal("TaskRefused"),
+  taskId: TaskId,
+  reason: z.enum(["no_slot", "draining"]),
+});
+export type TaskRefused = z.infer<typeof TaskRefused>;
+
 /** What an engine keeps cached for one model: its context sequences holding a prompt, and their tokens. */
 export const ModelCache = z.object({
   model: z.string().min(1).max(256),
@@ -385,6 +401,7 @@ export const WorkerMessage = z.discriminatedUnion("type", [
   TaskEmbedding,
   TaskFailed,
   TaskCancelAck,
+  TaskRefused,
   TaskProgress,
   Heartbeat,
   Draining,

@@ -14,6 +14,8 @@ export interface HelloOptions {
   model?: string;
   /** The model's capabilities (none announced when absent, as an old worker). */
   capabilities?: string[];
+  /** Hello `features` (none when absent, as an old worker). */
+  features?: string[];
 }
 
 export class HandWorker {
@@ -86,6 +88,7 @@ export class HandWorker {
           ...(options.capabilities !== undefined && { capabilities: options.capabilities }),
         },
       ],
+      ...(options.features !== undefined && { features: options.features }),
     };
   }
 

@@ -25,6 +25,7 @@ export function apply(state: ClusterState, event: ClusterEvent): readonly Cluste
     case "TaskConsumed":
     case "TaskReasoning":
     case "SlotReleased":
+    case "TaskRefused":
     case "TaskStopping":
     case "StopSettled":
     case "TaskFinishedOn":
@@ -88,11 +89,14 @@ function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly Clu
       return NONE;
     case "SlotReleased":
       return released(state, event.task, event.worker, event.pump) ?? IGNORED;
+    case "TaskRefused":
+      return refused(state, event.task, event.worker);
     case "TaskStopping":
       return stopping(state, event.taskId, event.worker, event.reason);
     case "StopSettled": {
       const { worker, taskId } = event;
       if (!worker.cancelling.delete(taskId)) return IGNORED;
+      worker.refusing = false;
       state.workers.changed(worker);
       const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }];
       if (state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
@@ -115,6 +119,7 @@ function transition(task: Task, to: TaskState): boolean {
 
 function assigned(state: ClusterState, task: Task, worker: WorkerEntry, at: number): readonly ClusterEffect[] {
   if (!transition(task, "assigned")) return IGNORED;
+  state.queues.remove(task);
   task.workerId = worker.id;
   task.nextSeq = 0;
   task.embeddingDimensions = undefined;
@@ -159,6 +164,7 @@ function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: bo
   if (worker.slots.get(task.id) !== task) return undefined;
   worker.slots.delete(task.id);
   if (!task.started) worker.unstarted -= 1;
+  worker.refusing = false;
   worker.rememberEnded(task.id);
   state.workers.changed(worker);
   state.router.released(task, worker);
@@ -166,6 +172,25 @@ function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: bo
   const effects: ClusterEffect[] = [{ type: "modelFreed" }];
   if (pump && state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
   return effects;
+}
+
+/**
+ * The worker did not start the task: its slot is free here, the worker counts as full until it says otherwise, and
+ * the task goes back to the front of its queue for another worker (nothing was lost: the attempt does not count).
+ */
+function refused(state: ClusterState, task: Task, worker: WorkerEntry): readonly ClusterEffect[] {
+  if (worker.slots.get(task.id) !== task || task.state !== "assigned") return IGNORED;
+  worker.slots.delete(task.id);
+  worker.unstarted -= 1;
+  worker.refusing = true;
+  worker.rememberEnded(task.id);
+  state.workers.changed(worker);
+  state.router.released(task, worker);
+  transition(task, "queued");
+  task.workerId = undefined;
+  task.attempts -= 1;
+  state.queues.offerFront(task);
+  return [{ type: "queueDeadline", task }, { type: "pump", model: task.model }];
 }
 
 /**
@@ -220,6 +245,7 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
     case "WorkerRegistered":
       worker.loadsModels = event.loadsModels;
       worker.pullsModels = event.pullsModels;
+      worker.refusesTasks = event.refusesTasks;
       state.workers.add(worker);
       return [{ type: "pumpWorker", worker }];
     case "WorkerRemoved": {
@@ -239,7 +265,11 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
     case "WorkerReported":
       if (event.running !== undefined) worker.reportedRunning = event.running;
       if (event.cache !== undefined) worker.cache = event.cache;
-      return NONE;
+      if (!worker.refusing) return NONE;
+      // It refused a task: its heartbeat is its word that it may take one again.
+      worker.refusing = false;
+      state.workers.changed(worker);
+      return [{ type: "pumpWorker", worker }];
     case "WorkerHealth": {
       const { health } = worker;
       const changed = event.outcome === "success" ? health.success() : event.outcome === "failure" ? health.failure(event.at) : health.tick(event.at);

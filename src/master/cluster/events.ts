@@ -4,7 +4,7 @@
 //
 // Task and worker events name this process's own objects (a task, a worker's connection entry): they are this head's
 // alone. Placement events are plain data, so they can be shared with other heads (docs/scaling.md).
-import type { FinishReason, MasterMessage, ModelCache, Usage } from "../../worker-protocol/index.js";
+import type { FinishReason, MasterMessage, ModelCache, TaskRefused as TaskRefusedMessage, Usage } from "../../worker-protocol/index.js";
 import type { CoordinatorError } from "../errors.js";
 import type { PlacementEffect, PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
@@ -42,12 +42,14 @@ export type TaskLifecycleEvent =
   | { type: "TaskStopping"; taskId: string; worker: WorkerEntry; reason: string }
   /** The worker acknowledged a stop, or its deadline passed: the slot is free. */
   | { type: "StopSettled"; taskId: string; worker: WorkerEntry }
+  /** The worker refused the task (no slot, or draining): back to the front of its queue, the attempt not counted. */
+  | { type: "TaskRefused"; task: Task; worker: WorkerEntry; reason: TaskRefusedMessage["reason"] }
   /** The worker finished the task: its usage counts on the worker. */
   | { type: "TaskFinishedOn"; worker: WorkerEntry; usage: Usage }
   | { type: "TaskEnded"; task: Task; ending: Ending; at: number };
 
 export type WorkerEvent =
-  | { type: "WorkerRegistered"; worker: WorkerEntry; loadsModels: boolean; pullsModels: boolean }
+  | { type: "WorkerRegistered"; worker: WorkerEntry; loadsModels: boolean; pullsModels: boolean; refusesTasks: boolean }
   | { type: "WorkerRemoved"; worker: WorkerEntry }
   | { type: "WorkerDraining"; worker: WorkerEntry }
   /** Its heartbeat: what its engine runs and caches. */
