@@ -1,6 +1,6 @@
 // `npm run bench`: every scenario through the coordinator and its baseline side by side; a table and a JSON file.
 // Flags: --quick (a fast pass), --only NAME[,NAME] (relay, concurrency, idle, nonreading, scheduling, scheduler,
-// cancellation, parsers, embeddings, llama-prefix, multiturn, cold-start, replicas, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
+// cancellation, parsers, embeddings, llama-prefix, multiturn, cold-start, replicas, heads, peer), --no-peer (skip the Portkey gateway). nonreading: streams whose clients stop reading
 // while a full-speed worker keeps producing; the middle's RSS growth and a normal client's time meanwhile.
 import { parseArgs } from "node:util";
 import { cancellationScenario } from "./cancellation.js";
@@ -8,6 +8,7 @@ import { concurrencyScenario, idleMemoryScenario } from "./concurrency.js";
 import { embeddingsScenario } from "./embeddings.js";
 import { llamaColdStart } from "./cold-start.js";
 import { llamaPrefixScenario } from "./llama-prefix.js";
+import { headsScenario } from "./heads.js";
 import { replicasScenario } from "./replicas.js";
 import { MULTITURN, multiturnScenario } from "./multiturn.js";
 import { benchParsers } from "./parsers.js";
@@ -88,6 +89,8 @@ const scenarios: Array<[string, () => Promise<Row[]> | Row[]]> = [
   ["cold-start", () => llamaColdStart(quick ? 3 : 7, 8, 256)],
   // A burst for a model one worker has loaded and others offer, with and without replicas on demand (simulator).
   ["replicas", () => replicasScenario({ workers: 3, burst: quick ? 12 : 24, loadMs: 300 })],
+  // Two coordinator heads sharing four workers vs one head, and a head killed under its client (docs/scaling.md).
+  ["heads", () => headsScenario({ streams: quick ? 200 : 1_000, seconds: quick ? 3 : 8, tokensPerSecond: 30, kills: quick ? 3 : 5 })],
   [
     "parsers",
     () =>
