@@ -5,32 +5,11 @@ import OpenAI from "openai";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { silentLogger } from "../src/log.js";
-import type { GenerationRequest, GenerationResult, GenerationSink } from "../src/worker/engines/engine.js";
-import { defaultSimulatorOptions, SimulatorEngine } from "../src/worker/engines/simulator.js";
+import type { SimulatorEngine } from "../src/worker/engines/simulator.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
+import { CountingSimulator } from "./support/counting-simulator.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
-
-/** A simulator that counts the generations it runs at once, and which tasks it was told to stop. */
-class CountingSimulator extends SimulatorEngine {
-  running = 0;
-  mostAtOnce = 0;
-  readonly aborted = new Set<string>();
-  constructor(tokensPerSecond: number, replyTokens = 0) {
-    super([], { ...defaultSimulatorOptions, prefillMs: 0, tokensPerSecond, replyTokens });
-  }
-
-  override async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-    this.running += 1;
-    this.mostAtOnce = Math.max(this.mostAtOnce, this.running);
-    try {
-      return await super.generate(request, sink, signal);
-    } finally {
-      if (signal.aborted) this.aborted.add(request.taskId);
-      this.running -= 1;
-    }
-  }
-}
 
 async function joinWorker(join: string, engine: SimulatorEngine, maxConcurrency: number): Promise<WorkerRuntime> {
   const runtime = new WorkerRuntime(engine, await engine.start(), {
@@ -61,7 +40,7 @@ describe("a worker joined to several heads", () => {
     // Given two heads and one worker of 2 slots joined to both
     for (let i = 0; i < 2; i++) coordinators.push(await startTestCoordinator({ queueTimeoutMs: 60_000 }));
     const [a, b] = coordinators as [RunningCoordinator, RunningCoordinator];
-    const engine = new CountingSimulator(400);
+    const engine = new CountingSimulator({ tokensPerSecond: 400 });
     runtime = await joinWorker(`${a.workerUrl},${b.workerUrl}`, engine, 2);
     expect(a.master.snapshot().workers.map((w) => w.name)).toEqual(["shared-worker"]);
     expect(b.master.snapshot().workers.map((w) => w.name)).toEqual(["shared-worker"]);
@@ -98,7 +77,7 @@ describe("a worker joined to several heads", () => {
     const [, join] = await head.waitFor(/--join (ws:\/\/\S+) --token/);
     coordinators.push(await startTestCoordinator());
     const survivor = coordinators[0] as RunningCoordinator;
-    const engine = new CountingSimulator(40, 400);
+    const engine = new CountingSimulator({ tokensPerSecond: 40, replyTokens: 400 });
     runtime = await joinWorker(`${join},${survivor.workerUrl}`, engine, 4);
 
     // And a long stream through each head, both flowing

@@ -1,14 +1,12 @@
 // A worker is the judge of its own slots: with the "refuse" feature it answers a task it has no room for with
 // TaskRefused, and the master gives the task to another worker, or to the same one once it says it has room, unseen
 // by the client and without spending its attempts. No worker ever runs more than its maxConcurrency at once.
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
-import type { GenerationRequest, GenerationResult, GenerationSink } from "../src/worker/engines/engine.js";
-import { defaultSimulatorOptions, SimulatorEngine } from "../src/worker/engines/simulator.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
 import { silentLogger } from "../src/log.js";
 import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
+import { CountingSimulator } from "./support/counting-simulator.js";
 import { HandWorker, type Message } from "./support/hand-worker.js";
 
 /** Serves an assigned task by hand: progress, one chunk, finished. */
@@ -21,26 +19,6 @@ function serve(worker: HandWorker, assigned: Message, text: string): void {
 
 function ask(coordinator: RunningCoordinator, model: string) {
   return openaiClient(coordinator).chat.completions.create({ model, messages: [{ role: "user", content: "hi" }] });
-}
-
-/** A simulator whose generations take `stopMs` to stop once aborted (an engine finishing its current batch). */
-class SlowToStop extends SimulatorEngine {
-  running = 0;
-  mostAtOnce = 0;
-  constructor(private readonly stopMs: number) {
-    super([], { ...defaultSimulatorOptions, prefillMs: 0, tokensPerSecond: 50 });
-  }
-
-  override async generate(request: GenerationRequest, sink: GenerationSink, signal: AbortSignal): Promise<GenerationResult> {
-    this.running += 1;
-    this.mostAtOnce = Math.max(this.mostAtOnce, this.running);
-    try {
-      return await super.generate(request, sink, signal);
-    } finally {
-      if (signal.aborted) await sleep(this.stopMs);
-      this.running -= 1;
-    }
-  }
 }
 
 describe("TaskRefused", () => {
@@ -139,7 +117,7 @@ describe("TaskRefused", () => {
   it("never runs more than its slots: a task stopped but still running makes our worker refuse the next, which runs once it is done", async () => {
     // Given a worker of one slot whose engine takes 1.5 s to stop, and a master that waits only 200 ms for the ack
     coordinator = await startTestCoordinator({ cancelAckMs: 200 });
-    const engine = new SlowToStop(1_500);
+    const engine = new CountingSimulator({ tokensPerSecond: 50, stopMs: 1_500 });
     runtime = new WorkerRuntime(engine, await engine.start(), {
       join: coordinator.workerUrl,
       token: TEST_TOKEN,
