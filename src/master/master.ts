@@ -1,15 +1,15 @@
-// The master: decides what happens (admits tasks, picks workers, checks worker messages, watches deadlines) and
-// applies each change to its state as an event through one reducer (cluster/apply.ts), carrying out the effects.
+// The master: decides what happens (admits tasks, picks workers, watches deadlines; worker-messages.ts checks what
+// workers say) and applies each change to its state as an event through one reducer (cluster/apply.ts), carrying out
+// the effects.
 import { nanoid } from "nanoid";
 import type { Logger } from "../log.js";
-import type { Hello, MasterMessage, ModelInfo, TaskFinished, TokenChunk, Usage, WorkerMessage } from "../worker-protocol/index.js";
-import { chunkCost, CloseCode, decodeEmbedding, FEATURES, modelCapabilities, PROTOCOL_VERSION, type TaskEmbedding } from "../worker-protocol/index.js";
+import type { Hello, MasterMessage, ModelInfo, WorkerMessage } from "../worker-protocol/index.js";
+import { CloseCode, FEATURES, modelCapabilities, PROTOCOL_VERSION } from "../worker-protocol/index.js";
 import {
   type CoordinatorError,
   EngineError,
   ModelNotFoundError,
   OverloadedError,
-  ProtocolViolation,
   QueueFullError,
   QueueTimeoutError,
   UnavailableError,
@@ -17,17 +17,19 @@ import {
   WorkerStalledError,
 } from "./errors.js";
 import { apply, IGNORED, workerOf } from "./cluster/apply.js";
-import type { ChunkEvent, ClusterEffect, ClusterEvent, EmbeddingEvent, Ending } from "./cluster/events.js";
+import type { ClusterEffect, ClusterEvent, Ending } from "./cluster/events.js";
 import { ClusterState } from "./cluster/state.js";
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
-import { ModelPlacer, type PlacerHost, type PlacerOptions } from "./placement/placer.js";
+import { ModelPlacer, type PlacerOptions } from "./placement/placer.js";
+import { placerHost } from "./placement/placer-host.js";
 import { WorkerEntry, type WorkerLink, type WorkerRegistry } from "./registry.js";
 import { createPolicy } from "./routing/index.js";
 import type { PolicyName, RoutingPolicy } from "./routing/policy.js";
 import { Router } from "./routing/router.js";
-import { isTerminal, Task, type TaskHints, type TaskRequest } from "./task.js";
+import { Task, type TaskHints, type TaskRequest } from "./task.js";
 import type { HealthPolicy } from "./worker-health.js";
+import { WorkerMessages } from "./worker-messages.js";
 
 export interface MasterOptions {
   queueMaxLength: number;
@@ -75,6 +77,8 @@ export class Master {
   private idleWaiters: Array<() => void> = [];
   /** Looks for stalled tasks and for ejected workers whose time is up. */
   private readonly sweepTimer: NodeJS.Timeout;
+  /** Checks what workers say and turns it into events. */
+  private readonly messages: WorkerMessages;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -84,6 +88,13 @@ export class Master {
     // Grants go out once this many bytes were consumed (as HTTP/2 batches WINDOW_UPDATE): few messages per task.
     this.state = new ClusterState(options.queueMaxLength, this.router, Math.max(1, Math.floor(options.taskWindowBytes / 4)));
     this.placer = new ModelPlacer(placerHost(this, this.state), options.placement ?? { autoLoad: true, idleMs: 5 * 60_000 }, this.state.placement);
+    this.messages = new WorkerMessages({
+      options,
+      observers: this.observers,
+      placer: this.placer,
+      dispatch: (event) => this.dispatch(event),
+      end: (task, ending) => this.end(task, ending),
+    });
     const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
@@ -198,88 +209,7 @@ export class Master {
 
   /** Applies a validated message from a registered worker. Throws ProtocolViolation for messages it may not send. */
   workerMessage(worker: WorkerEntry, message: WorkerMessage): void {
-    switch (message.type) {
-      case "Heartbeat":
-        this.dispatch({ type: "WorkerReported", worker, running: message.running, cache: message.cache });
-        return;
-      case "Hello":
-        throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");
-      case "Draining":
-        this.dispatch({ type: "WorkerDraining", worker });
-        return;
-      case "Library":
-      case "ModelStatus":
-        if (!worker.loadsModels) throw new ProtocolViolation("feature_not_negotiated", `${message.type} needs the "models" feature, which this connection did not take up`);
-        this.placer.report(worker.id, message);
-        return;
-      case "PullStatus":
-        if (!worker.pullsModels) throw new ProtocolViolation("feature_not_negotiated", `PullStatus needs the "pull" feature, which this connection did not take up`);
-        this.placer.report(worker.id, message);
-        return;
-      case "TokenChunk":
-        return this.chunk(worker, message);
-      case "TaskEmbedding": {
-        const task = this.taskOf(worker, message.taskId);
-        if (!task) return this.observers.staleMessage(message.type);
-        return this.embedded(task, worker, message);
-      }
-      case "TaskProgress": {
-        const task = this.taskOf(worker, message.taskId);
-        if (!task) return this.observers.staleMessage(message.type);
-        const { promptTokensDone, promptTokens } = message;
-        this.dispatch({ type: "TaskProgressed", task, worker, promptTokensDone, promptTokens, at: Date.now() });
-        return;
-      }
-      case "TaskFinished": {
-        const task = this.taskOf(worker, message.taskId);
-        if (!task) return this.lateEnd(worker, message.taskId, message.type);
-        const inputs = task.request.embed?.inputs.length;
-        if (inputs !== undefined && task.nextSeq !== inputs) {
-          throw new ProtocolViolation("missing_embeddings", `task ${message.taskId} finished with ${task.nextSeq} of its ${inputs} embeddings`);
-        }
-        const usage = cappedUsage(message.usage);
-        const stopSequence = this.requestedStop(worker, task, message);
-        this.dispatch({ type: "SlotReleased", task, worker, pump: true });
-        this.dispatch({ type: "WorkerHealth", worker, outcome: "success", at: Date.now(), pump: true });
-        this.dispatch({ type: "TaskFinishedOn", worker, usage });
-        this.end(task, { to: "finished", finishReason: message.finishReason, usage, stopSequence });
-        return;
-      }
-      case "TaskFailed": {
-        const task = this.taskOf(worker, message.taskId);
-        if (!task) return this.lateEnd(worker, message.taskId, message.type);
-        this.dispatch({ type: "SlotReleased", task, worker, pump: true });
-        const error = new EngineError(message.error.message, message.error.code);
-        // A request the worker refused as malformed says nothing about the worker's health.
-        if (!error.isClientError) this.dispatch({ type: "WorkerHealth", worker, outcome: "failure", at: Date.now(), pump: true });
-        this.end(task, { to: "failed", error });
-        return;
-      }
-      case "TaskRefused": {
-        if (!worker.refusesTasks) throw new ProtocolViolation("feature_not_negotiated", `TaskRefused needs the "refuse" feature, which this connection did not take up`);
-        const task = this.taskOf(worker, message.taskId);
-        // Refused after the master gave up on it (a cancel crossed the refusal): nothing runs, the slot is free.
-        if (!task) return this.lateEnd(worker, message.taskId, message.type);
-        if (task.started || task.state !== "assigned") {
-          throw new ProtocolViolation("unexpected_refusal", `task ${message.taskId} was already started: TaskRefused must come first`);
-        }
-        this.dispatch({ type: "TaskRefused", task, worker, reason: message.reason });
-        return;
-      }
-      case "TaskCancelAck": {
-        if (worker.cancelling.has(message.taskId)) {
-          this.options.log.debug({ worker: worker.id, task: message.taskId, completionTokens: message.completionTokens }, "task stopped on its worker");
-          this.dispatch({ type: "StopSettled", taskId: message.taskId, worker });
-          return;
-        }
-        if (worker.slots.has(message.taskId)) {
-          throw new ProtocolViolation("unexpected_ack", `task ${message.taskId} was not cancelled`);
-        }
-        // An ack after the deadline freed the slot anyway: late, not wrong.
-        if (worker.recentlyEnded.has(message.taskId)) return this.observers.staleMessage(message.type);
-        throw new ProtocolViolation("unknown_task", `task ${message.taskId} is not assigned to this worker`);
-      }
-    }
+    this.messages.handle(worker, message);
   }
 
   /**
@@ -519,76 +449,6 @@ export class Master {
 
   // ---------- deciding: which events happen ----------
 
-  /** A chunk of output, checked before it becomes an event: in sequence, within the task's window. */
-  private chunk(worker: WorkerEntry, message: TokenChunk): void {
-    const task = this.taskOf(worker, message.taskId);
-    if (!task) return this.observers.staleMessage(message.type);
-    if (task.request.embed) throw new ProtocolViolation("unexpected_chunk", `task ${message.taskId} is an embedding task: send TaskEmbedding`);
-    if (message.seq < task.nextSeq) return this.observers.staleMessage(message.type); // a duplicate: already relayed
-    if (message.seq > task.nextSeq) {
-      throw new ProtocolViolation("bad_sequence", `chunk ${message.seq} of ${message.taskId} skips ahead of ${task.nextSeq}`);
-    }
-    if (task.outstandingBytes >= this.options.taskWindowBytes) {
-      throw new ProtocolViolation(
-        "window_exceeded",
-        `task ${message.taskId} already has ${task.outstandingBytes} bytes outstanding (window ${this.options.taskWindowBytes}); wait for TaskCredit`,
-      );
-    }
-    const bytes = chunkCost(message.text, message.logprobs);
-    const tokens = message.tokens ?? 1;
-    // Logprobs only for a task that asked for them (a worker cannot push them on anyone else).
-    const chunk: ChunkEvent =
-      message.logprobs !== undefined && task.request.logprobs !== undefined
-        ? { type: "chunk", text: message.text, tokens, bytes, logprobs: message.logprobs }
-        : { type: "chunk", text: message.text, tokens, bytes };
-    this.dispatch({ type: "TaskChunk", task, worker, chunk, at: Date.now() });
-  }
-
-  /**
-   * The stop string a TaskFinished names, when it is one the task asked for and the reply ended by a stop. Anything
-   * else is ignored (and logged), not a protocol error: it must not reach the client, but it costs no other task.
-   */
-  private requestedStop(worker: WorkerEntry, task: Task, message: TaskFinished): string | undefined {
-    const named = message.stopSequence;
-    if (named === undefined) return undefined;
-    if (message.finishReason === "stop" && task.request.params.stop?.includes(named)) return named;
-    this.options.log.warn(
-      { worker: worker.id, workerName: worker.name, task: task.id, finishReason: message.finishReason, stopSequence: named.slice(0, 200) },
-      "ignoring a stopSequence that is not one of the task's stops",
-    );
-    return undefined;
-  }
-
-  /** A task the worker was told to stop ended anyway (the cancel crossed its end on the wire): its slot is free. */
-  private lateEnd(worker: WorkerEntry, taskId: string, type: string): void {
-    this.dispatch({ type: "StopSettled", taskId, worker });
-    this.observers.staleMessage(type);
-  }
-
-  /**
-   * One vector of an embedding task, checked before it reaches the task's reader: in input order, a well-formed
-   * float32 vector of the task's one length. The task stays "assigned" (nothing reaches its client before the
-   * last vector), so a worker lost half way through hands the whole batch to another.
-   */
-  private embedded(task: Task, worker: WorkerEntry, message: TaskEmbedding): void {
-    const { embed } = task.request;
-    if (!embed) throw new ProtocolViolation("unexpected_embedding", `task ${message.taskId} is not an embedding task`);
-    if (message.index < task.nextSeq) return this.observers.staleMessage(message.type);
-    if (message.index !== task.nextSeq || message.index >= embed.inputs.length) {
-      throw new ProtocolViolation("bad_sequence", `embedding ${message.index} of ${message.taskId} is not the next one (${task.nextSeq} of ${embed.inputs.length})`);
-    }
-    const values = decodeEmbedding(message.embedding);
-    const expected = embed.dimensions ?? task.embeddingDimensions;
-    if (!values || (expected !== undefined && values.length !== expected)) {
-      throw new ProtocolViolation(
-        "bad_embedding",
-        `embedding ${message.index} of ${message.taskId} is not ${expected === undefined ? "a" : `a ${expected}-value`} base64 float32 vector of finite values`,
-      );
-    }
-    const embedding: EmbeddingEvent = { type: "embedding", index: message.index, values, tokens: message.tokens };
-    this.dispatch({ type: "TaskEmbedded", task, worker, embedding, at: Date.now() });
-  }
-
   /** Periodic: fails over or fails tasks that stopped making progress, and lets ejected workers back on probation. */
   private sweep(): void {
     const now = Date.now();
@@ -691,14 +551,6 @@ export class Master {
     }
   }
 
-  /** The live task `taskId` of this worker, undefined for a late message, or a ProtocolViolation when it is not its task. */
-  private taskOf(worker: WorkerEntry, taskId: string): Task | undefined {
-    const task = worker.slots.get(taskId);
-    if (task) return isTerminal(task.state) ? undefined : task;
-    if (worker.recentlyEnded.has(taskId) || worker.cancelling.has(taskId)) return undefined;
-    throw new ProtocolViolation("unknown_task", `task ${taskId} is not assigned to this worker`);
-  }
-
   private watchAbort(task: Task, signal: AbortSignal): void {
     const onAbort = () => this.cancel(task, "client disconnected");
     if (signal.aborted) {
@@ -712,33 +564,4 @@ export class Master {
 
 function stopKey(workerId: string, taskId: string): string {
   return `${workerId}\n${taskId}`;
-}
-
-/** What the placer may ask of the master: its one reducer, the registry's index of served models, the queues. */
-function placerHost(master: Master, state: ClusterState): PlacerHost {
-  return {
-    log: master.options.log,
-    dispatch: (event) => master.dispatch(event),
-    isServed: (model) => state.workers.isServed(model),
-    notify: (notice) => master.observers.modelPlacement(notice),
-    waitingModels: () => state.queues.depths().keys(),
-    failWaiting: (model, error) => {
-      for (const task of [...state.queues.all()]) if (task.model === model) master.fail(task, error);
-    },
-    busy: (workerId) => state.workers.get(workerId)?.busy ?? 0,
-    inUse: (workerId, model) => {
-      if (state.queues.depth(model) > 0) return true;
-      const worker = state.workers.get(workerId);
-      if (!worker) return false;
-      for (const task of worker.slots.values()) if (task.model === model) return true;
-      return false;
-    },
-  };
-}
-
-/** A worker's usage as the master passes it on: cached tokens are at most the prompt (absent when none). */
-function cappedUsage(usage: Usage): Usage {
-  const { cachedTokens, ...counts } = usage;
-  const cached = Math.min(cachedTokens ?? 0, usage.promptTokens);
-  return cached > 0 ? { ...counts, cachedTokens: cached } : counts;
 }
