@@ -121,7 +121,7 @@ describe("apply: tasks", () => {
     const other = task("t2");
     apply(state, { type: "TaskAdmitted", task: other });
     apply(state, { type: "TaskQueued", task: other, from: undefined });
-    apply(state, { type: "SlotReleased", task: t, worker: w, pump: false });
+    apply(state, { type: "SlotReleased", task: t, worker: w, pump: false, at: 2 });
     apply(state, { type: "TaskQueued", task: t, from: w });
     expect([t.state, t.workerId, state.queues.peek("m")?.id]).toEqual(["queued", undefined, "t1"]);
   });
@@ -132,7 +132,7 @@ describe("apply: workers and models", () => {
     const w = worker("w1");
     const t = task("t1");
     const state = running(t, w);
-    apply(state, { type: "TaskStopping", taskId: "t1", worker: w, reason: "stalled" });
+    apply(state, { type: "TaskStopping", taskId: "t1", worker: w, reason: "stalled", at: 2 });
     const effects = apply(state, { type: "WorkerRemoved", worker: w });
     expect(effects).toContainEqual({ type: "clearStopDeadline", workerId: "w1", taskId: "t1" });
     expect([state.workers.isServed("m"), w.cancelling.size]).toEqual([false, 0]);
@@ -207,19 +207,19 @@ describe("apply: invariants", () => {
               break;
             case 4:
               if (holder) {
-                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: true });
+                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: true, at });
                 event = { type: "TaskEnded", task: t, ending: { to: "finished", finishReason: "stop", usage: { promptTokens: 1, completionTokens: 1 }, stopSequence: undefined }, at };
               }
               break;
             case 5:
-              if (holder) event = { type: "TaskStopping", taskId: t.id, worker: holder, reason: "stalled" };
+              if (holder) event = { type: "TaskStopping", taskId: t.id, worker: holder, reason: "stalled", at };
               break;
             case 6:
               event = { type: "StopSettled", taskId: t.id, worker: w };
               break;
             case 7:
               if (holder && t.state === "assigned") {
-                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: false });
+                apply(state, { type: "SlotReleased", task: t, worker: holder, pump: false, at });
                 event = { type: "TaskQueued", task: t, from: holder };
               }
               break;

@@ -220,7 +220,7 @@ export class Master {
     if (this.dispatch({ type: "WorkerRemoved", worker }) === IGNORED) return;
     const retried = new Set<string>();
     for (const task of [...worker.slots.values()]) {
-      this.dispatch({ type: "SlotReleased", task, worker, pump: true });
+      this.dispatch({ type: "SlotReleased", task, worker, pump: true, at: Date.now() });
       if (this.retry(task, worker)) retried.add(task.model);
       else this.end(task, { to: "failed", error });
     }
@@ -412,7 +412,7 @@ export class Master {
       this.options.log.error({ task: message.taskId, err: error }, "could not send a task to its worker");
       const task = worker.slots.get(message.taskId);
       if (!task) return;
-      this.dispatch({ type: "SlotReleased", task, worker, pump: true });
+      this.dispatch({ type: "SlotReleased", task, worker, pump: true, at: Date.now() });
       this.end(task, { to: "failed", error: new EngineError("The coordinator could not send this request to a worker.") });
     }
   }
@@ -479,7 +479,7 @@ export class Master {
     if (worker) {
       this.observers.taskStalled(task, worker);
       this.dispatch({ type: "WorkerHealth", worker, outcome: "failure", at: now, pump: false });
-      this.dispatch({ type: "TaskStopping", taskId: task.id, worker, reason: "no progress: the coordinator gave up on this task" });
+      this.dispatch({ type: "TaskStopping", taskId: task.id, worker, reason: "no progress: the coordinator gave up on this task", at: now });
       if (this.retry(task, worker)) return true;
     }
     this.end(task, { to: "failed", error: new WorkerStalledError(silentMs) });

@@ -66,7 +66,7 @@ export class WorkerMessages {
         }
         const usage = cappedUsage(message.usage);
         const stopSequence = this.requestedStop(worker, task, message);
-        this.host.dispatch({ type: "SlotReleased", task, worker, pump: true });
+        this.host.dispatch({ type: "SlotReleased", task, worker, pump: true, at: Date.now() });
         this.host.dispatch({ type: "WorkerHealth", worker, outcome: "success", at: Date.now(), pump: true });
         this.host.dispatch({ type: "TaskFinishedOn", worker, usage });
         this.host.end(task, { to: "finished", finishReason: message.finishReason, usage, stopSequence });
@@ -75,7 +75,7 @@ export class WorkerMessages {
       case "TaskFailed": {
         const task = this.taskOf(worker, message.taskId);
         if (!task) return this.lateEnd(worker, message.taskId, message.type);
-        this.host.dispatch({ type: "SlotReleased", task, worker, pump: true });
+        this.host.dispatch({ type: "SlotReleased", task, worker, pump: true, at: Date.now() });
         const error = new EngineError(message.error.message, message.error.code);
         // A request the worker refused as malformed says nothing about the worker's health.
         if (!error.isClientError) this.host.dispatch({ type: "WorkerHealth", worker, outcome: "failure", at: Date.now(), pump: true });

@@ -1,6 +1,6 @@
 // The one place where the master's state changes: an event in, the state changed, and the effects that follow out
 // (sends, deadlines, which queues to pump, what hearers must be told). Worker messages are checked before they become
-// events (master.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
+// events (worker-messages.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
 // task that already ended, a worker that already left) changes nothing and returns IGNORED.
 import { applyPlacement, type PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
@@ -88,11 +88,11 @@ function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly Clu
       event.task.thinking = event.inReasoning;
       return NONE;
     case "SlotReleased":
-      return released(state, event.task, event.worker, event.pump) ?? IGNORED;
+      return released(state, event.task, event.worker, event.pump, event.at) ?? IGNORED;
     case "TaskRefused":
       return refused(state, event.task, event.worker);
     case "TaskStopping":
-      return stopping(state, event.taskId, event.worker, event.reason);
+      return stopping(state, event.taskId, event.worker, event.reason, event.at);
     case "StopSettled": {
       const { worker, taskId } = event;
       if (!worker.cancelling.delete(taskId)) return IGNORED;
@@ -160,7 +160,7 @@ function consumed(state: ClusterState, task: Task, bytes: number): readonly Clus
 }
 
 /** Frees a task's slot on its worker; undefined when it held none there. */
-function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: boolean): ClusterEffect[] | undefined {
+function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: boolean, at: number): ClusterEffect[] | undefined {
   if (worker.slots.get(task.id) !== task) return undefined;
   worker.slots.delete(task.id);
   if (!task.started) worker.unstarted -= 1;
@@ -168,7 +168,7 @@ function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: bo
   worker.rememberEnded(task.id);
   state.workers.changed(worker);
   state.router.released(task, worker);
-  modelUsed(state, worker, task, Date.now());
+  modelUsed(state, worker, task, at);
   const effects: ClusterEffect[] = [{ type: "modelFreed" }];
   if (pump && state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
   return effects;
@@ -197,9 +197,9 @@ function refused(state: ClusterState, task: Task, worker: WorkerEntry): readonly
  * Takes a task off its worker and tells the worker to stop it. The slot stays taken until the worker acknowledges
  * or the deadline passes; messages about the task from then on are late, not wrong.
  */
-function stopping(state: ClusterState, taskId: string, worker: WorkerEntry, reason: string): ClusterEffect[] {
+function stopping(state: ClusterState, taskId: string, worker: WorkerEntry, reason: string, at: number): ClusterEffect[] {
   const task = worker.slots.get(taskId);
-  const effects = (task && released(state, task, worker, false)) || [];
+  const effects = (task && released(state, task, worker, false, at)) || [];
   worker.cancelling.add(taskId);
   state.workers.changed(worker);
   effects.push({ type: "send", workerId: worker.id, message: { type: "TaskCancelled", taskId, reason } });
@@ -221,7 +221,7 @@ function ended(state: ClusterState, task: Task, ending: Ending, at: number): rea
     if (state.queues.depth(task.model) === 0 && !state.workers.isServed(task.model)) effects.push({ type: "abandoned", model: task.model });
   }
   if (worker && ending.to !== "finished") {
-    effects.push(...stopping(state, task.id, worker, ending.to === "failed" ? ending.error.message : ending.reason));
+    effects.push(...stopping(state, task.id, worker, ending.to === "failed" ? ending.error.message : ending.reason, at));
   }
   if (state.tasks.size === 0) effects.push({ type: "idle" });
   return effects;

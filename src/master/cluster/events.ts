@@ -37,9 +37,9 @@ export type TaskLifecycleEvent =
   /** The task's output went into or out of its reasoning (a cancellation then counts as "thinking"). */
   | { type: "TaskReasoning"; task: Task; inReasoning: boolean }
   /** The task no longer holds a slot on the worker (it ended there, or the worker left); `pump`: give the slot away. */
-  | { type: "SlotReleased"; task: Task; worker: WorkerEntry; pump: boolean }
+  | { type: "SlotReleased"; task: Task; worker: WorkerEntry; pump: boolean; at: number }
   /** The coordinator gave up on a task its worker still runs: the worker is told to stop; the slot stays taken until it acknowledges. */
-  | { type: "TaskStopping"; taskId: string; worker: WorkerEntry; reason: string }
+  | { type: "TaskStopping"; taskId: string; worker: WorkerEntry; reason: string; at: number }
   /** The worker acknowledged a stop, or its deadline passed: the slot is free. */
   | { type: "StopSettled"; taskId: string; worker: WorkerEntry }
   /** The worker refused the task (no slot, or draining): back to the front of its queue, the attempt not counted. */
