@@ -36,7 +36,7 @@ function types(effects: readonly ClusterEffect[]): string[] {
 /** Registers `w` and admits `t` assigned to it; returns the state. */
 function running(t: Task, w: WorkerEntry): ClusterState {
   const state = cluster();
-  apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
+  apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
   apply(state, { type: "TaskAdmitted", task: t });
   apply(state, { type: "TaskAssigned", task: t, worker: w, at: 1 });
   return state;
@@ -47,7 +47,7 @@ describe("apply: tasks", () => {
     const state = cluster();
     const w = worker("w1");
     const t = task("t1");
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
     apply(state, { type: "TaskAdmitted", task: t });
     expect(types(apply(state, { type: "TaskQueued", task: t, from: undefined }))).toEqual(["queueDeadline"]);
     const effects = apply(state, { type: "TaskAssigned", task: t, worker: w, at: 5 });
@@ -142,7 +142,7 @@ describe("apply: workers and models", () => {
   it("ejects a worker after repeated failures and says so once", () => {
     const state = cluster();
     const w = worker("w1");
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
     const outcomes = [1, 2, 3, 4].map((at) => types(apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true })));
     expect(outcomes).toEqual([[], [], ["healthChanged"], []]);
     expect([w.health.state, w.hasCapacity]).toEqual(["ejected", false]);
@@ -151,7 +151,7 @@ describe("apply: workers and models", () => {
   it("serves a model once its worker reports it loaded, and hands it waiting tasks", () => {
     const state = cluster();
     const w = worker("w1", 2, []);
-    apply(state, { type: "WorkerRegistered", worker: w, loadsModels: true, pullsModels: false, refusesTasks: true });
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["models", "refuse"] });
     const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
     apply(state, { type: "WorkerJoined", workerId: "w1", name: "name-w1", library, memory: { totalBytes: 100, freeBytes: 100 }, loaded: [], pulls: false, at: 0 });
     expect(types(apply(state, { type: "LoadStarted", workerId: "w1", model: "big", pin: undefined, at: 1 }))).toEqual(["send:LoadModel"]);
@@ -177,7 +177,7 @@ describe("apply: invariants", () => {
         const state = cluster();
         const workers = [worker("a", 2), worker("b", 1)];
         const tasks = [0, 1, 2, 3].map((i) => task(`t${i}`));
-        for (const w of workers) apply(state, { type: "WorkerRegistered", worker: w, loadsModels: false, pullsModels: false, refusesTasks: true });
+        for (const w of workers) apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
         for (const t of tasks) {
           apply(state, { type: "TaskAdmitted", task: t });
           apply(state, { type: "TaskQueued", task: t, from: undefined });

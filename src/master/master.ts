@@ -31,6 +31,13 @@ import { Task, type TaskHints, type TaskRequest } from "./task.js";
 import type { HealthPolicy } from "./worker-health.js";
 import { WorkerMessages } from "./worker-messages.js";
 
+/** Every head's worker address (this one's included), and word when they change. */
+export interface HeadsSource {
+  list(): string[];
+  /** Calls `listener` whenever the list changes; returns how to stop. */
+  onChange(listener: () => void): () => void;
+}
+
 export interface MasterOptions {
   queueMaxLength: number;
   queueTimeoutMs: number;
@@ -51,6 +58,8 @@ export interface MasterOptions {
   healthPolicy?: HealthPolicy;
   /** Loading models on demand and unloading idle ones (default: on demand, after 5 minutes of idleness). */
   placement?: PlacerOptions;
+  /** The other heads of the cluster, when there are any (docs/scaling.md): workers that ask are told of each. */
+  heads?: HeadsSource;
   /** Which routing policy each model uses (default: least-loaded for all), and how policies are made. */
   routing?: { policyOf(model: string): PolicyName; create(name: PolicyName): RoutingPolicy };
   log: Logger;
@@ -79,6 +88,8 @@ export class Master {
   private readonly sweepTimer: NodeJS.Timeout;
   /** Checks what workers say and turns it into events. */
   private readonly messages: WorkerMessages;
+  /** Stops hearing of the cluster's heads. */
+  private readonly stopHeads: (() => void) | undefined;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -98,6 +109,7 @@ export class Master {
     const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
+    this.stopHeads = options.heads?.onChange(() => this.headsChanged());
   }
 
   /** The connected workers, indexed by model (read only: it changes through events). */
@@ -189,11 +201,8 @@ export class Master {
     }
     const { worker: about } = hello;
     const worker = new WorkerEntry(`w-${nanoid(8)}`, about.name, about.engine, about.device, hello.models, about.maxConcurrency, link, this.options.healthPolicy);
-    const offered = new Set(hello.features ?? []);
-    const loadsModels = offered.has(FEATURES.models) && hello.library !== undefined;
-    const pullsModels = loadsModels && offered.has(FEATURES.pull);
-    const refusesTasks = offered.has(FEATURES.refuse);
-    const features = [...(loadsModels ? [FEATURES.models] : []), ...(pullsModels ? [FEATURES.pull] : []), ...(refusesTasks ? [FEATURES.refuse] : [])];
+    const features = this.takenUp(hello);
+    const heads = features.includes(FEATURES.heads) ? this.options.heads?.list() : undefined;
     link.send({
       type: "Welcome",
       protocolVersion: PROTOCOL_VERSION,
@@ -201,10 +210,30 @@ export class Master {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       taskWindowBytes: this.options.taskWindowBytes,
       ...(features.length > 0 && { features }),
+      ...(heads && { heads }),
     });
-    this.dispatch({ type: "WorkerRegistered", worker, loadsModels, pullsModels, refusesTasks });
-    if (loadsModels) this.placer.workerJoined(worker.id, hello, pullsModels);
+    this.dispatch({ type: "WorkerRegistered", worker, features });
+    if (worker.loadsModels) this.placer.workerJoined(worker.id, hello, worker.pullsModels);
     return worker;
+  }
+
+  /** The heads of the cluster changed: every worker that asked is told. */
+  private headsChanged(): void {
+    const heads = this.options.heads?.list();
+    if (!heads) return;
+    for (const worker of this.state.workers.all()) if (worker.learnsHeads) worker.link.send({ type: "Heads", heads });
+  }
+
+  /** The features a worker's Hello offers that this master takes up (docs/worker-protocol.md, Features). */
+  private takenUp(hello: Hello): string[] {
+    const offered = new Set(hello.features ?? []);
+    const models = offered.has(FEATURES.models) && hello.library !== undefined;
+    return [
+      ...(models ? [FEATURES.models] : []),
+      ...(models && offered.has(FEATURES.pull) ? [FEATURES.pull] : []),
+      ...(offered.has(FEATURES.refuse) ? [FEATURES.refuse] : []),
+      ...(offered.has(FEATURES.heads) && this.options.heads ? [FEATURES.heads] : []),
+    ];
   }
 
   /** Applies a validated message from a registered worker. Throws ProtocolViolation for messages it may not send. */
@@ -286,6 +315,7 @@ export class Master {
   close(reason = "coordinator shutting down"): void {
     this.accepting = false;
     clearInterval(this.sweepTimer);
+    this.stopHeads?.();
     for (const task of [...this.state.tasks.values()]) this.fail(task, new UnavailableError(reason));
     for (const timer of this.stopTimers.values()) clearTimeout(timer);
     this.stopTimers.clear();

@@ -44,6 +44,8 @@ export class WorkerEntry {
   pullsModels = false;
   /** Whether it took up the "refuse" feature: it refuses a task it has no slot for (TaskRefused). */
   refusesTasks = false;
+  /** Whether it took up the "heads" feature: it is told every head of the cluster, and joins each. */
+  learnsHeads = false;
   /** It refused a task: full, whatever the count here says, until its next heartbeat or a task of its own ends here. */
   refusing = false;
   /** Prompt tokens of the tasks it finished, and of those how many its engine reused from its cache. */

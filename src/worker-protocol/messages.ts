@@ -89,6 +89,11 @@ export const FEATURES = {
    * instead of running more tasks than its maxConcurrency (the master then tries another worker or queues the task).
    */
   refuse: "refuse",
+  /**
+   * The master tells the worker every head of its cluster (Welcome `heads`, then Heads when they change), and the
+   * worker joins each (docs/scaling.md). Taken up only by a master that knows other heads.
+   */
+  heads: "heads",
 } as const;
 
 /** A model a worker can load on command (a GGUF file in its models dir, a model of its upstream, a simulated one). */
@@ -426,8 +431,17 @@ export const Welcome = z.object({
   taskWindowBytes: z.number().int().positive().optional(),
   /** See FEATURES: those the master takes up of the ones the worker announced. */
   features: z.array(z.string().max(64)).max(64).optional(),
+  /** With the "heads" feature: every head's worker address (ws://host:port/worker), this one's included. */
+  heads: z.array(z.string().url().max(2048)).max(64).optional(),
 });
 export type Welcome = z.infer<typeof Welcome>;
+
+/** With the "heads" feature: the heads of the cluster changed; every head's worker address, this one's included. */
+export const Heads = z.object({
+  type: z.literal("Heads"),
+  heads: z.array(z.string().url().max(2048)).max(64),
+});
+export type Heads = z.infer<typeof Heads>;
 
 export const TaskAssigned = z.object({
   type: z.literal("TaskAssigned"),
@@ -528,6 +542,7 @@ export const MasterMessage = z.discriminatedUnion("type", [
   LoadModel,
   UnloadModel,
   PullModel,
+  Heads,
   ProtocolErrorMessage,
 ]);
 export type MasterMessage = z.infer<typeof MasterMessage>;

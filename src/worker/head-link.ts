@@ -80,6 +80,8 @@ export class HeadLink {
   takesRefusals = false;
   /** A task was refused since a slot last freed: this head hears at once when one does. */
   refusedSinceFree = false;
+  /** The cluster's heads as this head last listed them (the "heads" feature), as worker addresses. */
+  listedHeads: ReadonlySet<string> = new Set();
   private socket: WebSocket | undefined;
   /** Tasks whose tokens wait for the socket to drain. */
   private readonly waiting = new Set<TaskOutput>();
@@ -99,6 +101,8 @@ export class HeadLink {
     join: string,
     private readonly host: HeadHost,
     private readonly reconnect: boolean,
+    /** Joined because another head listed it (not given with --join): dropped once no head lists it. */
+    readonly learned = false,
   ) {
     this.url = workerUrl(join);
   }

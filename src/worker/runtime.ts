@@ -15,7 +15,7 @@ import {
   type WorkerMessage,
 } from "../worker-protocol/index.js";
 import type { Engine, EngineDescription, GenerationResult, GenerationSink } from "./engines/engine.js";
-import { HeadLink } from "./head-link.js";
+import { type HeadHost, HeadLink, workerUrl } from "./head-link.js";
 import { ModelCommands } from "./model-commands.js";
 import { TaskOutput } from "./task-output.js";
 
@@ -36,6 +36,9 @@ export interface WorkerOptions {
 
 const DEFAULT_LIBRARY_SCAN_MS = 10_000;
 
+/** Features every worker speaks, whatever its engine: it refuses tasks it has no slot for, and joins every head. */
+const LINK_FEATURES = [FEATURES.refuse, FEATURES.heads];
+
 /** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
 const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;
 
@@ -45,6 +48,7 @@ const PROGRESS_INTERVAL_MS = 250;
 /** A worker process's links to its coordinator heads. `stop()` aborts its tasks and closes; `closed` settles when it is done for good. */
 export class WorkerRuntime {
   private readonly links: HeadLink[];
+  private readonly host: HeadHost;
   /** Models loaded and unloaded on the master's command, when the engine has a library. */
   private readonly modelCommands: ModelCommands | undefined;
   private idleWaiters: Array<() => void> = [];
@@ -61,7 +65,7 @@ export class WorkerRuntime {
     private readonly options: WorkerOptions,
   ) {
     const heads = [...new Set(options.join.split(",").map((join) => join.trim()).filter((join) => join.length > 0))];
-    const host = {
+    const host: HeadHost = {
       hello: () => this.hello(),
       welcomed: (link: HeadLink, welcome: Welcome) => this.onWelcome(link, welcome),
       message: (link: HeadLink, message: Exclude<MasterMessage, Welcome>) => this.onMessage(link, message),
@@ -70,6 +74,7 @@ export class WorkerRuntime {
       cacheStats: () => this.engine.cacheStats?.(),
       log: options.log,
     };
+    this.host = host;
     this.links = heads.map((join) => new HeadLink(join, host, options.reconnect));
     this.closed = Promise.all(this.links.map((link) => link.closed)).then((closes) => closes[0] ?? { code: CloseCode.normal, reason: "no head to join" });
     if (engine.library) {
@@ -87,14 +92,15 @@ export class WorkerRuntime {
 
   /** Connects to every head and resolves with the first head's worker id once all welcomed it (rejects if one closes first). */
   start(): Promise<string> {
+    const joined = [...this.links];
     return new Promise((resolve, reject) => {
       this.welcomed = () => {
-        if (!this.links.every((link) => link.workerId !== undefined)) return;
+        if (!joined.every((link) => link.workerId !== undefined)) return;
         this.welcomed = undefined;
         resolve(this.links[0]?.workerId as string);
       };
-      for (const link of this.links) link.closed.then((info) => reject(new Error(`the master closed the connection (${info.code}: ${info.reason})`)));
-      for (const link of this.links) link.connect();
+      for (const link of joined) link.closed.then((info) => reject(new Error(`the master closed the connection (${info.code}: ${info.reason})`)));
+      for (const link of joined) link.connect();
     });
   }
 
@@ -135,7 +141,7 @@ export class WorkerRuntime {
         maxConcurrency: this.options.maxConcurrency,
         engine: this.engine.kind,
       },
-      ...(models ? { ...models, features: [...models.features, FEATURES.refuse] } : { models: this.description.models as ModelInfo[], features: [FEATURES.refuse] }),
+      ...(models ? { ...models, features: [...models.features, ...LINK_FEATURES] } : { models: this.description.models as ModelInfo[], features: LINK_FEATURES }),
     };
   }
 
@@ -146,6 +152,7 @@ export class WorkerRuntime {
 
   private onWelcome(link: HeadLink, welcome: Welcome): void {
     link.takesRefusals = welcome.features?.includes(FEATURES.refuse) ?? false;
+    if (welcome.features?.includes(FEATURES.heads) && welcome.heads) this.learnHeads(link, welcome.heads);
     this.modelCommands?.welcomed(welcome.features, this.options.libraryScanMs ?? DEFAULT_LIBRARY_SCAN_MS);
     if (this.draining) link.send({ type: "Draining" });
     this.options.log.info({ head: link.url, workerId: welcome.workerId }, "joined the coordinator");
@@ -186,11 +193,38 @@ export class WorkerRuntime {
         if (this.modelCommands) this.modelCommands.handle(message);
         else this.options.log.warn({ type: message.type }, "this worker's engine cannot load, unload or pull models; ignored");
         return;
+      case "Heads":
+        this.learnHeads(link, message.heads);
+        return;
       case "Heartbeat":
         return;
       case "ProtocolError":
         this.options.log.error({ head: link.url, code: message.code }, `the master reported a protocol error: ${message.message}`);
         return;
+    }
+  }
+
+  /**
+   * A head listed the cluster's heads: the worker joins those it has no link to, and leaves those it joined only
+   * because a head listed them once no connected head lists them any more (heads given with --join stay).
+   */
+  private learnHeads(from: HeadLink, heads: readonly string[]): void {
+    if (this.stopped) return;
+    from.listedHeads = new Set(heads.flatMap((head) => (URL.canParse(head) ? [workerUrl(head)] : [])));
+    const known = new Set(this.links.map((link) => link.url));
+    for (const url of from.listedHeads) {
+      if (known.has(url)) continue;
+      const link = new HeadLink(url, this.host, true, true);
+      this.links.push(link);
+      this.options.log.info({ head: url }, "joining a head another head listed");
+      link.connect();
+    }
+    const listed = new Set(this.links.filter((link) => link.isOpen).flatMap((link) => [...link.listedHeads]));
+    for (const link of [...this.links]) {
+      if (!link.learned || listed.has(link.url)) continue;
+      this.links.splice(this.links.indexOf(link), 1);
+      for (const { controller } of link.tasks.values()) controller.abort(new Error("the head left the cluster"));
+      void link.stop(CloseCode.normal, "no head lists this one any more");
     }
   }
 

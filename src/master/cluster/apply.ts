@@ -2,6 +2,7 @@
 // (sends, deadlines, which queues to pump, what hearers must be told). Worker messages are checked before they become
 // events (worker-messages.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
 // task that already ended, a worker that already left) changes nothing and returns IGNORED.
+import { FEATURES } from "../../worker-protocol/index.js";
 import { applyPlacement, type PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
 import { canTransition, isTerminal, type Task, type TaskState } from "../task.js";
@@ -243,9 +244,10 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
   const { worker } = event;
   switch (event.type) {
     case "WorkerRegistered":
-      worker.loadsModels = event.loadsModels;
-      worker.pullsModels = event.pullsModels;
-      worker.refusesTasks = event.refusesTasks;
+      worker.loadsModels = event.features.includes(FEATURES.models);
+      worker.pullsModels = event.features.includes(FEATURES.pull);
+      worker.refusesTasks = event.features.includes(FEATURES.refuse);
+      worker.learnsHeads = event.features.includes(FEATURES.heads);
       state.workers.add(worker);
       return [{ type: "pumpWorker", worker }];
     case "WorkerRemoved": {

@@ -49,7 +49,8 @@ export type TaskLifecycleEvent =
   | { type: "TaskEnded"; task: Task; ending: Ending; at: number };
 
 export type WorkerEvent =
-  | { type: "WorkerRegistered"; worker: WorkerEntry; loadsModels: boolean; pullsModels: boolean; refusesTasks: boolean }
+  /** `features`: the protocol features its connection took up (see FEATURES). */
+  | { type: "WorkerRegistered"; worker: WorkerEntry; features: readonly string[] }
   | { type: "WorkerRemoved"; worker: WorkerEntry }
   | { type: "WorkerDraining"; worker: WorkerEntry }
   /** Its heartbeat: what its engine runs and caches. */
