@@ -1,8 +1,11 @@
 // Heads that know each other through NATS JetStream (docs/scaling.md §2, §8, §9): two coordinators with `--nats`
 // see each other in /v1/cluster, a head that stops leaves the other's list, and with nats-server killed both serve on
 // and say NATS is away, until it returns and they see each other again. Nothing is left once they close.
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
+import { HEADS_BUCKET, type HeadEntry } from "../src/heads/head-entry.js";
 import type { HeadView } from "../src/heads/heads.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
 import { type NatsServer, startNatsServer } from "./support/nats.js";
@@ -91,6 +94,54 @@ describe("heads through NATS", () => {
     const tracked = resources as TrackedResources;
     await settled(tracked);
     expect(tracked.summary()).toBe("");
+  });
+
+  it("ignore an entry in the bucket that does not parse, and take a valid one written after it", async () => {
+    // Given two heads that see each other (so the bucket is there), and another client of that bucket
+    const [a] = await twoHeads();
+    await eventually(() => seesBoth(a, "a", "b"), "a to see b", DEADLINE_MS);
+    const connection = await connect({ servers: (nats as NatsServer).url });
+    try {
+      const bucket = await new Kvm(connection).open(HEADS_BUCKET);
+
+      // When it writes an entry that is not JSON, one of the wrong shape, then a valid one
+      await bucket.put("garbage", "not json");
+      await bucket.put("wrong", JSON.stringify({ v: 2, id: "wrong", name: "w" }));
+      const entry: HeadEntry = { v: 1, id: "c1", name: "c", url: "http://c:52415", startedAt: Date.now(), inflight: 3, workers: 2, at: Date.now() };
+      await bucket.put("c1", JSON.stringify(entry));
+
+      // Then the head lists the valid one only (the watch delivers in order, so the others were seen and ignored)
+      await eventually(async () => (await headsOf(a)).some((head) => head.name === "c"), "a to see c", DEADLINE_MS);
+      expect((await headsOf(a)).map((head) => head.name)).toEqual(["a", "b", "c"]);
+      expect((await headsOf(a))[2]).toMatchObject({ id: "c1", url: "http://c:52415", self: false, nats: null, inflight: 3, workers: 2 });
+
+      // And forgets it when it is deleted
+      await bucket.delete("c1");
+      await eventually(async () => (await headsOf(a)).length === 2, "a to forget c", DEADLINE_MS);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it("forget a head that stops writing without a goodbye (killed) once 15 s passed since its entry came", { timeout: 60_000 }, async () => {
+    // Given a head that sees an entry written once and never refreshed, as a head killed -9 leaves it
+    const [a] = await twoHeads();
+    await eventually(() => seesBoth(a, "a", "b"), "a to see b", DEADLINE_MS);
+    const connection = await connect({ servers: (nats as NatsServer).url });
+    try {
+      const bucket = await new Kvm(connection).open(HEADS_BUCKET);
+      const entry: HeadEntry = { v: 1, id: "k1", name: "killed", url: "http://k:52415", startedAt: Date.now(), inflight: 0, workers: 0, at: Date.now() };
+      await bucket.put("k1", JSON.stringify(entry));
+      await eventually(async () => (await headsOf(a)).some((head) => head.name === "killed"), "a to see the entry", DEADLINE_MS);
+      const seenAt = Date.now();
+
+      // Then it is listed until 15 s after it came, and gone soon after (nats-server 2.9 sends nothing when it ages out)
+      await eventually(async () => !(await headsOf(a)).some((head) => head.name === "killed"), "a to forget it", 25_000);
+      expect(Date.now() - seenAt).toBeGreaterThanOrEqual(14_000);
+      expect((await headsOf(a)).map((head) => head.name)).toEqual(["a", "b"]);
+    } finally {
+      await connection.close();
+    }
   });
 
   it("serve on and say so while nats-server is away, and see each other again when it returns", { timeout: 90_000 }, async () => {
