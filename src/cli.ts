@@ -96,6 +96,7 @@ async function serveCommand(args: string[]): Promise<void> {
       `  Metrics:      ${coordinator.url}/metrics  (Prometheus)`,
       `  Cluster:      ${coordinator.url}/v1/cluster`,
       config.apiKey.length > 0 || config.apiKeysFile ? `  API keys:     required (Authorization: Bearer <key>)` : `  API keys:     none (open to anyone who can reach this port)`,
+      ...(config.nats ? [`  Heads:        known to each other through NATS (this one: "${config.headName}")`] : []),
       config.demo ? `  Demo worker:  in-process simulator serving model "simulator"` : `  Workers:      none yet`,
       `  Join a worker:`,
       `    ${join}`,

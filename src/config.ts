@@ -63,6 +63,9 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "eject-ms", type: "string", env: "COORDINATOR_EJECT_MS", default: "30000", description: "How long a worker's first ejection lasts (doubling with each one in a row, up to ten times this); then one probe task decides" },
   { name: "task-stall-ms", type: "string", env: "COORDINATOR_TASK_STALL_MS", default: "60000", description: "A running task with no progress from its worker for this long is failed over (before output) or failed (504)" },
   { name: "feed-interval-ms", type: "string", env: "COORDINATOR_FEED_INTERVAL_MS", default: "1000", description: "How often the dashboard's live feed (/v1/cluster/events) sends a view of the cluster" },
+  { name: "nats", type: "string", env: "COORDINATOR_NATS", description: "NATS server with JetStream, e.g. nats://host:4222 (several: comma-separated), through which several heads of one cluster know each other (docs/scaling.md); none: a head on its own" },
+  { name: "head-name", type: "string", env: "COORDINATOR_HEAD_NAME", description: "This head's name among the heads, with --nats (default: host name)" },
+  { name: "advertise-url", type: "string", env: "COORDINATOR_ADVERTISE_URL", description: "The URL other heads and operators reach this head's API at, with --nats (default: its own API URL)" },
   { name: "shutdown-grace-ms", type: "string", env: "COORDINATOR_SHUTDOWN_GRACE_MS", default: "30000", description: "On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled" },
   { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
   { name: "log-format", type: "string", env: "COORDINATOR_LOG_FORMAT", description: "json or pretty (default: pretty when stdout is a terminal, else json)" },
@@ -126,6 +129,15 @@ const modelRoutings = z
   .array(z.string().regex(new RegExp(`^[^=]+=(${POLICY_NAMES.join("|")})$`), `expected MODEL=POLICY, POLICY one of ${POLICY_NAMES.join(", ")}`))
   .transform((pairs) => new Map(pairs.map((pair) => pair.split("=", 2) as [string, PolicyName])));
 
+/** NATS servers: one URL or several, comma-separated, each nats:// or tls:// (what the NATS client takes as servers). */
+const natsServers = z
+  .string()
+  .transform((value) => value.split(",").map((server) => server.trim()).filter((server) => server.length > 0))
+  .refine(
+    (servers) => servers.length > 0 && servers.every((server) => URL.canParse(server) && ["nats:", "tls:"].includes(new URL(server).protocol)),
+    "expected a NATS URL such as nats://host:4222, or several, comma-separated",
+  );
+
 /** A client API key, from a flag, the environment or a line of the keys file. */
 export const ApiKey = z.string().min(MIN_SECRET_LENGTH, `an API key must have at least ${MIN_SECRET_LENGTH} characters`);
 
@@ -175,6 +187,9 @@ const serveFields = z.object({
   ejectAfterFailures: int(1).max(1000),
   ejectMs: int(10),
   feedIntervalMs: int(10),
+  nats: natsServers.optional(),
+  headName: z.string().min(1).max(128).default(() => hostname()),
+  advertiseUrl: z.string().refine((value) => URL.canParse(value), "expected a URL such as http://head-a:52415").optional(),
   shutdownGraceMs: int(0),
   logLevel: LogLevel,
   logFormat: LogFormat,

@@ -6,6 +6,8 @@ import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
+import { HeadsDirectory } from "./heads/heads-directory.js";
+import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { createPolicy, type PolicyName, type RoutingPolicy } from "./master/routing/index.js";
@@ -87,7 +89,17 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
     log,
   });
+  const self: HeadSelf = {
+    id: newHeadId(),
+    name: config.headName,
+    startedAt: Date.now(),
+    inflight: () => master.liveTasks,
+    workers: () => master.workerCount,
+  };
+  // Without --nats nothing is shared: the head knows itself only, as before.
+  const heads: Heads = config.nats ? new HeadsDirectory(config.nats, self, log.child({ component: "heads" })) : new LoneHead(self);
   const metrics = new CoordinatorMetrics(master);
+  metrics.watchHeads(heads);
   const activity = new ClusterActivity(master);
   const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
   const closingFeeds = new AbortController();
@@ -107,6 +119,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     metrics,
     activity,
     closing: closingFeeds.signal,
+    heads,
     feedIntervalMs: config.feedIntervalMs,
     log,
   });
@@ -166,6 +179,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const localHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const url = `http://${localHost}:${port}`;
   const workerUrl = `ws://${localHost}:${port}`;
+  heads.start(config.advertiseUrl ?? url);
 
   let demo: WorkerRuntime | undefined;
   if (config.demo) {
@@ -190,6 +204,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       admission.close();
       master.close();
       for (const remove of unobserve) remove();
+      await heads.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));

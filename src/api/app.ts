@@ -1,6 +1,7 @@
 // The HTTP application: every route, and answers in the route's dialect for unknown routes and unexpected errors.
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
+import type { Heads } from "../heads/heads.js";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
@@ -40,6 +41,8 @@ export interface ApiOptions extends TaskRouteOptions {
   closing: AbortSignal;
   /** How often the dashboard's live feed sends a view of the cluster. */
   feedIntervalMs: number;
+  /** This head and the others it knows (through NATS, with --nats). */
+  heads: Heads;
 }
 
 /**
@@ -112,7 +115,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   // Every /v1 route with a body takes JSON.
   app.use("/v1/*", requireJsonBody());
   app.use("/v1/*", bodyLimit);
-  app.route("/", healthRoutes(master));
+  app.route("/", healthRoutes(master, options.heads));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.post("/v1/messages", messagesHandler(master, options));
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
@@ -126,7 +129,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.route("/v1/models", modelsRoutes(master));
   app.route("/v1/placements", placementRoutes(master));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
-  app.route("/v1/cluster", clusterRoutes(master));
+  app.route("/v1/cluster", clusterRoutes(master, options.heads));
   app.get("/metrics", metricsHandler(options.metrics));
   // A known route asked with another method: 405 with the methods it takes (after the routes, so they match first).
   for (const [path, allow] of [

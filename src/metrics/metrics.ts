@@ -2,6 +2,7 @@
 // registry of its own (several coordinators in one process never share a series).
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { SseObserver } from "../api/sse.js";
+import type { Heads } from "../heads/heads.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
 import type { PlacementNotice } from "../master/placement/placer.js";
@@ -165,6 +166,27 @@ export class CoordinatorMetrics implements MasterObserver {
   /** Reports the connections of `kind` pending at each scrape. */
   watchPending(kind: PendingKind, count: () => number): void {
     this.pendingCounts.set(kind, count);
+  }
+
+  /** Heads known (this one included) and, with --nats, whether NATS is connected; read at each scrape. */
+  watchHeads(heads: Heads): void {
+    new Gauge({
+      name: "coordinator_heads",
+      help: "Heads of the cluster this head knows, itself included (through NATS with --nats; else 1)",
+      registers: [this.registry],
+      collect() {
+        this.set(heads.list().length);
+      },
+    });
+    if (heads.nats === "off") return;
+    new Gauge({
+      name: "coordinator_nats_connected",
+      help: "1 while this head is connected to NATS, else 0 (it serves on with what it knows)",
+      registers: [this.registry],
+      collect() {
+        this.set(heads.nats === "connected" ? 1 : 0);
+      },
+    });
   }
 
   pendingConnectionDropped(kind: PendingKind): void {
