@@ -18,7 +18,7 @@ import { serveWorkerConnection } from "./master/worker-connection.js";
 import { PENDING_GRACE_MS, PendingConnections } from "./pending-connections.js";
 import { CloseCode, WORKER_PATH } from "./worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine } from "./worker/engines/simulator.js";
-import { closeSocket, WorkerRuntime } from "./worker/runtime.js";
+import { closeSocket, WorkerRuntime, workerUrl as workerAddress } from "./worker/runtime.js";
 
 export interface RunningCoordinator {
   /** http://host:port of the API. */
@@ -73,6 +73,15 @@ export interface CoordinatorSeams {
 }
 
 export async function startCoordinator(config: ServeConfig, log: Logger = silentLogger, seams: CoordinatorSeams = {}): Promise<RunningCoordinator> {
+  const self: HeadSelf = {
+    id: newHeadId(),
+    name: config.headName,
+    startedAt: Date.now(),
+    inflight: () => master.liveTasks,
+    workers: () => master.workerCount,
+  };
+  // Without --nats nothing is shared: the head knows itself only, as before.
+  const heads: Heads = config.nats ? new HeadsDirectory(config.nats, self, log.child({ component: "heads" })) : new LoneHead(self);
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -87,17 +96,10 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
     placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs, maxReplicas: config.maxReplicas, replicaAfterMs: config.replicaAfterMs, loadTimeoutMs: config.modelLoadTimeoutMs },
     routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
+    // With other heads, workers that ask are told of each (their worker address: the same port as the API).
+    ...(config.nats && { heads: { list: () => heads.list().flatMap((head) => (head.url ? [workerAddress(head.url)] : [])), onChange: (listener) => heads.onChange(listener) } }),
     log,
   });
-  const self: HeadSelf = {
-    id: newHeadId(),
-    name: config.headName,
-    startedAt: Date.now(),
-    inflight: () => master.liveTasks,
-    workers: () => master.workerCount,
-  };
-  // Without --nats nothing is shared: the head knows itself only, as before.
-  const heads: Heads = config.nats ? new HeadsDirectory(config.nats, self, log.child({ component: "heads" })) : new LoneHead(self);
   const metrics = new CoordinatorMetrics(master);
   metrics.watchHeads(heads);
   const activity = new ClusterActivity(master);

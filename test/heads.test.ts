@@ -96,6 +96,18 @@ describe("heads through NATS", () => {
     expect(tracked.summary()).toBe("");
   });
 
+  it("tell a worker joined to one of them of the other, which it then joins and serves through", async () => {
+    // Given two heads that see each other, and a worker told of head a only
+    const [a, b] = await twoHeads();
+    await eventually(async () => (await seesBoth(a, "a", "b")) && (await seesBoth(b, "b", "a")), "the heads to see each other", DEADLINE_MS);
+    worker = await startSimWorker({ workerUrl: a.workerUrl }, { name: "learner" });
+
+    // Then it learns of b from a's Welcome, joins it, and b's requests run on it
+    await eventually(() => b.master.snapshot().workers.some((w) => w.name === "learner"), "the worker to join b", DEADLINE_MS);
+    expect(await chat(b)).toContain("simulated");
+    expect(await chat(a)).toContain("simulated");
+  });
+
   it("ignore an entry in the bucket that does not parse, and take a valid one written after it", async () => {
     // Given two heads that see each other (so the bucket is there), and another client of that bucket
     const [a] = await twoHeads();

@@ -21,6 +21,7 @@ interface KnownHead {
 export class HeadsDirectory implements Heads {
   private readonly link: NatsLink;
   private readonly others = new Map<string, KnownHead>();
+  private readonly listeners = new Set<() => void>();
   private url = "";
   private connection: NatsConnection | undefined;
   /** The bucket while this head's watch on it runs; unset when it must be opened (again). */
@@ -59,11 +60,9 @@ export class HeadsDirectory implements Heads {
   }
 
   list(now = Date.now()): HeadView[] {
+    this.expire(now);
     const others: HeadView[] = [];
-    for (const [id, known] of this.others) {
-      if (now - known.receivedAt > HEAD_ENTRY_MAX_AGE_MS) this.others.delete(id);
-      else others.push(otherView(known));
-    }
+    for (const known of this.others.values()) others.push(otherView(known));
     others.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     return [selfView(this.self, this.url, this.nats, now), ...others];
   }
@@ -81,7 +80,28 @@ export class HeadsDirectory implements Heads {
     await this.link.close();
   }
 
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Forgets the heads unheard of for the entries' max age (expiry makes no watch event on nats-server 2.9). */
+  private expire(now = Date.now()): void {
+    let gone = false;
+    for (const [id, known] of this.others) {
+      if (now - known.receivedAt <= HEAD_ENTRY_MAX_AGE_MS) continue;
+      this.others.delete(id);
+      gone = true;
+    }
+    if (gone) this.changed();
+  }
+
+  private changed(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
   private sync(): void {
+    this.expire();
     this.syncing = this.syncing.then(() => this.syncOnce());
   }
 
@@ -132,7 +152,7 @@ export class HeadsDirectory implements Heads {
   private apply(change: KvWatchEntry): void {
     if (change.key === this.self.id) return;
     if (change.operation !== "PUT") {
-      this.others.delete(change.key);
+      if (this.others.delete(change.key)) this.changed();
       return;
     }
     const entry = parseEntry(change.string());
@@ -140,7 +160,9 @@ export class HeadsDirectory implements Heads {
       this.log.warn({ key: change.key, issue: entry.success ? "id differs from key" : entry.error.issues[0]?.message }, "ignoring a heads entry that does not parse");
       return;
     }
+    const before = this.others.get(change.key)?.entry.url;
     this.others.set(change.key, { entry: entry.data, receivedAt: Date.now() });
+    if (before !== entry.data.url) this.changed();
   }
 
   private entry(): HeadEntry {

@@ -35,6 +35,8 @@ export interface Heads {
   start(url: string): void;
   /** This head first, then the others it knows, by name. */
   list(): HeadView[];
+  /** Calls `listener` when a head joins, leaves or moves (workers that join every head are told); returns how to stop. */
+  onChange(listener: () => void): () => void;
   /** Says goodbye (its entry deleted) and lets go of every connection and timer. */
   close(): Promise<void>;
 }
@@ -70,6 +72,10 @@ export class LoneHead implements Heads {
 
   list(): HeadView[] {
     return [selfView(this.self, this.url, this.nats)];
+  }
+
+  onChange(): () => void {
+    return () => {};
   }
 
   async close(): Promise<void> {}

@@ -36,8 +36,12 @@ export interface WorkerOptions {
 
 const DEFAULT_LIBRARY_SCAN_MS = 10_000;
 
-/** Features every worker speaks, whatever its engine: it refuses tasks it has no slot for, and joins every head. */
-const LINK_FEATURES = [FEATURES.refuse, FEATURES.heads];
+/**
+ * Features every worker speaks: it refuses tasks it has no slot for, and joins every head of a cluster (but one whose
+ * models are loaded on command keeps to its one head: until heads share placement, each would plan loads on it).
+ */
+const FIXED_MODEL_FEATURES = [FEATURES.refuse, FEATURES.heads];
+const LIBRARY_FEATURES = [FEATURES.refuse];
 
 /** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
 const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;
@@ -141,7 +145,7 @@ export class WorkerRuntime {
         maxConcurrency: this.options.maxConcurrency,
         engine: this.engine.kind,
       },
-      ...(models ? { ...models, features: [...models.features, ...LINK_FEATURES] } : { models: this.description.models as ModelInfo[], features: LINK_FEATURES }),
+      ...(models ? { ...models, features: [...models.features, ...LIBRARY_FEATURES] } : { models: this.description.models as ModelInfo[], features: FIXED_MODEL_FEATURES }),
     };
   }
 
