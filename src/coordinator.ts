@@ -102,7 +102,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   });
   const metrics = new CoordinatorMetrics(master);
   metrics.watchHeads(heads);
-  const activity = new ClusterActivity(master);
+  const activity = new ClusterActivity(master, heads);
   const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
   const closingFeeds = new AbortController();
   const app = createApp(master, {

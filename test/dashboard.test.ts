@@ -51,6 +51,8 @@ describe("dashboard in a real browser", () => {
     await card("mac-studio-b").waitFor();
     await page.locator('#connection[data-state="live"]').waitFor();
     expect(await card("gpu-box-a").textContent()).toContain("simulator");
+    // (a lone head without --nats has no heads to show)
+    expect(await page.locator("#heads-panel").isHidden()).toBe(true);
 
     // a chat from the playground streams its answer, with the reasoning shown apart from it;
     await page.locator("#model").selectOption("simulator");

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import { HEADS_BUCKET, type HeadEntry } from "../src/heads/head-entry.js";
 import type { HeadView } from "../src/heads/heads.js";
+import { openBrowser } from "./support/browser.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
 import { type NatsServer, startNatsServer } from "./support/nats.js";
 import { parsePrometheusText, sampleValue } from "./support/prometheus-text.js";
@@ -106,6 +107,23 @@ describe("heads through NATS", () => {
     await eventually(() => b.master.snapshot().workers.some((w) => w.name === "learner"), "the worker to join b", DEADLINE_MS);
     expect(await chat(b)).toContain("simulated");
     expect(await chat(a)).toContain("simulated");
+  });
+
+  it("show on the dashboard, from either head, every head with its address and counts", async () => {
+    const [a, b] = await twoHeads();
+    await eventually(async () => (await seesBoth(a, "a", "b")) && (await seesBoth(b, "b", "a")), "the heads to see each other", DEADLINE_MS);
+    const browser = await openBrowser();
+    try {
+      await browser.page.goto(`${b.url}/`);
+      const head = (name: string) => browser.page.locator(`#heads .head[data-head-name="${name}"]`);
+      await head("a").waitFor();
+      expect(await head("b").textContent()).toContain("b (this one)");
+      expect(await head("a").textContent()).toContain(a.url);
+      expect(await browser.page.locator("#heads-hint").textContent()).toBe("NATS connected");
+      expect(browser.pageErrors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
   });
 
   it("ignore an entry in the bucket that does not parse, and take a valid one written after it", async () => {

@@ -23,6 +23,30 @@ export function render(view) {
   renderWorkers(view.workers, view.at, view.placements ?? []);
   renderRequests(view.requests, view.moreRequests, view.recent);
   renderQueues(view.models);
+  renderHeads(view.heads ?? []);
+}
+
+/**
+ * The cluster's heads (docs/scaling.md), shown once there is more than this one or it is configured for NATS: each
+ * with its address, requests in flight and workers, this one marked, and this head's link to NATS.
+ */
+function renderHeads(heads) {
+  const self = heads.find((head) => head.self);
+  const shown = heads.length > 1 || (self !== undefined && self.nats !== "off");
+  $("heads-panel").hidden = !shown;
+  if (!shown) return;
+  $("heads-hint").textContent = self?.nats === "connected" ? "NATS connected" : "NATS away: serving with what this head knows";
+  $("heads").replaceChildren(
+    ...heads.map((head) =>
+      h(
+        "li",
+        { class: head.self ? "head self" : "head", "data-head-name": head.name },
+        h("span", { class: "head-name" }, head.name, head.self ? " (this one)" : ""),
+        h("a", { class: "head-url", href: head.url }, head.url),
+        h("span", { class: "head-counts" }, `${head.inflight} in flight · ${head.workers} worker${head.workers === 1 ? "" : "s"}`),
+      ),
+    ),
+  );
 }
 
 function renderSparkline(history) {

@@ -2,6 +2,7 @@
 // second for the cluster and each worker, which models are loaded where, and what each worker is pulling. A master
 // observer; it keeps no timer.
 import type { ClusterView as MasterClusterView } from "../master/cluster-view.js";
+import type { HeadView, Heads } from "../heads/heads.js";
 import type { Master } from "../master/master.js";
 import type { MasterObserver, TaskOutcome } from "../master/observer.js";
 import type { WorkerEntry } from "../master/registry.js";
@@ -104,6 +105,8 @@ export interface ClusterView {
   recent: EndedRequestView[];
   /** Tokens per second now, and per second over the last minutes (oldest first). */
   throughput: { tokensPerSecond: number; history: number[] };
+  /** The cluster's heads, this one first (docs/scaling.md); one without --nats. */
+  heads: HeadView[];
 }
 
 export class ClusterActivity implements MasterObserver {
@@ -116,7 +119,10 @@ export class ClusterActivity implements MasterObserver {
   private readonly perWorker = new Map<string, RateWindow>();
   private readonly startedAt = Date.now();
 
-  constructor(private readonly master: Master) {}
+  constructor(
+    private readonly master: Master,
+    private readonly heads: Pick<Heads, "list">,
+  ) {}
 
   taskQueued(task: Task): void {
     this.live.set(task.id, task);
@@ -181,6 +187,7 @@ export class ClusterActivity implements MasterObserver {
         return { ...this.describe(task, endedAt, worker), stage, outcome: outcome.state, endedAt };
       }),
       throughput: { tokensPerSecond: round(this.cluster.rate(WORKER_RATE_SECONDS)), history: this.cluster.series(this.historyLength(now)) },
+      heads: this.heads.list(),
     };
   }
 
