@@ -11,11 +11,11 @@ import { eventually, openaiClient, startTestCoordinator, TEST_TOKEN } from "./su
 import { CountingSimulator } from "./support/counting-simulator.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
 
-async function joinWorker(join: string, engine: SimulatorEngine, maxConcurrency: number): Promise<WorkerRuntime> {
+async function joinWorker(join: string, engine: SimulatorEngine, maxConcurrency: number, name = "shared-worker"): Promise<WorkerRuntime> {
   const runtime = new WorkerRuntime(engine, await engine.start(), {
     join,
     token: TEST_TOKEN,
-    name: "shared-worker",
+    name,
     maxConcurrency,
     reconnect: true,
     log: silentLogger,
@@ -28,9 +28,11 @@ describe("a worker joined to several heads", () => {
   const coordinators: RunningCoordinator[] = [];
   let head: CliProcess | undefined;
   let runtime: WorkerRuntime | undefined;
+  const runtimes: WorkerRuntime[] = [];
 
   afterEach(async () => {
     await runtime?.stop();
+    for (const other of runtimes.splice(0)) await other.stop();
     await head?.kill("SIGKILL");
     for (const coordinator of coordinators.splice(0)) await coordinator.close();
     runtime = head = undefined;
@@ -63,6 +65,49 @@ describe("a worker joined to several heads", () => {
     expect((await refusals(a)) + (await refusals(b))).toBeGreaterThan(0);
     await eventually(() => coordinators.every((c) => c.master.liveTasks === 0), "no task left on either head");
   }, 60_000);
+
+  it("never books a slot twice: two heads at a high rate on three workers, with clients leaving mid-stream (soak)", async () => {
+    // Given two heads, and three workers of 1, 2 and 3 slots joined to both, whose engines take a while to stop
+    for (let i = 0; i < 2; i++) coordinators.push(await startTestCoordinator({ queueTimeoutMs: 60_000, cancelAckMs: 50 }));
+    const [a, b] = coordinators as [RunningCoordinator, RunningCoordinator];
+    const engines = [1, 2, 3].map(() => new CountingSimulator({ tokensPerSecond: 500, replyTokens: 40, stopMs: 30 }));
+    for (const [i, engine] of engines.entries()) runtimes.push(await joinWorker(`${a.workerUrl},${b.workerUrl}`, engine, i + 1, `soak-${i + 1}`));
+
+    // When 240 requests arrive in waves through both heads, and every fifth client leaves after its first chunk
+    let left = 0;
+    const one = async (i: number) => {
+      const stream = await openaiClient(i % 2 === 0 ? a : b).chat.completions.create({
+        model: "simulator",
+        messages: [{ role: "user", content: `soak ${i}` }],
+        max_tokens: 30,
+        stream: true,
+      });
+      let chunks = 0;
+      for await (const _ of stream) {
+        chunks += 1;
+        // Leaving as the SDK says to: break out of the loop, which aborts the request (aborting alone can leave the
+        // SDK's iterator waiting on its closed body for ever).
+        if (i % 5 === 0 && chunks === 2) {
+          left += 1;
+          break;
+        }
+      }
+      return chunks;
+    };
+    for (let wave = 0; wave < 6; wave++) {
+      const chunks = await Promise.all(Array.from({ length: 40 }, (_, i) => one(wave * 40 + i)));
+      expect(chunks.every((n) => n >= 2)).toBe(true);
+    }
+
+    // Then no worker ever ran more than its slots, all of them worked, and nothing is left on either head
+    expect(left).toBe(48);
+    expect(engines.map((engine) => engine.mostAtOnce <= engines.indexOf(engine) + 1)).toEqual([true, true, true]);
+    expect(engines.every((engine) => engine.mostAtOnce > 0)).toBe(true);
+    // (the clients that left reached the workers: their generations were stopped, not run to the end)
+    expect(engines.reduce((sum, engine) => sum + engine.aborted.size, 0)).toBeGreaterThan(0);
+    await eventually(() => coordinators.every((c) => c.master.liveTasks === 0), "no task left on either head");
+    await eventually(() => engines.every((engine) => engine.running === 0), "every engine idle");
+  }, 120_000);
 
   it("refuses a worker that loads models on command: heads do not share placement yet", async () => {
     head = spawnCli(["worker", "--join", "ws://127.0.0.1:1,ws://127.0.0.1:2", "--token", TEST_TOKEN, "--engine", "sim", "--sim-library", "m=1GiB"]);
