@@ -50,11 +50,8 @@ function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly Clu
       return NONE;
     case "TaskQueued": {
       const { task } = event;
-      if (event.from) {
-        if (!transition(task, "queued")) return IGNORED;
-        task.workerId = undefined;
-        state.queues.offerFront(task);
-      } else state.queues.offer(task);
+      if (event.from) return requeued(state, task) ? [{ type: "queueDeadline", task }] : IGNORED;
+      state.queues.offer(task);
       return [{ type: "queueDeadline", task }];
     }
     case "TaskAssigned":
@@ -163,12 +160,7 @@ function consumed(state: ClusterState, task: Task, bytes: number): readonly Clus
 /** Frees a task's slot on its worker; undefined when it held none there. */
 function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: boolean, at: number): ClusterEffect[] | undefined {
   if (worker.slots.get(task.id) !== task) return undefined;
-  worker.slots.delete(task.id);
-  if (!task.started) worker.unstarted -= 1;
-  worker.refusing = false;
-  worker.rememberEnded(task.id);
-  state.workers.changed(worker);
-  state.router.released(task, worker);
+  vacate(state, task, worker, false);
   modelUsed(state, worker, task, at);
   const effects: ClusterEffect[] = [{ type: "modelFreed" }];
   if (pump && state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
@@ -181,17 +173,28 @@ function released(state: ClusterState, task: Task, worker: WorkerEntry, pump: bo
  */
 function refused(state: ClusterState, task: Task, worker: WorkerEntry): readonly ClusterEffect[] {
   if (worker.slots.get(task.id) !== task || task.state !== "assigned") return IGNORED;
+  vacate(state, task, worker, true);
+  requeued(state, task);
+  task.attempts -= 1;
+  return [{ type: "queueDeadline", task }, { type: "pump", model: task.model }];
+}
+
+/** Takes the task out of the worker's slots; `refusing`: whether the worker now counts as full until heard from. */
+function vacate(state: ClusterState, task: Task, worker: WorkerEntry, refusing: boolean): void {
   worker.slots.delete(task.id);
-  worker.unstarted -= 1;
-  worker.refusing = true;
+  if (!task.started) worker.unstarted -= 1;
+  worker.refusing = refusing;
   worker.rememberEnded(task.id);
   state.workers.changed(worker);
   state.router.released(task, worker);
-  transition(task, "queued");
+}
+
+/** Back to the front of its queue, off any worker: a task that lost its worker before any output, or was refused. */
+function requeued(state: ClusterState, task: Task): boolean {
+  if (!transition(task, "queued")) return false;
   task.workerId = undefined;
-  task.attempts -= 1;
   state.queues.offerFront(task);
-  return [{ type: "queueDeadline", task }, { type: "pump", model: task.model }];
+  return true;
 }
 
 /**
