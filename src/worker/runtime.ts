@@ -7,7 +7,6 @@ import {
   FEATURES,
   type Hello,
   type MasterMessage,
-  type ModelInfo,
   PROTOCOL_VERSION,
   type TaskAssigned,
   type TokenLogprob,
@@ -145,7 +144,7 @@ export class WorkerRuntime {
         maxConcurrency: this.options.maxConcurrency,
         engine: this.engine.kind,
       },
-      ...(models ? { ...models, features: [...models.features, ...LIBRARY_FEATURES] } : { models: this.description.models as ModelInfo[], features: FIXED_MODEL_FEATURES }),
+      ...(models ? { ...models, features: [...models.features, ...LIBRARY_FEATURES] } : { models: this.description.models, features: FIXED_MODEL_FEATURES }),
     };
   }
 
