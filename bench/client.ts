@@ -139,6 +139,18 @@ export function openUnreadStream(options: Omit<StreamOptions, "onFrame" | "onHea
   });
 }
 
+/** Starts `count` streams evenly over `rampMs` (the i-th by `start(i)`), resolving once the last has started. */
+export async function rampStreams(count: number, rampMs: number, start: (i: number) => StreamHandle): Promise<StreamHandle[]> {
+  const started = performance.now();
+  const handles: StreamHandle[] = [];
+  for (let i = 0; i < count; i++) {
+    handles.push(start(i));
+    const due = ((i + 1) / count) * rampMs - (performance.now() - started);
+    if (due > 1) await sleep(due);
+  }
+  return handles;
+}
+
 /** Records, for every stamped token in a frame, how long ago (µs) its worker emitted it. */
 export function latencyRecorder(into: number[], accept: () => boolean = () => true): (frame: string) => void {
   return (frame) => {

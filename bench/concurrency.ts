@@ -1,5 +1,5 @@
 // Concurrency: many streams at a realistic rate, each token stamped by its worker; and idle open streams' memory.
-import { latencyRecorder, percentile, sleep, streamChat, type StreamHandle } from "./client.js";
+import { latencyRecorder, percentile, rampStreams, sleep, streamChat, type StreamHandle } from "./client.js";
 import { type BenchPath, type PathName, startPath } from "./paths.js";
 import type { Row } from "./report.js";
 
@@ -29,9 +29,7 @@ const body = { model: "simulator", messages: [{ role: "user", content: "Benchmar
 /** Runs `streams` concurrent streams, started evenly over a second; latency counts only once all have started. */
 async function load(path: BenchPath, streams: number, options: ConcurrencyOptions): Promise<LoadResult> {
   const latencies: number[] = [];
-  const rampMs = 1_000;
   let steady = false;
-  const handles: StreamHandle[] = [];
   const record = latencyRecorder(latencies, () => steady);
   const cpuBefore = path.middle().cpuSeconds;
   const engineBefore = path.engineHost.stats().cpuSeconds;
@@ -39,11 +37,7 @@ async function load(path: BenchPath, streams: number, options: ConcurrencyOption
   const started = performance.now();
   let peakRssBytes = 0;
   const sampler = setInterval(() => (peakRssBytes = Math.max(peakRssBytes, path.middle().rssBytes)), 250);
-  for (let i = 0; i < streams; i++) {
-    handles.push(streamChat({ url: path.url, headers: path.headers, body, onFrame: record }));
-    const due = ((i + 1) / streams) * rampMs - (performance.now() - started);
-    if (due > 1) await sleep(due);
-  }
+  const handles = await rampStreams(streams, 1_000, () => streamChat({ url: path.url, headers: path.headers, body, onFrame: record }));
   steady = true;
   const results = await Promise.all(handles.map((h) => h.result));
   clearInterval(sampler);

@@ -2,7 +2,7 @@
 // workers joined to both (`--join a,b`); and, with two heads, how long after one is killed (-9) a client of it that
 // turns to the other is served again. Heads and workers each run in their own process (bench/host.ts).
 import type { EngineSpec } from "./host.js";
-import { latencyRecorder, percentile, sleep, streamChat, type StreamHandle } from "./client.js";
+import { latencyRecorder, percentile, rampStreams, sleep, streamChat } from "./client.js";
 import { Host } from "./processes.js";
 import type { Row } from "./report.js";
 
@@ -65,12 +65,7 @@ async function load(cluster: Cluster, streams: number): Promise<Load> {
   const record = latencyRecorder(latencies, () => steady);
   const before = cluster.heads.map((head) => head.stats().cpuSeconds);
   const started = performance.now();
-  const handles: StreamHandle[] = [];
-  for (let i = 0; i < streams; i++) {
-    handles.push(streamChat({ url: cluster.urls[i % cluster.urls.length] as string, body, onFrame: record }));
-    const due = ((i + 1) / streams) * 1_000 - (performance.now() - started);
-    if (due > 1) await sleep(due);
-  }
+  const handles = await rampStreams(streams, 1_000, (i) => streamChat({ url: cluster.urls[i % cluster.urls.length] as string, body, onFrame: record }));
   steady = true;
   const results = await Promise.all(handles.map((handle) => handle.result));
   const wall = (performance.now() - started) / 1000;
