@@ -7,6 +7,7 @@ import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
+import { NatsLink } from "./heads/nats-link.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
@@ -81,7 +82,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     workers: () => master.workerCount,
   };
   // Without --nats nothing is shared: the head knows itself only, as before.
-  const heads: Heads = config.nats ? new HeadsDirectory(config.nats, self, log.child({ component: "heads" })) : new LoneHead(self);
+  const nats = config.nats ? new NatsLink(config.nats, log.child({ component: "nats" })) : undefined;
+  const heads: Heads = nats ? new HeadsDirectory(nats, self, log.child({ component: "heads" })) : new LoneHead(self);
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -181,6 +183,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const localHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const url = `http://${localHost}:${port}`;
   const workerUrl = `ws://${localHost}:${port}`;
+  nats?.start();
   heads.start(config.advertiseUrl ?? url);
 
   let demo: WorkerRuntime | undefined;
@@ -207,6 +210,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       master.close();
       for (const remove of unobserve) remove();
       await heads.close();
+      await nats?.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));
