@@ -86,6 +86,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     startedAt: Date.now(),
     inflight: () => master.liveTasks,
     workers: () => master.workerCount,
+    planner: () => lease.holder()?.headId,
   };
   // Without --nats nothing is shared: the head knows itself only, as before.
   const nats = config.nats ? new NatsLink(config.nats, log.child({ component: "nats" })) : undefined;

@@ -44,7 +44,8 @@ export class HeadsDirectory implements Heads {
 
   list(now = Date.now()): HeadView[] {
     const others: HeadView[] = [];
-    for (const entry of this.others()) others.push(otherView(entry.value, this.bucket.receivedAt(entry.key) ?? now));
+    const planner = this.self.planner();
+    for (const entry of this.others()) others.push(otherView(entry.value, this.bucket.receivedAt(entry.key) ?? now, entry.key === planner));
     others.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     return [selfView(this.self, this.url, this.nats, now), ...others];
   }
@@ -107,7 +108,7 @@ export class HeadsDirectory implements Heads {
   }
 }
 
-function otherView(entry: HeadEntry, receivedAt: number): HeadView {
+function otherView(entry: HeadEntry, receivedAt: number, planner: boolean): HeadView {
   return {
     id: entry.id,
     name: entry.name,
@@ -118,5 +119,6 @@ function otherView(entry: HeadEntry, receivedAt: number): HeadView {
     workers: entry.workers,
     startedAt: new Date(entry.startedAt).toISOString(),
     lastSeenAt: new Date(receivedAt).toISOString(),
+    planner,
   };
 }

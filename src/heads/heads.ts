@@ -12,6 +12,8 @@ export interface HeadSelf {
   readonly startedAt: number;
   inflight(): number;
   workers(): number;
+  /** The id of the head that runs the placement planner, as this one knows it. */
+  planner(): string | undefined;
 }
 
 /** One head in `/v1/cluster`. */
@@ -27,6 +29,8 @@ export interface HeadView {
   startedAt: string;
   /** When this head last heard of it (now, for itself). */
   lastSeenAt: string;
+  /** Whether it runs the placement planner (holds the lease), as this head knows it. */
+  planner: boolean;
 }
 
 export interface Heads {
@@ -56,6 +60,7 @@ export function selfView(self: HeadSelf, url: string, nats: NatsState, now = Dat
     workers: self.workers(),
     startedAt: new Date(self.startedAt).toISOString(),
     lastSeenAt: new Date(now).toISOString(),
+    planner: self.planner() === self.id,
   };
 }
 

@@ -187,6 +187,14 @@ export class CoordinatorMetrics implements MasterObserver {
         this.set(heads.nats === "connected" ? 1 : 0);
       },
     });
+    new Gauge({
+      name: "coordinator_planner_leader",
+      help: "1 while this head runs the placement planner (holds the planner lease), else 0",
+      registers: [this.registry],
+      collect() {
+        this.set(heads.list()[0]?.planner ? 1 : 0);
+      },
+    });
   }
 
   pendingConnectionDropped(kind: PendingKind): void {
