@@ -297,7 +297,7 @@ function placementEffects(state: ClusterState, event: PlacementEvent): ClusterEf
         break;
       case "serve": {
         const worker = state.workers.get(effect.workerId);
-        effects.push({ type: "loaded", workerId: effect.workerId, model: effect.info.id, loadMs: effect.loadMs });
+        if (effect.loadMs !== undefined) effects.push({ type: "loaded", workerId: effect.workerId, model: effect.info.id, loadMs: effect.loadMs });
         if (!worker) break;
         state.workers.addModel(worker, effect.info);
         effects.push({ type: "modelsChanged", worker }, { type: "pump", model: effect.info.id });
