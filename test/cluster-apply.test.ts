@@ -109,9 +109,9 @@ describe("apply: tasks", () => {
     expect(types(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" }))).toEqual(["queueDeadline", "pump"]);
     expect([t.state, t.workerId, t.attempts, w.busy, w.unstarted, w.hasCapacity, state.queues.peek("m")?.id]).toEqual(["queued", undefined, 0, 0, 0, false, "t1"]);
     expect(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" })).toBe(IGNORED);
-    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined }))).toEqual(["pumpWorker"]);
+    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined }))).toEqual(["pumpWorker"]);
     expect(w.hasCapacity).toBe(true);
-    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined })).toEqual([]);
+    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined })).toEqual([]);
   });
 
   it("puts a task taken back from a lost worker at the front of its queue", () => {
@@ -324,7 +324,7 @@ describe("apply: invariants", () => {
               if (holder && !t.started) event = { type: "TaskRefused", task: t, worker: holder, reason: "no_slot" };
               break;
             case 11:
-              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined };
+              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: undefined };
               break;
           }
           if (event) apply(state, event);

@@ -1,15 +1,18 @@
-// Model commands fenced by the planner's epoch (docs/scaling.md, Fencing), seen from a real worker joined to two
+// Model commands fenced by the planner's epoch (docs/scaling.md, Fencing). Seen from a real worker joined to two
 // hand-written heads: a command older than the highest epoch seen is not obeyed and is answered, on its own head only,
 // with the model's actual state; an idle unload waits for the model's tasks on every head; and heartbeats tell how
-// each model is used.
+// each model is used. Seen from a real coordinator and hand-written workers: the head that leads at an epoch says so
+// to each worker that fences, and stamps its model commands with it.
 import { afterEach, describe, expect, it } from "vitest";
+import type { RunningCoordinator } from "../src/coordinator.js";
 import { silentLogger } from "../src/log.js";
 import { SimulatorEngine, defaultSimulatorOptions } from "../src/worker/engines/simulator.js";
 import type { SimulatedModel } from "../src/worker/engines/simulated-library.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
 import { FEATURES, NOT_OBEYED } from "../src/worker-protocol/index.js";
-import { eventually, TEST_TOKEN } from "./support/cluster.js";
+import { eventually, startTestCoordinator, TEST_TOKEN } from "./support/cluster.js";
 import { FakeHead } from "./support/fake-head.js";
+import { HandWorker, type Message } from "./support/hand-worker.js";
 
 const GiB = 2 ** 30;
 const LIBRARY: SimulatedModel[] = [
@@ -21,11 +24,15 @@ const FENCED = [FEATURES.models, FEATURES.epoch, FEATURES.refuse];
 let runtime: WorkerRuntime | undefined;
 let engine: SimulatorEngine | undefined;
 const heads: FakeHead[] = [];
+let coordinator: RunningCoordinator | undefined;
+const handWorkers: HandWorker[] = [];
 
 afterEach(async () => {
   await runtime?.stop();
   for (const head of heads.splice(0)) await head.close();
-  runtime = engine = undefined;
+  for (const worker of handWorkers.splice(0)) await worker.close();
+  await coordinator?.close();
+  runtime = engine = coordinator = undefined;
 });
 
 /** A simulator worker with a library, joined to each head (a slow generator: a task runs until it is cancelled). */
@@ -179,5 +186,76 @@ describe("epoch fencing on a worker joined to two heads", () => {
     // And B, which did not take up the feature, hears no usage
     expect(b.all("Heartbeat").length).toBeGreaterThan(0);
     expect(b.all("Heartbeat").every((h) => h.models === undefined)).toBe(true);
+  });
+});
+
+/** A worker written by hand with a library of one model, offering `features`; resolves once welcomed. */
+async function handLibraryWorker(features: string[]): Promise<{ worker: HandWorker; welcome: Message }> {
+  if (!coordinator) throw new Error("no coordinator");
+  const worker = await HandWorker.connect(coordinator.workerUrl);
+  handWorkers.push(worker);
+  const library = [{ id: `lib-${worker.name}`, sizeBytes: GiB, memoryBytes: GiB, contextLength: 4096 }];
+  worker.send({ ...worker.hello({ features }), models: [], library, memory: { totalBytes: 8 * GiB, freeBytes: 8 * GiB } });
+  const welcome = await worker.take("Welcome");
+  worker.startHeartbeats(Number(welcome.heartbeatIntervalMs));
+  return { worker, welcome };
+}
+
+async function place(model: string): Promise<number> {
+  if (!coordinator) throw new Error("no coordinator");
+  const response = await fetch(`${coordinator.url}/v1/placements`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model }) });
+  return response.status;
+}
+
+describe("a head that leads at an epoch", () => {
+  it("tells a worker that fences its epoch right after Welcome, stamps its model commands with it, and tells it a new one", async () => {
+    // Given a coordinator whose master leads at epoch 5
+    coordinator = await startTestCoordinator();
+    coordinator.master.setLeaderEpoch(5);
+
+    // When a worker offering the models and epoch features joins
+    const { worker, welcome } = await handLibraryWorker([FEATURES.models, FEATURES.epoch, FEATURES.refuse]);
+
+    // Then it takes the feature up, and the next message is the Leader notice
+    expect(welcome.features).toEqual([FEATURES.models, FEATURES.refuse, FEATURES.epoch]);
+    const welcomeAt = worker.received.indexOf(welcome);
+    expect(worker.received[welcomeAt + 1]).toEqual({ type: "Leader", epoch: 5 });
+
+    // And a placement's LoadModel carries the epoch
+    const model = `lib-${worker.name}`;
+    expect(await place(model)).toBe(201);
+    expect(await worker.take("LoadModel")).toEqual({ type: "LoadModel", model, epoch: 5 });
+
+    // And a new epoch reaches it at once, and stamps the next command (an admin's unload)
+    worker.send({ type: "ModelStatus", model, state: "loaded", info: { id: model, contextLength: 4096 } });
+    await eventually(() => coordinator?.master.isServed(model) ?? false, "the model served");
+    coordinator.master.setLeaderEpoch(6);
+    expect(await worker.take("Leader")).toEqual({ type: "Leader", epoch: 6 });
+    const placements = (await (await fetch(`${coordinator.url}/v1/placements`)).json()) as { data: Array<{ id: string }> };
+    await fetch(`${coordinator.url}/v1/placements/${placements.data[0]?.id}`, { method: "DELETE" });
+    expect(await worker.take("UnloadModel")).toMatchObject({ type: "UnloadModel", model, epoch: 6 });
+  });
+
+  it("sends no Leader and no epoch to a worker that does not offer the feature, and keeps what a heartbeat says of model usage", async () => {
+    // Given a coordinator leading at epoch 5, and a library worker that does not fence
+    coordinator = await startTestCoordinator();
+    coordinator.master.setLeaderEpoch(5);
+    const { worker, welcome } = await handLibraryWorker([FEATURES.models, FEATURES.refuse]);
+    expect(welcome.features).toEqual([FEATURES.models, FEATURES.refuse]);
+
+    // When a placement loads its model, and the epoch changes
+    const model = `lib-${worker.name}`;
+    expect(await place(model)).toBe(201);
+    const load = await worker.take("LoadModel");
+    coordinator.master.setLeaderEpoch(6);
+
+    // Then the command has no epoch, and no Leader ever came
+    expect(load).toEqual({ type: "LoadModel", model });
+    worker.send({ type: "Heartbeat", at: Date.now(), running: 0, models: [{ id: model, running: 0, idleMs: 10 }] });
+    const usage = () => coordinator?.master.registry.get(String(welcome.workerId))?.modelUsage;
+    await eventually(() => usage()?.length === 1, "the heartbeat read");
+    expect(usage()).toEqual([{ id: model, running: 0, idleMs: 10 }]);
+    expect(worker.received.some((m) => m.type === "Leader")).toBe(false);
+    expect(worker.protocolError).toBeUndefined();
   });
 });

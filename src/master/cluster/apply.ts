@@ -251,6 +251,7 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
       worker.pullsModels = event.features.includes(FEATURES.pull);
       worker.refusesTasks = event.features.includes(FEATURES.refuse);
       worker.learnsHeads = event.features.includes(FEATURES.heads);
+      worker.fencesCommands = event.features.includes(FEATURES.epoch);
       state.workers.add(worker);
       return [{ type: "pumpWorker", worker }];
     case "WorkerRemoved": {
@@ -270,6 +271,7 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
     case "WorkerReported":
       if (event.running !== undefined) worker.reportedRunning = event.running;
       if (event.cache !== undefined) worker.cache = event.cache;
+      if (event.models !== undefined) worker.modelUsage = event.models;
       if (!worker.refusing) return NONE;
       // It refused a task: its heartbeat is its word that it may take one again.
       worker.refusing = false;
