@@ -109,9 +109,9 @@ describe("apply: tasks", () => {
     expect(types(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" }))).toEqual(["queueDeadline", "pump"]);
     expect([t.state, t.workerId, t.attempts, w.busy, w.unstarted, w.hasCapacity, state.queues.peek("m")?.id]).toEqual(["queued", undefined, 0, 0, 0, false, "t1"]);
     expect(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" })).toBe(IGNORED);
-    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined }))).toEqual(["pumpWorker"]);
+    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined }))).toEqual(["pumpWorker"]);
     expect(w.hasCapacity).toBe(true);
-    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined })).toEqual([]);
+    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined })).toEqual([]);
   });
 
   it("puts a task taken back from a lost worker at the front of its queue", () => {
@@ -164,6 +164,97 @@ describe("apply: workers and models", () => {
       { type: "pump", model: "big" },
     ]);
     expect(state.workers.isServed("big")).toBe(true);
+  });
+});
+
+describe("apply: model commands the worker did not obey", () => {
+  const info = { id: "big", contextLength: 8 };
+  const memory = { totalBytes: 100, freeBytes: 90 };
+
+  /** A worker with a library, "big" loaded on it at 10 and served. */
+  function loadedOn(): { state: ClusterState; w: WorkerEntry } {
+    const state = cluster();
+    const w = worker("w1", 2, []);
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["models", "epoch", "refuse"] });
+    const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
+    apply(state, { type: "WorkerJoined", workerId: "w1", name: "name-w1", library, memory: { totalBytes: 100, freeBytes: 100 }, loaded: [], pulls: false, at: 0 });
+    apply(state, { type: "LoadStarted", workerId: "w1", model: "big", pin: undefined, at: 1 });
+    apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loaded", info, memory }, at: 10 });
+    return { state, w };
+  }
+
+  function slotOf(state: ClusterState) {
+    return state.placement.workers.get("w1")?.slots.get("big");
+  }
+
+  function sentBy(effects: readonly ClusterEffect[]) {
+    return effects.flatMap((e) => (e.type === "send" ? [e.message] : []));
+  }
+
+  it("asks the worker to unload only if idle when the planner finds the model idle or evicts it, and not otherwise", () => {
+    for (const [why, ifIdle] of [["idle", true], ["evicted", true], ["admin", undefined], ["unplaced", undefined]] as const) {
+      const { state } = loadedOn();
+      const effects = apply(state, { type: "UnloadStarted", workerId: "w1", model: "big", why, reason: why, at: 20 });
+      expect(sentBy(effects)).toEqual([{ type: "UnloadModel", model: "big", reason: why, ...(ifIdle && { ifIdle }) }]);
+    }
+  });
+
+  it("serves a model again when its worker keeps it because a task of it runs (in_use), without counting a load", () => {
+    const { state, w } = loadedOn();
+    apply(state, { type: "UnloadStarted", workerId: "w1", model: "big", why: "idle", reason: "idle", at: 20 });
+    expect([slotOf(state)?.state, state.workers.isServed("big")]).toEqual(["unloading", false]);
+
+    const status = { type: "ModelStatus" as const, model: "big", state: "loaded" as const, info, memory, error: { code: "in_use", message: "1 task(s) running" } };
+    const effects = apply(state, { type: "StatusReported", workerId: "w1", status, at: 30 });
+
+    expect(effects).toEqual([{ type: "modelsChanged", worker: w }, { type: "pump", model: "big" }]);
+    expect(state.workers.isServed("big")).toBe(true);
+    expect(slotOf(state)).toMatchObject({ state: "loaded", since: 30, lastUsedAt: 30 });
+  });
+
+  it("still ignores a plain \"loaded\" for a model it unloads (the load's report crossed the unload on the wire)", () => {
+    const { state } = loadedOn();
+    apply(state, { type: "UnloadStarted", workerId: "w1", model: "big", why: "admin", reason: "admin", at: 20 });
+    expect(apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loaded", info }, at: 30 })).toEqual([]);
+    expect(slotOf(state)?.state).toBe("unloading");
+  });
+
+  it("takes a stale command's answer as the model's actual state: a load not obeyed leaves no slot, and no new plan", () => {
+    const { state } = loadedOn();
+    apply(state, { type: "LoadStarted", workerId: "w1", model: "other", pin: undefined, at: 20 });
+    const stale = { type: "ModelStatus" as const, model: "other", state: "unloaded" as const, memory: { totalBytes: 100, freeBytes: 50 }, error: { code: "stale_epoch", message: "epoch 1 < 2" } };
+
+    const effects = apply(state, { type: "StatusReported", workerId: "w1", status: stale, at: 30 });
+
+    expect(effects).toEqual([]);
+    expect(state.placement.workers.get("w1")?.slots.has("other")).toBe(false);
+    expect(state.placement.workers.get("w1")?.memory).toEqual({ totalBytes: 100, freeBytes: 50 });
+  });
+
+  it("takes a stale unload's answer as the actual state: served again when loaded, no longer served when unloaded", () => {
+    const { state } = loadedOn();
+    apply(state, { type: "UnloadStarted", workerId: "w1", model: "big", why: "admin", reason: "admin", at: 20 });
+    const error = { code: "stale_epoch", message: "epoch 1 < 2" };
+    apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loaded", info, error }, at: 30 });
+    expect([slotOf(state)?.state, state.workers.isServed("big")]).toEqual(["loaded", true]);
+
+    const effects = apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "unloaded", error }, at: 40 });
+    expect(types(effects)).toEqual(["modelsChanged"]);
+    expect([slotOf(state), state.workers.isServed("big")]).toEqual([undefined, false]);
+  });
+
+  it("takes a stale answer that the model is loading as so: a slot given up goes back to loading, and is served once loaded", () => {
+    const { state } = loadedOn();
+    apply(state, { type: "LoadStarted", workerId: "w1", model: "other", pin: undefined, at: 20 });
+    apply(state, { type: "UnloadStarted", workerId: "w1", model: "other", why: "abandoned", reason: "nobody waits", at: 21 });
+    const error = { code: "stale_epoch", message: "epoch 1 < 2" };
+
+    expect(apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "other", state: "loading", progress: 0.5, error }, at: 30 })).toEqual([]);
+    expect(state.placement.workers.get("w1")?.slots.get("other")).toMatchObject({ state: "loading", progress: 0.5, since: 30 });
+
+    const loaded = { type: "ModelStatus" as const, model: "other", state: "loaded" as const, info: { id: "other", contextLength: 8 }, error };
+    expect(types(apply(state, { type: "StatusReported", workerId: "w1", status: loaded, at: 50 }))).toEqual(["loaded", "modelsChanged", "pump"]);
+    expect(state.workers.isServed("other")).toBe(true);
   });
 });
 
@@ -233,7 +324,7 @@ describe("apply: invariants", () => {
               if (holder && !t.started) event = { type: "TaskRefused", task: t, worker: holder, reason: "no_slot" };
               break;
             case 11:
-              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined };
+              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: undefined };
               break;
           }
           if (event) apply(state, event);

@@ -98,6 +98,8 @@ export class Master {
   private readonly unsubscribe: Array<() => void> = [];
   readonly planning: Planning;
   readonly placements: PlacementStore;
+  /** The planner epoch this head leads at (docs/scaling.md, Fencing); undefined: commands go unfenced (one head). */
+  private leaderEpoch: number | undefined;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -128,8 +130,12 @@ export class Master {
     );
   }
 
-  /** This head started or stopped running the planner. */
+  /**
+   * This head started or stopped running the planner. A new leader first tells workers its epoch (so a stale one's
+   * commands are refused from then on), then plans what waits.
+   */
   private planningChanged(): void {
+    this.setLeaderEpoch(this.planning.leading ? this.planning.epoch : undefined);
     if (this.planning.leading) this.placer.lead();
   }
 
@@ -233,9 +239,22 @@ export class Master {
       ...(features.length > 0 && { features }),
       ...(heads && { heads }),
     });
+    // Before any command its placement may send it: a command never reaches a worker ahead of its epoch's Leader.
+    if (this.leaderEpoch !== undefined && features.includes(FEATURES.epoch)) link.send({ type: "Leader", epoch: this.leaderEpoch });
     this.dispatch({ type: "WorkerRegistered", worker, features });
     if (worker.loadsModels) this.placer.workerJoined(worker.id, hello, worker.pullsModels);
     return worker;
+  }
+
+  /**
+   * This head plans at `epoch` from now on (the planner lease's revision), or no longer fences its commands
+   * (undefined): every worker that took up the "epoch" feature is told, now and when it joins.
+   */
+  setLeaderEpoch(epoch: number | undefined): void {
+    if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch > 0)) throw new RangeError(`a planner epoch is a positive integer, not ${epoch}`);
+    this.leaderEpoch = epoch;
+    if (epoch === undefined) return;
+    for (const worker of this.state.workers.all()) if (worker.fencesCommands) worker.link.send({ type: "Leader", epoch });
   }
 
   /** The heads of the cluster changed: every worker that asked is told. */
@@ -254,6 +273,7 @@ export class Master {
       ...(models && offered.has(FEATURES.pull) ? [FEATURES.pull] : []),
       ...(offered.has(FEATURES.refuse) ? [FEATURES.refuse] : []),
       ...(offered.has(FEATURES.heads) && this.options.heads ? [FEATURES.heads] : []),
+      ...(models && offered.has(FEATURES.epoch) ? [FEATURES.epoch] : []),
     ];
   }
 
@@ -457,7 +477,7 @@ export class Master {
     const worker = this.state.workers.get(workerId);
     if (!worker) return;
     try {
-      worker.link.send(message);
+      worker.link.send(this.fenced(worker, message));
     } catch (error) {
       if (message.type !== "TaskAssigned") throw error;
       this.options.log.error({ task: message.taskId, err: error }, "could not send a task to its worker");
@@ -466,6 +486,12 @@ export class Master {
       this.dispatch({ type: "SlotReleased", task, worker, pump: true, at: Date.now() });
       this.end(task, { to: "failed", error: new EngineError("The coordinator could not send this request to a worker.") });
     }
+  }
+
+  /** A model command as sent to `worker`: with this head's epoch when it leads at one and the worker fences them. */
+  private fenced(worker: WorkerEntry, message: MasterMessage): MasterMessage {
+    if (message.type !== "LoadModel" && message.type !== "UnloadModel") return message;
+    return this.leaderEpoch !== undefined && worker.fencesCommands ? { ...message, epoch: this.leaderEpoch } : message;
   }
 
   /** A task ended: its reader gets the last event, its resources go, and hearers are told. */

@@ -1,5 +1,5 @@
 // The live registry of connected workers, indexed by the models they serve.
-import { type DeviceInfo, type MasterMessage, type ModelCache, modelCapabilities, type ModelInfo } from "../worker-protocol/index.js";
+import { type DeviceInfo, type MasterMessage, type ModelCache, modelCapabilities, type ModelInfo, type ModelUsage } from "../worker-protocol/index.js";
 import type { Task } from "./task.js";
 import { type HealthPolicy, WorkerHealth } from "./worker-health.js";
 import { ModelWorkers } from "./worker-heap.js";
@@ -38,12 +38,16 @@ export class WorkerEntry {
   reportedRunning = 0;
   /** What its engine holds in its prompt caches, per model, as its last heartbeat said. */
   cache: readonly ModelCache[] = [];
+  /** How each model it serves is used over all its heads, as its last heartbeat said (the "epoch" feature). */
+  modelUsage: readonly ModelUsage[] = [];
   /** Whether it took up the "models" feature: it loads and unloads models on the master's command. */
   loadsModels = false;
   /** Whether it took up the "pull" feature: it downloads model files on the master's command. */
   pullsModels = false;
   /** Whether it took up the "refuse" feature: it refuses a task it has no slot for (TaskRefused). */
   refusesTasks = false;
+  /** Whether it took up the "epoch" feature: its model commands carry the planner's epoch, and it hears Leader. */
+  fencesCommands = false;
   /** Whether it took up the "heads" feature: it is told every head of the cluster, and joins each. */
   learnsHeads = false;
   /** It refused a task: full, whatever the count here says, until its next heartbeat or a task of its own ends here. */

@@ -94,7 +94,16 @@ export const FEATURES = {
    * worker joins each (docs/scaling.md). Taken up only by a master that knows other heads.
    */
   heads: "heads",
+  /**
+   * Model commands fenced by the planner's epoch (docs/scaling.md, Fencing): the master sends Leader and stamps
+   * LoadModel and UnloadModel with its epoch; the worker obeys no command older than the highest epoch it has seen on
+   * any head. Offered by a worker that loads models on command.
+   */
+  epoch: "epoch",
 } as const;
+
+/** A planner's fencing epoch: it only grows from one leader to the next. */
+const Epoch = z.number().int().positive();
 
 /** A model a worker can load on command (a GGUF file in its models dir, a model of its upstream, a simulated one). */
 export const LibraryModel = z.object({
@@ -335,6 +344,19 @@ export const ModelCache = z.object({
 });
 export type ModelCache = z.infer<typeof ModelCache>;
 
+/**
+ * How a model served by a library worker is used, over all its heads: the planner judges idleness by it, so that it
+ * never unloads a model another head's task is using.
+ */
+export const ModelUsage = z.object({
+  id: z.string().min(1).max(256),
+  /** Tasks of the model running on the worker now, whichever head assigned them. */
+  running: z.number().int().nonnegative(),
+  /** Since the last task of it ended (0 while one runs; since its load if none ran). */
+  idleMs: z.number().int().nonnegative(),
+});
+export type ModelUsage = z.infer<typeof ModelUsage>;
+
 export const Heartbeat = z.object({
   type: z.literal("Heartbeat"),
   /** Sender's clock, ms since the epoch (informational). */
@@ -343,6 +365,8 @@ export const Heartbeat = z.object({
   running: z.number().int().nonnegative().optional(),
   /** Worker → master: what its engine holds in its prompt caches, per model (for /v1/cluster and the dashboard). */
   cache: z.array(ModelCache).max(256).optional(),
+  /** Worker → master, from a worker with the "epoch" feature: how each model it serves is used. */
+  models: z.array(ModelUsage).max(256).optional(),
 });
 export type Heartbeat = z.infer<typeof Heartbeat>;
 
@@ -354,6 +378,14 @@ export const Library = z.object({
 });
 export type Library = z.infer<typeof Library>;
 
+/** ModelStatus error codes of a model command the worker did not obey (it answers with the model's actual state). */
+export const NOT_OBEYED = {
+  /** The command's epoch is below the highest the worker has seen: a newer planner leads. */
+  staleEpoch: "stale_epoch",
+  /** An UnloadModel with `ifIdle` while a task of the model runs on the worker. */
+  inUse: "in_use",
+} as const;
+
 export const ModelState = z.enum(["loading", "loaded", "unloading", "unloaded", "failed"]);
 export type ModelState = z.infer<typeof ModelState>;
 
@@ -361,7 +393,8 @@ export type ModelState = z.infer<typeof ModelState>;
  * The "models" feature: where a model the master told the worker to load or unload stands. "loading" may repeat
  * with a rising `progress`; "loaded" carries the model's `info` (it is served from then on); "unloading" says it
  * takes no more tasks; "unloaded" that its memory is free; "failed" that a load failed (`error`, e.g. code
- * out_of_memory), after which it is not loaded.
+ * out_of_memory), after which it is not loaded. A command the worker did not obey is answered with the model's actual
+ * state on it and an error whose code says why (NOT_OBEYED): the sender's view of the model is corrected by it.
  */
 export const ModelStatus = z.object({
   type: z.literal("ModelStatus"),
@@ -500,6 +533,8 @@ export const LoadModel = z.object({
   model: z.string().min(1).max(256),
   contextLength: z.number().int().positive().optional(),
   concurrency: z.number().int().positive().max(4096).optional(),
+  /** The "epoch" feature: the sender's planner epoch; a worker that has seen a higher one does not obey. */
+  epoch: Epoch.optional(),
 });
 export type LoadModel = z.infer<typeof LoadModel>;
 
@@ -511,6 +546,13 @@ export const UnloadModel = z.object({
   type: z.literal("UnloadModel"),
   model: z.string().min(1).max(256),
   reason: z.string().max(256).optional(),
+  /** The "epoch" feature: as LoadModel's. */
+  epoch: Epoch.optional(),
+  /**
+   * Only if no task of the model runs on the worker, whichever head assigned it (idle unloads, evictions): else it
+   * stays loaded, and the worker answers ModelStatus "loaded" with error code "in_use".
+   */
+  ifIdle: z.boolean().optional(),
 });
 export type UnloadModel = z.infer<typeof UnloadModel>;
 
@@ -525,6 +567,16 @@ export const PullModel = z.object({
   headers: z.record(z.string().max(256), z.string().max(8192)).optional(),
 });
 export type PullModel = z.infer<typeof PullModel>;
+
+/**
+ * The "epoch" feature: the sender plans model loads for the cluster from now on, at `epoch` (sent after Welcome and
+ * when it becomes the planner). A worker ignores one older than the highest epoch it has seen.
+ */
+export const Leader = z.object({
+  type: z.literal("Leader"),
+  epoch: Epoch,
+});
+export type Leader = z.infer<typeof Leader>;
 
 export const ProtocolErrorMessage = z.object({
   type: z.literal("ProtocolError"),
@@ -543,6 +595,7 @@ export const MasterMessage = z.discriminatedUnion("type", [
   UnloadModel,
   PullModel,
   Heads,
+  Leader,
   ProtocolErrorMessage,
 ]);
 export type MasterMessage = z.infer<typeof MasterMessage>;

@@ -11,6 +11,7 @@ import {
   type Hello,
   type MasterMessage,
   type ModelCache,
+  type ModelUsage,
   WORKER_PATH,
   type Welcome,
   type WorkerMessage,
@@ -64,6 +65,8 @@ export interface HeadHost {
   running(): number;
   /** What Heartbeat `cache` says, if anything. */
   cacheStats(): ModelCache[] | undefined;
+  /** What Heartbeat `models` says, for a worker that loads models on command. */
+  modelUsage(): ModelUsage[] | undefined;
   log: Logger;
 }
 
@@ -78,6 +81,8 @@ export class HeadLink {
   takesProgress = false;
   /** Whether the head took up the "refuse" feature: a task without a free slot is then refused, not run. */
   takesRefusals = false;
+  /** Whether the head took up the "epoch" feature: it fences its model commands, and hears how models are used. */
+  takesEpoch = false;
   /** A task was refused since a slot last freed: this head hears at once when one does. */
   refusedSinceFree = false;
   /** The cluster's heads as this head last listed them (the "heads" feature), as worker addresses. */
@@ -162,7 +167,8 @@ export class HeadLink {
 
   sendHeartbeat(): void {
     const cache = this.host.cacheStats();
-    this.send({ type: "Heartbeat", at: Date.now(), running: this.host.running(), ...(cache && cache.length > 0 && { cache }) });
+    const models = this.takesEpoch ? this.host.modelUsage() : undefined;
+    this.send({ type: "Heartbeat", at: Date.now(), running: this.host.running(), ...(cache && cache.length > 0 && { cache }), ...(models && { models }) });
   }
 
   /** Sends a task's held tokens now when the socket keeps up, or once it has drained (merged, one frame a task). */

@@ -1,9 +1,11 @@
 // The worker's side of the "models" protocol feature: offers its engine's library, loads and unloads models on the
-// master's command one operation at a time, and reports each step (ModelStatus) and library changes (Library).
+// master's command one operation at a time, and reports each step (ModelStatus) and library changes (Library). Model
+// commands are fenced by the planner's epoch (docs/scaling.md, Fencing): one older than the highest seen is not obeyed.
 import type { Logger } from "../log.js";
-import type { LibraryModel, LoadModel, ModelInfo, ModelState, ModelStatus, PullModel, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
-import { FEATURES } from "../worker-protocol/index.js";
+import type { LibraryModel, LoadModel, ModelInfo, ModelState, ModelStatus, ModelUsage, PullModel, UnloadModel, WorkerMessage } from "../worker-protocol/index.js";
+import { FEATURES, NOT_OBEYED } from "../worker-protocol/index.js";
 import { type ModelLibrary, ModelLoadError } from "./engines/engine.js";
+import type { ModelUse } from "./model-use.js";
 import { PullError, pullModel } from "./model-pull.js";
 
 /** Loading progress goes out at most this often per model. */
@@ -12,8 +14,8 @@ const PROGRESS_INTERVAL_MS = 250;
 export class ModelCommands {
   /** Models served now: those loaded at start, then as loads and unloads complete. */
   private readonly served = new Map<string, ModelInfo>();
-  /** Loads under way, by model: aborting one gives the load up. */
-  private readonly loading = new Map<string, AbortController>();
+  /** Loads under way, by model, and how far each got: aborting one gives the load up. */
+  private readonly loading = new Map<string, { controller: AbortController; progress: number }>();
   /** Downloads under way, by pull id. */
   private readonly pulls = new Map<string, AbortController>();
   /** Operations run one after another, in the order the master sent them (an unload frees memory a load needs). */
@@ -22,6 +24,8 @@ export class ModelCommands {
   private scanTimer: NodeJS.Timeout | undefined;
   private enabled = false;
   private pulling = false;
+  /** The highest planner epoch seen on any head (Leader, or a command's epoch); 0: none yet. */
+  private epoch = 0;
 
   constructor(
     private readonly library: ModelLibrary,
@@ -29,15 +33,17 @@ export class ModelCommands {
     private readonly send: (message: WorkerMessage) => void,
     /** Stops the tasks of a model about to be unloaded (the master sends UnloadModel only once none runs). */
     private readonly abortTasksOf: (model: string) => void,
+    /** Tasks of each model running now, over all heads, and since when each has been idle. */
+    private readonly use: ModelUse,
     private readonly log: Logger,
   ) {
-    for (const model of startModels) this.served.set(model.id, model);
+    for (const model of startModels) this.serve(model);
     this.lastLibrary = JSON.stringify(library.list());
   }
 
   /** What Hello carries: the models served now, and the library. */
   hello(): { models: ModelInfo[]; features: string[]; library: LibraryModel[]; memory: ReturnType<ModelLibrary["memory"]> } {
-    const features = this.library.pullDir === undefined ? [FEATURES.models] : [FEATURES.models, FEATURES.pull];
+    const features = this.library.pullDir === undefined ? [FEATURES.models, FEATURES.epoch] : [FEATURES.models, FEATURES.pull, FEATURES.epoch];
     return { models: [...this.served.values()], features, library: this.library.list(), memory: this.library.memory() };
   }
 
@@ -58,7 +64,23 @@ export class ModelCommands {
     this.scanTimer = undefined;
   }
 
-  handle(message: LoadModel | UnloadModel | PullModel): void {
+  /** Heartbeat `models`: how each served model is used. */
+  usage(): ModelUsage[] {
+    return this.use.report();
+  }
+
+  /** A head leads the planning at `epoch`: false when a higher epoch was seen already (the notice is stale). */
+  leader(epoch: number): boolean {
+    if (epoch < this.epoch) return false;
+    this.epoch = epoch;
+    return true;
+  }
+
+  /**
+   * A command from one head; `reply` answers that head alone. A model command older than the highest epoch seen is
+   * not obeyed: the answer gives the model's actual state here, which corrects the stale head's view.
+   */
+  handle(message: LoadModel | UnloadModel | PullModel, reply: (message: WorkerMessage) => void): void {
     if (message.type === "PullModel") {
       if (this.pulling) void this.pull(message);
       else this.log.warn({ pullId: message.pullId }, "the master sent PullModel without taking up the pull feature; ignored");
@@ -68,19 +90,24 @@ export class ModelCommands {
       this.log.warn({ type: message.type }, "the master sent a model command without taking up the models feature; ignored");
       return;
     }
-    if (message.type === "UnloadModel" && this.loading.has(message.model)) {
-      // Giving up a load: the load's own step reports "unloaded".
-      this.loading.get(message.model)?.abort(new Error(message.reason ?? "unload requested"));
+    if (message.epoch !== undefined && !this.leader(message.epoch)) {
+      this.log.warn({ type: message.type, model: message.model, epoch: message.epoch, highest: this.epoch }, "a model command from a stale planner; not obeyed");
+      reply(this.actualStatus(message.model, NOT_OBEYED.staleEpoch, `epoch ${message.epoch} is older than ${this.epoch}: another head plans now`));
       return;
     }
-    const run = message.type === "LoadModel" ? () => this.load(message) : () => this.unload(message);
+    if (message.type === "UnloadModel" && this.loading.has(message.model)) {
+      // Giving up a load: the load's own step reports "unloaded".
+      this.loading.get(message.model)?.controller.abort(new Error(message.reason ?? "unload requested"));
+      return;
+    }
+    const run = message.type === "LoadModel" ? () => this.load(message) : () => this.unload(message, reply);
     this.queue = this.queue.then(run, run);
   }
 
   /** Gives up every load and download and stops scanning (the worker is stopping). */
   stop(): void {
     this.disconnected();
-    for (const controller of this.loading.values()) controller.abort(new Error("worker stopping"));
+    for (const { controller } of this.loading.values()) controller.abort(new Error("worker stopping"));
     for (const controller of this.pulls.values()) controller.abort(new Error("worker stopping"));
   }
 
@@ -120,14 +147,16 @@ export class ModelCommands {
       return;
     }
     const controller = new AbortController();
-    this.loading.set(model, controller);
+    const underway = { controller, progress: 0 };
+    this.loading.set(model, underway);
     this.report(model, "loading", { progress: 0 });
     let reportedAt = Date.now();
     const progress = (fraction: number) => {
       const now = Date.now();
+      underway.progress = Math.min(1, Math.max(0, fraction));
       if (now - reportedAt < PROGRESS_INTERVAL_MS || controller.signal.aborted) return;
       reportedAt = now;
-      this.report(model, "loading", { progress: Math.min(1, Math.max(0, fraction)) });
+      this.report(model, "loading", { progress: underway.progress });
     };
     const options = { ...(command.contextLength && { contextLength: command.contextLength }), ...(command.concurrency && { concurrency: command.concurrency }) };
     try {
@@ -137,7 +166,7 @@ export class ModelCommands {
         this.report(model, "unloaded");
         return;
       }
-      this.served.set(model, info);
+      this.serve(info);
       this.log.info({ model }, "model loaded");
       this.report(model, "loaded", { info });
     } catch (error) {
@@ -154,9 +183,17 @@ export class ModelCommands {
     }
   }
 
-  private async unload(command: UnloadModel): Promise<void> {
+  private async unload(command: UnloadModel, reply: (message: WorkerMessage) => void): Promise<void> {
     const { model } = command;
+    // Judged when its turn comes, over every head's tasks: only this worker sees them all.
+    const running = this.use.running(model);
+    if (command.ifIdle && running > 0 && this.served.has(model)) {
+      this.log.info({ model, running, reason: command.reason }, "not unloading a model in use");
+      reply(this.actualStatus(model, NOT_OBEYED.inUse, `${running} task(s) of ${model} are running on this worker`));
+      return;
+    }
     this.served.delete(model);
+    this.use.forget(model);
     this.report(model, "unloading");
     this.abortTasksOf(model);
     try {
@@ -168,10 +205,29 @@ export class ModelCommands {
     this.report(model, "unloaded");
   }
 
-  /** A ModelStatus; one that settles the model (loaded, unloaded, failed) carries the memory after it. */
+  private serve(info: ModelInfo): void {
+    this.served.set(info.id, info);
+    this.use.loaded(info.id);
+  }
+
+  /** A ModelStatus to every head; one that settles the model (loaded, unloaded, failed) carries the memory after it. */
   private report(model: string, state: ModelState, fields: Pick<ModelStatus, "progress" | "info" | "error"> = {}): void {
+    this.send(this.status(model, state, fields));
+  }
+
+  private status(model: string, state: ModelState, fields: Pick<ModelStatus, "progress" | "info" | "error">): ModelStatus {
     const settled = state === "loaded" || state === "unloaded" || state === "failed";
-    this.send({ type: "ModelStatus", model, state, ...fields, ...(settled && { memory: this.library.memory() }) });
+    return { type: "ModelStatus", model, state, ...fields, ...(settled && { memory: this.library.memory() }) };
+  }
+
+  /** The answer to a command not obeyed: the model's actual state here (loaded, loading, else unloaded), and why. */
+  private actualStatus(model: string, code: string, message: string): ModelStatus {
+    const error = { message, code };
+    const info = this.served.get(model);
+    if (info) return this.status(model, "loaded", { info, error });
+    const underway = this.loading.get(model);
+    if (underway) return this.status(model, "loading", { progress: underway.progress, error });
+    return this.status(model, "unloaded", { error });
   }
 
   private async rescan(): Promise<void> {

@@ -16,6 +16,7 @@ import {
 import type { Engine, EngineDescription, GenerationResult, GenerationSink } from "./engines/engine.js";
 import { type HeadHost, HeadLink, workerUrl } from "./head-link.js";
 import { ModelCommands } from "./model-commands.js";
+import { ModelUse } from "./model-use.js";
 import { TaskOutput } from "./task-output.js";
 
 export { closeSocket, workerUrl } from "./head-link.js";
@@ -54,6 +55,8 @@ export class WorkerRuntime {
   private readonly host: HeadHost;
   /** Models loaded and unloaded on the master's command, when the engine has a library. */
   private readonly modelCommands: ModelCommands | undefined;
+  /** With a library: how each served model is used, over all heads. */
+  private readonly use: ModelUse | undefined;
   private idleWaiters: Array<() => void> = [];
   private stopped = false;
   /** Told to take no new tasks (drain): those assigned anyway are refused. */
@@ -75,6 +78,7 @@ export class WorkerRuntime {
       disconnected: (link: HeadLink) => this.onDisconnect(link),
       running: () => this.runningTasks,
       cacheStats: () => this.engine.cacheStats?.(),
+      modelUsage: () => this.modelCommands?.usage(),
       log: options.log,
     };
     this.host = host;
@@ -84,7 +88,8 @@ export class WorkerRuntime {
       const abortTasksOf = (model: string) => {
         for (const link of this.links) for (const task of link.tasks.values()) if (task.model === model) task.controller.abort(new Error(`model ${model} unloaded`));
       };
-      this.modelCommands = new ModelCommands(engine.library, description.models, (message) => this.report(message), abortTasksOf, options.log);
+      this.use = new ModelUse((model) => this.runningOf(model));
+      this.modelCommands = new ModelCommands(engine.library, description.models, (message) => this.report(message), abortTasksOf, this.use, options.log);
     }
   }
 
@@ -111,6 +116,13 @@ export class WorkerRuntime {
   get runningTasks(): number {
     let running = 0;
     for (const link of this.links) running += link.tasks.size;
+    return running;
+  }
+
+  /** Tasks of `model` running on the engine, for every head. */
+  private runningOf(model: string): number {
+    let running = 0;
+    for (const link of this.links) for (const task of link.tasks.values()) if (task.model === model) running += 1;
     return running;
   }
 
@@ -155,6 +167,7 @@ export class WorkerRuntime {
 
   private onWelcome(link: HeadLink, welcome: Welcome): void {
     link.takesRefusals = welcome.features?.includes(FEATURES.refuse) ?? false;
+    link.takesEpoch = welcome.features?.includes(FEATURES.epoch) ?? false;
     if (welcome.features?.includes(FEATURES.heads) && welcome.heads) this.learnHeads(link, welcome.heads);
     this.modelCommands?.welcomed(welcome.features, this.options.libraryScanMs ?? DEFAULT_LIBRARY_SCAN_MS);
     if (this.draining) link.send({ type: "Draining" });
@@ -193,8 +206,12 @@ export class WorkerRuntime {
       case "LoadModel":
       case "UnloadModel":
       case "PullModel":
-        if (this.modelCommands) this.modelCommands.handle(message);
+        if (this.modelCommands) this.modelCommands.handle(message, (answer) => link.send(answer));
         else this.options.log.warn({ type: message.type }, "this worker's engine cannot load, unload or pull models; ignored");
+        return;
+      case "Leader":
+        if (!this.modelCommands) this.options.log.warn({ head: link.url }, "this worker's engine loads no models on command; Leader ignored");
+        else if (!this.modelCommands.leader(message.epoch)) this.options.log.warn({ head: link.url, epoch: message.epoch }, "a Leader older than the highest epoch seen; ignored");
         return;
       case "Heads":
         this.learnHeads(link, message.heads);
@@ -297,6 +314,7 @@ export class WorkerRuntime {
       // Tokens still held back after a cancellation have no reader left: they are dropped.
       link.forget(output);
       link.tasks.delete(taskId);
+      this.use?.ended(task.model);
       this.slotFreed();
       // Cancellation is decided by the signal alone, however the engine ended (resolved, rejected, any error type).
       if (signal.aborted) {

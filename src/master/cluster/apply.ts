@@ -251,6 +251,7 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
       worker.pullsModels = event.features.includes(FEATURES.pull);
       worker.refusesTasks = event.features.includes(FEATURES.refuse);
       worker.learnsHeads = event.features.includes(FEATURES.heads);
+      worker.fencesCommands = event.features.includes(FEATURES.epoch);
       state.workers.add(worker);
       return [{ type: "pumpWorker", worker }];
     case "WorkerRemoved": {
@@ -270,6 +271,7 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
     case "WorkerReported":
       if (event.running !== undefined) worker.reportedRunning = event.running;
       if (event.cache !== undefined) worker.cache = event.cache;
+      if (event.models !== undefined) worker.modelUsage = event.models;
       if (!worker.refusing) return NONE;
       // It refused a task: its heartbeat is its word that it may take one again.
       worker.refusing = false;
@@ -297,7 +299,7 @@ function placementEffects(state: ClusterState, event: PlacementEvent): ClusterEf
         break;
       case "serve": {
         const worker = state.workers.get(effect.workerId);
-        effects.push({ type: "loaded", workerId: effect.workerId, model: effect.info.id, loadMs: effect.loadMs });
+        if (effect.loadMs !== undefined) effects.push({ type: "loaded", workerId: effect.workerId, model: effect.info.id, loadMs: effect.loadMs });
         if (!worker) break;
         state.workers.addModel(worker, effect.info);
         effects.push({ type: "modelsChanged", worker }, { type: "pump", model: effect.info.id });

@@ -4,7 +4,7 @@
 //
 // Task and worker events name this process's own objects (a task, a worker's connection entry): they are this head's
 // alone. Placement events are plain data, so they can be shared with other heads (docs/scaling.md).
-import type { FinishReason, MasterMessage, ModelCache, TaskRefused as TaskRefusedMessage, Usage } from "../../worker-protocol/index.js";
+import type { FinishReason, MasterMessage, ModelCache, ModelUsage, TaskRefused as TaskRefusedMessage, Usage } from "../../worker-protocol/index.js";
 import type { CoordinatorError } from "../errors.js";
 import type { PlacementEffect, PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
@@ -53,8 +53,8 @@ export type WorkerEvent =
   | { type: "WorkerRegistered"; worker: WorkerEntry; features: readonly string[] }
   | { type: "WorkerRemoved"; worker: WorkerEntry }
   | { type: "WorkerDraining"; worker: WorkerEntry }
-  /** Its heartbeat: what its engine runs and caches. */
-  | { type: "WorkerReported"; worker: WorkerEntry; running: number | undefined; cache: readonly ModelCache[] | undefined }
+  /** Its heartbeat: what its engine runs and caches, and how each model it serves is used. */
+  | { type: "WorkerReported"; worker: WorkerEntry; running: number | undefined; cache: readonly ModelCache[] | undefined; models: readonly ModelUsage[] | undefined }
   /** A task on it finished (success), failed or stalled (failure), or the clock moved (tick: an ejection may be over). */
   | { type: "WorkerHealth"; worker: WorkerEntry; outcome: "success" | "failure" | "tick"; at: number; pump: boolean };
 

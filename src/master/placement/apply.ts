@@ -1,7 +1,7 @@
 // The one place where what is loaded where changes: typed events in, the state changed, and the effects that follow
 // from the event out (messages to workers, models served or no longer served, loads that failed). The master runs
 // the effects; nothing else writes the placement state.
-import type { LibraryModel, LoadModel, ModelInfo, ModelStatus, PullModel, PullStatus, UnloadModel, WorkerMemory } from "../../worker-protocol/index.js";
+import { type LibraryModel, type LoadModel, type ModelInfo, type ModelStatus, NOT_OBEYED, type PullModel, type PullStatus, type UnloadModel, type WorkerMemory } from "../../worker-protocol/index.js";
 import { ENDED_PULLS_KEPT, type ModelSlot, type Placement, type PlacementState, type Pull, STARTUP_PIN, type WorkerModels } from "./state.js";
 
 export type PlacementEvent =
@@ -26,8 +26,11 @@ export type UnloadCause = "idle" | "evicted" | "unplaced" | "abandoned" | "admin
 
 export type PlacementEffect =
   | { type: "send"; workerId: string; message: LoadModel | UnloadModel | PullModel }
-  /** The worker serves the model from now on: index it, and give it waiting tasks. */
-  | { type: "serve"; workerId: string; info: ModelInfo; loadMs: number }
+  /**
+   * The worker serves the model from now on: index it, and give it waiting tasks. `loadMs` undefined: it was not a
+   * load (the worker did not obey an unload).
+   */
+  | { type: "serve"; workerId: string; info: ModelInfo; loadMs: number | undefined }
   /** The worker no longer takes tasks of the model. */
   | { type: "unserve"; workerId: string; model: string }
   /** A load failed on the worker; tasks waiting for the model may need another plan, or an error. */
@@ -113,7 +116,10 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
       current.since = event.at;
       const effects: PlacementEffect[] = [];
       if (wasServed) effects.push({ type: "unserve", workerId: worker.workerId, model: event.model });
-      effects.push({ type: "send", workerId: worker.workerId, message: { type: "UnloadModel", model: event.model, reason: event.reason } });
+      const message: UnloadModel = { type: "UnloadModel", model: event.model, reason: event.reason };
+      // The planner's own judgement of idleness sees only this head's tasks: the worker, which sees every head's, has the last word.
+      if (event.why === "idle" || event.why === "evicted") message.ifIdle = true;
+      effects.push({ type: "send", workerId: worker.workerId, message });
       return effects;
     }
     case "StatusReported":
@@ -162,8 +168,9 @@ function endPull(state: PlacementState, pull: Pull, to: "done" | "failed", error
  * slot here, pinned by `pin` when a placement names this worker for the model.
  */
 function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin: string | undefined): PlacementEffect[] {
-  const current = worker.slots.get(status.model);
   if (status.memory) worker.memory = status.memory;
+  if (notObeyed(status)) return applyActualState(worker, status, at);
+  const current = worker.slots.get(status.model);
   switch (status.state) {
     case "loading":
       if (current?.state === "loading") current.progress = status.progress ?? current.progress;
@@ -176,16 +183,8 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin:
     case "loaded": {
       if (!status.info || status.info.id !== status.model) return [];
       if (current?.state === "unloading") return []; // it will report "unloaded" next
-      const wasServed = current?.state === "loaded";
       const loadMs = current?.state === "loading" ? at - current.since : 0;
-      const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, pin);
-      loaded.state = "loaded";
-      loaded.contextLength = status.info.contextLength;
-      loaded.progress = 1;
-      loaded.since = at;
-      loaded.lastUsedAt = at;
-      worker.slots.set(status.model, loaded);
-      return wasServed ? [] : [{ type: "serve", workerId: worker.workerId, info: status.info, loadMs }];
+      return servedNow(worker, status.info, at, loadMs, pin);
     }
     case "unloading":
       if (current?.state === "loaded") {
@@ -194,14 +193,8 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin:
         return [{ type: "unserve", workerId: worker.workerId, model: status.model }];
       }
       return [];
-    case "unloaded": {
-      if (!current) return [];
-      worker.slots.delete(status.model);
-      const effects: PlacementEffect[] = [];
-      if (current.state === "loaded") effects.push({ type: "unserve", workerId: worker.workerId, model: status.model });
-      effects.push({ type: "replan", model: status.model });
-      return effects;
-    }
+    case "unloaded":
+      return current ? [...unloaded(worker, status.model), { type: "replan", model: status.model }] : [];
     case "failed": {
       if (current?.state !== "loading") return [];
       worker.slots.delete(status.model);
@@ -209,4 +202,58 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin:
       return [{ type: "loadFailed", workerId: worker.workerId, model: status.model, message, code: status.error?.code, loadMs: at - current.since }];
     }
   }
+}
+
+/** Whether the report answers a command the worker did not obey: it then gives the model's actual state there. */
+function notObeyed(status: ModelStatus): boolean {
+  const code = status.error?.code;
+  return code === NOT_OBEYED.staleEpoch || code === NOT_OBEYED.inUse;
+}
+
+/**
+ * The worker did not obey a load or unload (a newer planner leads, or the model is in use): whatever this head
+ * thought, the model is now as the worker says. No replan follows a stale command: another head plans, and this one
+ * asking again would only be refused again.
+ */
+function applyActualState(worker: WorkerModels, status: ModelStatus, at: number): PlacementEffect[] {
+  const current = worker.slots.get(status.model);
+  switch (status.state) {
+    case "loaded":
+      if (!status.info || status.info.id !== status.model) return [];
+      // An unload not obeyed: served again, as it never stopped being on the worker (its idle time starts afresh).
+      return servedNow(worker, status.info, at, current?.state === "loading" ? at - current.since : undefined);
+    case "loading": {
+      if (current?.state === "loaded") return [];
+      const loading = current ?? slot(status.model, "loading", memoryOf(worker, status.model), at, undefined);
+      if (loading.state !== "loading") loading.since = at;
+      loading.state = "loading";
+      loading.progress = status.progress ?? loading.progress;
+      worker.slots.set(status.model, loading);
+      return [];
+    }
+    default:
+      return unloaded(worker, status.model);
+  }
+}
+
+/** The model is loaded on the worker: its slot says so, and it is served unless it already was. */
+function servedNow(worker: WorkerModels, info: ModelInfo, at: number, loadMs: number | undefined, pin?: string): PlacementEffect[] {
+  const current = worker.slots.get(info.id);
+  const wasServed = current?.state === "loaded";
+  const loaded = current ?? slot(info.id, "loaded", memoryOf(worker, info.id), at, pin);
+  loaded.state = "loaded";
+  loaded.contextLength = info.contextLength;
+  loaded.progress = 1;
+  loaded.since = at;
+  loaded.lastUsedAt = at;
+  worker.slots.set(info.id, loaded);
+  return wasServed ? [] : [{ type: "serve", workerId: worker.workerId, info, loadMs }];
+}
+
+/** The model is not on the worker any more: its slot goes, and it is no longer served if it was. */
+function unloaded(worker: WorkerModels, model: string): PlacementEffect[] {
+  const current = worker.slots.get(model);
+  if (!current) return [];
+  worker.slots.delete(model);
+  return current.state === "loaded" ? [{ type: "unserve", workerId: worker.workerId, model }] : [];
 }

@@ -3,7 +3,7 @@
 // reducer (cluster/apply.ts), and plans what follows a failed load or a model gone.
 import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
-import type { Hello, Library, LibraryModel, ModelInfo, ModelStatus, PullStatus } from "../../worker-protocol/index.js";
+import { type Hello, type Library, type LibraryModel, type ModelInfo, type ModelStatus, NOT_OBEYED, type PullStatus } from "../../worker-protocol/index.js";
 import { type CoordinatorError, ModelLoadFailedError, PlannerUnavailableError, PlacementError } from "../errors.js";
 import type { ClusterEffect } from "../cluster/events.js";
 import type { PlacementEffect, PlacementEvent, UnloadCause } from "./apply.js";
@@ -113,7 +113,12 @@ export class ModelPlacer {
   report(workerId: string, message: Library | ModelStatus | PullStatus): void {
     if (message.type === "Library") this.apply({ type: "LibraryReported", workerId, library: message.library, memory: message.memory });
     else if (message.type === "PullStatus") this.apply({ type: "PullReported", workerId, status: message, at: Date.now() });
-    else this.apply({ type: "StatusReported", workerId, status: message, at: Date.now() });
+    else {
+      if (message.error?.code === NOT_OBEYED.staleEpoch) {
+        this.host.log.warn({ worker: workerId, model: message.model, state: message.state }, "the worker has seen a newer planner epoch: another head plans; taking its word on the model");
+      }
+      this.apply({ type: "StatusReported", workerId, status: message, at: Date.now() });
+    }
   }
 
   /** Whether a request for `model`, which nobody serves, may wait for it to be loaded. */
