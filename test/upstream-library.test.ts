@@ -203,7 +203,7 @@ describe("placement through an upstream worker", () => {
     replyWith("beta", "beta from the upstream");
     const { id, hello, sent } = await joinWorker(upstreamEngine(), "upstream-worker");
 
-    expect(hello).toMatchObject({ models: [], features: ["models", "epoch", "refuse"], memory: { totalBytes: 0, freeBytes: 0 } });
+    expect(hello).toMatchObject({ models: [], features: ["models", "epoch", "refuse", "heads"], memory: { totalBytes: 0, freeBytes: 0 } });
     expect(ids(hello?.library)).toEqual(["alpha", "beta"]);
     const loadable = await getJson<{ data: Array<{ id: string; loaded: boolean; loadable_on: unknown[] }> }>("/v1/models?loadable=true");
     expect(loadable.data).toContainEqual(expect.objectContaining({ id: "alpha", loaded: false, loadable_on: [expect.objectContaining({ memory_bytes: 0, size_bytes: 0 })] }));
