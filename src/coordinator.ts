@@ -6,7 +6,9 @@ import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
+import { KeyRing, type RuntimeKey } from "./api/key-ring.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
+import { LocalMap, type SharedMap } from "./heads/shared-map.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
@@ -105,6 +107,13 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const activity = new ClusterActivity(master, heads);
   const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
   const closingFeeds = new AbortController();
+  const staticKeys = {
+    client: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
+    admin: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
+  };
+  // Keys added at run time: this head's alone without --nats.
+  const keyMap: SharedMap<RuntimeKey> = new LocalMap<RuntimeKey>();
+  const keys = new KeyRing(staticKeys, keyMap, log.child({ component: "keys" }));
   const app = createApp(master, {
     reasoning: config.reasoning,
     reasoningField: config.reasoningField,
@@ -114,8 +123,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     slowClientMs: config.slowClientMs,
     slowClientBytes: config.slowClientBytes,
     maxReplyBytes: config.maxReplyBytes,
-    apiKeys: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
-    adminKeys: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
+    keys,
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,
     metrics,
@@ -206,6 +214,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       admission.close();
       master.close();
       for (const remove of unobserve) remove();
+      keys.close();
+      await keyMap.close();
       await heads.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
