@@ -5,9 +5,11 @@ import type { Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
+import { KEYS_BUCKET, KeyRing, RuntimeKey } from "./api/key-ring.js";
 import { ApiKey, type ServeConfig } from "./config.js";
-import { KeyRing, type RuntimeKey } from "./api/key-ring.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
+import { NatsLink } from "./heads/nats-link.js";
+import { SharedBucket } from "./heads/shared-bucket.js";
 import { LocalMap, type SharedMap } from "./heads/shared-map.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
 import { type Logger, silentLogger } from "./log.js";
@@ -83,7 +85,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     workers: () => master.workerCount,
   };
   // Without --nats nothing is shared: the head knows itself only, as before.
-  const heads: Heads = config.nats ? new HeadsDirectory(config.nats, self, log.child({ component: "heads" })) : new LoneHead(self);
+  const nats = config.nats ? new NatsLink(config.nats, log.child({ component: "nats" })) : undefined;
+  const heads: Heads = nats ? new HeadsDirectory(nats, self, log.child({ component: "heads" })) : new LoneHead(self);
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -111,9 +114,12 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     client: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
     admin: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
   };
-  // Keys added at run time: this head's alone without --nats.
-  const keyMap: SharedMap<RuntimeKey> = new LocalMap<RuntimeKey>();
-  const keys = new KeyRing(staticKeys, keyMap, log.child({ component: "keys" }));
+  // Keys added at run time: every head's through a bucket with --nats (their digests only), this head's alone without.
+  const keysLog = log.child({ component: "keys" });
+  const keyMap: SharedMap<RuntimeKey> = nats
+    ? new SharedBucket(nats, { name: KEYS_BUCKET, what: "the keys added at run time", schema: RuntimeKey }, keysLog)
+    : new LocalMap<RuntimeKey>();
+  const keys = new KeyRing(staticKeys, keyMap, keysLog);
   const app = createApp(master, {
     reasoning: config.reasoning,
     reasoningField: config.reasoningField,
@@ -189,6 +195,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const localHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   const url = `http://${localHost}:${port}`;
   const workerUrl = `ws://${localHost}:${port}`;
+  nats?.start();
   heads.start(config.advertiseUrl ?? url);
 
   let demo: WorkerRuntime | undefined;
@@ -217,6 +224,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       keys.close();
       await keyMap.close();
       await heads.close();
+      await nats?.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -1,52 +1,35 @@
-// The heads directory over NATS: this head's entry in the `coordinator-heads` bucket, written at start and every
-// 5 s, and every other head's, read through a watch; entries age out 15 s after they were last received.
-import { type KV, type KvWatchEntry, Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+// The heads directory over NATS: this head's entry in the `coordinator-heads` bucket, written at start, every 5 s and
+// after each reconnect, and every other head's, read through the bucket's watch; entries age out 15 s after they were
+// last received.
 import type { Logger } from "../log.js";
 import { HEAD_ENTRY_MAX_AGE_MS, HEAD_REFRESH_MS, HEADS_BUCKET, HeadEntry } from "./head-entry.js";
 import { type Heads, type HeadSelf, type HeadView, type NatsState, selfView } from "./heads.js";
-import { NatsLink } from "./nats-link.js";
-
-type Watch = Awaited<ReturnType<KV["watch"]>>;
-
-/** How long a JetStream request may take before this head gives up on it (and tries again at the next refresh). */
-const REQUEST_TIMEOUT_MS = 2_000;
-
-interface KnownHead {
-  entry: HeadEntry;
-  /** By this head's clock: the entry is gone HEAD_ENTRY_MAX_AGE_MS later (nats-server 2.9 says nothing then). */
-  receivedAt: number;
-}
+import type { NatsLink } from "./nats-link.js";
+import { SharedBucket } from "./shared-bucket.js";
+import type { SharedEntry } from "./shared-map.js";
 
 export class HeadsDirectory implements Heads {
-  private readonly link: NatsLink;
-  private readonly others = new Map<string, KnownHead>();
+  private readonly bucket: SharedBucket<HeadEntry>;
   private readonly listeners = new Set<() => void>();
+  /** Each other head's URL as last told to listeners (they hear joins, leaves and moves). */
+  private readonly urls = new Map<string, string>();
+  private readonly stopListening: () => void;
   private url = "";
-  private connection: NatsConnection | undefined;
-  /** The bucket while this head's watch on it runs; unset when it must be opened (again). */
-  private bucket: KV | undefined;
-  private watch: Watch | undefined;
-  private watching: Promise<void> = Promise.resolve();
   private refresh: NodeJS.Timeout | undefined;
-  /** Opening the bucket and writing the entry, one at a time. */
-  private syncing: Promise<void> = Promise.resolve();
+  /** Writing this head's entry, one write at a time. */
+  private writing: Promise<void> = Promise.resolve();
   private closed = false;
   private lastFailure = "";
 
   constructor(
-    servers: readonly string[],
+    private readonly link: NatsLink,
     private readonly self: HeadSelf,
     private readonly log: Logger,
   ) {
-    const connected = (connection: NatsConnection) => {
-      // After a reconnect the server may have restarted, lost its store or dropped the watch's consumer: open the
-      // bucket and the watch afresh, and say at once that this head is here.
-      this.connection = connection;
-      this.bucket = undefined;
-      this.sync();
-    };
-    this.link = new NatsLink(servers, connected, log);
+    this.bucket = new SharedBucket(link, { name: HEADS_BUCKET, what: "the heads directory", schema: HeadEntry, maxAgeMs: HEAD_ENTRY_MAX_AGE_MS }, log);
+    this.bucket.onChange((key, entry) => this.heard(key, entry));
+    // After a reconnect, say at once that this head is here.
+    this.stopListening = link.onConnected(() => this.write());
   }
 
   get nats(): NatsState {
@@ -55,14 +38,13 @@ export class HeadsDirectory implements Heads {
 
   start(url: string): void {
     this.url = url;
-    this.link.start();
-    this.refresh = setInterval(() => this.sync(), HEAD_REFRESH_MS);
+    this.write();
+    this.refresh = setInterval(() => this.write(), HEAD_REFRESH_MS);
   }
 
   list(now = Date.now()): HeadView[] {
-    this.expire(now);
     const others: HeadView[] = [];
-    for (const known of this.others.values()) others.push(otherView(known));
+    for (const entry of this.others()) others.push(otherView(entry.value, this.bucket.receivedAt(entry.key) ?? now));
     others.sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     return [selfView(this.self, this.url, this.nats, now), ...others];
   }
@@ -71,13 +53,11 @@ export class HeadsDirectory implements Heads {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.refresh);
-    await this.syncing;
-    await this.stopWatch();
+    this.stopListening();
+    await this.writing;
     // Gone at once for the others, instead of after the entry's max age.
-    if (this.bucket && this.link.connected) {
-      await this.bucket.delete(this.self.id).catch((error: unknown) => this.log.warn({ err: error }, "could not delete this head's entry; it ages out"));
-    }
-    await this.link.close();
+    if (this.bucket.writable) await this.bucket.delete(this.self.id).catch((error: unknown) => this.log.warn({ err: error }, "could not delete this head's entry; it ages out"));
+    await this.bucket.close();
   }
 
   onChange(listener: () => void): () => void {
@@ -85,84 +65,40 @@ export class HeadsDirectory implements Heads {
     return () => this.listeners.delete(listener);
   }
 
-  /** Forgets the heads unheard of for the entries' max age (expiry makes no watch event on nats-server 2.9). */
-  private expire(now = Date.now()): void {
-    let gone = false;
-    for (const [id, known] of this.others) {
-      if (now - known.receivedAt <= HEAD_ENTRY_MAX_AGE_MS) continue;
-      this.others.delete(id);
-      gone = true;
-    }
-    if (gone) this.changed();
+  /** The other heads' entries; one whose id is not its key is not believed. */
+  private others(): Array<SharedEntry<HeadEntry>> {
+    return this.bucket.entries().filter((entry) => entry.key !== this.self.id && entry.value.id === entry.key);
   }
 
-  private changed(): void {
+  private heard(key: string, entry: SharedEntry<HeadEntry> | undefined): void {
+    if (key === this.self.id) return;
+    if (entry && entry.value.id !== key) {
+      this.log.warn({ key }, "ignoring a heads entry whose id is not its key");
+      return;
+    }
+    const url = entry?.value.url;
+    if (this.urls.get(key) === url) return;
+    if (url === undefined) this.urls.delete(key);
+    else this.urls.set(key, url);
     for (const listener of [...this.listeners]) listener();
   }
 
-  private sync(): void {
-    this.expire();
-    this.syncing = this.syncing.then(() => this.syncOnce());
+  private write(): void {
+    if (this.closed || !this.url) return;
+    this.writing = this.writing.then(() => this.writeOnce());
   }
 
-  private async syncOnce(): Promise<void> {
-    const connection = this.connection;
-    if (this.closed || !connection || !this.link.connected) return;
+  private async writeOnce(): Promise<void> {
+    if (this.closed || !this.bucket.writable) return;
     try {
-      this.bucket ??= await this.open(connection);
-      await this.bucket.put(this.self.id, JSON.stringify(this.entry()));
+      await this.bucket.put(this.self.id, this.entry());
       this.lastFailure = "";
     } catch (error) {
-      // Tried again at the next refresh, with the bucket opened anew.
-      this.bucket = undefined;
+      // Tried again at the next refresh.
       const message = error instanceof Error ? error.message : String(error);
       if (message !== this.lastFailure) this.log.warn({ err: error }, "could not write this head's entry to NATS; trying again");
       this.lastFailure = message;
     }
-  }
-
-  private async open(connection: NatsConnection): Promise<KV> {
-    // Created if missing, else opened (every head asks for the same bucket). History 1: only the latest entry counts.
-    const bucket = await new Kvm(connection).create(HEADS_BUCKET, { ttl: HEAD_ENTRY_MAX_AGE_MS, history: 1, timeout: REQUEST_TIMEOUT_MS });
-    await this.stopWatch();
-    // The watch delivers every current entry first, then each change.
-    const watch = await bucket.watch();
-    this.watch = watch;
-    this.watching = this.follow(watch, bucket);
-    return bucket;
-  }
-
-  private async follow(watch: Watch, bucket: KV): Promise<void> {
-    try {
-      for await (const entry of watch) this.apply(entry);
-    } catch (error) {
-      this.log.warn({ err: error }, "the watch on the heads bucket failed");
-    }
-    // Ended by itself (not replaced nor stopped): open the bucket again at the next refresh.
-    if (this.watch === watch && this.bucket === bucket) this.bucket = undefined;
-  }
-
-  private async stopWatch(): Promise<void> {
-    const watch = this.watch;
-    this.watch = undefined;
-    watch?.stop();
-    await this.watching;
-  }
-
-  private apply(change: KvWatchEntry): void {
-    if (change.key === this.self.id) return;
-    if (change.operation !== "PUT") {
-      if (this.others.delete(change.key)) this.changed();
-      return;
-    }
-    const entry = parseEntry(change.string());
-    if (!entry.success || entry.data.id !== change.key) {
-      this.log.warn({ key: change.key, issue: entry.success ? "id differs from key" : entry.error.issues[0]?.message }, "ignoring a heads entry that does not parse");
-      return;
-    }
-    const before = this.others.get(change.key)?.entry.url;
-    this.others.set(change.key, { entry: entry.data, receivedAt: Date.now() });
-    if (before !== entry.data.url) this.changed();
   }
 
   private entry(): HeadEntry {
@@ -171,17 +107,7 @@ export class HeadsDirectory implements Heads {
   }
 }
 
-function parseEntry(text: string): ReturnType<typeof HeadEntry.safeParse> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    value = undefined;
-  }
-  return HeadEntry.safeParse(value);
-}
-
-function otherView({ entry, receivedAt }: KnownHead): HeadView {
+function otherView(entry: HeadEntry, receivedAt: number): HeadView {
   return {
     id: entry.id,
     name: entry.name,

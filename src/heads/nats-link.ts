@@ -26,15 +26,28 @@ export class NatsLink {
   private up = false;
   private readonly closing = new AbortController();
   private running: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<OnConnected>();
 
   constructor(
     private readonly servers: readonly string[],
-    private readonly onConnected: OnConnected,
     private readonly log: Logger,
   ) {}
 
   get connected(): boolean {
     return this.up;
+  }
+
+  /** The connection while connected. */
+  get current(): NatsConnection | undefined {
+    return this.up ? this.connection : undefined;
+  }
+
+  /** Tells `listener` of each connection from now on (and of the current one at once); returns how to stop. */
+  onConnected(listener: OnConnected): () => void {
+    this.listeners.add(listener);
+    const current = this.current;
+    if (current) listener(current);
+    return () => this.listeners.delete(listener);
   }
 
   start(): void {
@@ -92,7 +105,7 @@ export class NatsLink {
     const connection = this.connection;
     if (up && connection) {
       this.log.info({ server: connection.getServer() }, "connected to NATS");
-      this.onConnected(connection);
+      for (const listener of [...this.listeners]) listener(connection);
     } else {
       this.log.warn("lost NATS; serving on with what this head knows, and reconnecting");
     }
