@@ -133,6 +133,7 @@ export class KeyRing {
           await this.map.create(hex, record);
           // The map tells every listener of its own writes too; applied here as well so the key works at once.
           this.runtime.set(hex, record);
+          this.log.info({ id: record.id, kind, label }, "key added at run time");
           return { key, record };
         } catch (error) {
           if (!(error instanceof SharedConflict) || attempt >= CREATE_ATTEMPTS) throw error;
@@ -163,6 +164,7 @@ export class KeyRing {
         try {
           await this.map.delete(found.key, found.revision);
           this.runtime.delete(found.key);
+          this.log.info({ id: record.id, kind: record.kind }, "key revoked");
           return record;
         } catch (error) {
           // Written again meanwhile (by another head): look again.
