@@ -56,7 +56,10 @@ describe("heads through NATS", () => {
     worker = nats = resources = undefined;
   });
 
-  /** nats-server, then heads `a` and `b` on it; resources are tracked from before either starts. */
+  /**
+   * nats-server, then heads `a` and `b` on it, once each has read the keys every head shares (until then its guarded
+   * routes, /v1/cluster among them, answer 503); resources are tracked from before either starts.
+   */
   async function twoHeads(): Promise<[RunningCoordinator, RunningCoordinator]> {
     resources = trackResources();
     nats = await startNatsServer();
@@ -64,6 +67,7 @@ describe("heads through NATS", () => {
     coordinators.push(a);
     const b = await startTestCoordinator({ nats: [nats.url], headName: "b" });
     coordinators.push(b);
+    for (const head of [a, b]) await eventually(async () => !("keys" in (await readiness(head)).body), "the head to read the keys", DEADLINE_MS);
     return [a, b];
   }
 
