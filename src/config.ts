@@ -66,6 +66,7 @@ export const serveOptions: readonly OptionSpec[] = [
   { name: "nats", type: "string", env: "COORDINATOR_NATS", description: "NATS server with JetStream, e.g. nats://host:4222 (several: comma-separated), through which several heads of one cluster know each other (docs/scaling.md); none: a head on its own" },
   { name: "head-name", type: "string", env: "COORDINATOR_HEAD_NAME", description: "This head's name among the heads, with --nats (default: host name)" },
   { name: "advertise-url", type: "string", env: "COORDINATOR_ADVERTISE_URL", description: "The URL other heads and operators reach this head's API at, with --nats (default: its own API URL)" },
+  { name: "nats-lease-ms", type: "string", env: "COORDINATOR_NATS_LEASE_MS", default: "10000", description: "With --nats: how long the planner lease lasts without renewal (renewed every 3/10 of it); a dead planner's successor takes over about this long after it" },
   { name: "shutdown-grace-ms", type: "string", env: "COORDINATOR_SHUTDOWN_GRACE_MS", default: "30000", description: "On SIGTERM/SIGINT, how long in-flight requests may finish before they are cancelled" },
   { name: "log-level", type: "string", env: "COORDINATOR_LOG_LEVEL", default: "info", description: "fatal, error, warn, info, debug, trace or silent" },
   { name: "log-format", type: "string", env: "COORDINATOR_LOG_FORMAT", description: "json or pretty (default: pretty when stdout is a terminal, else json)" },
@@ -190,6 +191,7 @@ const serveFields = z.object({
   nats: natsServers.optional(),
   headName: z.string().min(1).max(128).default(() => hostname()),
   advertiseUrl: z.string().refine((value) => URL.canParse(value), "expected a URL such as http://head-a:52415").optional(),
+  natsLeaseMs: int(1000).max(600_000),
   shutdownGraceMs: int(0),
   logLevel: LogLevel,
   logFormat: LogFormat,
@@ -234,12 +236,6 @@ export const WorkerConfig = z
     libraryScanMs: int(10),
     logLevel: LogLevel,
     logFormat: LogFormat,
-  })
-  // Each head would plan loads and unloads on its own: until heads share placement (docs/scaling.md), several heads
-  // take workers whose models are fixed.
-  .refine((c) => !c.join.includes(",") || (c.modelsDir === undefined && c.simLibrary.length === 0 && !c.upstreamLibrary), {
-    message: "--join with several heads takes workers with fixed --model only, until heads share model placement (docs/scaling.md): drop --models-dir, --sim-library and --upstream-library, or join one head",
-    path: ["join"],
   })
   .transform((c) => ({ ...c, maxConcurrency: c.maxConcurrency ?? { sim: 4, llama: 1, openai: 8 }[c.engine] }));
 export type WorkerConfig = z.infer<typeof WorkerConfig>;

@@ -8,9 +8,13 @@ import { createHttpServer } from "./api/http-server.js";
 import { KEYS_BUCKET, KeyRing, RuntimeKey } from "./api/key-ring.js";
 import { ApiKey, type ServeConfig } from "./config.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
+import { LeaderChannel, SharedPlanning } from "./heads/leader-channel.js";
 import { NatsLink } from "./heads/nats-link.js";
+import { LoneLease, NatsLease, type PlannerLease } from "./heads/planner-lease.js";
 import { SharedBucket } from "./heads/shared-bucket.js";
 import { LocalMap, type SharedMap } from "./heads/shared-map.js";
+import { PLACEMENTS_BUCKET, type PlacementStore, PlacementValue, type Planning, soloPlanning } from "./master/placement/planning.js";
+import { placementChange } from "./api/placements.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
@@ -87,6 +91,11 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   // Without --nats nothing is shared: the head knows itself only, as before.
   const nats = config.nats ? new NatsLink(config.nats, log.child({ component: "nats" })) : undefined;
   const heads: Heads = nats ? new HeadsDirectory(nats, self, log.child({ component: "heads" })) : new LoneHead(self);
+  // One head plans placement: the only one, or the holder of the planner lease, which others' admin requests reach.
+  const lease: PlannerLease = nats ? new NatsLease(nats, { leaseMs: config.natsLeaseMs }, log.child({ component: "lease" })) : new LoneLease();
+  const leader = nats ? new LeaderChannel(nats, lease, log.child({ component: "leader" })) : undefined;
+  const placements: PlacementStore = nats ? new SharedBucket(nats, { name: PLACEMENTS_BUCKET, what: "placements", schema: PlacementValue }, log.child({ component: "placements" })) : new LocalMap();
+  const planning: Planning = leader ? new SharedPlanning(lease, leader, self.id, log.child({ component: "planning" })) : soloPlanning;
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -100,6 +109,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
     placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs, maxReplicas: config.maxReplicas, replicaAfterMs: config.replicaAfterMs, loadTimeoutMs: config.modelLoadTimeoutMs },
+    planning,
+    placements,
     routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
     // With other heads, workers that ask are told of each (their worker address: the same port as the API).
     ...(config.nats && { heads: { list: () => heads.list().flatMap((head) => (head.url ? [workerAddress(head.url)] : [])), onChange: (listener) => heads.onChange(listener) } }),
@@ -136,6 +147,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     activity,
     closing: closingFeeds.signal,
     heads,
+    ...(leader && { leader }),
     feedIntervalMs: config.feedIntervalMs,
     log,
   });
@@ -197,6 +209,13 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const workerUrl = `ws://${localHost}:${port}`;
   nats?.start();
   heads.start(config.advertiseUrl ?? url);
+  // Requests from other heads: placement changes their admins sent, and models their requests wait for.
+  leader?.serve(async (op) => {
+    if (op.op !== "demand") return placementChange(master, op);
+    master.placer.wanted(op.model, op.head);
+    return { status: 202, body: {} };
+  });
+  lease.start({ headId: self.id, name: config.headName, url: config.advertiseUrl ?? url });
 
   let demo: WorkerRuntime | undefined;
   if (config.demo) {
@@ -221,6 +240,9 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       admission.close();
       master.close();
       for (const remove of unobserve) remove();
+      leader?.close();
+      await lease.close();
+      await placements.close();
       keys.close();
       await keyMap.close();
       await heads.close();

@@ -109,12 +109,6 @@ describe("a worker joined to several heads", () => {
     await eventually(() => engines.every((engine) => engine.running === 0), "every engine idle");
   }, 120_000);
 
-  it("refuses a worker that loads models on command: heads do not share placement yet", async () => {
-    head = spawnCli(["worker", "--join", "ws://127.0.0.1:1,ws://127.0.0.1:2", "--token", TEST_TOKEN, "--engine", "sim", "--sim-library", "m=1GiB"]);
-    expect((await head.exited).code).toBe(2);
-    expect(head.output()).toContain("--join with several heads takes workers with fixed --model only");
-  });
-
   it("stops only the killed head's task, and keeps serving through the other", async () => {
     // Given a head in its own process, one in this one, and a worker joined to both
     head = spawnCli(["--host", "127.0.0.1", "--port", "0", "--worker-token", TEST_TOKEN, "--log-level", "warn"]);

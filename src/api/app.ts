@@ -2,6 +2,7 @@
 import { type Context, Hono } from "hono";
 import { cors } from "hono/cors";
 import type { Heads } from "../heads/heads.js";
+import type { LeaderAsk } from "../heads/leader-channel.js";
 import type { Logger } from "../log.js";
 import type { Master } from "../master/master.js";
 import type { ClusterActivity } from "../metrics/activity.js";
@@ -43,6 +44,8 @@ export interface ApiOptions extends TaskRouteOptions {
   feedIntervalMs: number;
   /** This head and the others it knows (through NATS, with --nats). */
   heads: Heads;
+  /** With other heads: asks the one that runs the planner (placement changes sent here are forwarded to it). */
+  leader?: LeaderAsk;
 }
 
 /**
@@ -124,11 +127,11 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.post("/v1/completions", completionsHandler(master, options));
   app.post("/v1/embeddings", embeddingsHandler(master, options));
   app.route("/api", ollamaRoutes(master, options));
-  app.post("/v1/models/unload", unloadHandler(master));
+  app.post("/v1/models/unload", unloadHandler(master, options.leader));
   app.post("/v1/models/pull", pullHandler(master));
   app.get("/v1/models/pulls", pullsHandler(master));
   app.route("/v1/models", modelsRoutes(master));
-  app.route("/v1/placements", placementRoutes(master));
+  app.route("/v1/placements", placementRoutes(master, options.leader));
   app.route("/v1/keys", keyRoutes(options.keys));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master, options.heads));

@@ -6,6 +6,7 @@ import {
   ModelNotFoundError,
   OverloadedError,
   PlacementError,
+  PlannerUnavailableError,
   QueueFullError,
   QueueTimeoutError,
   ReplyTooLargeError,
@@ -131,6 +132,9 @@ export function describeError(error: unknown): ErrorDescription {
   if (error instanceof PlacementError) {
     const type = error.status === 404 ? "not_found_error" : "invalid_request_error";
     return { status: error.status, ...described(error.message, type, null, error.status === 409 ? "placement_conflict" : "invalid_placement") };
+  }
+  if (error instanceof PlannerUnavailableError) {
+    return { status: 503, ...described(error.message, "server_error", null, "planner_unavailable") };
   }
   if (error instanceof CoordinatorError) {
     return { status: 500, ...described(error.message, "server_error", null, error.kind) };

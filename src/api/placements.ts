@@ -7,7 +7,9 @@ import type { LoadOption } from "../master/placement/planner.js";
 import type { PlacementView } from "../master/placement/placer.js";
 import type { Pull } from "../master/placement/state.js";
 import { invalidRequestOf } from "./chat-request.js";
-import { errorResponse, InvalidRequestError } from "./errors.js";
+import { PlannerUnavailableError } from "../master/errors.js";
+import type { LeaderAsk, LeaderOp, LeaderReply } from "../heads/leader-channel.js";
+import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
 import { readJson } from "./task-route.js";
 
 const PlacementBody = z.strictObject({
@@ -43,10 +45,55 @@ function placementObject(view: PlacementView) {
   };
 }
 
-async function parsePlacement(c: Context) {
-  const parsed = PlacementBody.safeParse(await readJson(c));
-  if (parsed.success) return parsed.data;
-  throw invalidRequestOf(parsed.error);
+/** `body` as `schema` validates it, or a 400 naming what is wrong. */
+function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  throw invalidRequestOf(result.error);
+}
+
+/** A placement change (not demand, which only the master sends). */
+export type PlacementChange = Exclude<LeaderOp, { op: "demand" }>;
+
+/**
+ * Carries out a placement change on this head, which runs the planner: what the admin's route answers. Another head's
+ * admin requests come here too, forwarded (src/heads/leader-channel.ts).
+ */
+export async function placementChange(master: Master, change: PlacementChange): Promise<LeaderReply> {
+  try {
+    switch (change.op) {
+      case "place": {
+        const body = parsed(PlacementBody, change.body);
+        const view = await master.placer.place({
+          model: body.model,
+          replicas: body.replicas,
+          ...(body.worker !== undefined && { worker: body.worker }),
+          ...(body.context_length !== undefined && { contextLength: body.context_length }),
+          ...(body.concurrency !== undefined && { concurrency: body.concurrency }),
+        });
+        return { status: 201, body: placementObject(view) };
+      }
+      case "unplace":
+        return { status: 200, body: { ...placementObject(await master.placer.unplace(change.id)), deleted: true } };
+      case "unload": {
+        const body = parsed(UnloadBody, change.body);
+        master.placer.unload(body.model, body.worker);
+        return { status: 200, body: { model: body.model, worker: body.worker, state: "unloading" } };
+      }
+    }
+  } catch (error) {
+    const { status, body } = mapError(error);
+    return { status, body };
+  }
+}
+
+/** Decides a placement change here when this head plans, else asks the head that does (no leader: 503). */
+async function decide(master: Master, leader: LeaderAsk | undefined, change: PlacementChange): Promise<Response> {
+  let reply: LeaderReply;
+  if (master.planning.leading) reply = await placementChange(master, change);
+  else if (!leader) reply = mapError(new PlannerUnavailableError("This head does not run the placement planner."));
+  else reply = await leader.ask(change).catch((error: unknown) => mapError(error));
+  return Response.json(reply.body, { status: reply.status });
 }
 
 const PullBody = z.strictObject({
@@ -105,20 +152,17 @@ export function pullsHandler(master: Master) {
 const UnloadBody = z.strictObject({ model: z.string().min(1).max(256), worker: z.string().min(1).max(128) });
 
 /** POST /v1/models/unload (admin): unloads an idle model that no placement pins from one worker. */
-export function unloadHandler(master: Master) {
+export function unloadHandler(master: Master, leader: LeaderAsk | undefined) {
   return async (c: Context) => {
     try {
-      const parsed = UnloadBody.safeParse(await readJson(c));
-      if (!parsed.success) throw invalidRequestOf(parsed.error);
-      master.placer.unload(parsed.data.model, parsed.data.worker);
-      return c.json({ model: parsed.data.model, worker: parsed.data.worker, state: "unloading" });
+      return await decide(master, leader, { op: "unload", body: await readJson(c) });
     } catch (error) {
       return errorResponse(error);
     }
   };
 }
 
-export function placementRoutes(master: Master): Hono {
+export function placementRoutes(master: Master, leader: LeaderAsk | undefined): Hono {
   const app = new Hono();
   app.get("/previews", (c) => {
     const model = c.req.query("model");
@@ -128,25 +172,11 @@ export function placementRoutes(master: Master): Hono {
   app.get("/", (c) => c.json({ object: "list", data: master.placer.placements().map(placementObject) }));
   app.post("/", async (c) => {
     try {
-      const body = await parsePlacement(c);
-      const view = master.placer.place({
-        model: body.model,
-        replicas: body.replicas,
-        ...(body.worker !== undefined && { worker: body.worker }),
-        ...(body.context_length !== undefined && { contextLength: body.context_length }),
-        ...(body.concurrency !== undefined && { concurrency: body.concurrency }),
-      });
-      return c.json(placementObject(view), 201);
+      return await decide(master, leader, { op: "place", body: await readJson(c) });
     } catch (error) {
       return errorResponse(error);
     }
   });
-  app.delete("/:id", (c) => {
-    try {
-      return c.json({ ...placementObject(master.placer.unplace(c.req.param("id"))), deleted: true });
-    } catch (error) {
-      return errorResponse(error);
-    }
-  });
+  app.delete("/:id", (c) => decide(master, leader, { op: "unplace", id: c.req.param("id") }));
   return app;
 }

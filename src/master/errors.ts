@@ -125,3 +125,11 @@ export class PlacementError extends CoordinatorError {
     super(message);
   }
 }
+
+/**
+ * A placement change cannot be decided now: no head is known to run the planner (a handover, or NATS is away), or
+ * the one that does could not be reached (docs/scaling.md §6).
+ */
+export class PlannerUnavailableError extends CoordinatorError {
+  readonly kind = "planner_unavailable";
+}

@@ -23,6 +23,8 @@ import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
 import { ModelPlacer, type PlacerOptions } from "./placement/placer.js";
 import { placerHost } from "./placement/placer-host.js";
+import { type Planning, type PlacementStore, placementOf, soloPlanning } from "./placement/planning.js";
+import { LocalMap } from "../heads/shared-map.js";
 import { WorkerEntry, type WorkerLink, type WorkerRegistry } from "./registry.js";
 import { createPolicy } from "./routing/index.js";
 import type { PolicyName, RoutingPolicy } from "./routing/policy.js";
@@ -62,6 +64,10 @@ export interface MasterOptions {
   heads?: HeadsSource;
   /** Which routing policy each model uses (default: least-loaded for all), and how policies are made. */
   routing?: { policyOf(model: string): PolicyName; create(name: PolicyName): RoutingPolicy };
+  /** Whether this head plans placement (default: always, a head on its own). */
+  planning?: Planning;
+  /** Where placements are kept (default: in this process); each change is applied from it, on every head alike. */
+  placements?: PlacementStore;
   log: Logger;
 }
 
@@ -88,8 +94,10 @@ export class Master {
   private readonly sweepTimer: NodeJS.Timeout;
   /** Checks what workers say and turns it into events. */
   private readonly messages: WorkerMessages;
-  /** Stops hearing of the cluster's heads. */
-  private readonly stopHeads: (() => void) | undefined;
+  /** Stops hearing of the cluster's heads, of the planner lease and of the placements store. */
+  private readonly unsubscribe: Array<() => void> = [];
+  readonly planning: Planning;
+  readonly placements: PlacementStore;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -109,7 +117,20 @@ export class Master {
     const sweepMs = Math.min(1_000, Math.max(20, Math.floor(options.taskStallMs / 4)));
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
-    this.stopHeads = options.heads?.onChange(() => this.headsChanged());
+    if (options.heads) this.unsubscribe.push(options.heads.onChange(() => this.headsChanged()));
+    this.planning = options.planning ?? soloPlanning;
+    this.placements = options.placements ?? new LocalMap();
+    // Every head applies placements from the store, the one that wrote them too.
+    for (const entry of this.placements.entries()) this.dispatch({ type: "PlacementCreated", placement: placementOf(entry.value) });
+    this.unsubscribe.push(
+      this.placements.onChange((id, entry) => this.dispatch(entry ? { type: "PlacementCreated", placement: placementOf(entry.value) } : { type: "PlacementDeleted", id })),
+      this.planning.onChange(() => this.planningChanged()),
+    );
+  }
+
+  /** This head started or stopped running the planner. */
+  private planningChanged(): void {
+    if (this.planning.leading) this.placer.lead();
   }
 
   /** The connected workers, indexed by model (read only: it changes through events). */
@@ -315,7 +336,7 @@ export class Master {
   close(reason = "coordinator shutting down"): void {
     this.accepting = false;
     clearInterval(this.sweepTimer);
-    this.stopHeads?.();
+    for (const stop of this.unsubscribe.splice(0)) stop();
     for (const task of [...this.state.tasks.values()]) this.fail(task, new UnavailableError(reason));
     for (const timer of this.stopTimers.values()) clearTimeout(timer);
     this.stopTimers.clear();

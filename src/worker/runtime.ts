@@ -36,11 +36,11 @@ export interface WorkerOptions {
 const DEFAULT_LIBRARY_SCAN_MS = 10_000;
 
 /**
- * Features every worker speaks: it refuses tasks it has no slot for, and joins every head of a cluster (but one whose
- * models are loaded on command keeps to its one head: until heads share placement, each would plan loads on it).
+ * Features every worker speaks: it refuses tasks it has no slot for, and joins every head of a cluster (of which only
+ * the planner's lease holder sends model commands to one whose models are loaded on command).
  */
 const FIXED_MODEL_FEATURES = [FEATURES.refuse, FEATURES.heads];
-const LIBRARY_FEATURES = [FEATURES.refuse];
+const LIBRARY_FEATURES = [FEATURES.refuse, FEATURES.heads];
 
 /** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
 const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;

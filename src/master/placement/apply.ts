@@ -46,7 +46,13 @@ function memoryOf(worker: WorkerModels, model: string): number {
 /** Applies one event to the state; returns what must follow from it. */
 export function applyPlacement(state: PlacementState, event: PlacementEvent): PlacementEffect[] {
   if (event.type === "PlacementCreated") {
-    state.placements.set(event.placement.id, event.placement);
+    const { placement } = event;
+    state.placements.set(placement.id, placement);
+    // Placed by another head: its instances already reported are pinned here too.
+    for (const worker of state.workers.values()) {
+      const instance = placement.workers.includes(worker.name) ? worker.slots.get(placement.model) : undefined;
+      if (instance && instance.pin === undefined) instance.pin = placement.id;
+    }
     return [];
   }
   if (event.type === "PlacementDeleted") {
@@ -111,7 +117,7 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
       return effects;
     }
     case "StatusReported":
-      return applyStatus(worker, event.status, event.at);
+      return applyStatus(worker, event.status, event.at, state.pinOf(worker.name, event.status.model));
     case "PullReported": {
       const pull = state.pulls.get(event.status.pullId);
       if (!pull || pull.workerId !== event.workerId || pull.state !== "downloading") return [];
@@ -151,20 +157,28 @@ function endPull(state: PlacementState, pull: Pull, to: "done" | "failed", error
   for (const old of ended.slice(0, Math.max(0, ended.length - ENDED_PULLS_KEPT))) state.pulls.delete(old.id);
 }
 
-/** A worker's report on one of its models. */
-function applyStatus(worker: WorkerModels, status: ModelStatus, at: number): PlacementEffect[] {
+/**
+ * A worker's report on one of its models. A load this head did not start (another head leads the planner) is a new
+ * slot here, pinned by `pin` when a placement names this worker for the model.
+ */
+function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin: string | undefined): PlacementEffect[] {
   const current = worker.slots.get(status.model);
   if (status.memory) worker.memory = status.memory;
   switch (status.state) {
     case "loading":
       if (current?.state === "loading") current.progress = status.progress ?? current.progress;
+      else if (!current) {
+        const loading = slot(status.model, "loading", memoryOf(worker, status.model), at, pin);
+        loading.progress = status.progress ?? 0;
+        worker.slots.set(status.model, loading);
+      }
       return [];
     case "loaded": {
       if (!status.info || status.info.id !== status.model) return [];
       if (current?.state === "unloading") return []; // it will report "unloaded" next
       const wasServed = current?.state === "loaded";
       const loadMs = current?.state === "loading" ? at - current.since : 0;
-      const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, undefined);
+      const loaded = current ?? slot(status.model, "loaded", memoryOf(worker, status.model), at, pin);
       loaded.state = "loaded";
       loaded.contextLength = status.info.contextLength;
       loaded.progress = 1;

@@ -2,6 +2,7 @@
 import type { ClusterState } from "../cluster/state.js";
 import type { Master } from "../master.js";
 import type { PlacerHost } from "./placer.js";
+import { placementValue } from "./planning.js";
 
 export function placerHost(master: Master, state: ClusterState): PlacerHost {
   return {
@@ -13,6 +14,12 @@ export function placerHost(master: Master, state: ClusterState): PlacerHost {
     failWaiting: (model, error) => {
       for (const task of [...state.queues.all()]) if (task.model === model) master.fail(task, error);
     },
+    leading: () => master.planning.leading,
+    wantLoad: (model) => master.planning.wantLoad(model),
+    sharePlacement: async (placement) => {
+      await master.placements.create(placement.id, placementValue(placement));
+    },
+    endPlacement: (id) => master.placements.delete(id),
     busy: (workerId) => state.workers.get(workerId)?.busy ?? 0,
     inUse: (workerId, model) => {
       if (state.queues.depth(model) > 0) return true;

@@ -4,7 +4,7 @@
 import { nanoid } from "nanoid";
 import type { Logger } from "../../log.js";
 import type { Hello, Library, LibraryModel, ModelInfo, ModelStatus, PullStatus } from "../../worker-protocol/index.js";
-import { type CoordinatorError, ModelLoadFailedError, PlacementError } from "../errors.js";
+import { type CoordinatorError, ModelLoadFailedError, PlannerUnavailableError, PlacementError } from "../errors.js";
 import type { ClusterEffect } from "../cluster/events.js";
 import type { PlacementEffect, PlacementEvent, UnloadCause } from "./apply.js";
 import { chooseLoad, idleModels, type LoadOption, loadOptions, type PlanContext } from "./planner.js";
@@ -31,6 +31,14 @@ export interface PlacerHost extends PlanContext {
   failWaiting(model: string, error: CoordinatorError): void;
   /** Hears each load and unload (metrics). */
   notify(notice: PlacementNotice): void;
+  /** Whether this head runs the planner now (always, for a head on its own; else the lease holder only). */
+  leading(): boolean;
+  /** Not leading: tasks here wait for `model`, which nobody serves; the head that plans is told. */
+  wantLoad(model: string): void;
+  /** Writes a new placement where every head reads it; each head (this one too) then applies it. */
+  sharePlacement(placement: Placement): Promise<void>;
+  /** Deletes a placement where every head reads it; each head then applies that. */
+  endPlacement(id: string): Promise<void>;
   log: Logger;
 }
 
@@ -63,9 +71,14 @@ export interface PlacementView extends Placement {
   instances: Array<{ workerId: string; workerName: string; state: SlotState; progress: number }>;
 }
 
+/** How long another head's demand for a model counts after it last said so (it repeats it at every sweep). */
+const REMOTE_DEMAND_MS = 15_000;
+
 export class ModelPlacer {
   /** Models whose waiting tasks need memory that models in use hold: planned again whenever a task ends. */
   private readonly blocked = new Set<string>();
+  /** Models other heads have requests waiting for, with until when each head's word counts. */
+  private readonly remote = new Map<string, Map<string, number>>();
   /** Since when each served model's queue has not emptied (for replicas). */
   private readonly deepSince = new Map<string, number>();
 
@@ -140,10 +153,14 @@ export class ModelPlacer {
     return this.state.isLoading(model);
   }
 
-  /** Tasks wait for `model`, which no worker serves: make sure a load is under way, or fail them with why not. */
+  /**
+   * Tasks wait for `model`, which no worker serves: make sure a load is under way, or fail them with why not. A head
+   * that does not plan tells the one that does.
+   */
   demand(model: string): void {
     if (this.host.isServed(model) || this.state.isLoading(model)) return;
     if (!this.options.autoLoad || !this.state.isOffered(model)) return;
+    if (!this.host.leading()) return this.host.wantLoad(model);
     const choice = this.startLoad(model);
     this.blocked.delete(model);
     if (!choice.ok && choice.reason === "busy") {
@@ -163,9 +180,34 @@ export class ModelPlacer {
     return choice;
   }
 
+  /** Another head (`head`) has requests waiting for `model`: planned as if they waited here. */
+  wanted(model: string, head: string, now = Date.now()): void {
+    let heads = this.remote.get(model);
+    if (!heads) this.remote.set(model, (heads = new Map()));
+    heads.set(head, now + REMOTE_DEMAND_MS);
+    this.demand(model);
+  }
+
+  /** This head now runs the planner: what waits here and on other heads is planned. */
+  lead(): void {
+    for (const model of this.waiting()) this.demand(model);
+  }
+
+  /** Models with requests waiting, here or (as they last said) on other heads. */
+  private waiting(now = Date.now()): Set<string> {
+    const models = new Set(this.host.waitingModels());
+    for (const [model, heads] of this.remote) {
+      for (const [head, until] of heads) if (until <= now) heads.delete(head);
+      if (heads.size === 0) this.remote.delete(model);
+      else models.add(model);
+    }
+    return models;
+  }
+
   /** Nobody waits for `model` any more: a load started for them (not for a placement) is given up. */
   abandon(model: string): void {
     this.blocked.delete(model);
+    if (!this.host.leading() || this.remote.has(model)) return;
     for (const { worker, slot } of this.state.slotsOf(model)) {
       if (slot.state === "loading" && slot.pin === undefined) {
         this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, why: "abandoned", reason: "no request waits for it any more", at: Date.now() });
@@ -178,8 +220,16 @@ export class ModelPlacer {
     if (this.blocked.size > 0) for (const waiting of [...this.blocked]) this.demand(waiting);
   }
 
-  /** Periodic: unloads models idle for longer than they may be. */
+  /**
+   * Periodic: unloads models idle for longer than they may be. A head that does not plan repeats instead which models
+   * its requests wait for, so that a head newly leading hears of them.
+   */
   sweep(now: number): void {
+    if (!this.host.leading()) {
+      for (const model of new Set(this.host.waitingModels())) this.demand(model);
+      return;
+    }
+    this.waiting(now);
     for (const { workerId, model } of idleModels(this.state, now, this.options.idleMs, this.host)) {
       this.apply({ type: "UnloadStarted", workerId, model, why: "idle", reason: "idle", at: now });
     }
@@ -208,7 +258,7 @@ export class ModelPlacer {
   private addReplicas(now: number): void {
     const max = this.options.maxReplicas ?? 1;
     if (max <= 1) return;
-    const waiting = new Set(this.host.waitingModels());
+    const waiting = this.waiting(now);
     for (const model of this.deepSince.keys()) if (!waiting.has(model)) this.deepSince.delete(model);
     for (const model of waiting) {
       if (!this.host.isServed(model)) continue;
@@ -231,8 +281,10 @@ export class ModelPlacer {
    * An explicit placement: `replicas` instances of the model, on the worker named if any, pinned. Instances loaded
    * already count (and are pinned); the rest are loaded where the planner says. Throws PlacementError.
    */
-  place(request: PlacementRequest): PlacementView {
+  async place(request: PlacementRequest): Promise<PlacementView> {
+    this.mustLead();
     if (!this.state.isOffered(request.model)) throw new PlacementError(`No connected worker offers '${request.model}' in its library.`, 404);
+    const chosen = this.choosePlaces(request);
     const placement: Placement = {
       id: `placement-${nanoid(10)}`,
       model: request.model,
@@ -241,9 +293,10 @@ export class ModelPlacer {
       contextLength: request.contextLength,
       concurrency: request.concurrency,
       createdAt: Date.now(),
+      workers: chosen.map((place) => this.state.workers.get(place.workerId)?.name ?? place.workerId),
     };
-    const chosen = this.choosePlaces(request);
-    this.apply({ type: "PlacementCreated", placement });
+    // Every head applies it from the shared store (PlacementCreated), this one before the write resolves.
+    await this.host.sharePlacement(placement);
     for (const place of chosen) {
       if (place.existing) this.apply({ type: "Pinned", workerId: place.workerId, model: request.model, pin: placement.id });
       else this.load(place.option, request.model, placement.id, request);
@@ -252,11 +305,12 @@ export class ModelPlacer {
   }
 
   /** Ends a placement: its instances are unpinned, and unloaded at once when idle (else once idle). */
-  unplace(id: string): PlacementView {
+  async unplace(id: string): Promise<PlacementView> {
+    this.mustLead();
     const placement = this.state.placements.get(id);
     if (!placement) throw new PlacementError(`No placement '${id}'.`, 404);
     const view = this.view(placement);
-    this.apply({ type: "PlacementDeleted", id });
+    await this.host.endPlacement(id);
     for (const instance of view.instances) {
       if (!this.host.inUse(instance.workerId, placement.model)) {
         this.apply({ type: "UnloadStarted", workerId: instance.workerId, model: placement.model, why: "unplaced", reason: "placement deleted", at: Date.now() });
@@ -267,6 +321,7 @@ export class ModelPlacer {
 
   /** An admin's unload of a model on a worker (its id or name). Throws PlacementError when it may not go now. */
   unload(model: string, worker: string): void {
+    this.mustLead();
     const target = [...this.state.workers.values()].find((w) => w.workerId === worker || w.name === worker);
     const slot = target?.slots.get(model);
     if (!target || !slot || slot.state === "unloading") throw new PlacementError(`'${model}' is not loaded on a worker '${worker}'.`, 404);
@@ -280,6 +335,7 @@ export class ModelPlacer {
 
   /** Unloads every idle, unpinned instance of `model` (Ollama's keep_alive 0 with nothing to generate). */
   unloadIdle(model: string): void {
+    if (!this.host.leading()) return;
     for (const { worker, slot } of [...this.state.slotsOf(model)]) {
       if (slot.state !== "loaded" || slot.pin !== undefined || this.host.inUse(worker.workerId, model)) continue;
       this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, why: "admin", reason: "keep_alive 0", at: Date.now() });
@@ -290,9 +346,18 @@ export class ModelPlacer {
   preload(model: string): boolean {
     if (this.host.isServed(model)) return true;
     if (this.state.isLoading(model) || !this.state.isOffered(model)) return false;
+    if (!this.host.leading()) {
+      this.host.wantLoad(model);
+      return false;
+    }
     const choice = this.startLoad(model);
     if (!choice.ok && choice.reason !== "busy") throw new ModelLoadFailedError(model, choice.message, choice.reason);
     return false;
+  }
+
+  /** Placement changes are decided by the head that plans; the API forwards them there (docs/scaling.md §6). */
+  private mustLead(): void {
+    if (!this.host.leading()) throw new PlannerUnavailableError("This head does not run the placement planner now.");
   }
 
   placements(): PlacementView[] {
@@ -363,7 +428,7 @@ export class ModelPlacer {
   /** What follows a placement event that needs the planner: a failed load, or waiting tasks that need a new plan. */
   follow(effect: Extract<PlacementEffect, { type: "loadFailed" | "replan" }>): void {
     if (effect.type === "replan") {
-      for (const model of [...this.host.waitingModels()]) this.demand(model);
+      for (const model of this.waiting()) this.demand(model);
       return;
     }
     const worker = this.state.workers.get(effect.workerId)?.name ?? effect.workerId;

@@ -50,6 +50,11 @@ export interface Placement {
   contextLength: number | undefined;
   concurrency: number | undefined;
   createdAt: number;
+  /**
+   * The names of the workers its instances were placed on (names, not connection ids: every head knows a worker by
+   * its name). A head that did not place it pins what those workers report loading or loaded of the model.
+   */
+  workers: string[];
 }
 
 /** A download into a worker's models dir (POST /v1/models/pull). */
@@ -82,6 +87,12 @@ export class PlacementState {
       const slot = worker.slots.get(model);
       if (slot) yield { worker, slot };
     }
+  }
+
+  /** The placement whose instance `model` on the worker named `workerName` is, if any. */
+  pinOf(workerName: string, model: string): string | undefined {
+    for (const placement of this.placements.values()) if (placement.model === model && placement.workers.includes(workerName)) return placement.id;
+    return undefined;
   }
 
   /** Whether some worker offers `model` in its library. */
