@@ -95,7 +95,7 @@ async function serveCommand(args: string[]): Promise<void> {
       `  Dashboard:    ${coordinator.url}/`,
       `  Metrics:      ${coordinator.url}/metrics  (Prometheus)`,
       `  Cluster:      ${coordinator.url}/v1/cluster`,
-      config.apiKey.length > 0 || config.apiKeysFile ? `  API keys:     required (Authorization: Bearer <key>)` : `  API keys:     none (open to anyone who can reach this port)`,
+      `  API keys:     ${keysLine(config)}`,
       ...(config.nats ? [`  Heads:        known to each other through NATS (this one: "${config.headName}")`] : []),
       config.demo ? `  Demo worker:  in-process simulator serving model "simulator"` : `  Workers:      none yet`,
       `  Join a worker:`,
@@ -105,6 +105,14 @@ async function serveCommand(args: string[]): Promise<void> {
     ].join("\n"),
   );
   onSignals(log, () => coordinator.shutdown(config.shutdownGraceMs));
+}
+
+/** Whether the API needs a key, as far as the flags say: keys added at run time (POST /v1/keys) close it too. */
+function keysLine(config: ServeConfig): string {
+  const fromFlags = config.apiKey.length > 0 || config.apiKeysFile !== undefined || config.adminKey.length > 0 || config.adminKeysFile !== undefined;
+  if (fromFlags) return "required (Authorization: Bearer <key>)";
+  if (config.nats) return "none from flags; those added on any head (POST /v1/keys) apply once NATS is read";
+  return "none (open to anyone who can reach this port, until an admin key is added with POST /v1/keys)";
 }
 
 /** `loading qwen3-8b  [██████░░░░░░░░░░░░░░]  31%` for the status line while a model file loads. */

@@ -5,13 +5,14 @@ import type { Server } from "node:http";
 import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
+import { KEYS_BUCKET, KeyRing, RuntimeKey } from "./api/key-ring.js";
 import { ApiKey, type ServeConfig } from "./config.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
 import { LeaderChannel, SharedPlanning } from "./heads/leader-channel.js";
 import { NatsLink } from "./heads/nats-link.js";
 import { LoneLease, NatsLease, type PlannerLease } from "./heads/planner-lease.js";
 import { SharedBucket } from "./heads/shared-bucket.js";
-import { LocalMap } from "./heads/shared-map.js";
+import { LocalMap, type SharedMap } from "./heads/shared-map.js";
 import { PLACEMENTS_BUCKET, type PlacementStore, PlacementValue, type Planning, soloPlanning } from "./master/placement/planning.js";
 import { placementChange } from "./api/placements.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
@@ -121,6 +122,16 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const activity = new ClusterActivity(master, heads);
   const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
   const closingFeeds = new AbortController();
+  const staticKeys = {
+    client: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
+    admin: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
+  };
+  // Keys added at run time: every head's through a bucket with --nats (their digests only), this head's alone without.
+  const keysLog = log.child({ component: "keys" });
+  const keyMap: SharedMap<RuntimeKey> = nats
+    ? new SharedBucket(nats, { name: KEYS_BUCKET, what: "the keys added at run time", schema: RuntimeKey }, keysLog)
+    : new LocalMap<RuntimeKey>();
+  const keys = new KeyRing(staticKeys, keyMap, keysLog);
   const app = createApp(master, {
     reasoning: config.reasoning,
     reasoningField: config.reasoningField,
@@ -130,8 +141,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     slowClientMs: config.slowClientMs,
     slowClientBytes: config.slowClientBytes,
     maxReplyBytes: config.maxReplyBytes,
-    apiKeys: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
-    adminKeys: await readKeys(config.adminKey, config.adminKeysFile, "--admin-keys-file"),
+    keys,
     corsOrigins: config.corsOrigin,
     maxBodyBytes: config.maxBodyBytes,
     metrics,
@@ -234,6 +244,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       leader?.close();
       await lease.close();
       await placements.close();
+      keys.close();
+      await keyMap.close();
       await heads.close();
       await nats?.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");

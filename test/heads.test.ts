@@ -56,7 +56,10 @@ describe("heads through NATS", () => {
     worker = nats = resources = undefined;
   });
 
-  /** nats-server, then heads `a` and `b` on it; resources are tracked from before either starts. */
+  /**
+   * nats-server, then heads `a` and `b` on it, once each has read the keys every head shares (until then its guarded
+   * routes, /v1/cluster among them, answer 503); resources are tracked from before either starts.
+   */
   async function twoHeads(): Promise<[RunningCoordinator, RunningCoordinator]> {
     resources = trackResources();
     nats = await startNatsServer();
@@ -64,6 +67,7 @@ describe("heads through NATS", () => {
     coordinators.push(a);
     const b = await startTestCoordinator({ nats: [nats.url], headName: "b" });
     coordinators.push(b);
+    for (const head of [a, b]) await eventually(async () => !("keys" in (await readiness(head)).body), "the head to read the keys", DEADLINE_MS);
     return [a, b];
   }
 
@@ -225,7 +229,7 @@ describe("heads through NATS", () => {
 });
 
 describe("a head started while NATS is down", () => {
-  it("serves and says NATS is away, joins it once it is up, and closes cleanly while still trying", async () => {
+  it("is not ready and guards its routes with 503 until it joins NATS and reads the keys, and closes cleanly while still trying", async () => {
     const resources = trackResources();
     const nats = await startNatsServer();
     let coordinator: RunningCoordinator | undefined;
@@ -236,16 +240,19 @@ describe("a head started while NATS is down", () => {
       coordinator = await startTestCoordinator({ nats: [nats.url], headName: "early" });
       worker = await startSimWorker(coordinator);
 
-      // Then the head serves, ready but degraded
-      expect(await readiness(coordinator)).toEqual({ status: 200, body: { status: "ready", workers: 1, nats: "disconnected", degraded: true } });
-      expect(await chat(coordinator)).toContain("Hello");
+      // Then the head is up but not ready: until it has read the keys every head shares it cannot tell whether its API
+      // is open, so guarded routes answer 503 (docs/scaling.md §7)
+      expect(await readiness(coordinator)).toEqual({ status: 503, body: { status: "not_ready", workers: 1, nats: "disconnected", keys: "unavailable", degraded: true } });
+      expect(await openaiClient(coordinator).models.list().catch((error: unknown) => error)).toMatchObject({ status: 503, code: "keys_unavailable" });
       // (a head that closes before it ever reached NATS stops trying: checked with the rest below)
       await (await startTestCoordinator({ nats: [nats.url], headName: "never" })).close();
 
-      // When nats-server comes up, the head connects and lists itself as connected
+      // When nats-server comes up, the head connects, reads the keys and serves
       await nats.restart();
       const head = coordinator;
-      await eventually(async () => (await readiness(head)).body.nats === "connected", "the head to connect", DEADLINE_MS);
+      await eventually(async () => (await readiness(head)).status === 200, "the head to connect and read the keys", DEADLINE_MS);
+      expect(await readiness(head)).toEqual({ status: 200, body: { status: "ready", workers: 1, nats: "connected" } });
+      expect(await chat(head)).toContain("Hello");
       expect(await natsConnectedGauge(head)).toBe(1);
 
       // And when it is down again and the head closes while reconnecting, nothing of the client is left

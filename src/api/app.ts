@@ -20,6 +20,8 @@ import { dashboardRoutes } from "./dashboard-route.js";
 import { InvalidRequestError } from "./errors.js";
 import { healthRoutes } from "./health.js";
 import { requireJsonBody } from "./json-body.js";
+import type { KeyRing } from "./key-ring.js";
+import { keyRoutes } from "./keys.js";
 import { countTokensHandler, messagesHandler } from "./messages.js";
 import { metricsHandler } from "./metrics-route.js";
 import { modelsRoutes } from "./models.js";
@@ -30,10 +32,8 @@ import { routeErrorResponse } from "./route-errors.js";
 
 export interface ApiOptions extends TaskRouteOptions {
   log: Logger;
-  /** Client API keys; empty: the API is open. */
-  apiKeys: readonly string[];
-  /** Keys for admin routes (placements, pulls); also valid on every client route. See adminKeyGuard. */
-  adminKeys?: readonly string[];
+  /** Client and admin keys, from flags, files and run time; none at all: the API is open. See adminKeyGuard. */
+  keys: KeyRing;
   maxBodyBytes: number;
   metrics: CoordinatorMetrics;
   /** Live tasks and token rates for the dashboard's feed. */
@@ -86,9 +86,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     // Ollama's routes take the configured origins too (and refuse other pages, below).
     app.use("/api/*", allowed);
   }
-  const adminKeys = options.adminKeys ?? [];
-  const guard = apiKeyGuard([...options.apiKeys, ...adminKeys]);
-  const adminGuard = adminKeyGuard(adminKeys, options.apiKeys.length > 0);
+  const guard = apiKeyGuard(options.keys);
+  const adminGuard = adminKeyGuard(options.keys);
   app.use("/v1/*", guard);
   app.use("/api/*", guard);
   app.use("/metrics", guard);
@@ -97,6 +96,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.use("/v1/models/unload", adminGuard);
   app.use("/v1/models/pull", adminGuard);
   app.use("/v1/models/pulls", adminGuard);
+  app.use("/v1/keys", adminGuard);
+  app.use("/v1/keys/*", adminGuard);
   // Ollama's clients (and its docs' curl examples) send JSON without saying so: /api takes any Content-Type, and, as
   // Ollama does, refuses requests from web pages of other origins instead (the reason /v1 insists on JSON).
   app.use("/api/*", refuseForeignOrigins(options.corsOrigins));
@@ -118,7 +119,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   // Every /v1 route with a body takes JSON.
   app.use("/v1/*", requireJsonBody());
   app.use("/v1/*", bodyLimit);
-  app.route("/", healthRoutes(master, options.heads));
+  app.route("/", healthRoutes(master, options.heads, options.keys));
   app.post("/v1/chat/completions", chatCompletionsHandler(master, options));
   app.post("/v1/messages", messagesHandler(master, options));
   app.post("/v1/messages/count_tokens", countTokensHandler(master, options.limits));
@@ -131,6 +132,7 @@ export function createApp(master: Master, options: ApiOptions): Hono {
   app.get("/v1/models/pulls", pullsHandler(master));
   app.route("/v1/models", modelsRoutes(master));
   app.route("/v1/placements", placementRoutes(master, options.leader));
+  app.route("/v1/keys", keyRoutes(options.keys));
   app.get("/v1/cluster/events", clusterEventsHandler(options.activity, { ...options, intervalMs: options.feedIntervalMs }));
   app.route("/v1/cluster", clusterRoutes(master, options.heads));
   app.get("/metrics", metricsHandler(options.metrics));
@@ -151,6 +153,8 @@ export function createApp(master: Master, options: ApiOptions): Hono {
     ["/v1/placements", "GET, HEAD, POST"],
     ["/v1/placements/previews", "GET, HEAD"],
     ["/v1/placements/:id", "DELETE"],
+    ["/v1/keys", "GET, HEAD, POST"],
+    ["/v1/keys/:id", "DELETE"],
     ["/v1/cluster/events", "GET, HEAD"],
     ["/metrics", "GET, HEAD"],
     ["/api/chat", "POST"],

@@ -1,13 +1,9 @@
-// Client API keys: when any are configured, guarded routes need `Authorization: Bearer <key>` (OpenAI's scheme) or
-// `x-api-key: <key>` (Anthropic's); refusals come in the route's dialect.
-import { createHash, timingSafeEqual } from "node:crypto";
+// Client API keys: when any exists, guarded routes need `Authorization: Bearer <key>` (OpenAI's scheme) or
+// `x-api-key: <key>` (Anthropic's); refusals come in the route's dialect. Which keys exist is the key ring's.
 import type { Context, MiddlewareHandler } from "hono";
-import { InvalidRequestError } from "./errors.js";
+import { InvalidRequestError, ServiceUnavailableError } from "./errors.js";
+import type { KeyRing } from "./key-ring.js";
 import { routeErrorResponse } from "./route-errors.js";
-
-function digest(text: string): Buffer {
-  return createHash("sha256").update(text).digest();
-}
 
 /** The key a request presents, if any. */
 function presentedKey(c: Context): string | undefined {
@@ -16,26 +12,28 @@ function presentedKey(c: Context): string | undefined {
   return bearer ?? c.req.header("x-api-key")?.trim();
 }
 
-/** Whether `key` is one of `digests`, compared in constant time against each. */
-function isOneOf(key: string, digests: readonly Buffer[]): boolean {
-  const given = digest(key);
-  let ok = false;
-  for (const known of digests) ok = timingSafeEqual(given, known) || ok;
-  return ok;
+/**
+ * Until a head with --nats has read the keys every head shares, it cannot tell whether it is open: answering as if
+ * it were would open an API the cluster meant to close (docs/scaling.md §7).
+ */
+function keysUnavailable(c: Context): Response {
+  const message = "This coordinator has not read the API keys shared through NATS yet; try again shortly.";
+  return routeErrorResponse(c, new ServiceUnavailableError(message, "keys_unavailable"));
 }
 
 /**
- * Admin routes (placements, model pulls): only admin keys pass once any is configured. With client keys but no admin
- * key, admin actions are off (403): a client key never places models. With no key at all the coordinator is open.
+ * Admin routes (placements, model pulls, keys): only admin keys pass once any key exists. With client keys but no
+ * admin key, admin actions are off (403): a client key never places models. With no key at all the coordinator is
+ * open. Runs after apiKeyGuard, which has refused missing and unknown keys.
  */
-export function adminKeyGuard(adminKeys: readonly string[], clientKeysConfigured: boolean): MiddlewareHandler {
-  const digests = adminKeys.map(digest);
+export function adminKeyGuard(keys: KeyRing): MiddlewareHandler {
   return async (c, next) => {
-    if (digests.length === 0 && !clientKeysConfigured) return next();
+    if (!keys.ready) return keysUnavailable(c);
+    if (keys.open) return next();
     const key = presentedKey(c);
-    if (digests.length > 0 && key !== undefined && isOneOf(key, digests)) return next();
+    if (key !== undefined && keys.kindOf(key) === "admin") return next();
     // Two codes, so that a client (the dashboard) asks for an admin key only when one could work.
-    if (digests.length === 0) {
+    if (!keys.hasAdmin) {
       const message = "Admin actions are off: this coordinator has client API keys but no admin key (start it with --admin-key).";
       return routeErrorResponse(c, new InvalidRequestError(message, null, "admin_disabled", 403));
     }
@@ -44,11 +42,11 @@ export function adminKeyGuard(adminKeys: readonly string[], clientKeysConfigured
   };
 }
 
-/** Checks the bearer key against every configured key in constant time; open when no keys are configured. */
-export function apiKeyGuard(keys: readonly string[]): MiddlewareHandler {
-  const digests = keys.map(digest);
+/** Checks the bearer key against every client and admin key; open when there is no key at all (checked per request). */
+export function apiKeyGuard(keys: KeyRing): MiddlewareHandler {
   return async (c, next) => {
-    if (digests.length === 0) return next();
+    if (!keys.ready) return keysUnavailable(c);
+    if (keys.open) return next();
     const key = presentedKey(c);
     if (!key) {
       return routeErrorResponse(
@@ -61,7 +59,7 @@ export function apiKeyGuard(keys: readonly string[]): MiddlewareHandler {
         ),
       );
     }
-    if (!isOneOf(key, digests)) {
+    if (keys.kindOf(key) === undefined) {
       return routeErrorResponse(c, new InvalidRequestError("Incorrect API key provided.", null, "invalid_api_key", 401));
     }
     return next();

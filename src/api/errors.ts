@@ -14,6 +14,7 @@ import {
   WorkerLostError,
   WorkerStalledError,
 } from "../master/errors.js";
+import { SharedUnavailable } from "../heads/shared-map.js";
 
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -25,7 +26,17 @@ export class InvalidRequestError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly code: string | null = null,
-    readonly status: 400 | 401 | 403 | 404 | 405 | 413 | 415 = 400,
+    readonly status: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 = 400,
+  ) {
+    super(message);
+  }
+}
+
+/** The route cannot be served now, for a reason that passes (shared state not read yet): 503 with `code`. */
+export class ServiceUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
   ) {
     super(message);
   }
@@ -68,6 +79,13 @@ export function describeError(error: unknown): ErrorDescription {
   if (error instanceof InvalidRequestError) {
     const type = error.status === 401 ? "authentication_error" : error.status === 403 ? "permission_error" : "invalid_request_error";
     return { status: error.status, ...described(error.message, type, error.param, error.code) };
+  }
+  if (error instanceof ServiceUnavailableError) {
+    return { status: 503, ...described(error.message, "server_error", null, error.code) };
+  }
+  if (error instanceof SharedUnavailable) {
+    // A write to state every head shares, while NATS is away: nothing was written; the same request works once it returns.
+    return { status: 503, ...described(`${error.message}; try again once it is back.`, "server_error", null, "nats_unavailable") };
   }
   if (error instanceof ModelNotFoundError) {
     return { status: 404, ...described(error.message, "invalid_request_error", "model", "model_not_found") };
