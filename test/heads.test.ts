@@ -9,7 +9,7 @@ import { HEADS_BUCKET, type HeadEntry } from "../src/heads/head-entry.js";
 import type { HeadView } from "../src/heads/heads.js";
 import { openBrowser } from "./support/browser.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
 import { parsePrometheusText, sampleValue } from "./support/prometheus-text.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
@@ -67,7 +67,7 @@ describe("heads through NATS", () => {
     coordinators.push(a);
     const b = await startTestCoordinator({ nats: [nats.url], headName: "b" });
     coordinators.push(b);
-    for (const head of [a, b]) await eventually(async () => !("keys" in (await readiness(head)).body), "the head to read the keys", DEADLINE_MS);
+    for (const head of [a, b]) await keysRead(head.url);
     return [a, b];
   }
 

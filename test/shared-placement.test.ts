@@ -7,7 +7,7 @@ import type { RunningCoordinator } from "../src/coordinator.js";
 import type { HeadView } from "../src/heads/heads.js";
 import type { ServeConfig } from "../src/config.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
-import { type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
@@ -63,6 +63,7 @@ describe("placement across heads", () => {
   async function head(name: string, overrides: Partial<ServeConfig> = {}): Promise<RunningCoordinator> {
     const coordinator = await startTestCoordinator({ nats: [nats?.url ?? ""], headName: name, natsLeaseMs: LEASE_MS, ...overrides });
     coordinators.push(coordinator);
+    await keysRead(coordinator.url);
     return coordinator;
   }
 
@@ -157,6 +158,7 @@ describe("placement across heads", () => {
     nats = await startNatsServer();
     child = spawnCli(["--host", "127.0.0.1", "--port", "0", "--worker-token", TEST_TOKEN, "--nats", nats.url, "--head-name", "paused", "--nats-lease-ms", String(LEASE_MS), "--log-level", "warn"]);
     const [, api] = await child.waitFor(/API:\s+(http:\/\/\S+)\/v1/);
+    await keysRead(api as string);
     await eventually(async () => (await headsOf(api as string))[0]?.planner === true, "the first head leads", DEADLINE_MS);
     const b = await head("b");
     worker = await startSimWorker({ workerUrl: b.workerUrl }, { name: "w", library: [{ id: "small", sizeBytes: 1 * GiB, loadMs: 50 }], memoryBytes: 8 * GiB });

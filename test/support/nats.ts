@@ -106,3 +106,17 @@ export async function startNatsServer(): Promise<NatsServer> {
     },
   };
 }
+
+/**
+ * Waits until the head at `url` (started with --nats) has read the keys every head shares: until then it cannot tell
+ * whether its API is open, and its guarded routes (/v1/cluster among them) answer 503.
+ */
+export async function keysRead(url: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const body = (await (await fetch(`${url}/ready`)).json()) as Record<string, unknown>;
+    if (!("keys" in body)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`timed out waiting for the head at ${url} to read the keys`);
+}
