@@ -17,7 +17,7 @@ import {
   WorkerStalledError,
 } from "./errors.js";
 import { apply, IGNORED, workerOf } from "./cluster/apply.js";
-import type { ClusterEffect, ClusterEvent, Ending } from "./cluster/events.js";
+import type { ClusterEffect, ClusterEvent, Ending, SharedEjection } from "./cluster/events.js";
 import { ClusterState } from "./cluster/state.js";
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
@@ -38,6 +38,21 @@ export interface HeadsSource {
   onChange(listener: () => void): () => void;
 }
 
+/**
+ * Ejections every head applies (docs/scaling.md §7), by worker name: kept in this process without other heads, in a
+ * NATS bucket with them.
+ */
+export interface EjectionsSource {
+  /** The ejection recorded for a worker name, if it has not ended by `now`. */
+  current(name: string, now: number): SharedEjection | undefined;
+  /** This head ejected the worker: every head is told, in the background (never throws, never waits). */
+  ejected(ejection: SharedEjection): void;
+  /** This head's probe of the worker succeeded: its record goes, unless a newer ejection replaced it meanwhile. */
+  recovered(name: string): void;
+  /** Calls `listener` with each ejection recorded, by any head (this one too); returns how to stop. */
+  onEjection(listener: (ejection: SharedEjection) => void): () => void;
+}
+
 export interface MasterOptions {
   queueMaxLength: number;
   queueTimeoutMs: number;
@@ -56,6 +71,8 @@ export interface MasterOptions {
   taskStallMs: number;
   /** When a worker whose tasks keep failing or stalling is taken out of rotation, and for how long. */
   healthPolicy?: HealthPolicy;
+  /** Where ejections are shared with the other heads (default: nowhere, each worker's health is this head's alone). */
+  ejections?: EjectionsSource;
   /** Loading models on demand and unloading idle ones (default: on demand, after 5 minutes of idleness). */
   placement?: PlacerOptions;
   /** The other heads of the cluster, when there are any (docs/scaling.md): workers that ask are told of each. */
@@ -90,6 +107,8 @@ export class Master {
   private readonly messages: WorkerMessages;
   /** Stops hearing of the cluster's heads. */
   private readonly stopHeads: (() => void) | undefined;
+  /** Stops hearing of ejections shared by heads. */
+  private readonly stopEjections: (() => void) | undefined;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -110,6 +129,7 @@ export class Master {
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
     this.stopHeads = options.heads?.onChange(() => this.headsChanged());
+    this.stopEjections = options.ejections?.onEjection((ejection) => this.dispatch({ type: "WorkerEjectionShared", ...ejection, at: Date.now() }));
   }
 
   /** The connected workers, indexed by model (read only: it changes through events). */
@@ -212,7 +232,9 @@ export class Master {
       ...(features.length > 0 && { features }),
       ...(heads && { heads }),
     });
-    this.dispatch({ type: "WorkerRegistered", worker, features });
+    // A worker ejected by some head is out of rotation here too, however it (re)connects.
+    const ejection = this.options.ejections?.current(worker.name, Date.now());
+    this.dispatch({ type: "WorkerRegistered", worker, features, ejection });
     if (worker.loadsModels) this.placer.workerJoined(worker.id, hello, worker.pullsModels);
     return worker;
   }
@@ -316,6 +338,7 @@ export class Master {
     this.accepting = false;
     clearInterval(this.sweepTimer);
     this.stopHeads?.();
+    this.stopEjections?.();
     for (const task of [...this.state.tasks.values()]) this.fail(task, new UnavailableError(reason));
     for (const timer of this.stopTimers.values()) clearTimeout(timer);
     this.stopTimers.clear();
@@ -412,6 +435,12 @@ export class Master {
         return this.observers.taskFirstToken(effect.task, effect.worker);
       case "healthChanged":
         return this.healthChanged(effect.worker);
+      case "shareEjection": {
+        const { name, health } = effect.worker;
+        return this.options.ejections?.ejected({ name, until: health.ejectedUntil, ejections: health.ejections });
+      }
+      case "clearEjection":
+        return this.options.ejections?.recovered(effect.worker.name);
       case "modelsChanged":
         return this.observers.workerModelsChanged(effect.worker);
       case "loaded": {
