@@ -6,9 +6,13 @@ import { WebSocketServer } from "ws";
 import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
 import { ApiKey, type ServeConfig } from "./config.js";
+import { HEALTH_RECORD_MAX_AGE_MS, HealthRecord, WORKER_HEALTH_BUCKET } from "./heads/health-record.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
 import { NatsLink } from "./heads/nats-link.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
+import { SharedBucket } from "./heads/shared-bucket.js";
+import { SharedHealth } from "./heads/shared-health.js";
+import { LocalMap, type SharedMap } from "./heads/shared-map.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { createPolicy, type PolicyName, type RoutingPolicy } from "./master/routing/index.js";
@@ -84,6 +88,12 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   // Without --nats nothing is shared: the head knows itself only, as before.
   const nats = config.nats ? new NatsLink(config.nats, log.child({ component: "nats" })) : undefined;
   const heads: Heads = nats ? new HeadsDirectory(nats, self, log.child({ component: "heads" })) : new LoneHead(self);
+  // Ejections and wrong-token bans: every head's with NATS, this one's alone without.
+  const healthLog = log.child({ component: "worker-health" });
+  const healthRecords: SharedMap<HealthRecord> = nats
+    ? new SharedBucket(nats, { name: WORKER_HEALTH_BUCKET, what: "worker ejections and bans", schema: HealthRecord, maxAgeMs: HEALTH_RECORD_MAX_AGE_MS }, healthLog)
+    : new LocalMap();
+  const sharedHealth = new SharedHealth(healthRecords, self.id, healthLog);
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -96,6 +106,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
+    ejections: sharedHealth,
     placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs, maxReplicas: config.maxReplicas, replicaAfterMs: config.replicaAfterMs, loadTimeoutMs: config.modelLoadTimeoutMs },
     routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
     // With other heads, workers that ask are told of each (their worker address: the same port as the API).
@@ -139,6 +150,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     maxPending: config.maxPendingWorkers,
     maxTokenFailures: config.workerTokenFailures,
     banMs: config.workerBanMs,
+    bans: sharedHealth,
     events: {
       pendingDropped: () => metrics.pendingConnectionDropped("worker"),
       tokenFailed: () => metrics.workerTokenFailed(),
@@ -210,6 +222,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       master.close();
       for (const remove of unobserve) remove();
       await heads.close();
+      await sharedHealth.close();
       await nats?.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));
