@@ -1,4 +1,4 @@
-// Ejections and bans as records in a shared map (a local one here; the same over NATS in shared-health-nats.test.ts):
+// Ejections and bans as records in a shared map (a local one here; over NATS in heads-health.test.ts):
 // what a head writes, what every head hears and reads back, and what goes when.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { banKey, ejectionKey, type HealthRecord } from "../src/heads/health-record.js";
