@@ -208,8 +208,9 @@ describe("apply: ejections shared by heads", () => {
     apply(state, { type: "TaskQueued", task: t, from: undefined });
     const w = worker("w1");
 
-    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"], ejection: { name: "name-w1", until: 9_000, ejections: 1 } });
+    const effects = apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"], ejection: { name: "name-w1", until: 9_000, ejections: 1 } });
 
+    expect(types(effects)).toEqual(["healthChanged", "pumpWorker"]);
     expect([w.health.state, w.health.ejectedUntil, w.hasCapacity, state.workers.candidates("m")?.size]).toEqual(["ejected", 9_000, false, 1]);
     expect(state.router.pick(t, state.workers.candidates("m"))).toBeUndefined();
   });

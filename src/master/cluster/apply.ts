@@ -248,15 +248,16 @@ function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: num
 function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "WorkerEjectionShared" }>): readonly ClusterEffect[] {
   const { worker } = event;
   switch (event.type) {
-    case "WorkerRegistered":
+    case "WorkerRegistered": {
       worker.loadsModels = event.features.includes(FEATURES.models);
       worker.pullsModels = event.features.includes(FEATURES.pull);
       worker.refusesTasks = event.features.includes(FEATURES.refuse);
       worker.learnsHeads = event.features.includes(FEATURES.heads);
       // Out of rotation before it can be handed a task.
-      if (event.ejection) worker.health.shared(event.ejection.until, event.ejection.ejections);
+      const ejected = event.ejection !== undefined && worker.health.shared(event.ejection.until, event.ejection.ejections);
       state.workers.add(worker);
-      return [{ type: "pumpWorker", worker }];
+      return ejected ? [{ type: "healthChanged", worker }, { type: "pumpWorker", worker }] : [{ type: "pumpWorker", worker }];
+    }
     case "WorkerRemoved": {
       if (state.workers.get(worker.id) !== worker) return IGNORED;
       state.workers.remove(worker);
