@@ -7,6 +7,7 @@ import { createApp } from "./api/app.js";
 import { createHttpServer } from "./api/http-server.js";
 import { KEYS_BUCKET, KeyRing, RuntimeKey } from "./api/key-ring.js";
 import { ApiKey, type ServeConfig } from "./config.js";
+import { HEALTH_RECORD_MAX_AGE_MS, HealthRecord, WORKER_HEALTH_BUCKET } from "./heads/health-record.js";
 import { HeadsDirectory } from "./heads/heads-directory.js";
 import { LeaderChannel, SharedPlanning } from "./heads/leader-channel.js";
 import { NatsLink } from "./heads/nats-link.js";
@@ -16,6 +17,7 @@ import { LocalMap, type SharedMap } from "./heads/shared-map.js";
 import { PLACEMENTS_BUCKET, type PlacementStore, PlacementValue, type Planning, soloPlanning } from "./master/placement/planning.js";
 import { placementChange } from "./api/placements.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
+import { SharedHealth } from "./heads/shared-health.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
 import { createPolicy, type PolicyName, type RoutingPolicy } from "./master/routing/index.js";
@@ -97,6 +99,12 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const leader = nats ? new LeaderChannel(nats, lease, log.child({ component: "leader" })) : undefined;
   const placements: PlacementStore = nats ? new SharedBucket(nats, { name: PLACEMENTS_BUCKET, what: "placements", schema: PlacementValue }, log.child({ component: "placements" })) : new LocalMap();
   const planning: Planning = leader ? new SharedPlanning(lease, leader, self.id, log.child({ component: "planning" })) : soloPlanning;
+  // Ejections and wrong-token bans: every head's with NATS, this one's alone without.
+  const healthLog = log.child({ component: "worker-health" });
+  const healthRecords: SharedMap<HealthRecord> = nats
+    ? new SharedBucket(nats, { name: WORKER_HEALTH_BUCKET, what: "worker ejections and bans", schema: HealthRecord, maxAgeMs: HEALTH_RECORD_MAX_AGE_MS }, healthLog)
+    : new LocalMap();
+  const sharedHealth = new SharedHealth(healthRecords, self.id, healthLog);
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -109,6 +117,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     taskWindowBytes: Math.ceil(config.slowClientBytes / 2),
     taskStallMs: config.taskStallMs,
     healthPolicy: { failureThreshold: config.ejectAfterFailures, baseEjectionMs: config.ejectMs, maxEjectionMs: config.ejectMs * 10 },
+    ejections: sharedHealth,
     placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs, maxReplicas: config.maxReplicas, replicaAfterMs: config.replicaAfterMs, loadTimeoutMs: config.modelLoadTimeoutMs },
     planning,
     placements,
@@ -164,6 +173,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     maxPending: config.maxPendingWorkers,
     maxTokenFailures: config.workerTokenFailures,
     banMs: config.workerBanMs,
+    bans: sharedHealth,
     events: {
       pendingDropped: () => metrics.pendingConnectionDropped("worker"),
       tokenFailed: () => metrics.workerTokenFailed(),
@@ -247,6 +257,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       keys.close();
       await keyMap.close();
       await heads.close();
+      await sharedHealth.close();
       await nats?.close();
       await demo?.stop(CloseCode.goingAway, "coordinator shutting down");
       await Promise.all([...wss.clients].map((ws) => closeSocket(ws, CloseCode.goingAway, "coordinator shutting down")));

@@ -139,13 +139,80 @@ describe("apply: workers and models", () => {
     expect(apply(state, { type: "WorkerRemoved", worker: w })).toBe(IGNORED);
   });
 
-  it("ejects a worker after repeated failures and says so once", () => {
+  it("ejects a worker after repeated failures, says so once, and shares the ejection", () => {
     const state = cluster();
     const w = worker("w1");
     apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
     const outcomes = [1, 2, 3, 4].map((at) => types(apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true })));
-    expect(outcomes).toEqual([[], [], ["healthChanged"], []]);
+    expect(outcomes).toEqual([[], [], ["healthChanged", "shareEjection"], []]);
     expect([w.health.state, w.hasCapacity]).toEqual(["ejected", false]);
+  });
+
+  it("ends the shared ejection when its probe succeeds, not when probation starts", () => {
+    const state = cluster();
+    const w = worker("w1");
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
+    for (const at of [1, 2, 3]) apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at, pump: true });
+    const until = w.health.ejectedUntil;
+
+    expect(types(apply(state, { type: "WorkerHealth", worker: w, outcome: "tick", at: until, pump: true }))).toEqual(["healthChanged", "pumpWorker"]);
+    expect(types(apply(state, { type: "WorkerHealth", worker: w, outcome: "success", at: until + 1, pump: true }))).toEqual([
+      "healthChanged",
+      "clearEjection",
+      "pumpWorker",
+    ]);
+    expect(w.health.state).toBe("healthy");
+  });
+});
+
+describe("apply: ejections shared by heads", () => {
+  it("takes the connected worker of that name out of rotation until the ejection's end, then its own probation follows", () => {
+    const state = cluster();
+    const w = worker("w1", 2);
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
+
+    const effects = apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 1_000, ejections: 2, at: 10 });
+
+    expect(effects).toEqual([{ type: "healthChanged", worker: w }]);
+    expect([w.health.state, w.health.ejectedUntil, w.health.ejections, w.hasCapacity]).toEqual(["ejected", 1_000, 2, false]);
+    expect(types(apply(state, { type: "WorkerHealth", worker: w, outcome: "tick", at: 999, pump: true }))).toEqual([]);
+    apply(state, { type: "WorkerHealth", worker: w, outcome: "tick", at: 1_000, pump: true });
+    expect([w.health.state, w.capacity]).toEqual(["probation", 1]);
+    // (a probe that fails here ejects it for longer, counting the ejections other heads made)
+    expect(types(apply(state, { type: "WorkerHealth", worker: w, outcome: "failure", at: 1_001, pump: true }))).toEqual(["healthChanged", "shareEjection"]);
+    expect([w.health.ejections, w.health.ejectedUntil]).toEqual([3, 1_001 + 120_000]);
+  });
+
+  it("ignores an ejection already over, one for a worker not connected, and one that ends before the worker's own", () => {
+    const state = cluster();
+    const w = worker("w1");
+    apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"] });
+
+    expect(apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 10, ejections: 1, at: 10 })).toBe(IGNORED);
+    expect(apply(state, { type: "WorkerEjectionShared", name: "nobody", until: 1_000, ejections: 1, at: 10 })).toBe(IGNORED);
+    expect(w.health.state).toBe("healthy");
+
+    apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 5_000, ejections: 1, at: 10 });
+    // (the head that wrote it applies it too: the same end changes nothing)
+    expect(apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 5_000, ejections: 1, at: 11 })).toBe(IGNORED);
+    expect(apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 2_000, ejections: 1, at: 12 })).toBe(IGNORED);
+    expect(w.health.ejectedUntil).toBe(5_000);
+    expect(types(apply(state, { type: "WorkerEjectionShared", name: "name-w1", until: 8_000, ejections: 2, at: 13 }))).toEqual(["healthChanged"]);
+    expect([w.health.ejectedUntil, w.health.ejections]).toEqual([8_000, 2]);
+  });
+
+  it("registers a worker whose name has an ejection running already out of rotation: it is handed nothing", () => {
+    const state = cluster();
+    const t = task("t1");
+    apply(state, { type: "TaskAdmitted", task: t });
+    apply(state, { type: "TaskQueued", task: t, from: undefined });
+    const w = worker("w1");
+
+    const effects = apply(state, { type: "WorkerRegistered", worker: w, features: ["refuse"], ejection: { name: "name-w1", until: 9_000, ejections: 1 } });
+
+    expect(types(effects)).toEqual(["healthChanged", "pumpWorker"]);
+    expect([w.health.state, w.health.ejectedUntil, w.hasCapacity, state.workers.candidates("m")?.size]).toEqual(["ejected", 9_000, false, 1]);
+    expect(state.router.pick(t, state.workers.candidates("m"))).toBeUndefined();
   });
 
   it("serves a model once its worker reports it loaded, and hands it waiting tasks", () => {
@@ -259,7 +326,7 @@ describe("apply: model commands the worker did not obey", () => {
 });
 
 /** Random event sequences over two workers and four tasks, each event built from the current state. */
-const step = fc.record({ kind: fc.integer({ min: 0, max: 11 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
+const step = fc.record({ kind: fc.integer({ min: 0, max: 12 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
 
 describe("apply: invariants", () => {
   it("keeps slots, stops, queues and live tasks consistent over any sequence of events", () => {
@@ -325,6 +392,9 @@ describe("apply: invariants", () => {
               break;
             case 11:
               event = { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: undefined };
+              break;
+            case 12:
+              event = { type: "WorkerEjectionShared", name: w.name, until: at + 3, ejections: 1, at };
               break;
           }
           if (event) apply(state, event);

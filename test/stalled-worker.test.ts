@@ -121,4 +121,25 @@ describe("stalled workers", () => {
     expect(backAfter).toBeGreaterThanOrEqual(700);
     expect(scripted.assigned).toHaveLength(2);
   });
+
+  it("keeps a worker that reconnects while ejected out of rotation until its ejection ends", async () => {
+    // Given a worker ejected for a minute after one stall, whose task then ran on another worker
+    coordinator = await startTestCoordinator({ taskStallMs: 300, ejectAfterFailures: 1, ejectMs: 60_000 });
+    scripted = await startScriptedWorker(coordinator.workerUrl, { name: "comeback", behaviour: { kind: "silent" } });
+    const reply = openaiClient(coordinator).chat.completions.create({ model: "simulator", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
+    await eventually(() => healthOf(coordinator!, "comeback") === "ejected", "the worker to be ejected");
+    worker = await startSimWorker(coordinator);
+    expect((await reply).choices[0]?.finish_reason).toBe("length");
+    const until = coordinator.master.snapshot().workers.find((w) => w.name === "comeback")?.health.ejectedUntil;
+
+    // When it drops its connection and connects again under its name, answering now
+    await scripted.close();
+    await eventually(() => healthOf(coordinator!, "comeback") === undefined, "the worker to leave");
+    scripted = await startScriptedWorker(coordinator.workerUrl, { name: "comeback", behaviour: { kind: "answer", text: "back" } });
+
+    // Then it is still out of rotation, until the same time, and is handed nothing
+    expect(coordinator.master.snapshot().workers.find((w) => w.name === "comeback")?.health).toMatchObject({ state: "ejected", ejectedUntil: until });
+    await openaiClient(coordinator).chat.completions.create({ model: "simulator", messages: [{ role: "user", content: "again" }], max_tokens: 4 });
+    expect(scripted.assigned).toEqual([]);
+  });
 });

@@ -17,7 +17,7 @@ import {
   WorkerStalledError,
 } from "./errors.js";
 import { apply, IGNORED, workerOf } from "./cluster/apply.js";
-import type { ClusterEffect, ClusterEvent, Ending } from "./cluster/events.js";
+import type { ClusterEffect, ClusterEvent, Ending, SharedEjection } from "./cluster/events.js";
 import { ClusterState } from "./cluster/state.js";
 import { type ClusterView, clusterView } from "./cluster-view.js";
 import { Observers } from "./observer.js";
@@ -40,6 +40,21 @@ export interface HeadsSource {
   onChange(listener: () => void): () => void;
 }
 
+/**
+ * Ejections every head applies (docs/scaling.md §7), by worker name: kept in this process without other heads, in a
+ * NATS bucket with them.
+ */
+export interface EjectionsSource {
+  /** The ejection recorded for a worker name, if it has not ended by `now`. */
+  current(name: string, now: number): SharedEjection | undefined;
+  /** This head ejected the worker: every head is told, in the background (never throws, never waits). */
+  ejected(ejection: SharedEjection): void;
+  /** This head's probe of the worker succeeded: its record goes, unless a newer ejection replaced it meanwhile. */
+  recovered(name: string): void;
+  /** Calls `listener` with each ejection recorded, by any head (this one too); returns how to stop. */
+  onEjection(listener: (ejection: SharedEjection) => void): () => void;
+}
+
 export interface MasterOptions {
   queueMaxLength: number;
   queueTimeoutMs: number;
@@ -58,6 +73,8 @@ export interface MasterOptions {
   taskStallMs: number;
   /** When a worker whose tasks keep failing or stalling is taken out of rotation, and for how long. */
   healthPolicy?: HealthPolicy;
+  /** Where ejections are shared with the other heads (default: nowhere, each worker's health is this head's alone). */
+  ejections?: EjectionsSource;
   /** Loading models on demand and unloading idle ones (default: on demand, after 5 minutes of idleness). */
   placement?: PlacerOptions;
   /** The other heads of the cluster, when there are any (docs/scaling.md): workers that ask are told of each. */
@@ -100,6 +117,8 @@ export class Master {
   readonly placements: PlacementStore;
   /** The planner epoch this head leads at (docs/scaling.md, Fencing); undefined: commands go unfenced (one head). */
   private leaderEpoch: number | undefined;
+  /** Stops hearing of ejections shared by heads. */
+  private readonly stopEjections: (() => void) | undefined;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -120,6 +139,7 @@ export class Master {
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
     if (options.heads) this.unsubscribe.push(options.heads.onChange(() => this.headsChanged()));
+    this.stopEjections = options.ejections?.onEjection((ejection) => this.dispatch({ type: "WorkerEjectionShared", ...ejection, at: Date.now() }));
     this.planning = options.planning ?? soloPlanning;
     this.placements = options.placements ?? new LocalMap();
     // Every head applies placements from the store, the one that wrote them too.
@@ -241,7 +261,9 @@ export class Master {
     });
     // Before any command its placement may send it: a command never reaches a worker ahead of its epoch's Leader.
     if (this.leaderEpoch !== undefined && features.includes(FEATURES.epoch)) link.send({ type: "Leader", epoch: this.leaderEpoch });
-    this.dispatch({ type: "WorkerRegistered", worker, features });
+    // A worker ejected by some head is out of rotation here too, however it (re)connects.
+    const ejection = this.options.ejections?.current(worker.name, Date.now());
+    this.dispatch({ type: "WorkerRegistered", worker, features, ejection });
     if (worker.loadsModels) this.placer.workerJoined(worker.id, hello, worker.pullsModels);
     return worker;
   }
@@ -357,6 +379,7 @@ export class Master {
     this.accepting = false;
     clearInterval(this.sweepTimer);
     for (const stop of this.unsubscribe.splice(0)) stop();
+    this.stopEjections?.();
     for (const task of [...this.state.tasks.values()]) this.fail(task, new UnavailableError(reason));
     for (const timer of this.stopTimers.values()) clearTimeout(timer);
     this.stopTimers.clear();
@@ -453,6 +476,12 @@ export class Master {
         return this.observers.taskFirstToken(effect.task, effect.worker);
       case "healthChanged":
         return this.healthChanged(effect.worker);
+      case "shareEjection": {
+        const { name, health } = effect.worker;
+        return this.options.ejections?.ejected({ name, until: health.ejectedUntil, ejections: health.ejections });
+      }
+      case "clearEjection":
+        return this.options.ejections?.recovered(effect.worker.name);
       case "modelsChanged":
         return this.observers.workerModelsChanged(effect.worker);
       case "loaded": {

@@ -1,9 +1,9 @@
-// Which worker connections the master listens to at all: none from an address banned for wrong tokens, and only so
-// many at once that have yet to say Hello.
+// Which worker connections the master listens to at all: none from an address banned for wrong tokens (here, or by
+// another head: docs/scaling.md §7), and only so many at once that have yet to say Hello.
 import type { WebSocket } from "ws";
 import { PENDING_GRACE_MS, PendingConnections } from "../pending-connections.js";
 import { CloseCode } from "../worker-protocol/index.js";
-import { TokenFailureLimiter } from "./token-failures.js";
+import { addressKey, TokenFailureLimiter } from "./token-failures.js";
 
 /** Addresses whose wrong tokens are remembered at once (about 100 bytes each). */
 const TRACKED_ADDRESSES = 10_000;
@@ -19,12 +19,24 @@ export interface WorkerAdmissionEvents {
   bannedTurnedAway(): void;
 }
 
+/**
+ * Bans every head applies, by address as addressKey counts it: kept in this process without other heads, in a NATS
+ * bucket with them. Read synchronously: admission never waits.
+ */
+export interface SharedBans {
+  isBanned(address: string, now: number): boolean;
+  /** This head banned the address until `until`: every head is told, in the background (never throws, never waits). */
+  banned(address: string, until: number, failures: number): void;
+}
+
 export interface WorkerAdmissionOptions {
   /** Worker connections at once that have not sent their Hello yet. */
   maxPending: number;
   /** Wrong tokens from one address within `banMs` that ban it for `banMs`; 0: never ban. */
   maxTokenFailures: number;
   banMs: number;
+  /** Where bans are shared with the other heads (default: nowhere, each head bans on its own). */
+  bans?: SharedBans;
   events: WorkerAdmissionEvents;
 }
 
@@ -52,7 +64,10 @@ export class WorkerAdmission {
       maxFailures: options.maxTokenFailures,
       periodMs: options.banMs,
       maxAddresses: TRACKED_ADDRESSES,
-      onBanned: (address, failures) => events.banned(address, failures),
+      onBanned: (address, failures) => {
+        options.bans?.banned(address, Date.now() + options.banMs, failures);
+        events.banned(address, failures);
+      },
     });
   }
 
@@ -66,7 +81,7 @@ export class WorkerAdmission {
    * Hello) or its end.
    */
   admit(socket: WebSocket, address: string): boolean {
-    if (this.limiter.isBanned(address)) {
+    if (this.limiter.isBanned(address) || this.options.bans?.isBanned(addressKey(address), Date.now())) {
       turnAway(socket, "too many wrong tokens from this address; try again later");
       this.options.events.bannedTurnedAway();
       return false;

@@ -3,7 +3,8 @@
 // As Envoy's outlier detection and SMG's circuit breaker do: `failureThreshold` consecutive failures (a success in
 // between resets the count) eject the worker for `baseEjectionMs`, doubling with each ejection in a row up to
 // `maxEjectionMs`. When that time is up the worker is on probation: it may run one task at a time; the first task
-// it finishes puts it back in rotation, the first that fails or stalls ejects it again for longer.
+// it finishes puts it back in rotation, the first that fails or stalls ejects it again for longer. An ejection
+// another head shared (docs/scaling.md §7) takes the worker out of rotation here too; probation stays per head.
 
 export type HealthState = "healthy" | "ejected" | "probation";
 
@@ -55,6 +56,18 @@ export class WorkerHealth {
     if (this.state !== "ejected" || now < this.ejectedUntil) return false;
     this.state = "probation";
     this.consecutiveFailures = 0;
+    return true;
+  }
+
+  /**
+   * Another head ejected the worker until `until`: out of rotation here too, unless already ejected until then or
+   * later. Returns true when the state or the ejection's end changed.
+   */
+  shared(until: number, ejections: number): boolean {
+    if (this.state === "ejected" && this.ejectedUntil >= until) return false;
+    this.state = "ejected";
+    this.ejectedUntil = until;
+    this.ejections = Math.max(this.ejections, ejections);
     return true;
   }
 

@@ -38,6 +38,8 @@ export function apply(state: ClusterState, event: ClusterEvent): readonly Cluste
     case "WorkerReported":
     case "WorkerHealth":
       return applyWorker(state, event);
+    case "WorkerEjectionShared":
+      return ejectionShared(state, event);
     default:
       return placementEffects(state, event);
   }
@@ -243,17 +245,20 @@ function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: num
   applyPlacement(state.placement, { type: "ModelUsed", workerId: worker.id, model: task.model, at, ...(task.keepAliveMs !== undefined && { keepAliveMs: task.keepAliveMs }) });
 }
 
-function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterEffect[] {
+function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "WorkerEjectionShared" }>): readonly ClusterEffect[] {
   const { worker } = event;
   switch (event.type) {
-    case "WorkerRegistered":
+    case "WorkerRegistered": {
       worker.loadsModels = event.features.includes(FEATURES.models);
       worker.pullsModels = event.features.includes(FEATURES.pull);
       worker.refusesTasks = event.features.includes(FEATURES.refuse);
       worker.learnsHeads = event.features.includes(FEATURES.heads);
       worker.fencesCommands = event.features.includes(FEATURES.epoch);
+      // Out of rotation before it can be handed a task.
+      const ejected = event.ejection !== undefined && worker.health.shared(event.ejection.until, event.ejection.ejections);
       state.workers.add(worker);
-      return [{ type: "pumpWorker", worker }];
+      return ejected ? [{ type: "healthChanged", worker }, { type: "pumpWorker", worker }] : [{ type: "pumpWorker", worker }];
+    }
     case "WorkerRemoved": {
       if (state.workers.get(worker.id) !== worker) return IGNORED;
       state.workers.remove(worker);
@@ -283,10 +288,24 @@ function applyWorker(state: ClusterState, event: WorkerEvent): readonly ClusterE
       if (!changed) return NONE;
       state.workers.changed(worker);
       const effects: ClusterEffect[] = [{ type: "healthChanged", worker }];
+      // An ejection of its own is shared; a probe that succeeded ends the shared one (a tick only starts probation).
+      if (health.state === "ejected") effects.push({ type: "shareEjection", worker });
+      else if (health.state === "healthy") effects.push({ type: "clearEjection", worker });
       if (event.pump && worker.hasCapacity) effects.push({ type: "pumpWorker", worker });
       return effects;
     }
   }
+}
+
+/**
+ * An ejection shared by a head (this one too, harmlessly): the connected worker of that name is out of rotation until
+ * its end; one already over changes nothing.
+ */
+function ejectionShared(state: ClusterState, event: Extract<WorkerEvent, { type: "WorkerEjectionShared" }>): readonly ClusterEffect[] {
+  const worker = state.workers.findByName(event.name);
+  if (!worker || event.until <= event.at || !worker.health.shared(event.until, event.ejections)) return IGNORED;
+  state.workers.changed(worker);
+  return [{ type: "healthChanged", worker }];
 }
 
 /** What is loaded where: the placement state changes, and the models a worker serves follow it. */

@@ -48,15 +48,28 @@ export type TaskLifecycleEvent =
   | { type: "TaskFinishedOn"; worker: WorkerEntry; usage: Usage }
   | { type: "TaskEnded"; task: Task; ending: Ending; at: number };
 
+/** A worker, by name, out of rotation on every head until `until` (ms epoch): an ejection some head shared. */
+export interface SharedEjection {
+  name: string;
+  until: number;
+  /** Ejections in a row: how long the next one lasts. */
+  ejections: number;
+}
+
 export type WorkerEvent =
-  /** `features`: the protocol features its connection took up (see FEATURES). */
-  | { type: "WorkerRegistered"; worker: WorkerEntry; features: readonly string[] }
+  /**
+   * `features`: the protocol features its connection took up (see FEATURES); `ejection`: one shared for its name that
+   * has not ended yet (it starts out of rotation).
+   */
+  | { type: "WorkerRegistered"; worker: WorkerEntry; features: readonly string[]; ejection?: SharedEjection | undefined }
   | { type: "WorkerRemoved"; worker: WorkerEntry }
   | { type: "WorkerDraining"; worker: WorkerEntry }
   /** Its heartbeat: what its engine runs and caches, and how each model it serves is used. */
   | { type: "WorkerReported"; worker: WorkerEntry; running: number | undefined; cache: readonly ModelCache[] | undefined; models: readonly ModelUsage[] | undefined }
   /** A task on it finished (success), failed or stalled (failure), or the clock moved (tick: an ejection may be over). */
-  | { type: "WorkerHealth"; worker: WorkerEntry; outcome: "success" | "failure" | "tick"; at: number; pump: boolean };
+  | { type: "WorkerHealth"; worker: WorkerEntry; outcome: "success" | "failure" | "tick"; at: number; pump: boolean }
+  /** A head (this one too) shared an ejection: the connected worker of that name, if any, is out of rotation until then. */
+  | ({ type: "WorkerEjectionShared"; at: number } & SharedEjection);
 
 export type ClusterEvent = TaskLifecycleEvent | WorkerEvent | PlacementEvent;
 
@@ -74,6 +87,10 @@ export type ClusterEffect =
   /** Hearers only (metrics, logs, dashboard): these changes are not visible in the event alone. */
   | { type: "firstToken"; task: Task; worker: WorkerEntry }
   | { type: "healthChanged"; worker: WorkerEntry }
+  /** This head ejected the worker (its own tasks failed): every head is told. */
+  | { type: "shareEjection"; worker: WorkerEntry }
+  /** This head's probe of the worker succeeded: the shared ejection goes. */
+  | { type: "clearEjection"; worker: WorkerEntry }
   | { type: "modelsChanged"; worker: WorkerEntry }
   | { type: "loaded"; workerId: string; model: string; loadMs: number }
   /** Queued tasks of the model are gone and nobody serves it: a load for them may be given up. */
