@@ -12,7 +12,7 @@ import { CloseCode } from "../src/worker-protocol/index.js";
 import { defaultSimulatorOptions, SimulatorEngine, type SimulatorOptions } from "../src/worker/engines/simulator.js";
 import { WorkerRuntime } from "../src/worker/runtime.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
-import { type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
 import { connectPeer, hello, type Peer } from "./support/peer.js";
 import { parsePrometheusText, sampleValue } from "./support/prometheus-text.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
@@ -59,7 +59,11 @@ describe("worker health shared by heads through NATS", () => {
   async function twoHeads(overrides: Partial<ServeConfig> = {}): Promise<[RunningCoordinator, RunningCoordinator]> {
     resources = trackResources();
     nats = await startNatsServer();
-    for (const headName of ["a", "b"]) coordinators.push(await startTestCoordinator({ nats: [nats.url], headName, ...overrides }));
+    for (const headName of ["a", "b"]) {
+      const head = await startTestCoordinator({ nats: [nats.url], headName, ...overrides });
+      coordinators.push(head);
+      await keysRead(head.url);
+    }
     return coordinators as [RunningCoordinator, RunningCoordinator];
   }
 
