@@ -2,7 +2,7 @@
 // (sends, deadlines, which queues to pump, what hearers must be told). Worker messages are checked before they become
 // events (worker-messages.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
 // task that already ended, a worker that already left) changes nothing and returns IGNORED.
-import { FEATURES } from "../../worker-protocol/index.js";
+import { FEATURES, type ModelUsage } from "../../worker-protocol/index.js";
 import { applyPlacement, type PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
 import { canTransition, isTerminal, type Task, type TaskState } from "../task.js";
@@ -240,6 +240,20 @@ export function workerOf(state: ClusterState, task: Task): WorkerEntry | undefin
 }
 
 /** A task of the model started or ended on the worker: it was in use then (idle unloads count from the last use). */
+/**
+ * The worker's own count of its models' use, over every head: a model another head's tasks keep busy is as used as
+ * one this head's tasks do, so the planner never unloads it as idle (docs/scaling.md §6, "Usage").
+ */
+function usedElsewhere(state: ClusterState, workerId: string, usage: readonly ModelUsage[], at: number): void {
+  const slots = state.placement.workers.get(workerId)?.slots;
+  if (!slots) return;
+  for (const { id, running, idleMs } of usage) {
+    const slot = slots.get(id);
+    if (slot?.state !== "loaded") continue;
+    slot.lastUsedAt = Math.max(slot.lastUsedAt, running > 0 ? at : at - idleMs);
+  }
+}
+
 function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: number): void {
   if (!worker.loadsModels) return;
   applyPlacement(state.placement, { type: "ModelUsed", workerId: worker.id, model: task.model, at, ...(task.keepAliveMs !== undefined && { keepAliveMs: task.keepAliveMs }) });
@@ -276,7 +290,10 @@ function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "W
     case "WorkerReported":
       if (event.running !== undefined) worker.reportedRunning = event.running;
       if (event.cache !== undefined) worker.cache = event.cache;
-      if (event.models !== undefined) worker.modelUsage = event.models;
+      if (event.models !== undefined) {
+        worker.modelUsage = event.models;
+        usedElsewhere(state, worker.id, event.models, event.at);
+      }
       if (!worker.refusing) return NONE;
       // It refused a task: its heartbeat is its word that it may take one again.
       worker.refusing = false;
