@@ -88,6 +88,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     name: config.headName,
     startedAt: Date.now(),
     inflight: () => master.liveTasks,
+    queued: () => master.queuedTasks,
     workers: () => master.workerCount,
     planner: () => lease.holder()?.headId,
   };

@@ -98,7 +98,8 @@ function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly Clu
       if (!worker.cancelling.delete(taskId)) return IGNORED;
       worker.refusing = false;
       state.workers.changed(worker);
-      const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }];
+      // The model's memory may be free for a waiting load only now: its task held it until it stopped.
+      const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }, { type: "modelFreed" }];
       if (state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
       return effects;
     }
@@ -206,7 +207,7 @@ function requeued(state: ClusterState, task: Task): boolean {
 function stopping(state: ClusterState, taskId: string, worker: WorkerEntry, reason: string, at: number): ClusterEffect[] {
   const task = worker.slots.get(taskId);
   const effects = (task && released(state, task, worker, false, at)) || [];
-  worker.cancelling.add(taskId);
+  worker.cancelling.set(taskId, task?.model ?? "");
   state.workers.changed(worker);
   effects.push({ type: "send", workerId: worker.id, message: { type: "TaskCancelled", taskId, reason } });
   effects.push({ type: "stopDeadline", workerId: worker.id, taskId });
@@ -279,7 +280,7 @@ function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "W
       state.router.workerRemoved(worker, (model) => state.workers.isServed(model));
       const effects: ClusterEffect[] = [];
       if (worker.loadsModels) effects.push(...placementEffects(state, { type: "WorkerLeft", workerId: worker.id }));
-      for (const taskId of worker.cancelling) effects.push({ type: "clearStopDeadline", workerId: worker.id, taskId });
+      for (const taskId of worker.cancelling.keys()) effects.push({ type: "clearStopDeadline", workerId: worker.id, taskId });
       worker.cancelling.clear();
       return effects;
     }

@@ -26,6 +26,8 @@ export function placerHost(master: Master, state: ClusterState): PlacerHost {
       const worker = state.workers.get(workerId);
       if (!worker) return false;
       for (const task of worker.slots.values()) if (task.model === model) return true;
+      // A task being stopped still runs on the worker until it acknowledges: its model is in use until then.
+      for (const stopping of worker.cancelling.values()) if (stopping === model) return true;
       return false;
     },
   };
