@@ -86,9 +86,9 @@ describe("apply: tasks", () => {
     const state = running(t, w);
     const effects = apply(state, { type: "TaskEnded", task: t, ending: { to: "cancelled", reason: "client gone", stage: "prefill" }, at: 9 });
     expect(types(effects)).toEqual(["clearQueueDeadline", "modelFreed", "send:TaskCancelled", "stopDeadline", "idle"]);
-    expect([t.state, t.endedAt, state.tasks.size, w.slots.size, [...w.cancelling], w.busy]).toEqual(["cancelled", 9, 0, 0, ["t1"], 1]);
+    expect([t.state, t.endedAt, state.tasks.size, w.slots.size, [...w.cancelling], w.busy]).toEqual(["cancelled", 9, 0, 0, [["t1", "m"]], 1]);
     expect(apply(state, { type: "TaskEnded", task: t, ending: { to: "failed", error: new EngineError("late") }, at: 10 })).toBe(IGNORED);
-    expect(types(apply(state, { type: "StopSettled", taskId: "t1", worker: w }))).toEqual(["clearStopDeadline", "pumpWorker"]);
+    expect(types(apply(state, { type: "StopSettled", taskId: "t1", worker: w }))).toEqual(["clearStopDeadline", "modelFreed", "pumpWorker"]);
     expect(w.busy).toBe(0);
     expect(apply(state, { type: "StopSettled", taskId: "t1", worker: w })).toBe(IGNORED);
   });
