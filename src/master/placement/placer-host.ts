@@ -16,6 +16,7 @@ export function placerHost(master: Master, state: ClusterState): PlacerHost {
     },
     leading: () => master.planning.leading,
     wantLoad: (model) => master.planning.wantLoad(model),
+    wantUnloadIdle: (model) => master.planning.wantUnloadIdle(model),
     sharePlacement: async (placement) => {
       await master.placements.create(placement.id, placementValue(placement));
     },
