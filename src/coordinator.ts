@@ -88,6 +88,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     name: config.headName,
     startedAt: Date.now(),
     inflight: () => master.liveTasks,
+    queued: () => master.queuedTasks,
     workers: () => master.workerCount,
     planner: () => lease.holder()?.headId,
   };
@@ -222,8 +223,9 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   heads.start(config.advertiseUrl ?? url);
   // Requests from other heads: placement changes their admins sent, and models their requests wait for.
   leader?.serve(async (op) => {
-    if (op.op !== "demand") return placementChange(master, op);
-    master.placer.wanted(op.model, op.head);
+    if (op.op === "demand") master.placer.wanted(op.model, op.head);
+    else if (op.op === "unloadIdle") master.placer.unloadIdle(op.model);
+    else return placementChange(master, op);
     return { status: 202, body: {} };
   });
   lease.start({ headId: self.id, name: config.headName, url: config.advertiseUrl ?? url });

@@ -6,6 +6,7 @@ import { apply, IGNORED } from "../src/master/cluster/apply.js";
 import type { ClusterEffect, ClusterEvent } from "../src/master/cluster/events.js";
 import { ClusterState } from "../src/master/cluster/state.js";
 import { EngineError } from "../src/master/errors.js";
+import { idleModels } from "../src/master/placement/planner.js";
 import { WorkerEntry, type WorkerLink } from "../src/master/registry.js";
 import { createPolicy } from "../src/master/routing/index.js";
 import { Router } from "../src/master/routing/router.js";
@@ -85,9 +86,9 @@ describe("apply: tasks", () => {
     const state = running(t, w);
     const effects = apply(state, { type: "TaskEnded", task: t, ending: { to: "cancelled", reason: "client gone", stage: "prefill" }, at: 9 });
     expect(types(effects)).toEqual(["clearQueueDeadline", "modelFreed", "send:TaskCancelled", "stopDeadline", "idle"]);
-    expect([t.state, t.endedAt, state.tasks.size, w.slots.size, [...w.cancelling], w.busy]).toEqual(["cancelled", 9, 0, 0, ["t1"], 1]);
+    expect([t.state, t.endedAt, state.tasks.size, w.slots.size, [...w.cancelling], w.busy]).toEqual(["cancelled", 9, 0, 0, [["t1", "m"]], 1]);
     expect(apply(state, { type: "TaskEnded", task: t, ending: { to: "failed", error: new EngineError("late") }, at: 10 })).toBe(IGNORED);
-    expect(types(apply(state, { type: "StopSettled", taskId: "t1", worker: w }))).toEqual(["clearStopDeadline", "pumpWorker"]);
+    expect(types(apply(state, { type: "StopSettled", taskId: "t1", worker: w }))).toEqual(["clearStopDeadline", "modelFreed", "pumpWorker"]);
     expect(w.busy).toBe(0);
     expect(apply(state, { type: "StopSettled", taskId: "t1", worker: w })).toBe(IGNORED);
   });
@@ -109,9 +110,9 @@ describe("apply: tasks", () => {
     expect(types(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" }))).toEqual(["queueDeadline", "pump"]);
     expect([t.state, t.workerId, t.attempts, w.busy, w.unstarted, w.hasCapacity, state.queues.peek("m")?.id]).toEqual(["queued", undefined, 0, 0, 0, false, "t1"]);
     expect(apply(state, { type: "TaskRefused", task: t, worker: w, reason: "no_slot" })).toBe(IGNORED);
-    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined }))).toEqual(["pumpWorker"]);
+    expect(types(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined, at: 0 }))).toEqual(["pumpWorker"]);
     expect(w.hasCapacity).toBe(true);
-    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined })).toEqual([]);
+    expect(apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: undefined, at: 0 })).toEqual([]);
   });
 
   it("puts a task taken back from a lost worker at the front of its queue", () => {
@@ -279,6 +280,23 @@ describe("apply: model commands the worker did not obey", () => {
     expect(slotOf(state)).toMatchObject({ state: "loaded", since: 30, lastUsedAt: 30 });
   });
 
+  it("counts a model as used while its worker reports it busy for other heads, so it is not found idle", () => {
+    const { state, w } = loadedOn();
+    const planContext = { busy: () => 0, inUse: () => false };
+    expect(idleModels(state.placement, 1_000, 500, planContext)).toEqual([{ workerId: "w1", model: "big" }]);
+
+    // Another head's task runs on it: used now
+    apply(state, { type: "WorkerReported", worker: w, running: 1, cache: undefined, models: [{ id: "big", running: 1, idleMs: 0 }], at: 1_000 });
+    expect(slotOf(state)?.lastUsedAt).toBe(1_000);
+    expect(idleModels(state.placement, 1_400, 500, planContext)).toEqual([]);
+    // Its last task there ended 100 ms before the report: idle from then on, never earlier than this head knew
+    apply(state, { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: [{ id: "big", running: 0, idleMs: 100 }], at: 2_000 });
+    expect(slotOf(state)?.lastUsedAt).toBe(1_900);
+    apply(state, { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: [{ id: "big", running: 0, idleMs: 5_000 }], at: 2_100 });
+    expect(slotOf(state)?.lastUsedAt).toBe(1_900);
+    expect(idleModels(state.placement, 2_400, 500, planContext)).toEqual([{ workerId: "w1", model: "big" }]);
+  });
+
   it("still ignores a plain \"loaded\" for a model it unloads (the load's report crossed the unload on the wire)", () => {
     const { state } = loadedOn();
     apply(state, { type: "UnloadStarted", workerId: "w1", model: "big", why: "admin", reason: "admin", at: 20 });
@@ -327,6 +345,47 @@ describe("apply: model commands the worker did not obey", () => {
 
 /** Random event sequences over two workers and four tasks, each event built from the current state. */
 const step = fc.record({ kind: fc.integer({ min: 0, max: 12 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
+
+describe("apply: loads another head started (it runs the planner)", () => {
+  const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
+  const placement = { id: "placement-p1", model: "big", replicas: 1, worker: undefined, contextLength: undefined, concurrency: undefined, createdAt: 0, workers: ["name-w1"] };
+
+  function joined(): ClusterState {
+    const state = cluster();
+    apply(state, { type: "WorkerRegistered", worker: worker("w1", 2, []), features: ["models", "epoch", "refuse"] });
+    apply(state, { type: "WorkerJoined", workerId: "w1", name: "name-w1", library, memory: { totalBytes: 100, freeBytes: 100 }, loaded: [], pulls: false, at: 0 });
+    return state;
+  }
+
+  it("makes a slot of a load it did not start, pinned when a placement names the worker, and serves it once loaded", () => {
+    const state = joined();
+    apply(state, { type: "PlacementCreated", placement });
+    apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loading", progress: 0.5 }, at: 5 });
+    expect(state.placement.workers.get("w1")?.slots.get("big")).toMatchObject({ state: "loading", progress: 0.5, pin: "placement-p1", memoryBytes: 10 });
+
+    const effects = apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loaded", info: { id: "big", contextLength: 8 } }, at: 9 });
+    expect(effects.map((e) => e.type)).toContain("pump");
+    expect(state.workers.isServed("big")).toBe(true);
+    expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBe("placement-p1");
+  });
+
+  it("pins an instance already reported when the placement naming its worker arrives, and unpins it when deleted", () => {
+    const state = joined();
+    apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loaded", info: { id: "big", contextLength: 8 } }, at: 9 });
+    expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBeUndefined();
+    apply(state, { type: "PlacementCreated", placement });
+    expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBe("placement-p1");
+    apply(state, { type: "PlacementDeleted", id: "placement-p1" });
+    expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBeUndefined();
+  });
+
+  it("pins nothing on a worker the placement does not name", () => {
+    const state = joined();
+    apply(state, { type: "PlacementCreated", placement: { ...placement, workers: ["someone-else"] } });
+    apply(state, { type: "StatusReported", workerId: "w1", status: { type: "ModelStatus", model: "big", state: "loading" }, at: 5 });
+    expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBeUndefined();
+  });
+});
 
 describe("apply: invariants", () => {
   it("keeps slots, stops, queues and live tasks consistent over any sequence of events", () => {
@@ -391,7 +450,7 @@ describe("apply: invariants", () => {
               if (holder && !t.started) event = { type: "TaskRefused", task: t, worker: holder, reason: "no_slot" };
               break;
             case 11:
-              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: undefined };
+              event = { type: "WorkerReported", worker: w, running: 0, cache: undefined, models: undefined, at };
               break;
             case 12:
               event = { type: "WorkerEjectionShared", name: w.name, until: at + 3, ejections: 1, at };

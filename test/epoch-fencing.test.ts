@@ -118,11 +118,16 @@ describe("epoch fencing on a worker joined to two heads", () => {
     b.send({ type: "UnloadModel", model: "slow", epoch: 2 });
     expect(await b.next("ModelStatus", (s) => s.model === "slow" && s.error !== undefined, mark)).toMatchObject({ state: "loaded", error: { code: NOT_OBEYED.staleEpoch } });
 
-    // A command without epoch (a single-head cluster) is obeyed as before
+    // A command without epoch is obeyed only by a worker joined to one head: with two, heads that share no planner
+    // lease could each plan on it, so it is answered "unfenced" with the actual state, and not obeyed
+    const unfencedMark = b.received.length;
     b.send({ type: "UnloadModel", model: "slow" });
+    expect(await b.next("ModelStatus", (s) => s.model === "slow" && s.error !== undefined, unfencedMark)).toMatchObject({ state: "loaded", error: { code: NOT_OBEYED.unfenced } });
+    expect(engine?.library?.isLoaded("slow")).toBe(true);
+    b.send({ type: "UnloadModel", model: "slow", epoch: 3 });
     await a.next("ModelStatus", (s) => s.model === "slow" && s.state === "unloaded" && s.error === undefined);
     expect(engine?.library?.isLoaded("slow")).toBe(false);
-    // The stale answers went to the head that sent the stale command only
+    // The answers not obeyed went to the head that sent the command only
     expect(statusesOf(a, "small").filter((s) => s.error !== undefined)).toHaveLength(1);
     expect(statusesOf(a, "slow").filter((s) => s.error !== undefined)).toHaveLength(0);
   });
@@ -131,12 +136,12 @@ describe("epoch fencing on a worker joined to two heads", () => {
     // Given "small" loaded, and a task of it running through head B
     const [a, b] = (await startHeads(2)) as [FakeHead, FakeHead];
     await joinHeads(a, b);
-    a.send({ type: "LoadModel", model: "small" });
+    a.send({ type: "LoadModel", model: "small", epoch: 1 });
     await a.next("ModelStatus", (s) => s.model === "small" && s.state === "loaded");
     await runTask(b, "t1", "small");
 
     // When head A unloads it if idle
-    a.send({ type: "UnloadModel", model: "small", reason: "idle", ifIdle: true });
+    a.send({ type: "UnloadModel", model: "small", reason: "idle", ifIdle: true, epoch: 1 });
 
     // Then A hears it stays loaded, in use; B hears nothing of it; and the task goes on
     const answer = await a.next("ModelStatus", (s) => s.model === "small" && s.error !== undefined);
@@ -150,7 +155,7 @@ describe("epoch fencing on a worker joined to two heads", () => {
 
     // When the task ends and A asks again, the model is unloaded
     await cancelTask(b, "t1");
-    a.send({ type: "UnloadModel", model: "small", reason: "idle", ifIdle: true });
+    a.send({ type: "UnloadModel", model: "small", reason: "idle", ifIdle: true, epoch: 1 });
     await a.next("ModelStatus", (s) => s.model === "small" && s.state === "unloaded");
     expect(engine?.library?.isLoaded("small")).toBe(false);
   });
@@ -160,7 +165,7 @@ describe("epoch fencing on a worker joined to two heads", () => {
     const [a] = (await startHeads(1, { heartbeatIntervalMs: 40 })) as [FakeHead];
     const [, b] = (await startHeads(1, { takes: [FEATURES.models, FEATURES.refuse], heartbeatIntervalMs: 40 })) as [FakeHead, FakeHead];
     await joinHeads(a, b);
-    a.send({ type: "LoadModel", model: "small" });
+    a.send({ type: "LoadModel", model: "small", epoch: 1 });
     await a.next("ModelStatus", (s) => s.model === "small" && s.state === "loaded");
 
     // Then A hears it idle

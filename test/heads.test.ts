@@ -123,6 +123,11 @@ describe("heads through NATS", () => {
       await head("a").waitFor();
       expect(await head("b").textContent()).toContain("b (this one)");
       expect(await head("a").textContent()).toContain(a.url);
+      expect(await head("a").textContent()).toContain("0 in flight · 0 queued · 0 workers");
+      // One of them plans placement, and both pages say which
+      await eventually(async () => (await browser.page.locator("#heads .badge.planner").count()) === 1, "the planner marked", DEADLINE_MS);
+      const planner = a.master.planning.leading ? "a" : "b";
+      expect(await head(planner).locator(".badge.planner").textContent()).toBe("plans");
       expect(await browser.page.locator("#heads-hint").textContent()).toBe("NATS connected");
       expect(browser.pageErrors).toEqual([]);
     } finally {

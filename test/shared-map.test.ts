@@ -7,7 +7,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { silentLogger } from "../src/log.js";
-import { NatsLink } from "../src/heads/nats-link.js";
+import { isSupported, NatsLink } from "../src/heads/nats-link.js";
 import { SharedBucket } from "../src/heads/shared-bucket.js";
 import { LocalMap, SharedConflict, type SharedEntry, type SharedMap, SharedUnavailable } from "../src/heads/shared-map.js";
 import { eventually } from "./support/cluster.js";
@@ -50,6 +50,13 @@ async function contract(map: SharedMap<Value>): Promise<void> {
   ]);
   stop();
 }
+
+describe("the nats-server versions heads accept", () => {
+  it("takes 2.9 and later (Debian 12 ships 2.9.10), and refuses older ones or nonsense", () => {
+    expect(["2.9.10", "2.9.0", "2.10.1", "2.11.0-beta", "3.0.0"].map(isSupported)).toEqual([true, true, true, true, true]);
+    expect(["2.8.4", "2.2.0", "1.4.1", "", "garbage"].map(isSupported)).toEqual([false, false, false, false, false]);
+  });
+});
 
 describe("the shared map seam", () => {
   it("keeps the contract in process (one head, no NATS)", async () => {

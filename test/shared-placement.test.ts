@@ -143,6 +143,9 @@ describe("placement across heads", () => {
     // When a request on the follower asks for a model nobody serves, it is loaded by the planner and answered
     expect(await ask(follower, "small")).not.toBe("");
     expect(worker.engine.library?.isLoaded("small")).toBe(true);
+    // And Ollama's keep_alive 0 on the follower has the planner unload it at once
+    expect((await send(`${follower.url}/api/chat`, "POST", { model: "small", messages: [], keep_alive: 0 })).status).toBe(200);
+    await eventually(() => worker?.engine.library?.isLoaded("small") === false, "small unloaded at once", DEADLINE_MS);
 
     // When the planner's head stops, the other takes the lease at once (it was given back), and plans from then on
     coordinators.splice(coordinators.indexOf(leader), 1);
@@ -151,6 +154,7 @@ describe("placement across heads", () => {
     expect(await ask(follower, "other")).not.toBe("");
     const placed = await send(`${follower.url}/v1/placements`, "POST", { model: "small" });
     expect(placed.status).toBe(201);
+    await eventually(() => worker?.engine.library?.isLoaded("small") === true, "small placed", DEADLINE_MS);
   }, 90_000);
 
   it("takes the lease from a planner paused past it, which comes back as a follower", async () => {

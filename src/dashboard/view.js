@@ -28,7 +28,8 @@ export function render(view) {
 
 /**
  * The cluster's heads (docs/scaling.md), shown once there is more than this one or it is configured for NATS: each
- * with its address, requests in flight and workers, this one marked, and this head's link to NATS.
+ * with its address, requests in flight (and queued) and workers, this one and the one that plans placement marked,
+ * and this head's link to NATS.
  */
 function renderHeads(heads) {
   const self = heads.find((head) => head.self);
@@ -42,8 +43,9 @@ function renderHeads(heads) {
         "li",
         { class: head.self ? "head self" : "head", "data-head-name": head.name },
         h("span", { class: "head-name" }, head.name, head.self ? " (this one)" : ""),
+        head.planner ? h("span", { class: "badge planner", title: "holds the planner lease: decides which models load where" }, "plans") : null,
         h("a", { class: "head-url", href: head.url }, head.url),
-        h("span", { class: "head-counts" }, `${head.inflight} in flight · ${head.workers} worker${head.workers === 1 ? "" : "s"}`),
+        h("span", { class: "head-counts" }, `${head.inflight} in flight · ${head.queued ?? 0} queued · ${head.workers} worker${head.workers === 1 ? "" : "s"}`),
       ),
     ),
   );

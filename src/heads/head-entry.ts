@@ -22,6 +22,8 @@ export const HeadEntry = z.object({
   startedAt: z.number().int().nonnegative(),
   /** Its tasks in flight (queued or running). */
   inflight: z.number().int().nonnegative(),
+  /** Of those, the ones waiting in a queue (absent from heads of an earlier release). */
+  queued: z.number().int().nonnegative().optional(),
   /** Workers connected to it. */
   workers: z.number().int().nonnegative(),
   /** When it wrote this entry, by its own clock. */

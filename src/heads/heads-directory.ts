@@ -104,7 +104,7 @@ export class HeadsDirectory implements Heads {
 
   private entry(): HeadEntry {
     const { id, name, startedAt } = this.self;
-    return { v: 1, id, name, url: this.url, startedAt, inflight: this.self.inflight(), workers: this.self.workers(), at: Date.now() };
+    return { v: 1, id, name, url: this.url, startedAt, inflight: this.self.inflight(), queued: this.self.queued(), workers: this.self.workers(), at: Date.now() };
   }
 }
 
@@ -116,6 +116,7 @@ function otherView(entry: HeadEntry, receivedAt: number, planner: boolean): Head
     self: false,
     nats: null,
     inflight: entry.inflight,
+    queued: entry.queued ?? 0,
     workers: entry.workers,
     startedAt: new Date(entry.startedAt).toISOString(),
     lastSeenAt: new Date(receivedAt).toISOString(),

@@ -11,6 +11,8 @@ export interface HeadSelf {
   readonly name: string;
   readonly startedAt: number;
   inflight(): number;
+  /** Of those in flight, the ones waiting in a queue. */
+  queued(): number;
   workers(): number;
   /** The id of the head that runs the placement planner, as this one knows it. */
   planner(): string | undefined;
@@ -25,6 +27,7 @@ export interface HeadView {
   /** This head's NATS state; null for another head (whose own view of NATS this head does not know). */
   nats: NatsState | null;
   inflight: number;
+  queued: number;
   workers: number;
   startedAt: string;
   /** When this head last heard of it (now, for itself). */
@@ -57,6 +60,7 @@ export function selfView(self: HeadSelf, url: string, nats: NatsState, now = Dat
     self: true,
     nats,
     inflight: self.inflight(),
+    queued: self.queued(),
     workers: self.workers(),
     startedAt: new Date(self.startedAt).toISOString(),
     lastSeenAt: new Date(now).toISOString(),

@@ -21,6 +21,7 @@ export const LeaderOp = z.discriminatedUnion("op", [
   z.object({ op: z.literal("unplace"), id: z.string().max(256) }),
   z.object({ op: z.literal("unload"), body: z.unknown() }),
   z.object({ op: z.literal("demand"), model: z.string().min(1).max(256), head: z.string().min(1).max(64) }),
+  z.object({ op: z.literal("unloadIdle"), model: z.string().min(1).max(256) }),
 ]);
 export type LeaderOp = z.infer<typeof LeaderOp>;
 
@@ -153,5 +154,9 @@ export class SharedPlanning implements Planning {
     if (this.lastAsked.size > 1_024) for (const [key, at] of this.lastAsked) if (now - at >= DEMAND_EVERY_MS) this.lastAsked.delete(key);
     // Repeated at every sweep while requests wait, so a failure here is retried shortly.
     this.leader.ask({ op: "demand", model, head: this.headId }).catch((error: unknown) => this.log.debug({ err: error, model }, "could not tell the planner a model is wanted"));
+  }
+
+  wantUnloadIdle(model: string): void {
+    this.leader.ask({ op: "unloadIdle", model }).catch((error: unknown) => this.log.warn({ err: error, model }, "could not ask the planner to unload an idle model (keep_alive 0); it unloads when idle for long enough"));
   }
 }

@@ -18,6 +18,15 @@ const connectionOptions = {
   maxPingOut: 2,
 } as const;
 
+/** The oldest nats-server whose JetStream key-value buckets behave as docs/scaling.md §2 relies on. */
+const OLDEST_SERVER = [2, 9] as const;
+
+/** Whether a server of this version (e.g. "2.9.10") is new enough. */
+export function isSupported(version: string): boolean {
+  const [major = 0, minor = 0] = version.split(".").map((part) => Number.parseInt(part, 10) || 0);
+  return major > OLDEST_SERVER[0] || (major === OLDEST_SERVER[0] && minor >= OLDEST_SERVER[1]);
+}
+
 /** Told of each connection: the first, and each after a reconnect (what the head had set up may be gone). */
 export type OnConnected = (connection: NatsConnection) => void;
 
@@ -66,6 +75,11 @@ export class NatsLink {
     const connection = await this.firstConnection();
     if (connection === undefined) return;
     if (this.closing.signal.aborted) return void (await connection.close());
+    const version = connection.info?.version ?? "0.0.0";
+    if (!isSupported(version)) {
+      this.log.error({ version, oldest: OLDEST_SERVER }, `nats-server ${version} is older than ${OLDEST_SERVER.join(".")}, whose key-value buckets the heads rely on; serving on alone until this head restarts`);
+      return void (await connection.close());
+    }
     this.connection = connection;
     this.change(true);
     // The iterator ends when the connection closes.

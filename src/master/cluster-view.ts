@@ -43,7 +43,7 @@ export function clusterView(
     /** Tasks assigned here that the worker has shown no sign of working on yet. */
     unstarted: w.unstarted,
     /** Cancelled tasks whose slot waits for the worker's acknowledgement. */
-    cancelling: [...w.cancelling],
+    cancelling: [...w.cancelling.keys()],
     /** Outlier ejection: healthy, ejected (out of rotation until `ejectedUntil`) or probation (one task at a time). */
     health: {
       state: w.health.state,

@@ -374,6 +374,11 @@ export class Master {
     return this.state.tasks.size;
   }
 
+  /** Tasks waiting in a queue (part of liveTasks). */
+  get queuedTasks(): number {
+    return this.state.queues.size;
+  }
+
   /** Stops admitting, cancels every live task and lets go of all timers. */
   close(reason = "coordinator shutting down"): void {
     this.accepting = false;

@@ -27,7 +27,7 @@ export class WorkerEntry {
   /** Live tasks assigned to this worker. */
   readonly slots = new Map<string, Task>();
   /** Tasks this worker was told to stop: each holds a slot until it acknowledges or its deadline passes. */
-  readonly cancelling = new Set<string>();
+  readonly cancelling = new Map<string, string>();
   /** Tasks in `slots` that have shown no sign of progress yet. */
   unstarted = 0;
   readonly health: WorkerHealth;

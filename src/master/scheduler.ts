@@ -48,6 +48,13 @@ export class ModelQueues {
     return this.queues.get(model)?.size ?? 0;
   }
 
+  /** Tasks queued, over every model. */
+  get size(): number {
+    let total = 0;
+    for (const queue of this.queues.values()) total += queue.size;
+    return total;
+  }
+
   depths(): Map<string, number> {
     const out = new Map<string, number>();
     for (const [model, queue] of this.queues) out.set(model, queue.size);

@@ -27,7 +27,7 @@ export class WorkerMessages {
   handle(worker: WorkerEntry, message: WorkerMessage): void {
     switch (message.type) {
       case "Heartbeat":
-        this.host.dispatch({ type: "WorkerReported", worker, running: message.running, cache: message.cache, models: message.models });
+        this.host.dispatch({ type: "WorkerReported", worker, running: message.running, cache: message.cache, models: message.models, at: Date.now() });
         return;
       case "Hello":
         throw new ProtocolViolation("duplicate_hello", "Hello was already received on this connection");

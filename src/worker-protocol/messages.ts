@@ -384,6 +384,11 @@ export const NOT_OBEYED = {
   staleEpoch: "stale_epoch",
   /** An UnloadModel with `ifIdle` while a task of the model runs on the worker. */
   inUse: "in_use",
+  /**
+   * A command without an epoch while the worker is joined to several heads: heads that share no planner lease (no
+   * --nats) would each plan loads on it, so it obeys none of them.
+   */
+  unfenced: "unfenced",
 } as const;
 
 export const ModelState = z.enum(["loading", "loaded", "unloading", "unloaded", "failed"]);

@@ -78,9 +78,10 @@ export class ModelCommands {
 
   /**
    * A command from one head; `reply` answers that head alone. A model command older than the highest epoch seen is
-   * not obeyed: the answer gives the model's actual state here, which corrects the stale head's view.
+   * not obeyed, nor one without an epoch while `heads` (connected now) are several: the answer gives the model's
+   * actual state here, which corrects the sender's view.
    */
-  handle(message: LoadModel | UnloadModel | PullModel, reply: (message: WorkerMessage) => void): void {
+  handle(message: LoadModel | UnloadModel | PullModel, reply: (message: WorkerMessage) => void, heads = 1): void {
     if (message.type === "PullModel") {
       if (this.pulling) void this.pull(message);
       else this.log.warn({ pullId: message.pullId }, "the master sent PullModel without taking up the pull feature; ignored");
@@ -88,6 +89,11 @@ export class ModelCommands {
     }
     if (!this.enabled) {
       this.log.warn({ type: message.type }, "the master sent a model command without taking up the models feature; ignored");
+      return;
+    }
+    if (message.epoch === undefined && heads > 1) {
+      this.log.error({ type: message.type, model: message.model, heads }, "a model command without a planner epoch while joined to several heads: they share no planner (start them with --nats); not obeyed");
+      reply(this.actualStatus(message.model, NOT_OBEYED.unfenced, "this worker is joined to several heads, and only the one holding the planner lease (heads started with --nats) may load or unload models on it"));
       return;
     }
     if (message.epoch !== undefined && !this.leader(message.epoch)) {

@@ -206,7 +206,7 @@ export class WorkerRuntime {
       case "LoadModel":
       case "UnloadModel":
       case "PullModel":
-        if (this.modelCommands) this.modelCommands.handle(message, (answer) => link.send(answer));
+        if (this.modelCommands) this.modelCommands.handle(message, (answer) => link.send(answer), this.links.filter((other) => other.isOpen).length);
         else this.options.log.warn({ type: message.type }, "this worker's engine cannot load, unload or pull models; ignored");
         return;
       case "Leader":

@@ -2,7 +2,7 @@
 // (sends, deadlines, which queues to pump, what hearers must be told). Worker messages are checked before they become
 // events (worker-messages.ts): an event here is always valid, and applying it never throws. An event that no longer applies (a
 // task that already ended, a worker that already left) changes nothing and returns IGNORED.
-import { FEATURES } from "../../worker-protocol/index.js";
+import { FEATURES, type ModelUsage } from "../../worker-protocol/index.js";
 import { applyPlacement, type PlacementEvent } from "../placement/apply.js";
 import type { WorkerEntry } from "../registry.js";
 import { canTransition, isTerminal, type Task, type TaskState } from "../task.js";
@@ -98,7 +98,8 @@ function applyTask(state: ClusterState, event: TaskLifecycleEvent): readonly Clu
       if (!worker.cancelling.delete(taskId)) return IGNORED;
       worker.refusing = false;
       state.workers.changed(worker);
-      const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }];
+      // The model's memory may be free for a waiting load only now: its task held it until it stopped.
+      const effects: ClusterEffect[] = [{ type: "clearStopDeadline", workerId: worker.id, taskId }, { type: "modelFreed" }];
       if (state.workers.get(worker.id) === worker) effects.push({ type: "pumpWorker", worker });
       return effects;
     }
@@ -206,7 +207,7 @@ function requeued(state: ClusterState, task: Task): boolean {
 function stopping(state: ClusterState, taskId: string, worker: WorkerEntry, reason: string, at: number): ClusterEffect[] {
   const task = worker.slots.get(taskId);
   const effects = (task && released(state, task, worker, false, at)) || [];
-  worker.cancelling.add(taskId);
+  worker.cancelling.set(taskId, task?.model ?? "");
   state.workers.changed(worker);
   effects.push({ type: "send", workerId: worker.id, message: { type: "TaskCancelled", taskId, reason } });
   effects.push({ type: "stopDeadline", workerId: worker.id, taskId });
@@ -240,6 +241,20 @@ export function workerOf(state: ClusterState, task: Task): WorkerEntry | undefin
 }
 
 /** A task of the model started or ended on the worker: it was in use then (idle unloads count from the last use). */
+/**
+ * The worker's own count of its models' use, over every head: a model another head's tasks keep busy is as used as
+ * one this head's tasks do, so the planner never unloads it as idle (docs/scaling.md §6, "Usage").
+ */
+function usedElsewhere(state: ClusterState, workerId: string, usage: readonly ModelUsage[], at: number): void {
+  const slots = state.placement.workers.get(workerId)?.slots;
+  if (!slots) return;
+  for (const { id, running, idleMs } of usage) {
+    const slot = slots.get(id);
+    if (slot?.state !== "loaded") continue;
+    slot.lastUsedAt = Math.max(slot.lastUsedAt, running > 0 ? at : at - idleMs);
+  }
+}
+
 function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: number): void {
   if (!worker.loadsModels) return;
   applyPlacement(state.placement, { type: "ModelUsed", workerId: worker.id, model: task.model, at, ...(task.keepAliveMs !== undefined && { keepAliveMs: task.keepAliveMs }) });
@@ -265,7 +280,7 @@ function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "W
       state.router.workerRemoved(worker, (model) => state.workers.isServed(model));
       const effects: ClusterEffect[] = [];
       if (worker.loadsModels) effects.push(...placementEffects(state, { type: "WorkerLeft", workerId: worker.id }));
-      for (const taskId of worker.cancelling) effects.push({ type: "clearStopDeadline", workerId: worker.id, taskId });
+      for (const taskId of worker.cancelling.keys()) effects.push({ type: "clearStopDeadline", workerId: worker.id, taskId });
       worker.cancelling.clear();
       return effects;
     }
@@ -276,7 +291,10 @@ function applyWorker(state: ClusterState, event: Exclude<WorkerEvent, { type: "W
     case "WorkerReported":
       if (event.running !== undefined) worker.reportedRunning = event.running;
       if (event.cache !== undefined) worker.cache = event.cache;
-      if (event.models !== undefined) worker.modelUsage = event.models;
+      if (event.models !== undefined) {
+        worker.modelUsage = event.models;
+        usedElsewhere(state, worker.id, event.models, event.at);
+      }
       if (!worker.refusing) return NONE;
       // It refused a task: its heartbeat is its word that it may take one again.
       worker.refusing = false;

@@ -65,7 +65,7 @@ export type WorkerEvent =
   | { type: "WorkerRemoved"; worker: WorkerEntry }
   | { type: "WorkerDraining"; worker: WorkerEntry }
   /** Its heartbeat: what its engine runs and caches, and how each model it serves is used. */
-  | { type: "WorkerReported"; worker: WorkerEntry; running: number | undefined; cache: readonly ModelCache[] | undefined; models: readonly ModelUsage[] | undefined }
+  | { type: "WorkerReported"; worker: WorkerEntry; running: number | undefined; cache: readonly ModelCache[] | undefined; models: readonly ModelUsage[] | undefined; at: number }
   /** A task on it finished (success), failed or stalled (failure), or the clock moved (tick: an ejection may be over). */
   | { type: "WorkerHealth"; worker: WorkerEntry; outcome: "success" | "failure" | "tick"; at: number; pump: boolean }
   /** A head (this one too) shared an ejection: the connected worker of that name, if any, is out of rotation until then. */

@@ -207,7 +207,7 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin:
 /** Whether the report answers a command the worker did not obey: it then gives the model's actual state there. */
 function notObeyed(status: ModelStatus): boolean {
   const code = status.error?.code;
-  return code === NOT_OBEYED.staleEpoch || code === NOT_OBEYED.inUse;
+  return code === NOT_OBEYED.staleEpoch || code === NOT_OBEYED.inUse || code === NOT_OBEYED.unfenced;
 }
 
 /**

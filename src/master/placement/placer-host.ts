@@ -16,6 +16,7 @@ export function placerHost(master: Master, state: ClusterState): PlacerHost {
     },
     leading: () => master.planning.leading,
     wantLoad: (model) => master.planning.wantLoad(model),
+    wantUnloadIdle: (model) => master.planning.wantUnloadIdle(model),
     sharePlacement: async (placement) => {
       await master.placements.create(placement.id, placementValue(placement));
     },
@@ -26,6 +27,8 @@ export function placerHost(master: Master, state: ClusterState): PlacerHost {
       const worker = state.workers.get(workerId);
       if (!worker) return false;
       for (const task of worker.slots.values()) if (task.model === model) return true;
+      // A task being stopped still runs on the worker until it acknowledges: its model is in use until then.
+      for (const stopping of worker.cancelling.values()) if (stopping === model) return true;
       return false;
     },
   };

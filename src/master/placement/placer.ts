@@ -35,6 +35,8 @@ export interface PlacerHost extends PlanContext {
   leading(): boolean;
   /** Not leading: tasks here wait for `model`, which nobody serves; the head that plans is told. */
   wantLoad(model: string): void;
+  /** Not leading: the head that plans is asked to unload `model` wherever it is idle. */
+  wantUnloadIdle(model: string): void;
   /** Writes a new placement where every head reads it; each head (this one too) then applies it. */
   sharePlacement(placement: Placement): Promise<void>;
   /** Deletes a placement where every head reads it; each head then applies that. */
@@ -340,7 +342,7 @@ export class ModelPlacer {
 
   /** Unloads every idle, unpinned instance of `model` (Ollama's keep_alive 0 with nothing to generate). */
   unloadIdle(model: string): void {
-    if (!this.host.leading()) return;
+    if (!this.host.leading()) return this.host.wantUnloadIdle(model);
     for (const { worker, slot } of [...this.state.slotsOf(model)]) {
       if (slot.state !== "loaded" || slot.pin !== undefined || this.host.inUse(worker.workerId, model)) continue;
       this.apply({ type: "UnloadStarted", workerId: worker.workerId, model, why: "admin", reason: "keep_alive 0", at: Date.now() });

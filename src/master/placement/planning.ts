@@ -14,6 +14,8 @@ export interface Planning {
   onChange(listener: () => void): () => void;
   /** Not leading: tells the head that plans that requests here wait for `model` (repeated while they wait). */
   wantLoad(model: string): void;
+  /** Not leading: asks the head that plans to unload `model` wherever it is idle (Ollama's keep_alive 0). */
+  wantUnloadIdle(model: string): void;
 }
 
 /** A head on its own: it plans, and nobody else needs telling. */
@@ -22,6 +24,7 @@ export const soloPlanning: Planning = {
   epoch: undefined,
   onChange: () => () => {},
   wantLoad: () => {},
+  wantUnloadIdle: () => {},
 };
 
 /** The JetStream bucket of placements; they last until deleted. */
