@@ -73,8 +73,8 @@ export interface PlacementView extends Placement {
   instances: Array<{ workerId: string; workerName: string; state: SlotState; progress: number }>;
 }
 
-/** How long another head's demand for a model counts after it last said so (it repeats it at every sweep). */
-const REMOTE_DEMAND_MS = 15_000;
+/** How long another head's demand for a model counts after it last said so (it repeats it at every sweep, ~1 s). */
+const REMOTE_DEMAND_MS = 5_000;
 
 export class ModelPlacer {
   /** Models whose waiting tasks need memory that models in use hold: planned again whenever a task ends. */
@@ -204,6 +204,8 @@ export class ModelPlacer {
   private waiting(now = Date.now()): Set<string> {
     const models = new Set(this.host.waitingModels());
     for (const [model, heads] of this.remote) {
+      // Served now: what waited there is being served (if not, that head says so again).
+      if (this.host.isServed(model)) heads.clear();
       for (const [head, until] of heads) if (until <= now) heads.delete(head);
       if (heads.size === 0) this.remote.delete(model);
       else models.add(model);
