@@ -64,6 +64,16 @@ describe("block hashes", () => {
     expect(out.slice(0, 2)).toEqual(reference(conversation.slice(0, 600), 256));
   });
 
+  it("stops at the first hash the caller turns down, having hashed no further", () => {
+    const text = conversation.slice(0, 10 * 256);
+    const seen: number[] = [];
+    const out: number[] = [];
+    const count = blockHashes(text, 256, out, (hash) => seen.push(hash) < 3);
+    expect(count).toBe(2);
+    expect(seen).toEqual(reference(text, 256).slice(0, 3));
+    expect(out.slice(0, 2)).toEqual(reference(text, 256).slice(0, 2));
+  });
+
   it("writes each hash in base 36 and reads it back exactly; anything else does not parse", () => {
     fc.assert(
       fc.property(fc.string({ maxLength: 300 }), (text) => {

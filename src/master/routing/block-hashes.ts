@@ -31,10 +31,11 @@ function finish(a: number, b: number, length: number): number {
 }
 
 /**
- * The hash of `text[0, k·blockChars)` for each full block k (1, 2, …), written to `out[k − 1]`; returns how many.
- * `out` is the caller's, reused from call to call (a decision allocates nothing).
+ * The hash of `text[0, k·blockChars)` for each full block k (1, 2, …), written to `out[k − 1]`, up to the last full
+ * block or to the first hash `more` turns down (not written), so that a caller pays only for the blocks it needs;
+ * returns how many were written. `out` is the caller's, reused from call to call.
  */
-export function blockHashes(text: string, blockChars: number, out: number[]): number {
+export function blockHashes(text: string, blockChars: number, out: number[], more?: (hash: number) => boolean): number {
   let a = SEED_A;
   let b = SEED_B;
   let count = 0;
@@ -45,7 +46,9 @@ export function blockHashes(text: string, blockChars: number, out: number[]): nu
       b = Math.imul(b ^ c, 0x5bd1e995);
       b ^= b >>> 15;
     }
-    out[count++] = finish(a, b, end);
+    const hash = finish(a, b, end);
+    if (more !== undefined && !more(hash)) break;
+    out[count++] = hash;
   }
   return count;
 }

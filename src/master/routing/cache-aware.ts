@@ -121,14 +121,15 @@ export class CacheAwarePolicy implements RoutingPolicy {
   }
 
   /**
-   * The same rule over other heads' hints: the prompt's block hashes from the deepest block up, while the block holds
-   * at least `cacheThreshold` of the prompt; the least-loaded holder with a free slot wins ("cache_hit_remote")
-   * unless it is much busier than the least-loaded worker. "balance" when only much busier holders were found,
-   * undefined when none was.
+   * The same rule over other heads' hints: the prompt's block hashes from the deepest block some worker holds up,
+   * while the block holds at least `cacheThreshold` of the prompt; the least-loaded holder with a free slot wins
+   * ("cache_hit_remote") unless it is much busier than the least-loaded worker. "balance" when only much busier
+   * holders were found, undefined when none was. Blocks are hashed only up to the first that nobody holds: a worker
+   * holding a prefix's hash holds its shorter prefixes' (a summary keeps the shallow blocks of a prompt longest).
    */
   private pickRemote<W extends RoutableWorker>(task: RoutedTask, candidates: Candidates<W>, least: W, remote: RemoteCacheHints): Decision<W> | undefined {
     const hashes = this.hashes;
-    const count = blockHashes(task.text, remote.blockChars, hashes);
+    const count = blockHashes(task.text, remote.blockChars, hashes, (hash) => remote.holders(task.model, hash) !== undefined);
     const enough = this.cacheThreshold * task.text.length;
     let named: Map<string, W> | undefined;
     let budget = SCAN_BUDGET;
