@@ -102,12 +102,16 @@ describe("cache summaries", () => {
     expect(writes.sort()).toEqual([summaryKey("m", "w1", "head-a"), summaryKey("m", "w1", "head-a"), summaryKey("m", "w2", "head-a")].sort());
     // And w1's summary holds 8 hashes: the long prompt's 8 first blocks (the ones more prompts share)
     expect(map.get(summaryKey("m", "w1", "head-a"))?.value.hashes).toEqual(hashesOf(long).slice(0, 8).map(renderHash).reverse());
-    expect(a.recorded("m", "w1")).toHaveLength(8);
 
-    // And a prompt routed again, adding nothing, writes nothing
+    // And a prompt routed again, adding nothing, writes nothing while the summary is fresh
     a.taskAssigned(task(prompt), worker("w2"));
     await vi.advanceTimersByTimeAsync(10_000);
     expect(writes).toHaveLength(3);
+    // But 30 s after the summary's last write (half the bucket's max age), it is written again, not to age out
+    await vi.advanceTimersByTimeAsync(20_000);
+    a.taskAssigned(task(prompt), worker("w2"));
+    await published();
+    expect(writes).toHaveLength(4);
   });
 
   it("deletes its summary of a worker that left or no longer serves the model, and all of them on close", async () => {

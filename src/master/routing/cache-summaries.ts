@@ -7,10 +7,13 @@ import type { Logger } from "../../log.js";
 import type { MasterObserver } from "../observer.js";
 import type { WorkerEntry } from "../registry.js";
 import { BLOCK_CHARS, blockHashes, renderHash } from "./block-hashes.js";
-import { CACHE_PUBLISH_MS, type CacheSummary, MAX_BLOCK_HASHES, summaryKey } from "./cache-summary.js";
+import { CACHE_PUBLISH_MS, CACHE_SUMMARY_MAX_AGE_MS, type CacheSummary, MAX_BLOCK_HASHES, summaryKey } from "./cache-summary.js";
 import type { RoutedTask } from "./policy.js";
 import { RecentHashes } from "./recent-hashes.js";
 import { RemoteHints } from "./remote-hints.js";
+
+/** A summary used again this long after its last write is written again, though it holds nothing new. */
+const REFRESH_MS = CACHE_SUMMARY_MAX_AGE_MS / 2;
 
 export interface CacheSummariesOptions {
   /** This head's id: the last part of its keys. */
@@ -31,10 +34,12 @@ interface Summary {
   readonly model: string;
   readonly worker: string;
   readonly hashes: RecentHashes;
-  /** Hashes were added since it was last written. */
+  /** Hashes were added since it was last written, or it was used again when its last write was getting old. */
   changed: boolean;
   /** It was written at least once (so it has a key to delete). */
   written: boolean;
+  /** When it was last written (0: never). */
+  writtenAt: number;
 }
 
 /** What the summaries need to know of a worker. */
@@ -100,12 +105,6 @@ export class CacheSummaries implements MasterObserver {
     }
   }
 
-  /** The hashes this head keeps for (model, worker), least recent first (for tests). */
-  recorded(model: string, worker: string): number[] {
-    this.hashPending();
-    return [...(this.summaries.get(model)?.get(worker)?.hashes.values() ?? [])];
-  }
-
   /** Stops writing and deletes this head's summaries (best effort: they age out otherwise). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -125,11 +124,14 @@ export class CacheSummaries implements MasterObserver {
     clearImmediate(this.hashing);
     this.hashing = undefined;
     if (this.pending.length === 0) return;
+    const now = Date.now();
     for (const { model, worker, text } of this.pending.splice(0)) {
       const count = blockHashes(text, this.blockChars, this.hashes);
       const summary = this.summary(model, worker);
       // Deepest first: the shallow blocks, which more prompts share, are then the most recent and go last.
       for (let block = count - 1; block >= 0; block--) if (summary.hashes.touch(this.hashes[block] as number)) summary.changed = true;
+      // A prompt routed again adds nothing, but keeps the summary from ageing out while it is used.
+      if (now - summary.writtenAt >= REFRESH_MS) summary.changed = true;
     }
     this.schedulePublish();
   }
@@ -143,7 +145,7 @@ export class CacheSummaries implements MasterObserver {
     let summary = workers.get(worker);
     if (!summary) {
       const key = summaryKey(model, worker, this.options.headId);
-      summary = { key, model, worker, hashes: new RecentHashes(this.maxHashes), changed: false, written: false };
+      summary = { key, model, worker, hashes: new RecentHashes(this.maxHashes), changed: false, written: false, writtenAt: 0 };
       workers.set(worker, summary);
     }
     return summary;
@@ -185,6 +187,7 @@ export class CacheSummaries implements MasterObserver {
         try {
           await this.map.put(summary.key, this.value(summary));
           summary.written = true;
+          summary.writtenAt = Date.now();
         } catch (error) {
           summary.changed = true;
           failed = true;
@@ -192,8 +195,8 @@ export class CacheSummaries implements MasterObserver {
         }
       }),
     );
-    if (!failed) this.lastFailure = "";
     if (failed) this.schedulePublish();
+    else this.lastFailure = "";
   }
 
   private value(summary: Summary): CacheSummary {

@@ -73,6 +73,7 @@ export class RemoteHints implements RemoteCacheHints {
     }
     const parsed = [...unique];
     this.applied.set(key, { model, worker, hashes: parsed });
+    if (parsed.length === 0) return;
     let index = this.models.get(model);
     if (!index) {
       index = new Map();
