@@ -486,6 +486,16 @@ describe("cache-aware, with other heads' hints", () => {
     expect(policy.pick(task(`${system.slice(0, 512)}${"something else entirely ".repeat(60)}`), candidates)).toEqual({ worker: candidates.w("w1"), reason: "cache_miss" });
   });
 
+  it("falls back from a full remote holder of the longest prefix to a remote holder of a shorter one", () => {
+    const candidates = FakeCandidates.of(4, 2);
+    const policy = new CacheAwarePolicy({ remote: new FakeHints("m", [[turn1, candidates.w("w1").name], [turn2, candidates.w("w2").name]]) });
+    candidates.w("w0").busy = 1;
+    candidates.w("w3").busy = 1;
+    candidates.w("w2").busy = 2; // full
+    candidates.w("w1").busy = 1;
+    expect(policy.pick(task(`${turn2}assistant: ok\n`), candidates)).toEqual({ worker: candidates.w("w1"), reason: "cache_hit_remote" });
+  });
+
   it("prefers its own tree's holder, and decides as without hints when none are for the model or the prompt", () => {
     const candidates = FakeCandidates.of(4, 8);
     const hints = new FakeHints("m", [[turn1, candidates.w("w2").name]]);

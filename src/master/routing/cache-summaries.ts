@@ -36,9 +36,7 @@ interface Summary {
   readonly hashes: RecentHashes;
   /** Hashes were added since it was last written, or it was used again when its last write was getting old. */
   changed: boolean;
-  /** It was written at least once (so it has a key to delete). */
-  written: boolean;
-  /** When it was last written (0: never). */
+  /** When it was last written (0: never, so it has no key to delete). */
   writtenAt: number;
 }
 
@@ -115,7 +113,7 @@ export class CacheSummaries implements MasterObserver {
     this.hints.close();
     // A write under way ends first, so that its key is deleted too.
     await this.writing;
-    const written = [...this.summaries.values()].flatMap((workers) => [...workers.values()].filter((summary) => summary.written));
+    const written = [...this.summaries.values()].flatMap((workers) => [...workers.values()].filter((summary) => summary.writtenAt > 0));
     this.summaries.clear();
     await Promise.all(written.map((summary) => this.deleteKey(summary.key)));
   }
@@ -145,7 +143,7 @@ export class CacheSummaries implements MasterObserver {
     let summary = workers.get(worker);
     if (!summary) {
       const key = summaryKey(model, worker, this.options.headId);
-      summary = { key, model, worker, hashes: new RecentHashes(this.maxHashes), changed: false, written: false, writtenAt: 0 };
+      summary = { key, model, worker, hashes: new RecentHashes(this.maxHashes), changed: false, writtenAt: 0 };
       workers.set(worker, summary);
     }
     return summary;
@@ -156,7 +154,7 @@ export class CacheSummaries implements MasterObserver {
     workers?.delete(summary.worker);
     if (workers?.size === 0) this.summaries.delete(model);
     // After the writes under way, one of which may be this summary's first.
-    this.writing = this.writing.then(() => (summary.written ? this.deleteKey(summary.key) : undefined));
+    this.writing = this.writing.then(() => (summary.writtenAt > 0 ? this.deleteKey(summary.key) : undefined));
   }
 
   /** Publishes at once if the last write is old enough, else when it will be. */
@@ -186,7 +184,6 @@ export class CacheSummaries implements MasterObserver {
         summary.changed = false;
         try {
           await this.map.put(summary.key, this.value(summary));
-          summary.written = true;
           summary.writtenAt = Date.now();
         } catch (error) {
           summary.changed = true;
