@@ -44,6 +44,10 @@ class BenchWorker implements RoutableWorker {
     readonly busy: number,
   ) {}
 
+  get name(): string {
+    return this.id;
+  }
+
   get load(): number {
     return this.busy / SLOTS;
   }

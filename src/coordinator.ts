@@ -20,7 +20,9 @@ import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js
 import { SharedHealth } from "./heads/shared-health.js";
 import { type Logger, silentLogger } from "./log.js";
 import { Master } from "./master/master.js";
-import { createPolicy, type PolicyName, type RoutingPolicy } from "./master/routing/index.js";
+import { CacheSummaries } from "./master/routing/cache-summaries.js";
+import { CACHE_BUCKET, CACHE_SUMMARY_MAX_AGE_MS, CacheSummary } from "./master/routing/cache-summary.js";
+import { createPolicy, type PolicyName, type PolicyOptions, type RoutingPolicy } from "./master/routing/index.js";
 import { ClusterActivity } from "./metrics/activity.js";
 import { CoordinatorMetrics } from "./metrics/metrics.js";
 import { WorkerAdmission } from "./master/worker-admission.js";
@@ -106,6 +108,12 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     ? new SharedBucket(nats, { name: WORKER_HEALTH_BUCKET, what: "worker ejections and bans", schema: HealthRecord, maxAgeMs: HEALTH_RECORD_MAX_AGE_MS }, healthLog)
     : new LocalMap();
   const sharedHealth = new SharedHealth(healthRecords, self.id, healthLog);
+  const policyOf = (model: string): PolicyName => config.modelRouting.get(model) ?? config.routing;
+  // What each head routed with the cache-aware policy, in hashes, for the others' policies; nothing without --nats.
+  const cacheLog = log.child({ component: "cache-summaries" });
+  const cacheMap = nats ? new SharedBucket(nats, { name: CACHE_BUCKET, what: "the cache summaries", schema: CacheSummary, maxAgeMs: CACHE_SUMMARY_MAX_AGE_MS }, cacheLog) : undefined;
+  const summaries = cacheMap && new CacheSummaries(cacheMap, { headId: self.id, summarizes: (model) => policyOf(model) === "cache-aware" }, cacheLog);
+  const policyOptions: PolicyOptions = summaries ? { cacheAware: { remote: summaries.hints } } : {};
   const master = new Master({
     queueMaxLength: config.queueMax,
     queueTimeoutMs: config.queueTimeoutMs,
@@ -122,15 +130,16 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     placement: { autoLoad: !config.noAutoLoad, idleMs: config.modelIdleMs, maxReplicas: config.maxReplicas, replicaAfterMs: config.replicaAfterMs, loadTimeoutMs: config.modelLoadTimeoutMs },
     planning,
     placements,
-    routing: { policyOf: (model) => config.modelRouting.get(model) ?? config.routing, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name) },
+    routing: { policyOf, create: (name) => seams.createPolicy?.(name) ?? createPolicy(name, policyOptions) },
     // With other heads, workers that ask are told of each (their worker address: the same port as the API).
     ...(config.nats && { heads: { list: () => heads.list().flatMap((head) => (head.url ? [workerAddress(head.url)] : [])), onChange: (listener) => heads.onChange(listener) } }),
     log,
   });
   const metrics = new CoordinatorMetrics(master);
   metrics.watchHeads(heads);
+  if (summaries) metrics.watchCacheHints(() => summaries.hints.stats());
   const activity = new ClusterActivity(master, heads);
-  const unobserve = [master.observers.add(metrics), master.observers.add(activity)];
+  const unobserve = [master.observers.add(metrics), master.observers.add(activity), ...(summaries ? [master.observers.add(summaries)] : [])];
   const closingFeeds = new AbortController();
   const staticKeys = {
     client: await readKeys(config.apiKey, config.apiKeysFile, "--api-keys-file"),
@@ -256,6 +265,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
       leader?.close();
       await lease.close();
       await placements.close();
+      await summaries?.close();
+      await cacheMap?.close();
       keys.close();
       await keyMap.close();
       await heads.close();

@@ -1,8 +1,9 @@
-// Routing policies as pure logic: least-loaded, power-of-two, session affinity and cache-aware routing over fake
-// workers, and the prefix tree against a brute-force reference.
+// Routing policies as pure logic: least-loaded, power-of-two, session affinity and cache-aware routing (with and
+// without other heads' hints) over fake workers, and the prefix tree against a brute-force reference.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CacheAwarePolicy } from "../src/master/routing/cache-aware.js";
+import { blockHashes } from "../src/master/routing/block-hashes.js";
+import { CacheAwarePolicy, type RemoteCacheHints } from "../src/master/routing/cache-aware.js";
 import { createPolicy, POLICY_NAMES, type Candidates, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { PowerOfTwoPolicy } from "../src/master/routing/power-of-two.js";
 import { sharedLength } from "../src/master/routing/labels.js";
@@ -15,6 +16,10 @@ class FakeWorker implements RoutableWorker {
     public busy = 0,
     readonly slots = 4,
   ) {}
+
+  get name(): string {
+    return `${this.id}-name`;
+  }
 
   get load(): number {
     return this.busy / this.slots;
@@ -420,5 +425,104 @@ describe("cache-aware", () => {
     expect(policy.stats().entries).toBe(1);
     expect(policy.matchLengths(prompt).has("w1")).toBe(false);
     expect(policy.pick(task(prompt), candidates)?.worker.id).toBe("w0");
+  });
+});
+
+/** Other heads' hints as the policy sees them: per worker name, the prompts some other head routed there. */
+class FakeHints implements RemoteCacheHints {
+  readonly blockChars = 256;
+  private readonly index = new Map<number, string[]>();
+
+  constructor(
+    readonly model: string,
+    routed: Array<[text: string, workerName: string]>,
+  ) {
+    const out: number[] = [];
+    for (const [text, name] of routed) {
+      const count = blockHashes(text, this.blockChars, out);
+      for (const hash of out.slice(0, count)) this.index.set(hash, [...(this.index.get(hash) ?? []), name]);
+    }
+  }
+
+  has(model: string): boolean {
+    return model === this.model && this.index.size > 0;
+  }
+
+  holders(model: string, hash: number): readonly string[] | undefined {
+    return model === this.model ? this.index.get(hash) : undefined;
+  }
+}
+
+describe("cache-aware, with other heads' hints", () => {
+  const system = "You are a careful travel agent. ".repeat(40);
+  const turn1 = `${system}user: plan a trip to Lisbon\n`;
+  const turn2 = `${turn1}assistant: ${"day plan ".repeat(30)}\nuser: and the way back?\n`;
+
+  it("sends a turn its own tree knows nothing of to the worker another head sent the conversation to", () => {
+    // Given four workers, and another head that routed the conversation's first turn to w2
+    const candidates = FakeCandidates.of(4, 8);
+    const policy = new CacheAwarePolicy({ remote: new FakeHints("m", [[turn1, candidates.w("w2").name]]) });
+    candidates.w("w2").busy = 1;
+
+    // When its second turn comes to this head, w2 takes it, though another is less loaded
+    const t = task(turn2);
+    const decision = policy.pick(t, candidates);
+    expect(decision).toEqual({ worker: candidates.w("w2"), reason: "cache_hit_remote" });
+
+    // And from then on this head's own tree knows it
+    policy.assigned(t, "w2");
+    expect(policy.pick(task(`${turn2}assistant: by train\n`), candidates)).toEqual({ worker: candidates.w("w2"), reason: "cache_hit" });
+  });
+
+  it("does not send it to a much busier holder, nor by a prefix too short to matter", () => {
+    const candidates = FakeCandidates.of(4, 8);
+    const policy = new CacheAwarePolicy({ remote: new FakeHints("m", [[turn1, candidates.w("w2").name], [system.slice(0, 512), candidates.w("w3").name]]) });
+    // A holder much busier than the least-loaded worker: the least-loaded one, for balance
+    candidates.w("w2").busy = 6;
+    expect(policy.pick(task(turn2), candidates)).toEqual({ worker: candidates.w("w0"), reason: "balance" });
+    // A holder of only 512 characters of a prompt of 2,000: a miss
+    candidates.w("w2").busy = 0;
+    candidates.w("w0").busy = 1;
+    expect(policy.pick(task(`${system.slice(0, 512)}${"something else entirely ".repeat(60)}`), candidates)).toEqual({ worker: candidates.w("w1"), reason: "cache_miss" });
+  });
+
+  it("falls back from a full remote holder of the longest prefix to a remote holder of a shorter one", () => {
+    const candidates = FakeCandidates.of(4, 2);
+    const policy = new CacheAwarePolicy({ remote: new FakeHints("m", [[turn1, candidates.w("w1").name], [turn2, candidates.w("w2").name]]) });
+    candidates.w("w0").busy = 1;
+    candidates.w("w3").busy = 1;
+    candidates.w("w2").busy = 2; // full
+    candidates.w("w1").busy = 1;
+    expect(policy.pick(task(`${turn2}assistant: ok\n`), candidates)).toEqual({ worker: candidates.w("w1"), reason: "cache_hit_remote" });
+  });
+
+  it("prefers its own tree's holder, and decides as without hints when none are for the model or the prompt", () => {
+    const candidates = FakeCandidates.of(4, 8);
+    const hints = new FakeHints("m", [[turn1, candidates.w("w2").name]]);
+    const policy = new CacheAwarePolicy({ remote: hints });
+    // Its own tree's holder wins over a remote one
+    policy.assigned(task(turn1), "w1");
+    expect(policy.pick(task(turn2), candidates)).toEqual({ worker: candidates.w("w1"), reason: "cache_hit" });
+
+    // The same traffic through a policy without hints, one with hints of another model only, and one whose hints
+    // hold none of its prompts decides the same
+    const random = seeded(7);
+    const without = new CacheAwarePolicy();
+    const otherModel = new CacheAwarePolicy({ remote: new FakeHints("another", [[turn1, "w2-name"]]) });
+    const otherPrompts = new CacheAwarePolicy({ remote: new FakeHints("m", [["an unrelated conversation ".repeat(40), "w2-name"]]) });
+    const conversations = Array.from({ length: 6 }, (_, i) => `${system}user: trip ${i}\n`);
+    for (let step = 0; step < 200; step++) {
+      for (const worker of candidates.workers) worker.busy = Math.floor(random() * 9);
+      const i = Math.floor(random() * conversations.length);
+      conversations[i] += `assistant: ${"ok ".repeat(Math.floor(random() * 40))}\nuser: more ${step}\n`;
+      const text = conversations[i] as string;
+      const [expected, ...others] = [without, otherModel, otherPrompts].map((p) => {
+        const t = task(text);
+        const decision = p.pick(t, candidates);
+        if (decision) p.assigned(t, decision.worker.id);
+        return decision && { id: decision.worker.id, reason: decision.reason };
+      });
+      expect(others).toEqual([expected, expected]);
+    }
   });
 });

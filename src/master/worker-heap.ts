@@ -5,6 +5,7 @@ import type { Candidates } from "./routing/policy.js";
 /** What the heap orders workers by. The registry's WorkerEntry is one. */
 export interface HeapWorker {
   readonly id: string;
+  readonly name: string;
   readonly load: number;
   readonly hasCapacity: boolean;
   readonly capacity: number;

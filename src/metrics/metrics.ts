@@ -197,6 +197,26 @@ export class CoordinatorMetrics implements MasterObserver {
     });
   }
 
+  /** With --nats: the other heads' cache summaries this head holds for its cache-aware policies; read at each scrape. */
+  watchCacheHints(stats: () => { summaries: number; hashes: number }): void {
+    new Gauge({
+      name: "coordinator_cache_hint_summaries",
+      help: "Cache summaries from other heads (one per model, worker and head) this head routes by",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().summaries);
+      },
+    });
+    new Gauge({
+      name: "coordinator_cache_hint_hashes",
+      help: "Block hashes in the cache summaries from other heads this head holds",
+      registers: [this.registry],
+      collect() {
+        this.set(stats().hashes);
+      },
+    });
+  }
+
   pendingConnectionDropped(kind: PendingKind): void {
     this.pendingDropped.inc({ kind });
   }

@@ -1,8 +1,20 @@
 // The cache-aware policy: a task goes to the worker believed to hold the longest prefix of its prompt in its KV cache
 // (from a prefix tree of the prompts assigned to each worker), unless that worker is much busier than the least-loaded
-// one or holds too little of the prompt to matter. See docs/routing.md for the rule and its thresholds.
+// one or holds too little of the prompt to matter; when its own tree knows no such worker, what other heads say
+// workers hold. See docs/routing.md for the rule and its thresholds.
+import { blockHashes } from "./block-hashes.js";
 import type { Candidates, Decision, PolicyStats, RoutableWorker, RoutedTask, RoutingPolicy } from "./policy.js";
 import { type Holders, PrefixTree } from "./prefix-tree.js";
+
+/** What other heads say workers hold (src/master/routing/remote-hints.ts), as the policy asks it. */
+export interface RemoteCacheHints {
+  /** Characters per block of the hashes (see block-hashes.ts). */
+  readonly blockChars: number;
+  /** Whether other heads said what some worker of `model` holds: when not, the policy looks no further. */
+  has(model: string): boolean;
+  /** The names of the workers of `model` that other heads say hold the prefix of block hash `hash` (may repeat). */
+  holders(model: string, hash: number): readonly string[] | undefined;
+}
 
 /**
  * A worker holding the prompt is "much busier" than the least-loaded worker when both its load exceeds the
@@ -20,6 +32,8 @@ export interface CacheAwareOptions {
   maxBytes?: number;
   /** Bound on the characters any one worker is believed to hold, if any (e.g. its KV cache's size in characters). */
   maxCharsPerWorker?: number;
+  /** What other heads say workers hold, when there are other heads (--nats). */
+  remote?: RemoteCacheHints;
 }
 
 export const CACHE_AWARE_DEFAULTS = {
@@ -38,19 +52,24 @@ export class CacheAwarePolicy implements RoutingPolicy {
   private readonly cacheThreshold: number;
   private readonly balanceAbsThreshold: number;
   private readonly balanceRelThreshold: number;
+  private readonly remote: RemoteCacheHints | undefined;
+  /** The block hashes of the prompt being routed (reused: a decision allocates none). */
+  private readonly hashes: number[] = [];
 
   constructor(options: CacheAwareOptions = {}) {
     this.cacheThreshold = options.cacheThreshold ?? CACHE_AWARE_DEFAULTS.cacheThreshold;
     this.balanceAbsThreshold = options.balanceAbsThreshold ?? CACHE_AWARE_DEFAULTS.balanceAbsThreshold;
     this.balanceRelThreshold = options.balanceRelThreshold ?? CACHE_AWARE_DEFAULTS.balanceRelThreshold;
     this.tree = new PrefixTree({ maxBytes: options.maxBytes ?? CACHE_AWARE_DEFAULTS.maxBytes, maxCharsPerWorker: options.maxCharsPerWorker });
+    this.remote = options.remote;
   }
 
   /**
    * Walks the prompt's path once and looks at its steps from the deepest up (each step's holders include the deeper
    * ones'): the first step holding at least `cacheThreshold` of the prompt where the least-loaded holder with a free
    * slot is not much busier than the least-loaded worker wins ("cache_hit"). Otherwise the least-loaded worker:
-   * "balance" when some holder of enough of the prompt was free but much busier, "cache_miss" when none was.
+   * "balance" when some holder of enough of the prompt was free but much busier, "cache_miss" when none was; but
+   * before those, other heads' hints (see pickRemote).
    */
   pick<W extends RoutableWorker>(task: RoutedTask, candidates: Candidates<W>): Decision<W> | undefined {
     const least = candidates.leastLoaded();
@@ -71,6 +90,10 @@ export class CacheAwarePolicy implements RoutingPolicy {
       if (best === undefined) continue;
       if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit" };
       busier = true;
+    }
+    if (this.remote?.has(task.model)) {
+      const decision = this.pickRemote(task, candidates, least, this.remote);
+      if (decision) return decision;
     }
     return { worker: least, reason: busier ? "balance" : "cache_miss" };
   }
@@ -97,7 +120,46 @@ export class CacheAwarePolicy implements RoutingPolicy {
     return { entries: prompts, bytes };
   }
 
+  /**
+   * The same rule over other heads' hints: the prompt's block hashes from the deepest block some worker holds up,
+   * while the block holds at least `cacheThreshold` of the prompt; the least-loaded holder with a free slot wins
+   * ("cache_hit_remote") unless it is much busier than the least-loaded worker. "balance" when only much busier
+   * holders were found, undefined when none was. Blocks are hashed only up to the first that nobody holds: a worker
+   * holding a prefix's hash holds its shorter prefixes' (a summary keeps the shallow blocks of a prompt longest).
+   */
+  private pickRemote<W extends RoutableWorker>(task: RoutedTask, candidates: Candidates<W>, least: W, remote: RemoteCacheHints): Decision<W> | undefined {
+    const hashes = this.hashes;
+    const count = blockHashes(task.text, remote.blockChars, hashes, (hash) => remote.holders(task.model, hash) !== undefined);
+    const enough = this.cacheThreshold * task.text.length;
+    let named: Map<string, W> | undefined;
+    let budget = SCAN_BUDGET;
+    let busier = false;
+    for (let block = count - 1; block >= 0 && (block + 1) * remote.blockChars >= enough; block--) {
+      const holders = remote.holders(task.model, hashes[block] as number);
+      if (holders === undefined) continue;
+      named ??= byName(candidates);
+      let best: W | undefined;
+      for (const name of holders) {
+        if (budget-- <= 0) break;
+        const worker = named.get(name);
+        if (worker === least) return { worker: least, reason: "cache_hit_remote" };
+        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) best = worker;
+      }
+      if (best === undefined) continue;
+      if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit_remote" };
+      busier = true;
+    }
+    return busier ? { worker: least, reason: "balance" } : undefined;
+  }
+
   private muchBusier(worker: RoutableWorker, least: RoutableWorker): boolean {
     return worker.load - least.load > this.balanceAbsThreshold && worker.load > this.balanceRelThreshold * least.load;
   }
+}
+
+/** The candidates by name (hints name workers: a worker's id is per connection, its name the same on every head). */
+function byName<W extends RoutableWorker>(candidates: Candidates<W>): Map<string, W> {
+  const named = new Map<string, W>();
+  for (const worker of candidates.all()) named.set(worker.name, worker);
+  return named;
 }

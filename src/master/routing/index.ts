@@ -5,7 +5,7 @@ import type { PolicyName, RoutingPolicy } from "./policy.js";
 import { type PowerOfTwoOptions, PowerOfTwoPolicy } from "./power-of-two.js";
 import { type SessionOptions, SessionPolicy } from "./session.js";
 
-export type { CacheAwareOptions } from "./cache-aware.js";
+export type { CacheAwareOptions, RemoteCacheHints } from "./cache-aware.js";
 export type { PowerOfTwoOptions } from "./power-of-two.js";
 export type { SessionOptions } from "./session.js";
 export * from "./policy.js";

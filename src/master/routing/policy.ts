@@ -5,7 +5,10 @@
 
 /** What a policy may know of a worker. The registry's WorkerEntry is one. */
 export interface RoutableWorker {
+  /** Its connection's id, this head's own. */
   readonly id: string;
+  /** Its name: the same on every head (what heads say of a worker goes by it). */
+  readonly name: string;
   /** Slots taken over slots announced (0 idle, 1 full; more while it holds tasks being cancelled). */
   readonly load: number;
   /** Whether it may take one more task now. */
