@@ -491,6 +491,7 @@ export class Master {
         return this.observers.workerModelsChanged(effect.worker);
       case "loaded": {
         const worker = this.state.placement.workers.get(effect.workerId)?.name ?? effect.workerId;
+        this.placer.served(effect.model);
         return this.observers.modelPlacement({ kind: "loaded", model: effect.model, worker, loadMs: effect.loadMs });
       }
       case "modelFreed":

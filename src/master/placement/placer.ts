@@ -189,10 +189,17 @@ export class ModelPlacer {
 
   /** Another head (`head`) has requests waiting for `model`: planned as if they waited here. */
   wanted(model: string, head: string, now = Date.now()): void {
+    // Served already: the word crossed the load on its way (if that head's requests still wait, it says so again).
+    if (this.host.isServed(model)) return;
     let heads = this.remote.get(model);
     if (!heads) this.remote.set(model, (heads = new Map()));
     heads.set(head, now + REMOTE_DEMAND_MS);
     this.demand(model);
+  }
+
+  /** A load of `model` completed: the other heads' requests waiting for it are served now. */
+  served(model: string): void {
+    this.remote.delete(model);
   }
 
   /** This head now runs the planner: what waits here and on other heads is planned. */
@@ -204,8 +211,6 @@ export class ModelPlacer {
   private waiting(now = Date.now()): Set<string> {
     const models = new Set(this.host.waitingModels());
     for (const [model, heads] of this.remote) {
-      // Served now: what waited there is being served (if not, that head says so again).
-      if (this.host.isServed(model)) heads.clear();
       for (const [head, until] of heads) if (until <= now) heads.delete(head);
       if (heads.size === 0) this.remote.delete(model);
       else models.add(model);
