@@ -234,6 +234,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   leader?.serve(async (op) => {
     if (op.op === "demand") master.placer.wanted(op.model, op.head);
     else if (op.op === "unloadIdle") master.placer.unloadIdle(op.model);
+    else if (op.op === "keepAlive") master.keptAlive(op.worker, op.model, op.keepAliveMs < 0 ? Number.POSITIVE_INFINITY : op.keepAliveMs);
     else return placementChange(master, op);
     return { status: 202, body: {} };
   });

@@ -1,7 +1,8 @@
 // Placement decided once for several heads (docs/scaling.md §6): heads on one nats-server elect one planner through
 // the lease; a placement sent to any head is decided by the planner, kept in the shared store, shown and obeyed by
-// every head; a request on another head for a model nobody serves is loaded by the planner; when the planner goes,
-// another head takes the lease, and a planner paused past its lease (SIGSTOP) comes back as a follower.
+// every head; a request on another head for a model nobody serves is loaded by the planner, and its keep_alive
+// reaches the planner; when the planner goes, another head takes the lease, and a planner paused past its lease
+// (SIGSTOP) comes back as a follower.
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import type { HeadView } from "../src/heads/heads.js";
@@ -156,6 +157,27 @@ describe("placement across heads", () => {
     expect(placed.status).toBe(201);
     await eventually(() => worker?.engine.library?.isLoaded("small") === true, "small placed", DEADLINE_MS);
   }, 90_000);
+
+  it("keeps a model loaded as long as a request on another head's keep_alive asks, and unloads the others when idle", async () => {
+    // Given two heads that unload a model idle for 300 ms, and a worker with two models joined to both
+    nats = await startNatsServer();
+    const a = await head("a", { modelIdleMs: 300 });
+    const b = await head("b", { modelIdleMs: 300 });
+    const library = [{ id: "kept", sizeBytes: GiB, loadMs: 0 }, { id: "brief", sizeBytes: GiB, loadMs: 0 }];
+    worker = await startSimWorker({ workerUrl: `${a.workerUrl},${b.workerUrl}` }, { name: "w", library, memoryBytes: 8 * GiB });
+    await eventually(() => a.master.workerCount === 1 && b.master.workerCount === 1, "the worker on both heads");
+    const follower = (await planner([a, b])) === a ? b : a;
+
+    // When the follower's clients ask for one model with keep_alive -1 (Ollama's "for ever") and another without
+    const chat = (model: string, extra: Record<string, unknown>) => send(`${follower.url}/api/chat`, "POST", { model, messages: [{ role: "user", content: "hi" }], stream: false, ...extra });
+    expect((await chat("kept", { keep_alive: -1 })).status).toBe(200);
+    expect((await chat("brief", {})).status).toBe(200);
+
+    // Then the planner unloads the idle one, and keeps the one asked for ever
+    await eventually(() => worker?.engine.library?.isLoaded("brief") === false, "brief unloaded once idle", DEADLINE_MS);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(worker.engine.library?.isLoaded("kept")).toBe(true);
+  }, 60_000);
 
   it("takes the lease from a planner paused past it, which comes back as a follower", async () => {
     // Given a planner in its own process, which starts first, and a second head in this one

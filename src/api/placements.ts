@@ -53,7 +53,7 @@ function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
 }
 
 /** A placement change (not demand, which only the master sends). */
-export type PlacementChange = Exclude<LeaderOp, { op: "demand" | "unloadIdle" }>;
+export type PlacementChange = Exclude<LeaderOp, { op: "demand" | "unloadIdle" | "keepAlive" }>;
 
 /**
  * Carries out a placement change on this head, which runs the planner: what the admin's route answers. Another head's

@@ -22,6 +22,8 @@ export const LeaderOp = z.discriminatedUnion("op", [
   z.object({ op: z.literal("unload"), body: z.unknown() }),
   z.object({ op: z.literal("demand"), model: z.string().min(1).max(256), head: z.string().min(1).max(64) }),
   z.object({ op: z.literal("unloadIdle"), model: z.string().min(1).max(256) }),
+  /** `keepAliveMs`: -1 for ever (JSON has no Infinity). */
+  z.object({ op: z.literal("keepAlive"), worker: z.string().min(1).max(128), model: z.string().min(1).max(256), keepAliveMs: z.number().int().min(-1) }),
 ]);
 export type LeaderOp = z.infer<typeof LeaderOp>;
 
@@ -127,6 +129,8 @@ export class LeaderChannel implements LeaderAsk {
 /** Planning for a head among several: it plans while it holds the lease, and otherwise tells the holder what waits. */
 export class SharedPlanning implements Planning {
   private readonly lastAsked = new Map<string, number>();
+  /** The keep_alive last passed on per worker and model: only a change is sent (requests may carry it by the thousand). */
+  private readonly keptAlive = new Map<string, number>();
 
   constructor(
     private readonly lease: PlannerLease,
@@ -154,6 +158,19 @@ export class SharedPlanning implements Planning {
     if (this.lastAsked.size > 1_024) for (const [key, at] of this.lastAsked) if (now - at >= DEMAND_EVERY_MS) this.lastAsked.delete(key);
     // Repeated at every sweep while requests wait, so a failure here is retried shortly.
     this.leader.ask({ op: "demand", model, head: this.headId }).catch((error: unknown) => this.log.debug({ err: error, model }, "could not tell the planner a model is wanted"));
+  }
+
+  keepAlive(workerName: string, model: string, keepAliveMs: number): void {
+    const key = `${workerName}\n${model}`;
+    if (this.keptAlive.get(key) === keepAliveMs) return;
+    if (this.keptAlive.size >= 4_096) this.keptAlive.clear();
+    this.keptAlive.set(key, keepAliveMs);
+    const sent = Number.isFinite(keepAliveMs) ? Math.round(keepAliveMs) : -1;
+    this.leader.ask({ op: "keepAlive", worker: workerName, model, keepAliveMs: sent }).catch((error: unknown) => {
+      // Sent again by the next request that asks it.
+      this.keptAlive.delete(key);
+      this.log.warn({ err: error, model }, "could not pass a keep_alive on to the planner");
+    });
   }
 
   wantUnloadIdle(model: string): void {

@@ -151,6 +151,15 @@ export class Master {
   }
 
   /**
+   * Another head's request asked that `model` on the worker named `workerName` stay loaded `keepAliveMs` once idle
+   * (Ollama's keep_alive): as if asked here.
+   */
+  keptAlive(workerName: string, model: string, keepAliveMs: number): void {
+    const worker = this.state.workers.findByName(workerName);
+    if (worker) this.dispatch({ type: "ModelUsed", workerId: worker.id, model, at: Date.now(), keepAliveMs });
+  }
+
+  /**
    * This head started or stopped running the planner. A new leader first tells workers its epoch (so a stale one's
    * commands are refused from then on), then plans what waits.
    */
@@ -420,6 +429,8 @@ export class Master {
         return;
       case "TaskAssigned":
         this.observers.taskAssigned(event.task, event.worker);
+        // Idle unloads are the planner's: a keep_alive asked here must reach it when another head plans.
+        if (event.task.keepAliveMs !== undefined && !this.planning.leading) this.planning.keepAlive(event.worker.name, event.task.model, event.task.keepAliveMs);
         return;
       case "TaskRefused": {
         const { task, worker, reason } = event;

@@ -16,6 +16,8 @@ export interface Planning {
   wantLoad(model: string): void;
   /** Not leading: asks the head that plans to unload `model` wherever it is idle (Ollama's keep_alive 0). */
   wantUnloadIdle(model: string): void;
+  /** Not leading: tells the head that plans how long `model` on `workerName` may stay idle (Ollama's keep_alive). */
+  keepAlive(workerName: string, model: string, keepAliveMs: number): void;
 }
 
 /** A head on its own: it plans, and nobody else needs telling. */
@@ -25,6 +27,7 @@ export const soloPlanning: Planning = {
   onChange: () => () => {},
   wantLoad: () => {},
   wantUnloadIdle: () => {},
+  keepAlive: () => {},
 };
 
 /** The JetStream bucket of placements; they last until deleted. */
