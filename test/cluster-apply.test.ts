@@ -346,7 +346,7 @@ describe("apply: model commands the worker did not obey", () => {
 /** Random event sequences over two workers and four tasks, each event built from the current state. */
 const step = fc.record({ kind: fc.integer({ min: 0, max: 12 }), task: fc.integer({ min: 0, max: 3 }), worker: fc.integer({ min: 0, max: 1 }) });
 
-describe("apply: loads another head started (it runs the planner)", () => {
+describe("apply: loads and pulls another head started (it runs the planner)", () => {
   const library = [{ id: "big", sizeBytes: 10, memoryBytes: 10, contextLength: 8 }];
   const placement = { id: "placement-p1", model: "big", replicas: 1, worker: undefined, contextLength: undefined, concurrency: undefined, createdAt: 0, workers: ["name-w1"] };
 
@@ -377,6 +377,17 @@ describe("apply: loads another head started (it runs the planner)", () => {
     expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBe("placement-p1");
     apply(state, { type: "PlacementDeleted", id: "placement-p1" });
     expect(state.placement.workers.get("w1")?.slots.get("big")?.pin).toBeUndefined();
+  });
+
+  it("lists a pull another head started from the worker's report of it, and ends it with the report that it is done", () => {
+    const state = joined();
+    apply(state, { type: "PullReported", workerId: "w1", status: { type: "PullStatus", pullId: "pull-x", state: "downloading", receivedBytes: 10, url: "https://host/m.gguf", fileName: "m.gguf" }, at: 5 });
+    expect(state.placement.pulls.get("pull-x")).toMatchObject({ workerId: "w1", workerName: "name-w1", url: "https://host/m.gguf", fileName: "m.gguf", state: "downloading", receivedBytes: 10, startedAt: 5 });
+    apply(state, { type: "PullReported", workerId: "w1", status: { type: "PullStatus", pullId: "pull-x", state: "done", receivedBytes: 20, totalBytes: 20, url: "https://host/m.gguf" }, at: 9 });
+    expect(state.placement.pulls.get("pull-x")).toMatchObject({ state: "done", receivedBytes: 20, endedAt: 9 });
+    // Without its URL (an older worker) a report of an unknown pull is not enough to list it
+    apply(state, { type: "PullReported", workerId: "w1", status: { type: "PullStatus", pullId: "pull-y", state: "downloading", receivedBytes: 1 }, at: 10 });
+    expect(state.placement.pulls.has("pull-y")).toBe(false);
   });
 
   it("pins nothing on a worker the placement does not name", () => {

@@ -2,12 +2,17 @@
 // the lease; a placement sent to any head is decided by the planner, kept in the shared store, shown and obeyed by
 // every head; a request on another head for a model nobody serves is loaded by the planner, and its keep_alive
 // reaches the planner; when the planner goes, another head takes the lease, and a planner paused past its lease
-// (SIGSTOP) comes back as a follower.
+// (SIGSTOP) comes back as a follower. A pull started through one head is listed by every head.
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunningCoordinator } from "../src/coordinator.js";
 import type { HeadView } from "../src/heads/heads.js";
 import type { ServeConfig } from "../src/config.js";
+import { buildScriptedModel } from "../src/worker/engines/gguf/scripted-model.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
+import { startFileServer } from "./support/file-server.js";
 import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
@@ -177,6 +182,34 @@ describe("placement across heads", () => {
     await eventually(() => worker?.engine.library?.isLoaded("brief") === false, "brief unloaded once idle", DEADLINE_MS);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect(worker.engine.library?.isLoaded("kept")).toBe(true);
+  }, 60_000);
+
+  it("lists a pull on every head, the one that started it or not", async () => {
+    // Given two heads, and a worker with a models dir joined to both
+    nats = await startNatsServer();
+    const a = await head("a");
+    const b = await head("b");
+    const server = await startFileServer(Buffer.from(buildScriptedModel({ layers: 2, width: 64 }).bytes));
+    const dir = await mkdtemp(join(tmpdir(), "shared-pull-"));
+    try {
+      worker = await startSimWorker({ workerUrl: `${a.workerUrl},${b.workerUrl}` }, { name: "w", library: [], memoryBytes: 8 * GiB, modelsDir: dir, libraryScanMs: 60_000 });
+      await eventually(() => a.master.workerCount === 1 && b.master.workerCount === 1, "the worker on both heads");
+
+      // When a pull is started through a
+      const started = await send(`${a.url}/v1/models/pull`, "POST", { url: `${server.origin}/tiny.gguf`, file_name: "tiny.gguf" });
+      expect(started.status).toBe(202);
+      const id = (started.body.data as Array<{ id: string }>)[0]?.id;
+
+      // Then b lists it too, with its URL and file name, done once the worker says so
+      const listed = async (on: RunningCoordinator) => ((await (await fetch(`${on.url}/v1/models/pulls`)).json()) as { data: Array<Record<string, unknown>> }).data.find((p) => p.id === id);
+      await eventually(async () => (await listed(b))?.state === "done" && (await listed(a))?.state === "done", "the pull done on both heads", DEADLINE_MS);
+      expect(await listed(b)).toMatchObject({ worker: { name: "w" }, url: `${server.origin}/tiny.gguf`, file_name: "tiny.gguf", state: "done" });
+    } finally {
+      await worker?.stop();
+      worker = undefined;
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it("takes the lease from a planner paused past it, which comes back as a follower", async () => {

@@ -429,6 +429,8 @@ export const PullStatus = z.object({
   fileName: z.string().max(256).optional(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   error: z.object({ message: z.string().max(4096), code: z.string().max(64).optional() }).optional(),
+  /** The pull's URL, as PullModel gave it: a head that did not start the pull lists it from this (several heads). */
+  url: z.string().max(4096).optional(),
 });
 export type PullStatus = z.infer<typeof PullStatus>;
 

@@ -124,8 +124,10 @@ export class ModelCommands {
     const controller = new AbortController();
     this.pulls.set(command.pullId, controller);
     const { pullId } = command;
+    // Every report names the pull's URL (and file name, when asked for), so that every head can list it.
+    const named = { url: command.url, ...(command.fileName && { fileName: command.fileName }) };
     const status = (state: "downloading" | "done" | "failed", receivedBytes: number, more: Record<string, unknown> = {}) =>
-      this.send({ type: "PullStatus", pullId, state, receivedBytes, ...more });
+      this.send({ type: "PullStatus", pullId, state, receivedBytes, ...named, ...more });
     status("downloading", 0);
     try {
       const result = await pullModel(

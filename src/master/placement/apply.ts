@@ -125,6 +125,11 @@ export function applyPlacement(state: PlacementState, event: PlacementEvent): Pl
     case "StatusReported":
       return applyStatus(worker, event.status, event.at, state.pinOf(worker.name, event.status.model));
     case "PullReported": {
+      // A pull another head started: listed here too, from what the worker says of it.
+      if (!state.pulls.has(event.status.pullId) && event.status.url !== undefined) {
+        const { pullId: id, url, fileName } = event.status;
+        state.pulls.set(id, { id, workerId: worker.workerId, workerName: worker.name, url, fileName, state: "downloading", receivedBytes: 0, totalBytes: undefined, sha256: undefined, error: undefined, startedAt: event.at, endedAt: undefined });
+      }
       const pull = state.pulls.get(event.status.pullId);
       if (!pull || pull.workerId !== event.workerId || pull.state !== "downloading") return [];
       const { status } = event;
