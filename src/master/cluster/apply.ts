@@ -240,7 +240,6 @@ export function workerOf(state: ClusterState, task: Task): WorkerEntry | undefin
   return worker?.slots.get(task.id) === task ? worker : undefined;
 }
 
-/** A task of the model started or ended on the worker: it was in use then (idle unloads count from the last use). */
 /**
  * The worker's own count of its models' use, over every head: a model another head's tasks keep busy is as used as
  * one this head's tasks do, so the planner never unloads it as idle (docs/scaling.md §6, "Usage").
@@ -255,6 +254,7 @@ function usedElsewhere(state: ClusterState, workerId: string, usage: readonly Mo
   }
 }
 
+/** A task of the model started or ended on the worker: it was in use then (idle unloads count from the last use). */
 function modelUsed(state: ClusterState, worker: WorkerEntry, task: Task, at: number): void {
   if (!worker.loadsModels) return;
   applyPlacement(state.placement, { type: "ModelUsed", workerId: worker.id, model: task.model, at, ...(task.keepAliveMs !== undefined && { keepAliveMs: task.keepAliveMs }) });
