@@ -111,14 +111,12 @@ export class Master {
   private readonly sweepTimer: NodeJS.Timeout;
   /** Checks what workers say and turns it into events. */
   private readonly messages: WorkerMessages;
-  /** Stops hearing of the cluster's heads, of the planner lease and of the placements store. */
+  /** Stops hearing of the cluster's heads, of shared ejections, of the planner lease and of the placements store. */
   private readonly unsubscribe: Array<() => void> = [];
   readonly planning: Planning;
   readonly placements: PlacementStore;
   /** The planner epoch this head leads at (docs/scaling.md, Fencing); undefined: commands go unfenced (one head). */
   private leaderEpoch: number | undefined;
-  /** Stops hearing of ejections shared by heads. */
-  private readonly stopEjections: (() => void) | undefined;
 
   constructor(readonly options: MasterOptions) {
     this.router = new Router({
@@ -139,7 +137,7 @@ export class Master {
     this.sweepTimer = setInterval(() => this.sweep(), sweepMs);
     this.sweepTimer.unref();
     if (options.heads) this.unsubscribe.push(options.heads.onChange(() => this.headsChanged()));
-    this.stopEjections = options.ejections?.onEjection((ejection) => this.dispatch({ type: "WorkerEjectionShared", ...ejection, at: Date.now() }));
+    if (options.ejections) this.unsubscribe.push(options.ejections.onEjection((ejection) => this.dispatch({ type: "WorkerEjectionShared", ...ejection, at: Date.now() })));
     this.planning = options.planning ?? soloPlanning;
     this.placements = options.placements ?? new LocalMap();
     // Every head applies placements from the store, the one that wrote them too.
@@ -393,7 +391,6 @@ export class Master {
     this.accepting = false;
     clearInterval(this.sweepTimer);
     for (const stop of this.unsubscribe.splice(0)) stop();
-    this.stopEjections?.();
     for (const task of [...this.state.tasks.values()]) this.fail(task, new UnavailableError(reason));
     for (const timer of this.stopTimers.values()) clearTimeout(timer);
     this.stopTimers.clear();

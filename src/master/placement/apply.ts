@@ -209,10 +209,13 @@ function applyStatus(worker: WorkerModels, status: ModelStatus, at: number, pin:
   }
 }
 
+/** Every code of an answer to a command the worker did not obey. */
+const NOT_OBEYED_CODES: ReadonlySet<string> = new Set(Object.values(NOT_OBEYED));
+
 /** Whether the report answers a command the worker did not obey: it then gives the model's actual state there. */
 function notObeyed(status: ModelStatus): boolean {
   const code = status.error?.code;
-  return code === NOT_OBEYED.staleEpoch || code === NOT_OBEYED.inUse || code === NOT_OBEYED.unfenced;
+  return code !== undefined && NOT_OBEYED_CODES.has(code);
 }
 
 /**
