@@ -163,7 +163,7 @@ export class Master {
    */
   private planningChanged(): void {
     this.setLeaderEpoch(this.planning.leading ? this.planning.epoch : undefined);
-    if (this.planning.leading) this.placer.lead();
+    if (this.planning.leading) this.placer.planWaiting();
   }
 
   /** The connected workers, indexed by model (read only: it changes through events). */

@@ -202,8 +202,8 @@ export class ModelPlacer {
     this.remote.delete(model);
   }
 
-  /** This head now runs the planner: what waits here and on other heads is planned. */
-  lead(): void {
+  /** Plans what waits here and (as they last said) on other heads: when this head starts leading, or after a change. */
+  planWaiting(): void {
     for (const model of this.waiting()) this.demand(model);
   }
 
@@ -441,10 +441,7 @@ export class ModelPlacer {
 
   /** What follows a placement event that needs the planner: a failed load, or waiting tasks that need a new plan. */
   follow(effect: Extract<PlacementEffect, { type: "loadFailed" | "replan" }>): void {
-    if (effect.type === "replan") {
-      for (const model of this.waiting()) this.demand(model);
-      return;
-    }
+    if (effect.type === "replan") return this.planWaiting();
     const worker = this.state.workers.get(effect.workerId)?.name ?? effect.workerId;
     this.host.log.warn({ worker: effect.workerId, model: effect.model, code: effect.code, err: effect.message }, "model load failed");
     this.host.notify({ kind: "load_failed", model: effect.model, worker, loadMs: effect.loadMs });
