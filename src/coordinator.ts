@@ -12,8 +12,7 @@ import { HeadsDirectory } from "./heads/heads-directory.js";
 import { LeaderChannel, SharedPlanning } from "./heads/leader-channel.js";
 import { NatsLink } from "./heads/nats-link.js";
 import { LoneLease, NatsLease, type PlannerLease } from "./heads/planner-lease.js";
-import { SharedBucket } from "./heads/shared-bucket.js";
-import { LocalMap, type SharedMap } from "./heads/shared-map.js";
+import { SharedBucket, sharedMap } from "./heads/shared-bucket.js";
 import { PLACEMENTS_BUCKET, type PlacementStore, PlacementValue, type Planning, soloPlanning } from "./master/placement/planning.js";
 import { placementChange } from "./api/placements.js";
 import { type Heads, type HeadSelf, LoneHead, newHeadId } from "./heads/heads.js";
@@ -100,13 +99,11 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   // One head plans placement: the only one, or the holder of the planner lease, which others' admin requests reach.
   const lease: PlannerLease = nats ? new NatsLease(nats, { leaseMs: config.natsLeaseMs }, log.child({ component: "lease" })) : new LoneLease();
   const leader = nats ? new LeaderChannel(nats, lease, log.child({ component: "leader" })) : undefined;
-  const placements: PlacementStore = nats ? new SharedBucket(nats, { name: PLACEMENTS_BUCKET, what: "placements", schema: PlacementValue }, log.child({ component: "placements" })) : new LocalMap();
+  const placements: PlacementStore = sharedMap(nats, { name: PLACEMENTS_BUCKET, what: "placements", schema: PlacementValue }, log.child({ component: "placements" }));
   const planning: Planning = leader ? new SharedPlanning(lease, leader, self.id, log.child({ component: "planning" })) : soloPlanning;
   // Ejections and wrong-token bans: every head's with NATS, this one's alone without.
   const healthLog = log.child({ component: "worker-health" });
-  const healthRecords: SharedMap<HealthRecord> = nats
-    ? new SharedBucket(nats, { name: WORKER_HEALTH_BUCKET, what: "worker ejections and bans", schema: HealthRecord, maxAgeMs: HEALTH_RECORD_MAX_AGE_MS }, healthLog)
-    : new LocalMap();
+  const healthRecords = sharedMap(nats, { name: WORKER_HEALTH_BUCKET, what: "worker ejections and bans", schema: HealthRecord, maxAgeMs: HEALTH_RECORD_MAX_AGE_MS }, healthLog);
   const sharedHealth = new SharedHealth(healthRecords, self.id, healthLog);
   const policyOf = (model: string): PolicyName => config.modelRouting.get(model) ?? config.routing;
   // What each head routed with the cache-aware policy, in hashes, for the others' policies; nothing without --nats.
@@ -147,9 +144,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   };
   // Keys added at run time: every head's through a bucket with --nats (their digests only), this head's alone without.
   const keysLog = log.child({ component: "keys" });
-  const keyMap: SharedMap<RuntimeKey> = nats
-    ? new SharedBucket(nats, { name: KEYS_BUCKET, what: "the keys added at run time", schema: RuntimeKey }, keysLog)
-    : new LocalMap<RuntimeKey>();
+  const keyMap = sharedMap(nats, { name: KEYS_BUCKET, what: "the keys added at run time", schema: RuntimeKey }, keysLog);
   const keys = new KeyRing(staticKeys, keyMap, keysLog);
   const app = createApp(master, {
     reasoning: config.reasoning,
@@ -229,7 +224,8 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
   const url = `http://${localHost}:${port}`;
   const workerUrl = `ws://${localHost}:${port}`;
   nats?.start();
-  heads.start(config.advertiseUrl ?? url);
+  const advertised = config.advertiseUrl ?? url;
+  heads.start(advertised);
   // Requests from other heads: placement changes their admins sent, and models their requests wait for.
   leader?.serve(async (op) => {
     if (op.op === "demand") master.placer.wanted(op.model, op.head);
@@ -238,7 +234,7 @@ export async function startCoordinator(config: ServeConfig, log: Logger = silent
     else return placementChange(master, op);
     return { status: 202, body: {} };
   });
-  lease.start({ headId: self.id, name: config.headName, url: config.advertiseUrl ?? url });
+  lease.start({ headId: self.id, name: config.headName, url: advertised });
 
   let demo: WorkerRuntime | undefined;
   if (config.demo) {

@@ -6,7 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { z } from "zod";
 import type { Logger } from "../log.js";
 import type { NatsLink } from "./nats-link.js";
-import { SharedConflict, type SharedEntry, type SharedListener, type SharedMap, SharedUnavailable, tell } from "./shared-map.js";
+import { LocalMap, SharedConflict, type SharedEntry, type SharedListener, type SharedMap, SharedUnavailable, tell } from "./shared-map.js";
 
 type Watch = Awaited<ReturnType<KV["watch"]>>;
 
@@ -34,6 +34,11 @@ export interface BucketSpec<T> {
 interface Held<T> extends SharedEntry<T> {
   /** By this head's clock. */
   receivedAt: number;
+}
+
+/** State every head shares: in `spec`'s bucket through NATS when there is a link, else in this process alone. */
+export function sharedMap<T>(link: NatsLink | undefined, spec: BucketSpec<T>, log: Logger): SharedMap<T> {
+  return link ? new SharedBucket(link, spec, log) : new LocalMap<T>();
 }
 
 /** Whether a JetStream write failed because the key was not at the revision the writer expected. */
