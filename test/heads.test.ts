@@ -9,7 +9,7 @@ import { HEADS_BUCKET, type HeadEntry } from "../src/heads/head-entry.js";
 import type { HeadView } from "../src/heads/heads.js";
 import { openBrowser } from "./support/browser.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer, stopHeads } from "./support/nats.js";
 import { parsePrometheusText, sampleValue } from "./support/prometheus-text.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
@@ -49,9 +49,7 @@ describe("heads through NATS", () => {
   let worker: TestWorker | undefined;
 
   afterEach(async () => {
-    await worker?.stop();
-    for (const coordinator of coordinators.splice(0)) await coordinator.close();
-    await nats?.stop();
+    await stopHeads(worker ? [worker] : [], coordinators, nats);
     resources?.stop();
     worker = nats = resources = undefined;
   });

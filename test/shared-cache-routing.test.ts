@@ -13,7 +13,7 @@ import { encodeKey } from "../src/heads/shared-map.js";
 import { blockHashes, renderHash } from "../src/master/routing/block-hashes.js";
 import { CACHE_BUCKET, type CacheSummary, summaryKey } from "../src/master/routing/cache-summary.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer, stopHeads } from "./support/nats.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
 const DEADLINE_MS = 20_000;
@@ -40,9 +40,7 @@ describe("cache-aware routing across heads", () => {
   const workers: TestWorker[] = [];
 
   afterEach(async () => {
-    for (const worker of workers.splice(0)) await worker.stop();
-    for (const coordinator of coordinators.splice(0)) await coordinator.close();
-    await nats?.stop();
+    await stopHeads(workers, coordinators, nats);
     resources?.stop();
     nats = resources = undefined;
   });

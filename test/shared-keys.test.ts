@@ -8,7 +8,7 @@ import type { RunningCoordinator } from "../src/coordinator.js";
 import { KEYS_BUCKET, keyDigest, keyId, type RuntimeKey } from "../src/api/key-ring.js";
 import type { ServeConfig } from "../src/config.js";
 import { eventually, startSimWorker, startTestCoordinator, type TestWorker } from "./support/cluster.js";
-import { type NatsServer, startNatsServer } from "./support/nats.js";
+import { type NatsServer, startNatsServer, stopHeads } from "./support/nats.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
 /** A watch delivers a change in milliseconds; a reconnect takes up to a second or two. */
@@ -49,9 +49,7 @@ describe("keys added at run time, across heads", () => {
   const workers: TestWorker[] = [];
 
   afterEach(async () => {
-    for (const worker of workers.splice(0)) await worker.stop();
-    for (const coordinator of coordinators.splice(0)) await coordinator.close();
-    await nats?.stop();
+    await stopHeads(workers, coordinators, nats);
     resources?.stop();
     nats = resources = undefined;
   });

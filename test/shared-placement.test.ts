@@ -13,7 +13,7 @@ import type { ServeConfig } from "../src/config.js";
 import { buildScriptedModel } from "../src/worker/engines/gguf/scripted-model.js";
 import { eventually, openaiClient, startSimWorker, startTestCoordinator, TEST_TOKEN, type TestWorker } from "./support/cluster.js";
 import { startFileServer } from "./support/file-server.js";
-import { keysRead, type NatsServer, startNatsServer } from "./support/nats.js";
+import { keysRead, type NatsServer, startNatsServer, stopHeads } from "./support/nats.js";
 import { type CliProcess, spawnCli } from "./support/processes.js";
 import { settled, trackResources, type TrackedResources } from "./support/resources.js";
 
@@ -59,9 +59,7 @@ describe("placement across heads", () => {
       child.child.kill("SIGKILL");
       await child.exited;
     }
-    await worker?.stop();
-    for (const coordinator of coordinators.splice(0)) await coordinator.close();
-    await nats?.stop();
+    await stopHeads(worker ? [worker] : [], coordinators, nats);
     resources?.stop();
     worker = nats = resources = child = undefined;
   });

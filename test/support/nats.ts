@@ -120,3 +120,10 @@ export async function keysRead(url: string, timeoutMs = 20_000): Promise<void> {
   }
   throw new Error(`timed out waiting for the head at ${url} to read the keys`);
 }
+
+/** After a several-heads test: its workers stop, then its heads close, then nats-server stops (the lists emptied). */
+export async function stopHeads(workers: Array<{ stop(): Promise<void> }>, heads: Array<{ close(): Promise<void> }>, nats: NatsServer | undefined): Promise<void> {
+  for (const worker of workers.splice(0)) await worker.stop();
+  for (const head of heads.splice(0)) await head.close();
+  await nats?.stop();
+}
