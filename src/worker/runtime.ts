@@ -40,8 +40,7 @@ const DEFAULT_LIBRARY_SCAN_MS = 10_000;
  * Features every worker speaks: it refuses tasks it has no slot for, and joins every head of a cluster (of which only
  * the planner's lease holder sends model commands to one whose models are loaded on command).
  */
-const FIXED_MODEL_FEATURES = [FEATURES.refuse, FEATURES.heads];
-const LIBRARY_FEATURES = [FEATURES.refuse, FEATURES.heads];
+const WORKER_FEATURES = [FEATURES.refuse, FEATURES.heads];
 
 /** Tokens merged behind a backlog go out once they reach this size, whatever the backlog. */
 const MAX_MERGED_CHUNK_BYTES = 1024 * 1024;
@@ -156,7 +155,7 @@ export class WorkerRuntime {
         maxConcurrency: this.options.maxConcurrency,
         engine: this.engine.kind,
       },
-      ...(models ? { ...models, features: [...models.features, ...LIBRARY_FEATURES] } : { models: this.description.models, features: FIXED_MODEL_FEATURES }),
+      ...(models ? { ...models, features: [...models.features, ...WORKER_FEATURES] } : { models: this.description.models, features: WORKER_FEATURES }),
     };
   }
 
