@@ -172,6 +172,13 @@ export function parseChatRequest(json: unknown, limits: RequestLimits = noLimits
   return request;
 }
 
+/** `json` as `schema` validates it, or a 400 naming what is wrong. */
+export function validated<T>(schema: z.ZodType<T>, json: unknown): T {
+  const result = schema.safeParse(json);
+  if (result.success) return result.data;
+  throw invalidRequestOf(result.error);
+}
+
 /** A schema's first complaint about a body, in OpenAI's words: the missing or invalid parameter, named. */
 export function invalidRequestOf(error: z.ZodError): InvalidRequestError {
   const issue = error.issues[0];

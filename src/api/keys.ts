@@ -3,7 +3,7 @@
 // parses and shapes.
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { invalidRequestOf } from "./chat-request.js";
+import { validated } from "./chat-request.js";
 import { errorResponse, InvalidRequestError } from "./errors.js";
 import { KeyKind, type KeyRing, MAX_LABEL_LENGTH, type RuntimeKey } from "./key-ring.js";
 import { readJson } from "./task-route.js";
@@ -28,9 +28,8 @@ export function keyRoutes(keys: KeyRing): Hono {
   app.get("/", (c) => c.json({ object: "list", data: keys.list().map(keyObject), configured: keys.configured }));
   app.post("/", async (c: Context) => {
     try {
-      const parsed = KeyBody.safeParse(await readJson(c));
-      if (!parsed.success) throw invalidRequestOf(parsed.error);
-      const { key, record } = await keys.add(parsed.data.kind, parsed.data.label ?? null);
+      const body = validated(KeyBody, await readJson(c));
+      const { key, record } = await keys.add(body.kind, body.label ?? null);
       return c.json({ ...keyObject(record), key }, 201);
     } catch (error) {
       return errorResponse(error);

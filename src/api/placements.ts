@@ -6,7 +6,7 @@ import type { Master } from "../master/master.js";
 import type { LoadOption } from "../master/placement/planner.js";
 import type { PlacementView } from "../master/placement/placer.js";
 import type { Pull } from "../master/placement/state.js";
-import { invalidRequestOf } from "./chat-request.js";
+import { validated } from "./chat-request.js";
 import { PlannerUnavailableError } from "../master/errors.js";
 import type { LeaderAsk, LeaderOp, LeaderReply } from "../heads/leader-channel.js";
 import { errorResponse, InvalidRequestError, mapError } from "./errors.js";
@@ -45,13 +45,6 @@ function placementObject(view: PlacementView) {
   };
 }
 
-/** `body` as `schema` validates it, or a 400 naming what is wrong. */
-function parsed<T>(schema: z.ZodType<T>, body: unknown): T {
-  const result = schema.safeParse(body);
-  if (result.success) return result.data;
-  throw invalidRequestOf(result.error);
-}
-
 /** A placement change (not demand, which only the master sends). */
 export type PlacementChange = Exclude<LeaderOp, { op: "demand" | "unloadIdle" | "keepAlive" }>;
 
@@ -63,7 +56,7 @@ export async function placementChange(master: Master, change: PlacementChange): 
   try {
     switch (change.op) {
       case "place": {
-        const body = parsed(PlacementBody, change.body);
+        const body = validated(PlacementBody, change.body);
         const view = await master.placer.place({
           model: body.model,
           replicas: body.replicas,
@@ -76,7 +69,7 @@ export async function placementChange(master: Master, change: PlacementChange): 
       case "unplace":
         return { status: 200, body: { ...placementObject(await master.placer.unplace(change.id)), deleted: true } };
       case "unload": {
-        const body = parsed(UnloadBody, change.body);
+        const body = validated(UnloadBody, change.body);
         master.placer.unload(body.model, body.worker);
         return { status: 200, body: { model: body.model, worker: body.worker, state: "unloading" } };
       }
@@ -127,9 +120,7 @@ function pullObject(pull: Pull) {
 export function pullHandler(master: Master) {
   return async (c: Context) => {
     try {
-      const parsed = PullBody.safeParse(await readJson(c));
-      if (!parsed.success) throw invalidRequestOf(parsed.error);
-      const { url, sha256, file_name, workers, headers } = parsed.data;
+      const { url, sha256, file_name, workers, headers } = validated(PullBody, await readJson(c));
       const pulls = master.placer.pull({
         url,
         ...(sha256 !== undefined && { sha256: sha256.toLowerCase() }),
