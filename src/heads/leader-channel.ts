@@ -5,6 +5,7 @@ import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import type { Planning } from "../master/placement/planning.js";
+import { InvalidRequestError, mapError } from "../api/errors.js";
 import { PlannerUnavailableError } from "../master/errors.js";
 import type { NatsLink } from "./nats-link.js";
 import type { PlannerLease } from "./planner-lease.js";
@@ -113,14 +114,13 @@ export class LeaderChannel implements LeaderAsk {
         if (error) return void this.log.warn({ err: error }, "the planner's request subscription failed");
         const op = decode(LeaderOp, message.data);
         const handler = this.handler;
-        if (!op || !handler) return void message.respond(JSON.stringify({ status: 400, body: { error: { message: "unreadable request to the planner", type: "invalid_request_error", param: null, code: null } } }));
-        handler(op).then(
-          (reply) => message.respond(JSON.stringify(reply)),
-          (err: unknown) => {
-            this.log.error({ err }, "the planner failed a request from another head");
-            message.respond(JSON.stringify({ status: 500, body: { error: { message: "The coordinator hit an internal error.", type: "server_error", param: null, code: "internal_error" } } }));
-          },
-        );
+        // Errors in the API's one shape (mapError): the asking head passes the reply on to its client as it is.
+        const reply = (answer: LeaderReply) => message.respond(JSON.stringify(answer));
+        if (!op || !handler) return void reply(mapError(new InvalidRequestError("unreadable request to the planner")));
+        handler(op).then(reply, (err: unknown) => {
+          this.log.error({ err }, "the planner failed a request from another head");
+          reply(mapError(err));
+        });
       },
     });
   }
