@@ -85,7 +85,11 @@ export class CacheAwarePolicy implements RoutingPolicy {
       for (const id of holders.holderIds()) {
         if (budget-- <= 0) break;
         const worker = candidates.get(id);
-        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) best = worker;
+        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
+          best = worker;
+          // As idle as the least-loaded worker: no holder can be less loaded (the same choice as scanning on).
+          if (worker.load <= least.load) break;
+        }
       }
       if (best === undefined) continue;
       if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit" };
@@ -143,7 +147,10 @@ export class CacheAwarePolicy implements RoutingPolicy {
         if (budget-- <= 0) break;
         const worker = named.get(name);
         if (worker === least) return { worker: least, reason: "cache_hit_remote" };
-        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) best = worker;
+        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
+          best = worker;
+          if (worker.load <= least.load) break;
+        }
       }
       if (best === undefined) continue;
       if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit_remote" };
