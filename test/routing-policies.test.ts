@@ -234,8 +234,11 @@ describe("session", () => {
 });
 
 describe("prefix tree", () => {
-  const alphabet = fc.constantFrom("a", "b", "c");
-  const text = fc.string({ unit: alphabet, minLength: 1, maxLength: 24 });
+  // Three characters make deep trees; forty (some outside Latin-1) make nodes with more children than Edges lists
+  // before it keeps a map of them, and take them back under it as prompts are evicted or workers leave.
+  const narrow = fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 24 });
+  const wide = fc.string({ unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789éλ世🙂"), minLength: 1, maxLength: 6 });
+  const text = fc.oneof(narrow, wide);
   const worker = fc.constantFrom("w0", "w1", "w2", "w3");
 
   it("matches, per worker, the longest prefix it was given (property, against brute force)", () => {
@@ -278,6 +281,24 @@ describe("prefix tree", () => {
             for (const [id, n] of claimed) expect(n).toBeLessThanOrEqual(reference.get(id) ?? 0);
           }
         }
+      }),
+    );
+  });
+
+  it("finds each of a node's many children by its first character as they come and go (property, against brute force)", () => {
+    const first = fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ");
+    const prompt = fc.tuple(first, fc.string({ unit: fc.constantFrom("x", "y"), maxLength: 4 })).map(([a, b]) => `shared ${a}${b}`);
+    fc.assert(
+      fc.property(fc.array(fc.tuple(prompt, worker), { minLength: 20, maxLength: 80 }), fc.subarray(["w0", "w1", "w2", "w3"]), (inserts, removed) => {
+        const tree = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY });
+        for (const [t, w] of inserts) tree.insert(t, w);
+        for (const [q] of inserts) expect(tree.matchLengths(q)).toEqual(bruteMatch(inserts, q));
+        for (const w of removed) tree.removeWorker(w);
+        const kept = inserts.filter(([, w]) => !removed.includes(w));
+        for (const [q] of inserts) expect(tree.matchLengths(q)).toEqual(bruteMatch(kept, q));
+        // the freed node numbers are taken again
+        for (const [t, w] of inserts) tree.insert(`${t}!`, w);
+        for (const [q] of inserts) expect(tree.matchLengths(`${q}!`)).toEqual(bruteMatch(inserts.map(([t, w]) => [`${t}!`, w] as [string, string]), `${q}!`));
       }),
     );
   });

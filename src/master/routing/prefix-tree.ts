@@ -1,6 +1,7 @@
 // An approximate prefix tree of the prompts each worker is believed to hold in its KV cache: a radix tree over the
 // prompts' characters, whose nodes record which workers ("tenants") hold the prefix ending there, bounded in memory
 // by evicting least recently used holds.
+import { Edges } from "./edges.js";
 import { type Hold, HoldList, Tenant } from "./holds.js";
 import { flatCopy, holdsAt, sharedLength } from "./labels.js";
 import { type Holders, TreeNode } from "./tree-node.js";
@@ -48,7 +49,8 @@ export class MatchPath {
 }
 
 export class PrefixTree {
-  private readonly root = new TreeNode("", undefined, false);
+  private readonly edges = new Edges<TreeNode>();
+  private readonly root = this.newNode("", undefined, false);
   private readonly tenants = new Map<string, Tenant<TreeNode>>();
   /** Every hold, least recently used first. */
   private readonly recency = new HoldList<TreeNode>(false);
@@ -68,15 +70,18 @@ export class PrefixTree {
   walk(text: string): MatchPath {
     const path = this.path;
     path.length = 0;
-    let node = this.root;
+    const edges = this.edges;
+    let node = this.root.id;
     let pos = 0;
+    // Node objects are not read on the way down (see edges.ts), only the hot arrays and the labels.
     while (pos < text.length) {
-      const child = node.child(text.charCodeAt(pos));
-      if (!child) break;
-      const whole = holdsAt(text, child.label, pos);
-      pos += whole ? child.label.length : sharedLength(child.label, text, pos);
+      const child = edges.child(node, text.charCodeAt(pos));
+      if (child < 0) break;
+      const label = edges.labels[child] as string;
+      const whole = holdsAt(text, label, pos);
+      pos += whole ? label.length : sharedLength(label, text, pos);
       path.depths[path.length] = pos;
-      path.holders[path.length] = child;
+      path.holders[path.length] = edges.nodes[child] as TreeNode;
       path.length++;
       if (!whole) break;
       node = child;
@@ -110,18 +115,20 @@ export class PrefixTree {
     let pos = 0;
     let grew = false;
     while (pos < text.length) {
-      const child = node.child(text.charCodeAt(pos));
-      if (!child) {
+      const found = this.edges.child(node.id, text.charCodeAt(pos));
+      if (found < 0) {
         if (this.ownsTail(node, tenant)) this.extend(node, text.slice(pos), tenant);
         else path.push(this.addLeaf(node, text.slice(pos)));
         grew = true;
         break;
       }
-      if (holdsAt(text, child.label, pos)) {
-        pos += child.label.length;
+      const child = this.edges.nodes[found] as TreeNode;
+      const label = this.labelOf(child);
+      if (holdsAt(text, label, pos)) {
+        pos += label.length;
         node = child;
       } else {
-        const shared = sharedLength(child.label, text, pos);
+        const shared = sharedLength(label, text, pos);
         node = this.split(child, shared);
         pos += shared;
       }
@@ -152,10 +159,20 @@ export class PrefixTree {
     return this.labelBytes + overheads + this.tenants.size * TENANT_BYTES;
   }
 
+  private newNode(label: string, parent: TreeNode | undefined, wide: boolean): TreeNode {
+    const node = new TreeNode(this.edges.add(label), parent, wide);
+    this.edges.nodes[node.id] = node;
+    return node;
+  }
+
+  private labelOf(node: TreeNode): string {
+    return this.edges.labels[node.id] as string;
+  }
+
   private addLeaf(parent: TreeNode, suffix: string): TreeNode {
     const label = flatCopy(suffix);
-    const leaf = new TreeNode(label, parent, WIDE.test(label));
-    parent.setChild(leaf);
+    const leaf = this.newNode(label, parent, WIDE.test(label));
+    this.edges.attach(parent.id, leaf.id);
     this.nodes++;
     this.countLabel(leaf, 1);
     return leaf;
@@ -168,12 +185,12 @@ export class PrefixTree {
    * reads are most of a decision's cost), and the worker holds the conversation as one unit, as its KV cache does.
    */
   private ownsTail(node: TreeNode, tenant: Tenant<TreeNode>): boolean {
-    return node !== this.root && node.isLeaf && node.holdCount === 1 && node.holds(tenant.id);
+    return node !== this.root && this.edges.isLeaf(node.id) && node.holdCount === 1 && node.holds(tenant.id);
   }
 
   private extend(leaf: TreeNode, suffix: string, tenant: Tenant<TreeNode>): void {
     this.countLabel(leaf, -1);
-    leaf.label = flatCopy(leaf.label + suffix);
+    this.edges.relabel(leaf.id, flatCopy(this.labelOf(leaf) + suffix));
     leaf.wide ||= WIDE.test(suffix);
     this.countLabel(leaf, 1);
     tenant.chars += suffix.length;
@@ -182,11 +199,13 @@ export class PrefixTree {
   /** Cuts `child`'s edge after `at` characters; the new node in between holds what `child` held. */
   private split(child: TreeNode, at: number): TreeNode {
     const parent = child.parent as TreeNode;
-    const mid = new TreeNode(flatCopy(child.label.slice(0, at)), parent, child.wide);
-    parent.setChild(mid);
-    child.label = flatCopy(child.label.slice(at));
+    const label = this.labelOf(child);
+    const mid = this.newNode(flatCopy(label.slice(0, at)), parent, child.wide);
+    this.edges.detach(parent.id, child.id);
+    this.edges.attach(parent.id, mid.id);
+    this.edges.relabel(child.id, flatCopy(label.slice(at)));
+    this.edges.attach(mid.id, child.id);
     child.parent = mid;
-    mid.setChild(child);
     this.nodes++;
     for (const below of child.allHolds()) {
       // Just after the hold below it: newer than that one, older than the holds above it, as `insert` keeps them.
@@ -209,7 +228,7 @@ export class PrefixTree {
       return false;
     }
     const created = tenant.add(node, undefined);
-    tenant.chars += node.label.length;
+    tenant.chars += this.labelOf(node).length;
     if (node.addHold(created)) this.sharedNodes++;
     this.recency.append(created);
     this.holds++;
@@ -233,21 +252,23 @@ export class PrefixTree {
     tenant.own.remove(hold);
     this.recency.remove(hold);
     if (node.removeHold(hold)) this.sharedNodes--;
-    tenant.chars -= node.label.length;
+    tenant.chars -= this.labelOf(node).length;
     this.holds--;
     this.prompts -= hold.prompts;
     if (tenant.own.oldest === undefined) this.tenants.delete(tenant.id);
     if (node.holdCount > 0) return;
     // Nobody holds it, so nobody holds anything below it: it is a leaf.
     const parent = node.parent as TreeNode;
-    parent.removeChild(node);
-    node.parent = undefined;
     this.nodes--;
     this.countLabel(node, -1);
+    this.edges.detach(parent.id, node.id);
+    this.edges.remove(node.id);
+    node.parent = undefined;
   }
 
   private countLabel(node: TreeNode, sign: 1 | -1): void {
-    this.chars += sign * node.label.length;
-    this.labelBytes += sign * node.label.length * (node.wide ? 2 : 1);
+    const length = this.labelOf(node).length;
+    this.chars += sign * length;
+    this.labelBytes += sign * length * (node.wide ? 2 : 1);
   }
 }

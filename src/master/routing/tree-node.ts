@@ -1,5 +1,5 @@
-// A node of the prefix tree: its edge label, its children by first character and the holds of the workers believed
-// to hold its prefix, each kept inline while there is one (the common case) and in a map when there are several.
+// A node of the prefix tree: the holds of the workers believed to hold its prefix, each kept inline while there is one
+// (the common case) and in a map when there are several. Its label and children are in the tree's Edges (edges.ts).
 import type { Hold } from "./holds.js";
 
 /** The workers believed to hold one step of a path's prefix. */
@@ -14,22 +14,13 @@ export class TreeNode implements Holders {
    * a conversation), several in a map by worker id.
    */
   private tenancy: Hold<TreeNode> | Map<string, Hold<TreeNode>> | undefined;
-  /**
-   * Its children by their label's first character: a lone child inline (as most are along a conversation, which
-   * saves a map and its memory reads at each step of a walk), several in a map.
-   */
-  private kids: TreeNode | Map<number, TreeNode> | undefined;
-
   constructor(
-    /** The edge from the parent; a flat copy, never a slice of a prompt (a slice would keep the whole prompt alive). */
-    public label: string,
+    /** Its number in the tree's Edges, which keep its label and its children. */
+    readonly id: number,
     public parent: TreeNode | undefined,
+    /** Whether its label has a character outside Latin-1 (two bytes each in V8). */
     public wide: boolean,
   ) {}
-
-  get isLeaf(): boolean {
-    return this.kids === undefined;
-  }
 
   get holdCount(): number {
     const tenancy = this.tenancy;
@@ -80,30 +71,5 @@ export class TreeNode implements Holders {
       }
     }
     return false;
-  }
-
-  child(code: number): TreeNode | undefined {
-    const kids = this.kids;
-    if (kids instanceof Map) return kids.get(code);
-    return kids !== undefined && kids.label.charCodeAt(0) === code ? kids : undefined;
-  }
-
-  /** Adds `node`, or puts it in place of the child starting with the same character. */
-  setChild(node: TreeNode): void {
-    const kids = this.kids;
-    const code = node.label.charCodeAt(0);
-    if (kids instanceof Map) kids.set(code, node);
-    else if (kids === undefined || kids.label.charCodeAt(0) === code) this.kids = node;
-    else this.kids = new Map([[kids.label.charCodeAt(0), kids], [code, node]]);
-  }
-
-  removeChild(node: TreeNode): void {
-    const kids = this.kids;
-    if (kids === node) {
-      this.kids = undefined;
-    } else if (kids instanceof Map) {
-      kids.delete(node.label.charCodeAt(0));
-      if (kids.size === 1) this.kids = kids.values().next().value;
-    }
   }
 }
