@@ -7,7 +7,7 @@ import { CacheAwarePolicy, type RemoteCacheHints } from "../src/master/routing/c
 import { createPolicy, POLICY_NAMES, type Candidates, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { PowerOfTwoPolicy } from "../src/master/routing/power-of-two.js";
 import { sharedLength } from "../src/master/routing/labels.js";
-import { PrefixTree } from "../src/master/routing/prefix-tree.js";
+import { type Holders, PrefixTree } from "../src/master/routing/prefix-tree.js";
 import { SessionPolicy } from "../src/master/routing/session.js";
 
 class FakeWorker implements RoutableWorker {
@@ -299,6 +299,26 @@ describe("prefix tree", () => {
         // the freed node numbers are taken again
         for (const [t, w] of inserts) tree.insert(`${t}!`, w);
         for (const [q] of inserts) expect(tree.matchLengths(`${q}!`)).toEqual(bruteMatch(inserts.map(([t, w]) => [`${t}!`, w] as [string, string]), `${q}!`));
+      }),
+    );
+  });
+
+  it("walks as far as needed: each step's holders as a full walk's, its depth the same below `needed` (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(text, worker), { maxLength: 30 }), text, fc.integer({ min: 0, max: 30 }), (inserts, query, needed) => {
+        const tree = new PrefixTree({ maxBytes: Number.POSITIVE_INFINITY });
+        for (const [t, w] of inserts) tree.insert(t, w);
+        const steps = (path: ReturnType<PrefixTree["walk"]>) =>
+          Array.from({ length: path.length }, (_, i) => ({ depth: path.depths[i] as number, holders: [...(path.holders[i] as Holders).holderIds()].sort() }));
+        const full = steps(tree.walk(query));
+        const bounded = steps(tree.walk(query, needed));
+        expect(bounded.map((step) => step.holders)).toEqual(full.map((step) => step.holders));
+        for (const [i, step] of bounded.entries()) {
+          const exact = (full[i] as { depth: number }).depth;
+          if (exact < needed) expect(step.depth).toBe(exact);
+          else expect(step.depth).toBeGreaterThanOrEqual(needed);
+          expect(step.depth).toBeLessThanOrEqual(exact);
+        }
       }),
     );
   });

@@ -74,8 +74,8 @@ export class CacheAwarePolicy implements RoutingPolicy {
   pick<W extends RoutableWorker>(task: RoutedTask, candidates: Candidates<W>): Decision<W> | undefined {
     const least = candidates.leastLoaded();
     if (least === undefined) return undefined;
-    const path = this.tree.walk(task.text);
     const enough = this.cacheThreshold * task.text.length;
+    const path = this.tree.walk(task.text, Math.ceil(enough));
     let budget = SCAN_BUDGET;
     let busier = false;
     for (let step = path.length - 1; step >= 0 && (path.depths[step] as number) >= enough; step--) {

@@ -66,8 +66,12 @@ export class PrefixTree {
 
   constructor(private readonly options: PrefixTreeOptions) {}
 
-  /** Walks `text` down the tree once (see MatchPath). */
-  walk(text: string): MatchPath {
+  /**
+   * Walks `text` down the tree once (see MatchPath). With `needed`, the last step's depth is exact only below
+   * `needed`: a leaf's label is compared only until the text's first `needed` characters are known to match, since
+   * nothing lies below it (a decision asks whether a step holds enough of the prompt, not how much more).
+   */
+  walk(text: string, needed = text.length): MatchPath {
     const path = this.path;
     path.length = 0;
     const edges = this.edges;
@@ -78,6 +82,14 @@ export class PrefixTree {
       const child = edges.child(node, text.charCodeAt(pos));
       if (child < 0) break;
       const label = edges.labels[child] as string;
+      if (pos + label.length > needed && edges.isLeaf(child)) {
+        const span = Math.max(needed - pos, 1);
+        const enough = holdsAt(text, label.substring(0, span), pos);
+        path.depths[path.length] = enough ? pos + span : pos + sharedLength(label, text, pos);
+        path.holders[path.length] = edges.nodes[child] as TreeNode;
+        path.length++;
+        break;
+      }
       const whole = holdsAt(text, label, pos);
       pos += whole ? label.length : sharedLength(label, text, pos);
       path.depths[path.length] = pos;
