@@ -79,16 +79,25 @@ export class CacheAwarePolicy implements RoutingPolicy {
     let budget = SCAN_BUDGET;
     let busier = false;
     for (let step = path.length - 1; step >= 0 && (path.depths[step] as number) >= enough; step--) {
-      const holders = path.holders[step] as Holders;
-      if (holders.holds(least.id)) return { worker: least, reason: "cache_hit" };
+      const sole = path.sole[step];
       let best: W | undefined;
-      for (const id of holders.holderIds()) {
-        if (budget-- <= 0) break;
-        const worker = candidates.get(id);
-        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
-          best = worker;
-          // As idle as the least-loaded worker: no holder can be less loaded (the same choice as scanning on).
-          if (worker.load <= least.load) break;
+      if (sole !== undefined) {
+        // One holder (most deep steps): known without reading the step's node.
+        if (sole === least.id) return { worker: least, reason: "cache_hit" };
+        budget--;
+        const worker = candidates.get(sole);
+        if (worker?.hasCapacity) best = worker;
+      } else {
+        const holders = path.holders[step] as Holders;
+        if (holders.holds(least.id)) return { worker: least, reason: "cache_hit" };
+        for (const id of holders.holderIds()) {
+          if (budget-- <= 0) break;
+          const worker = candidates.get(id);
+          if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
+            best = worker;
+            // As idle as the least-loaded worker: no holder can be less loaded (the same choice as scanning on).
+            if (worker.load <= least.load) break;
+          }
         }
       }
       if (best === undefined) continue;

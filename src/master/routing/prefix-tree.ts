@@ -40,16 +40,20 @@ export interface PrefixTreeStats {
 /**
  * The path of a text through the tree, from the root down: at step i the text's first `depths[i]` characters are held
  * by every worker in `holders[i]`, and a deeper step has no holder a shallower one lacks (a worker holding a
- * prefix holds its prefixes). Valid until the tree next changes or walks.
+ * prefix holds its prefixes). `sole[i]` is the worker holding step i when only one does (as most deep steps are: a
+ * conversation's), read without touching the step's node. Valid until the tree next changes or walks.
  */
 export class MatchPath {
   length = 0;
   readonly depths: number[] = [];
   readonly holders: Holders[] = [];
+  readonly sole: (string | undefined)[] = [];
 }
 
 export class PrefixTree {
   private readonly edges = new Edges<TreeNode>();
+  /** By node number: the worker holding the node when only one does (kept beside the edges, for the same reason). */
+  private readonly soleHolders: (string | undefined)[] = [];
   private readonly root = this.newNode("", undefined, false);
   private readonly tenants = new Map<string, Tenant<TreeNode>>();
   /** Every hold, least recently used first. */
@@ -87,6 +91,7 @@ export class PrefixTree {
         const enough = holdsAt(text, label.substring(0, span), pos);
         path.depths[path.length] = enough ? pos + span : pos + sharedLength(label, text, pos);
         path.holders[path.length] = edges.nodes[child] as TreeNode;
+        path.sole[path.length] = this.soleHolders[child];
         path.length++;
         break;
       }
@@ -94,6 +99,7 @@ export class PrefixTree {
       pos += whole ? label.length : sharedLength(label, text, pos);
       path.depths[path.length] = pos;
       path.holders[path.length] = edges.nodes[child] as TreeNode;
+      path.sole[path.length] = this.soleHolders[child];
       path.length++;
       if (!whole) break;
       node = child;
@@ -223,6 +229,7 @@ export class PrefixTree {
       // Just after the hold below it: newer than that one, older than the holds above it, as `insert` keeps them.
       const hold = below.tenant.add(mid, below);
       if (mid.addHold(hold)) this.sharedNodes++;
+      this.soleHolders[mid.id] = mid.soleHolder();
       this.recency.insertAfter(hold, below);
       this.holds++;
     }
@@ -242,6 +249,7 @@ export class PrefixTree {
     const created = tenant.add(node, undefined);
     tenant.chars += this.labelOf(node).length;
     if (node.addHold(created)) this.sharedNodes++;
+    this.soleHolders[node.id] = node.soleHolder();
     this.recency.append(created);
     this.holds++;
     return true;
@@ -264,6 +272,7 @@ export class PrefixTree {
     tenant.own.remove(hold);
     this.recency.remove(hold);
     if (node.removeHold(hold)) this.sharedNodes--;
+    this.soleHolders[node.id] = node.soleHolder();
     tenant.chars -= this.labelOf(node).length;
     this.holds--;
     this.prompts -= hold.prompts;

@@ -37,6 +37,12 @@ export class TreeNode implements Holders {
     return this.holdOf(workerId) !== undefined;
   }
 
+  /** The worker holding this node when only one does. */
+  soleHolder(): string | undefined {
+    const tenancy = this.tenancy;
+    return tenancy instanceof Map ? undefined : tenancy?.tenant.id;
+  }
+
   holderIds(): Iterable<string> {
     const tenancy = this.tenancy;
     if (tenancy instanceof Map) return tenancy.keys();
