@@ -6,6 +6,7 @@ import { blockHashes } from "../src/master/routing/block-hashes.js";
 import { CacheAwarePolicy, type RemoteCacheHints } from "../src/master/routing/cache-aware.js";
 import { createPolicy, POLICY_NAMES, type Candidates, type RoutableWorker, type RoutedTask, type RoutingPolicy } from "../src/master/routing/index.js";
 import { PowerOfTwoPolicy } from "../src/master/routing/power-of-two.js";
+import { Edges } from "../src/master/routing/edges.js";
 import { sharedLength } from "../src/master/routing/labels.js";
 import { type Holders, PrefixTree } from "../src/master/routing/prefix-tree.js";
 import { SessionPolicy } from "../src/master/routing/session.js";
@@ -372,6 +373,42 @@ describe("prefix tree", () => {
     expect(tree.matchLengths(p2).get("w0")).toBeUndefined();
     expect(tree.matchLengths(p3).get("w0")).toBe(100);
     expect(tree.stats().prompts).toBe(2);
+  });
+});
+
+describe("prefix tree edges", () => {
+  it("finds every child by its parent and first character as edges come and go, past many resizes (property, against a map)", () => {
+    // ops: attach a new node (parent index, first character) or detach an existing edge (index)
+    const op = fc.oneof(fc.tuple(fc.constant("attach" as const), fc.nat(), fc.integer({ min: 0, max: 40 })), fc.tuple(fc.constant("detach" as const), fc.nat(), fc.constant(0)));
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 400 }), (ops) => {
+        const edges = new Edges<string>();
+        const root = edges.add("");
+        const nodes = [root];
+        const reference = new Map<string, number>(); // "parent/code" -> child
+        for (const [kind, a, code] of ops) {
+          if (kind === "attach") {
+            const parent = nodes[a % nodes.length] as number;
+            if (reference.has(`${parent}/${code}`)) continue;
+            const child = edges.add(String.fromCharCode(code) + "label");
+            edges.attach(parent, child);
+            nodes.push(child);
+            reference.set(`${parent}/${code}`, child);
+          } else if (reference.size > 0) {
+            const [key, child] = [...reference][a % reference.size] as [string, number];
+            if (!edges.isLeaf(child)) continue;
+            edges.detach(Number(key.split("/")[0]), child);
+            reference.delete(key);
+            nodes.splice(nodes.indexOf(child), 1);
+            edges.remove(child);
+          }
+        }
+        for (const parent of nodes) {
+          for (let code = 0; code <= 40; code++) expect(edges.child(parent, code)).toBe(reference.get(`${parent}/${code}`) ?? -1);
+          expect(edges.isLeaf(parent)).toBe(![...reference.keys()].some((key) => key.startsWith(`${parent}/`)));
+        }
+      }),
+    );
   });
 });
 

@@ -1,36 +1,33 @@
-// The prefix tree's edges, kept apart from its nodes: by node number, each node's label and its links to its parent's
-// other children, in typed arrays and two plain arrays. A walk down the tree then reads its few hot arrays and the
-// labels, and no node object or map: those lie scattered over a heap of hundreds of megabytes, where each one read
-// cold costs a cache and a TLB miss (about 0.2 µs measured here; a walk made ten or more of them).
+// The prefix tree's edges, kept apart from its nodes: by node number, each node's label, and one hash table in a
+// typed array from (node, first character) to child. A walk down the tree then reads that table, the labels and
+// nothing else: node objects and maps lie scattered over a heap of hundreds of megabytes, where each one read cold
+// costs a cache and a TLB miss (0.2–0.5 µs measured here; a walk made ten or more of them).
 
-/** Nodes with more children than this also have a map of them by first character (a list is scanned below it). */
-const MAP_ABOVE = 16;
-const NONE = -1;
+const EMPTY = -1;
+/** Int32s per slot of the table: parent, code, child. */
+const SLOT = 3;
 
 export class Edges<N> {
   /** By node number: the node, and its label (the edge from its parent). */
   readonly nodes: (N | undefined)[] = [];
   readonly labels: string[] = [];
-  private firstChild = new Int32Array(64).fill(NONE);
-  private nextSibling = new Int32Array(64).fill(NONE);
-  private previousSibling = new Int32Array(64).fill(NONE);
   private childCount = new Int32Array(64);
-  /** Its label's first character. */
-  private code = new Uint16Array(64);
-  /** The children by first character of the nodes with more than MAP_ABOVE of them. */
-  private readonly maps = new Map<number, Map<number, number>>();
+  /** Open addressing with linear probing; a slot whose parent is EMPTY is free. Kept at most half full. */
+  private table = new Int32Array(64 * SLOT).fill(EMPTY);
+  private mask = 63;
+  private edges = 0;
   private readonly free: number[] = [];
   private used = 0;
 
   /** A number for a new node with no parent and no children yet (its caller puts the node in `nodes`). */
   add(label: string): number {
     const id = this.free.pop() ?? this.used++;
-    if (id >= this.code.length) this.grow();
+    if (id >= this.childCount.length) {
+      const counts = new Int32Array(this.childCount.length * 2);
+      counts.set(this.childCount);
+      this.childCount = counts;
+    }
     this.labels[id] = label;
-    this.code[id] = label.charCodeAt(0);
-    this.firstChild[id] = NONE;
-    this.nextSibling[id] = NONE;
-    this.previousSibling[id] = NONE;
     this.childCount[id] = 0;
     return id;
   }
@@ -44,73 +41,74 @@ export class Edges<N> {
 
   /** `id`'s child whose label starts with `code`, or -1. */
   child(id: number, code: number): number {
-    if (this.childCount[id] as number > MAP_ABOVE) return (this.maps.get(id) as Map<number, number>).get(code) ?? NONE;
-    let child = this.firstChild[id] as number;
-    while (child !== NONE && this.code[child] !== code) child = this.nextSibling[child] as number;
-    return child;
+    const table = this.table;
+    for (let slot = home(id, code) & this.mask; ; slot = (slot + 1) & this.mask) {
+      const at = slot * SLOT;
+      const parent = table[at] as number;
+      if (parent === EMPTY) return EMPTY;
+      if (parent === id && table[at + 1] === code) return table[at + 2] as number;
+    }
   }
 
   isLeaf(id: number): boolean {
-    return this.firstChild[id] === NONE;
+    return this.childCount[id] === 0;
   }
 
   /** A new label for `id`: one with the same first character, or for a node with no parent. */
   relabel(id: number, label: string): void {
     this.labels[id] = label;
-    this.code[id] = label.charCodeAt(0);
   }
 
   /** Makes `child` (with no parent) a child of `parent`, which has none starting with the same character. */
   attach(parent: number, child: number): void {
-    const first = this.firstChild[parent] as number;
-    this.nextSibling[child] = first;
-    this.previousSibling[child] = NONE;
-    if (first !== NONE) this.previousSibling[first] = child;
-    this.firstChild[parent] = child;
-    const count = (this.childCount[parent] as number) + 1;
-    this.childCount[parent] = count;
-    const map = this.maps.get(parent);
-    if (map) map.set(this.code[child] as number, child);
-    else if (count > MAP_ABOVE) this.maps.set(parent, this.mapOf(parent));
+    if ((this.edges + 1) * 2 > this.mask + 1) this.resize((this.mask + 1) * 2);
+    this.put(parent, (this.labels[child] as string).charCodeAt(0), child);
+    this.edges++;
+    this.childCount[parent] = (this.childCount[parent] as number) + 1;
   }
 
   /** Takes `child` from `parent`'s children. */
   detach(parent: number, child: number): void {
-    const previous = this.previousSibling[child] as number;
-    const next = this.nextSibling[child] as number;
-    if (previous === NONE) this.firstChild[parent] = next;
-    else this.nextSibling[previous] = next;
-    if (next !== NONE) this.previousSibling[next] = previous;
-    this.nextSibling[child] = NONE;
-    this.previousSibling[child] = NONE;
-    const count = (this.childCount[parent] as number) - 1;
-    this.childCount[parent] = count;
-    const map = this.maps.get(parent);
-    if (map && count > MAP_ABOVE) map.delete(this.code[child] as number);
-    else if (map) this.maps.delete(parent);
-  }
-
-  private mapOf(parent: number): Map<number, number> {
-    const map = new Map<number, number>();
-    for (let child = this.firstChild[parent] as number; child !== NONE; child = this.nextSibling[child] as number) {
-      map.set(this.code[child] as number, child);
+    const table = this.table;
+    const code = (this.labels[child] as string).charCodeAt(0);
+    let slot = home(parent, code) & this.mask;
+    while (!(table[slot * SLOT] === parent && table[slot * SLOT + 1] === code)) slot = (slot + 1) & this.mask;
+    // Backward shift: a later slot of the same run moves into the hole unless its home lies after the hole.
+    for (let next = (slot + 1) & this.mask; table[next * SLOT] !== EMPTY; next = (next + 1) & this.mask) {
+      const at = next * SLOT;
+      const from = home(table[at] as number, table[at + 1] as number) & this.mask;
+      if (((next - from) & this.mask) >= ((next - slot) & this.mask)) {
+        table.copyWithin(slot * SLOT, at, at + SLOT);
+        slot = next;
+      }
     }
-    return map;
+    table[slot * SLOT] = EMPTY;
+    this.edges--;
+    this.childCount[parent] = (this.childCount[parent] as number) - 1;
   }
 
-  private grow(): void {
-    const size = this.code.length * 2;
-    const widen = (old: Int32Array, fill: number) => {
-      const array = new Int32Array(size).fill(fill);
-      array.set(old);
-      return array;
-    };
-    this.firstChild = widen(this.firstChild, NONE);
-    this.nextSibling = widen(this.nextSibling, NONE);
-    this.previousSibling = widen(this.previousSibling, NONE);
-    this.childCount = widen(this.childCount, 0);
-    const code = new Uint16Array(size);
-    code.set(this.code);
-    this.code = code;
+  private put(parent: number, code: number, child: number): void {
+    const table = this.table;
+    let slot = home(parent, code) & this.mask;
+    while (table[slot * SLOT] !== EMPTY) slot = (slot + 1) & this.mask;
+    table[slot * SLOT] = parent;
+    table[slot * SLOT + 1] = code;
+    table[slot * SLOT + 2] = child;
   }
+
+  private resize(slots: number): void {
+    const old = this.table;
+    this.table = new Int32Array(slots * SLOT).fill(EMPTY);
+    this.mask = slots - 1;
+    for (let at = 0; at < old.length; at += SLOT) {
+      if (old[at] !== EMPTY) this.put(old[at] as number, old[at + 1] as number, old[at + 2] as number);
+    }
+  }
+}
+
+/** Where (parent, code) is looked for first, before the mask. */
+function home(parent: number, code: number): number {
+  let h = Math.imul(parent, 0x9e3779b1) ^ code;
+  h = Math.imul(h ^ (h >>> 15), 0x85ebca6b);
+  return h ^ (h >>> 13);
 }
