@@ -86,22 +86,15 @@ export class PrefixTree {
       const child = edges.child(node, text.charCodeAt(pos));
       if (child < 0) break;
       const label = edges.labels[child] as string;
-      if (pos + label.length > needed && edges.isLeaf(child)) {
-        const span = Math.max(needed - pos, 1);
-        const enough = holdsAt(text, label.substring(0, span), pos);
-        path.depths[path.length] = enough ? pos + span : pos + sharedLength(label, text, pos);
-        path.holders[path.length] = edges.nodes[child] as TreeNode;
-        path.sole[path.length] = this.soleHolders[child];
-        path.length++;
-        break;
-      }
-      const whole = holdsAt(text, label, pos);
-      pos += whole ? label.length : sharedLength(label, text, pos);
-      path.depths[path.length] = pos;
+      // A leaf's label (nothing lies below it) is compared only as far as `needed` asks.
+      const span = pos + label.length > needed && edges.isLeaf(child) ? Math.max(needed - pos, 1) : label.length;
+      const matched = holdsAt(text, span < label.length ? label.substring(0, span) : label, pos) ? span : sharedLength(label, text, pos);
+      path.depths[path.length] = pos + matched;
       path.holders[path.length] = edges.nodes[child] as TreeNode;
       path.sole[path.length] = this.soleHolders[child];
       path.length++;
-      if (!whole) break;
+      if (matched < label.length) break;
+      pos += matched;
       node = child;
     }
     return path;
@@ -180,6 +173,7 @@ export class PrefixTree {
   private newNode(label: string, parent: TreeNode | undefined, wide: boolean): TreeNode {
     const node = new TreeNode(this.edges.add(label), parent, wide);
     this.edges.nodes[node.id] = node;
+    this.soleHolders[node.id] = undefined;
     return node;
   }
 
