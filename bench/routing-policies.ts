@@ -16,7 +16,7 @@ const SLOTS = 8;
  * start from one and grow a turn at a time (a user message of 80–600 characters, a reply of 200–1,500): turn k's
  * prompt is the system prompt and the first k turns, so a conversation's prompts share their prefixes.
  */
-class ChatTraffic {
+export class ChatTraffic {
   private readonly systems: string[];
 
   constructor() {
@@ -58,7 +58,7 @@ class BenchWorker implements RoutableWorker {
 }
 
 /** 1,000 workers with random (fixed) loads; the least-loaded one found once, as the registry keeps it in O(1). */
-class BenchCandidates implements Candidates<BenchWorker> {
+export class BenchCandidates implements Candidates<BenchWorker> {
   private readonly byId = new Map<string, BenchWorker>();
   private readonly least: BenchWorker | undefined;
 
