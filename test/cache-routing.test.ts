@@ -19,7 +19,7 @@ afterEach(async () => {
 });
 
 async function cluster(routing: "cache-aware" | "session", count: number, options: Parameters<typeof startSimWorker>[1] = {}) {
-  coordinator = await startTestCoordinator({ routing });
+  coordinator = await startTestCoordinator({ routing, heartbeatMs: 200 });
   for (let i = 0; i < count; i++) workers.push(await startSimWorker(coordinator, { name: `w${i}`, tokensPerSecond: 0, promptCacheTokens: 100_000, ...options }));
   return { coordinator, client: openaiClient(coordinator) };
 }
@@ -57,16 +57,34 @@ describe("cache-aware routing", () => {
     const conversations = await converse(head, client, ["rivers", "mountains", "deserts", "forests"], 5);
 
     for (const placed of conversations) expect(new Set(placed).size, JSON.stringify(conversations)).toBe(1);
-    const view = head.master.snapshot();
+    // GET /v1/cluster shows the policy and its tree, and each worker's cache: what it holds and what it reused.
+    type View = ReturnType<typeof head.master.snapshot>;
+    const clusterView = async () => (await (await fetch(`${head.url}/v1/cluster`)).json()) as View;
+    // (what a worker's cache holds comes with its heartbeats)
+    await expect.poll(async () => (await clusterView()).workers.every((w) => w.cache.promptTokens === 0 || w.cache.models.length > 0), { timeout: 10_000 }).toBe(true);
+    const view = await clusterView();
     expect(view.models[0]?.routing).toMatchObject({ policy: "cache-aware" });
     expect(view.models[0]?.routing?.entries).toBeGreaterThan(0);
+    const busy = view.workers.filter((w) => w.cache.promptTokens > 0);
+    expect(busy.length).toBeGreaterThan(0);
+    for (const w of busy) {
+      expect(w.cache.models).toEqual([expect.objectContaining({ model: "simulator", sequences: expect.any(Number), tokens: expect.any(Number) })]);
+      expect(w.cache.models[0]?.tokens).toBeGreaterThan(0);
+      expect(w.cache.hitRatio).toBeCloseTo(w.cache.cachedTokens / w.cache.promptTokens, 10);
+    }
     const cached = view.workers.reduce((sum, w) => sum + w.cache.cachedTokens, 0);
     const prompt = view.workers.reduce((sum, w) => sum + w.cache.promptTokens, 0);
     // Every turn after the first finds the conversation so far in its worker's cache.
     expect(cached / prompt).toBeGreaterThan(0.5);
+    // /metrics: decisions by policy and reason, and per model and worker the cached and prompt tokens (their ratio
+    // is the hit ratio), agreeing with the view.
     const metrics = await (await fetch(`${head.url}/metrics`)).text();
     expect(metrics).toMatch(/coordinator_routing_decisions_total\{model="simulator",policy="cache-aware",reason="cache_hit"\} 16/);
-    expect(metrics).toMatch(/coordinator_cached_prompt_tokens_total\{model="simulator",worker="w\d"\} \d+/);
+    const series = (name: string, worker: string) => Number(metrics.match(new RegExp(`^${name}\\{model="simulator",worker="${worker}"\\} (\\d+)`, "m"))?.[1]);
+    for (const w of busy) {
+      expect(series("coordinator_cached_prompt_tokens_total", w.name)).toBe(w.cache.cachedTokens);
+      expect(series("coordinator_prompt_tokens_total", w.name)).toBe(w.cache.promptTokens);
+    }
   });
 
   it("sends a turn elsewhere when the worker holding its prefix is much busier, and forgets a worker that leaves", async () => {

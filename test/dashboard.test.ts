@@ -30,7 +30,7 @@ describe("dashboard in a real browser", () => {
     // kept busy by background streams (two running, one queued), so the page has something live to show,
     coordinator = await startTestCoordinator();
     const port = coordinator.port;
-    workers.push(await startSimWorker(coordinator, { name: "gpu-box-a", maxConcurrency: 4, tokensPerSecond: 60 }));
+    workers.push(await startSimWorker(coordinator, { name: "gpu-box-a", maxConcurrency: 4, tokensPerSecond: 60, promptCacheTokens: 100_000 }));
     workers.push(
       await startSimWorker(coordinator, { name: "mac-studio-b", models: ["qwen3-8b"], maxConcurrency: 2, tokensPerSecond: 40, replyTokens: 2_000 }),
     );
@@ -67,6 +67,23 @@ describe("dashboard in a real browser", () => {
     expect(answer).not.toContain("The user wrote");
     expect(answer).not.toContain("<think>");
     expect(await page.locator("#reasoning-box").isVisible()).toBe(true);
+
+    // the conversation's next turn reads its start from gpu-box-a's prompt cache, and its card says so;
+    const nextTurn = await fetch(`${coordinator.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "simulator",
+        messages: [
+          { role: "user", content: "Hello cluster, how are you today?" },
+          { role: "assistant", content: answer },
+          { role: "user", content: "And tomorrow?" },
+        ],
+      }),
+    });
+    const reused = ((await nextTurn.json()) as { usage: { prompt_tokens_details?: { cached_tokens?: number } } }).usage.prompt_tokens_details?.cached_tokens;
+    expect(reused).toBeGreaterThan(0);
+    await expect.poll(async () => (await card("gpu-box-a").textContent()) ?? "").toMatch(/cache [\d,.]+[kM]? tokens, [1-9]\d*% of prompt tokens reused/);
 
     // the finished request shows in the request list beside the live ones and the queue; the screenshot is taken
     // with everything on it;
