@@ -197,6 +197,30 @@ describe("the coordinator command", () => {
     }
   });
 
+  it("routes each model by its own policy with --model-routing or COORDINATOR_MODEL_ROUTING, over --routing; refuses an unknown policy", async () => {
+    const policyOf = async (api: string) => {
+      const view = (await (await fetch(`${api.replace(/\/v1$/, "")}/v1/cluster`)).json()) as { models: Array<{ id: string; routing: { policy: string } | null }> };
+      return view.models.find((m) => m.id === "simulator")?.routing?.policy;
+    };
+    const base = ["--demo", "--host", "127.0.0.1", "--port", "0", "--log-level", "warn"];
+    const byFlag = start([...base, "--routing", "session", "--model-routing", "other=power-of-two", "--model-routing", "simulator=cache-aware"]);
+    const byEnv = start(base, { COORDINATOR_ROUTING: "session", COORDINATOR_MODEL_ROUTING: "other=cache-aware, simulator=power-of-two" });
+    const byDefault = start([...base, "--routing", "session"]);
+    const unknown = start([...base, "--model-routing", "simulator=fastest"]);
+
+    for (const [coordinator, policy] of [[byFlag, "cache-aware"], [byEnv, "power-of-two"], [byDefault, "session"]] as const) {
+      const [, api] = await coordinator.waitFor(/API:\s+(http:\/\/\S+\/v1)/);
+      const completion = await clientFor(api as string).chat.completions.create({ model: "simulator", messages });
+      expect(completion.choices[0]?.finish_reason).toBe("stop");
+      // (a model's policy is made when its first task is routed)
+      expect(await policyOf(api as string)).toBe(policy);
+      coordinator.child.kill("SIGTERM");
+      expect((await coordinator.exited).code).toBe(0);
+    }
+    expect((await unknown.exited).code).toBe(2);
+    expect(unknown.output()).toMatch(/--model-routing: expected MODEL=POLICY, POLICY one of least-loaded, power-of-two, session, cache-aware/);
+  });
+
   it("rejects an unknown flag and a bad value with exit code 2 and the reason", async () => {
     const unknown = start(["--frobnicate"]);
     const badValue = start(["--reasoning", "loud"]);
