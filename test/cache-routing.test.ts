@@ -29,7 +29,7 @@ async function cluster(routing: "cache-aware" | "session", count: number, option
  * Runs conversations turn by turn, one request at a time (turn 1 of each, then turn 2 of each, …), each with its own
  * system prompt; returns, per conversation, the worker each turn ran on (by the master's assignments).
  */
-async function converse(head: RunningCoordinator, client: OpenAI, topics: string[], turns: number, session = false): Promise<string[][]> {
+async function converse(head: RunningCoordinator, client: OpenAI, topics: string[], turns: number, session?: "X-Session-Id" | "prompt_cache_key" | "user"): Promise<string[][]> {
   const ranOn = new Map<string, string>();
   const unobserve = head.master.observers.add({ taskAssigned: (task, worker) => ranOn.set(task.request.messages.at(-1)?.content ?? "", worker.name) });
   const conversations = topics.map((topic): Turn[] => [{ role: "system", content: `You are an expert on ${topic}. `.repeat(20) }]);
@@ -39,8 +39,10 @@ async function converse(head: RunningCoordinator, client: OpenAI, topics: string
       for (const [i, messages] of conversations.entries()) {
         const question = `Tell me about ${topics[i]}, part ${turn}.`;
         messages.push({ role: "user", content: question });
-        const headers = session ? { "X-Session-Id": `session-${topics[i]}` } : {};
-        const reply = await client.chat.completions.create({ model: "simulator", messages }, { headers });
+        const key = `session-${topics[i]}`;
+        const headers = session === "X-Session-Id" ? { "X-Session-Id": key } : {};
+        const keyed = session === "prompt_cache_key" ? { prompt_cache_key: key } : session === "user" ? { user: key } : {};
+        const reply = await client.chat.completions.create({ model: "simulator", messages, ...keyed }, { headers });
         placed[i]?.push(ranOn.get(question) ?? "?");
         messages.push({ role: "assistant", content: reply.choices[0]?.message.content ?? "" });
       }
@@ -147,11 +149,15 @@ describe("cache-aware routing", () => {
 });
 
 describe("session routing", () => {
-  it("keeps a session on one worker by X-Session-Id, and different sessions spread", async () => {
+  it("keeps a session on one worker by X-Session-Id, prompt_cache_key or user, and different sessions spread", async () => {
     const { client, coordinator: head } = await cluster("session", 3, { promptCacheTokens: 0 });
-    const sessions = await converse(head, client, ["a", "b", "c", "d", "e", "f", "g", "h"], 3, true);
+    for (const key of ["X-Session-Id", "prompt_cache_key", "user"] as const) {
+      const sessions = await converse(head, client, ["a", "b", "c", "d", "e", "f", "g", "h"], 3, key);
 
-    for (const placed of sessions) expect(new Set(placed).size).toBe(1);
-    expect(new Set(sessions.map((placed) => placed[0])).size).toBeGreaterThan(1);
+      for (const placed of sessions) expect(new Set(placed).size, `${key}: ${JSON.stringify(sessions)}`).toBe(1);
+      expect(new Set(sessions.map((placed) => placed[0])).size, key).toBeGreaterThan(1);
+    }
+    const metrics = await (await fetch(`${head.url}/metrics`)).text();
+    expect(metrics).toMatch(/coordinator_routing_decisions_total\{model="simulator",policy="session",reason="session"\} 72/);
   });
 });
