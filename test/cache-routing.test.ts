@@ -82,10 +82,11 @@ describe("cache-aware routing", () => {
     // is the hit ratio), agreeing with the view.
     const metrics = await (await fetch(`${head.url}/metrics`)).text();
     expect(metrics).toMatch(/coordinator_routing_decisions_total\{model="simulator",policy="cache-aware",reason="cache_hit"\} 16/);
-    const series = (name: string, worker: string) => Number(metrics.match(new RegExp(`^${name}\\{model="simulator",worker="${worker}"\\} (\\d+)`, "m"))?.[1]);
+    const series = (name: string, worker: string) => Number(metrics.match(new RegExp(`^${name}\\{model="simulator",worker="${worker}"\\} ([\\d.e+-]+)`, "m"))?.[1]);
     for (const w of busy) {
       expect(series("coordinator_cached_prompt_tokens_total", w.name)).toBe(w.cache.cachedTokens);
       expect(series("coordinator_prompt_tokens_total", w.name)).toBe(w.cache.promptTokens);
+      expect(series("coordinator_cache_hit_ratio", w.name)).toBeCloseTo(w.cache.hitRatio, 6);
     }
   });
 
