@@ -72,7 +72,11 @@ export class Edges<N> {
     const table = this.table;
     const code = (this.labels[child] as string).charCodeAt(0);
     let slot = home(parent, code) & this.mask;
-    while (!(table[slot * SLOT] === parent && table[slot * SLOT + 1] === code)) slot = (slot + 1) & this.mask;
+    while (!(table[slot * SLOT] === parent && table[slot * SLOT + 1] === code)) {
+      // (a run ends at a free slot: an edge not there is a bug in the tree, better thrown than looped on)
+      if (table[slot * SLOT] === EMPTY) throw new Error(`no edge from node ${parent} by character ${code}`);
+      slot = (slot + 1) & this.mask;
+    }
     // Backward shift: a later slot of the same run moves into the hole unless its home lies after the hole.
     for (let next = (slot + 1) & this.mask; table[next * SLOT] !== EMPTY; next = (next + 1) & this.mask) {
       const at = next * SLOT;
