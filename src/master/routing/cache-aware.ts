@@ -55,6 +55,8 @@ export class CacheAwarePolicy implements RoutingPolicy {
   private readonly remote: RemoteCacheHints | undefined;
   /** The block hashes of the prompt being routed (reused: a decision allocates none). */
   private readonly hashes: number[] = [];
+  /** What is left of SCAN_BUDGET in the decision being made (by the tree's steps, then afresh by the hints'). */
+  private scanLeft = SCAN_BUDGET;
 
   constructor(options: CacheAwareOptions = {}) {
     this.cacheThreshold = options.cacheThreshold ?? CACHE_AWARE_DEFAULTS.cacheThreshold;
@@ -76,7 +78,7 @@ export class CacheAwarePolicy implements RoutingPolicy {
     if (least === undefined) return undefined;
     const enough = this.cacheThreshold * task.text.length;
     const path = this.tree.walk(task.text, Math.ceil(enough));
-    let budget = SCAN_BUDGET;
+    this.scanLeft = SCAN_BUDGET;
     let busier = false;
     for (let step = path.length - 1; step >= 0 && (path.depths[step] as number) >= enough; step--) {
       const sole = path.sole[step];
@@ -84,21 +86,12 @@ export class CacheAwarePolicy implements RoutingPolicy {
       if (sole !== undefined) {
         // One holder (most deep steps): known without reading the step's node.
         if (sole === least.id) return { worker: least, reason: "cache_hit" };
-        budget--;
-        const worker = candidates.get(sole);
+        const worker = this.scanLeft-- > 0 ? candidates.get(sole) : undefined;
         if (worker?.hasCapacity) best = worker;
       } else {
         const holders = path.holders[step] as Holders;
         if (holders.holds(least.id)) return { worker: least, reason: "cache_hit" };
-        for (const id of holders.holderIds()) {
-          if (budget-- <= 0) break;
-          const worker = candidates.get(id);
-          if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
-            best = worker;
-            // As idle as the least-loaded worker: no holder can be less loaded (the same choice as scanning on).
-            if (worker.load <= least.load) break;
-          }
-        }
+        best = this.leastLoadedHolder(holders.holderIds(), candidates, least);
       }
       if (best === undefined) continue;
       if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit" };
@@ -145,27 +138,37 @@ export class CacheAwarePolicy implements RoutingPolicy {
     const count = blockHashes(task.text, remote.blockChars, hashes, (hash) => remote.holders(task.model, hash) !== undefined);
     const enough = this.cacheThreshold * task.text.length;
     let named: Map<string, W> | undefined;
-    let budget = SCAN_BUDGET;
+    this.scanLeft = SCAN_BUDGET;
     let busier = false;
     for (let block = count - 1; block >= 0 && (block + 1) * remote.blockChars >= enough; block--) {
       const holders = remote.holders(task.model, hashes[block] as number);
       if (holders === undefined) continue;
       named ??= byName(candidates);
-      let best: W | undefined;
-      for (const name of holders) {
-        if (budget-- <= 0) break;
-        const worker = named.get(name);
-        if (worker === least) return { worker: least, reason: "cache_hit_remote" };
-        if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
-          best = worker;
-          if (worker.load <= least.load) break;
-        }
-      }
+      const best = this.leastLoadedHolder(holders, named, least);
       if (best === undefined) continue;
       if (!this.muchBusier(best, least)) return { worker: best, reason: "cache_hit_remote" };
       busier = true;
     }
     return busier ? { worker: least, reason: "balance" } : undefined;
+  }
+
+  /**
+   * The least-loaded worker with a free slot among `ids` (looked up in `workers`), looking at no more than what is left
+   * of the decision's SCAN_BUDGET: `least` itself as soon as it is found; and once one is as idle as `least`, no
+   * further (none can be less loaded, so the choice is the one a full look would make).
+   */
+  private leastLoadedHolder<W extends RoutableWorker>(ids: Iterable<string>, workers: { get(id: string): W | undefined }, least: W): W | undefined {
+    let best: W | undefined;
+    for (const id of ids) {
+      if (this.scanLeft-- <= 0) break;
+      const worker = workers.get(id);
+      if (worker === least) return least;
+      if (worker?.hasCapacity && (best === undefined || worker.load < best.load)) {
+        best = worker;
+        if (worker.load <= least.load) break;
+      }
+    }
+    return best;
   }
 
   private muchBusier(worker: RoutableWorker, least: RoutableWorker): boolean {
