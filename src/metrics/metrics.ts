@@ -52,13 +52,6 @@ export class CoordinatorMetrics implements MasterObserver {
     "Prompt tokens of finished tasks that their worker's engine reused from its cache (divide by coordinator_prompt_tokens_total for the hit ratio)",
     ["model", "worker"],
   );
-  private readonly cacheHitRatio = this.gauge(
-    "coordinator_cache_hit_ratio",
-    "Share of finished tasks' prompt tokens that their worker's engine reused from its cache, since the coordinator started (coordinator_cached_prompt_tokens_total over coordinator_prompt_tokens_total)",
-    ["model", "worker"],
-  );
-  /** The two counters' totals per model and worker, for the ratio (as many as the counters have series). */
-  private readonly promptTotals = new Map<string, { tokens: number; cached: number }>();
   private readonly routingDecisions = this.counter("coordinator_routing_decisions_total", "Workers chosen for tasks, by model, routing policy and reason", ["model", "policy", "reason"]);
   private readonly modelLoads = this.counter("coordinator_model_loads_total", "Model loads on workers that load on command, by outcome (started, loaded, failed)", ["model", "worker", "outcome"]);
   private readonly modelUnloads = this.counter("coordinator_model_unloads_total", "Model unloads, by cause (idle, evicted to make room, unplaced, abandoned when nobody waited)", ["model", "worker", "cause"]);
@@ -78,6 +71,23 @@ export class CoordinatorMetrics implements MasterObserver {
 
   constructor(private readonly master: Master) {
     const registry = this.registry;
+    const [promptTokens, cachedTokens] = [this.promptTokensIn, this.cachedTokensIn];
+    new Gauge({
+      name: "coordinator_cache_hit_ratio",
+      help: "Share of finished tasks' prompt tokens that their worker's engine reused from its cache, since the coordinator started (coordinator_cached_prompt_tokens_total over coordinator_prompt_tokens_total)",
+      labelNames: ["model", "worker"],
+      registers: [registry],
+      // Derived from the two counters at each scrape.
+      async collect() {
+        const seriesKey = (labels: Partial<Record<string, string | number>>) => `${labels.model}\u0000${labels.worker}`;
+        const [prompt, cached] = await Promise.all([promptTokens.get(), cachedTokens.get()]);
+        const cachedBy = new Map(cached.values.map((v) => [seriesKey(v.labels), v.value]));
+        this.reset();
+        for (const { labels, value } of prompt.values) {
+          if (value > 0) this.set({ model: String(labels.model), worker: String(labels.worker) }, (cachedBy.get(seriesKey(labels)) ?? 0) / value);
+        }
+      },
+    });
     new Gauge({
       name: "coordinator_queue_depth",
       help: "Tasks waiting in each served model's queue",
@@ -245,13 +255,6 @@ export class CoordinatorMetrics implements MasterObserver {
     const labels = { model: this.modelLabel(model), worker };
     if (tokens > 0) this.promptTokensIn.inc(labels, tokens);
     if (cached > 0) this.cachedTokensIn.inc(labels, cached);
-    if (tokens <= 0) return;
-    const key = `${labels.model}\u0000${worker}`;
-    const totals = this.promptTotals.get(key) ?? { tokens: 0, cached: 0 };
-    totals.tokens += tokens;
-    totals.cached += cached;
-    this.promptTotals.set(key, totals);
-    this.cacheHitRatio.set(labels, totals.cached / totals.tokens);
   }
 
   modelPlacement(notice: PlacementNotice): void {
