@@ -111,7 +111,9 @@ async function streamTurn(url: string, sessionId: string, messages: ChatMessage[
   let usage: Chunk["usage"];
   const onFrame = (frame: string) => {
     if (!frame.startsWith("data: {")) return;
-    const chunk = JSON.parse(frame.slice("data: ".length)) as Chunk;
+    const chunk = JSON.parse(frame.slice("data: ".length)) as Chunk & { error?: unknown };
+    // An error event mid-stream (e.g. a queue timeout on a loaded machine): say which, rather than fail on its shape.
+    if (chunk.error !== undefined) throw new Error(`session ${sessionId}: the stream ended with an error: ${frame}`);
     const delta = chunk.choices[0]?.delta;
     if (ttftMs === undefined && (delta?.content || delta?.reasoning_content)) ttftMs = performance.now() - sent;
     content += delta?.content ?? "";
